@@ -1,0 +1,31 @@
+# `make run` opens the workstation, `make test` runs the test suite.
+# Both create .venv with Python 3.12 on first use, and again when pyproject.toml changes.
+
+PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && python3.12 -c "" 2>/dev/null && echo python3.12 || \
+	ls -d $$HOME/.pyenv/versions/3.12*/bin/python3.12 /usr/bin/python3.12 /usr/local/bin/python3.12 2>/dev/null | head -n1)
+VENV := .venv
+STAMP := $(VENV)/.installed
+export MUJOCO_GL ?= egl
+export HF_HUB_OFFLINE ?= 1
+export HF_DATASETS_OFFLINE ?= 1
+
+.PHONY: run test lint bench clean-venv
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install python3.12 (lerobot 0.6 needs it) or run 'make PYTHON=/path/to/python3.12'"; exit 1; }
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip >/dev/null
+	$(VENV)/bin/python -m pip install -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/piper-ws
+
+test: $(STAMP)
+	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,42 @@
+"""`piper-ws`: with no command it opens the workstation window; otherwise it runs one
+headless command. Each command lives in `app/commands/<name>.py` with two functions,
+`add_arguments(parser)` and `run(args) -> int`, and keeps heavy imports inside `run`
+so that `piper-ws --help` and the window start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Add a command by adding a line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("app.commands.doctor", "check CAN ports, cameras, MuJoCo GL, GPUs and disk"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="piper-ws", description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--workspace", metavar="DIR", help="workspace root (default: $PIPER_WS_HOME or the checkout)"
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        command_parser = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module_name).add_arguments(command_parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command is None:
+        from app.gui.launch import launch_gui
+
+        return launch_gui(args)
+    module_name = COMMANDS[args.command][0]
+    return int(importlib.import_module(module_name).run(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Headless `piper-ws` commands, one module each (see app/cli.py)."""

@@ -1,0 +1,82 @@
+"""The workspace: where datasets, training runs, results and the hardware set-up live.
+
+Default root is the checkout (the folder holding `datasets/`); `PIPER_WS_HOME` or an
+explicit path moves it. Everything under it except `datasets/README.md` is git-ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ENV_VAR = "PIPER_WS_HOME"
+CONFIG_NAME = "workspace.json"
+
+
+def default_root() -> Path:
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "pyproject.toml").exists():
+        return checkout
+    return Path.cwd()
+
+
+@dataclass
+class HardwareConfig:
+    """Which physical things play which role; saved by the Station page, read by every command."""
+
+    backend: str = "sim"  # "sim" | "piper"
+    follower_port: str = "can0"
+    leader_port: str | None = None  # None: single bus (leader-follower linkage on follower_port)
+    cameras: dict[str, str] = field(default_factory=dict)  # role ("side"/"wrist") -> device path or index
+    operator: str = ""
+
+
+@dataclass
+class Workspace:
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path | None = None) -> Workspace:
+        ws = cls(Path(root).expanduser().resolve() if root else default_root().resolve())
+        ws.root.mkdir(parents=True, exist_ok=True)
+        ws.datasets_dir.mkdir(exist_ok=True)
+        return ws
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.root / "datasets"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def results_db(self) -> Path:
+        return self.root / "results.sqlite"
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / CONFIG_NAME
+
+    def load_hardware(self) -> HardwareConfig:
+        if not self.config_path.exists():
+            return HardwareConfig()
+        try:
+            raw = json.loads(self.config_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"{self.config_path} is not valid JSON ({exc}); fix or delete it to start from defaults"
+            ) from exc
+        known = HardwareConfig.__dataclass_fields__
+        return HardwareConfig(**{k: v for k, v in raw.get("hardware", {}).items() if k in known})
+
+    def save_hardware(self, hardware: HardwareConfig) -> None:
+        raw = json.loads(self.config_path.read_text()) if self.config_path.exists() else {}
+        raw["hardware"] = asdict(hardware)
+        tmp = self.config_path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(raw, indent=2))
+        tmp.replace(self.config_path)  # atomic: a crash never leaves half a file

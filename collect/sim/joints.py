@@ -1,0 +1,76 @@
+"""The emulated follower's joints are the MuJoCo arm's joints.
+
+`PiperEmulator` runs on its own thread and talks to a `collect.joint_source.JointSource`;
+the MuJoCo world lives on the `SimRuntime` worker thread. This class is the hand-over
+between the two: commands are queued under a lock and applied by the worker before it
+steps physics (`apply_to`), and the worker publishes the arm's state after stepping
+(`publish_from`), which `read()` returns to the emulator.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from collect.joint_source import JointState
+
+log = logging.getLogger(__name__)
+
+
+class MujocoJointSource:
+    """A `JointSource` backed by a `PiperWorld` that another thread steps."""
+
+    def __init__(self, initial: JointState):
+        self._lock = threading.Lock()
+        self._state = initial
+        self._pending: tuple[tuple[float, ...], float] | None = None
+        self._allowed = True
+        self._hold_requested = False
+        self.commands_received = 0
+
+    # -- JointSource (emulator thread) --------------------------------------------------
+    def command(self, joints_rad: Sequence[float], gripper_m: float) -> None:
+        with self._lock:
+            if not self._allowed:  # disabled / e-stop / not in CAN mode: the arm holds
+                return
+            self._pending = (tuple(float(v) for v in joints_rad), float(gripper_m))
+            self.commands_received += 1
+
+    def set_motion_allowed(self, allowed: bool) -> None:
+        with self._lock:
+            if self._allowed and not allowed:
+                self._pending = None
+                self._hold_requested = True
+            self._allowed = allowed
+
+    def advance(self, dt: float) -> None:
+        """Physics time passes on the runtime's worker, not with the emulator's ticks."""
+
+    def read(self) -> JointState:
+        with self._lock:
+            return self._state
+
+    @property
+    def motion_allowed(self) -> bool:
+        with self._lock:
+            return self._allowed
+
+    # -- world side (runtime worker thread) ---------------------------------------------
+    def apply_to(self, world) -> None:
+        """Hand the newest command (or a hold) to the world's actuators."""
+        with self._lock:
+            pending, hold = self._pending, self._hold_requested
+            self._pending, self._hold_requested = None, False
+        if hold:
+            world.hold()
+        elif pending is not None:
+            try:
+                world.set_arm_targets(*pending)
+            except ValueError as exc:  # NaN or a wrong length never reaches the actuators
+                log.warning("ignored an invalid arm command: %s", exc)
+
+    def publish_from(self, world) -> None:
+        state = world.arm_state()
+        with self._lock:
+            self._state = state

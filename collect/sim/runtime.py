@@ -1,0 +1,286 @@
+"""`SimRuntime`: the simulated PiPER as a running thing.
+
+One worker thread owns the `PiperWorld` (MjModel/MjData) and its renderers, because
+MuJoCo's EGL context must stay on one thread. Everyone else talks to it through calls
+that the worker executes between physics steps:
+
+    rt = SimRuntime(task="pick_grape", image_size=(480, 640))
+    rt.start()                              # world built, emulators answering on the bus
+    rt.follower_channel, rt.leader_channel  # python-can `virtual` channels for piper_sdk
+    frame = rt.render("side")               # HxWx3 uint8, rendered on the worker
+    rt.call(lambda world: world.site("tcp").xpos.copy())
+    rt.leader_source.command(q6, gripper_m) # the virtual operator moves the leader arm
+    rt.stop()
+
+Clock: `realtime=True` steps physics against the wall clock; `realtime=False` (lockstep,
+for recording and evaluation) advances only when asked: `rt.advance(1 / fps)`.
+
+Buses: with `single_bus=True` (the PiPER's leader-follower linkage) leader and follower
+emulators share one channel and the follower obeys the leader's control frames, as the
+real firmware does; otherwise each arm has its own channel and the PC relays.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from collect.joint_source import FirstOrderJoints, JointState
+from collect.limits import HOME_JOINTS_RAD
+from collect.sim.joints import MujocoJointSource
+
+log = logging.getLogger(__name__)
+
+_channel_ids = itertools.count()
+PHYSICS_QUANTUM_S = 0.004  # the worker wakes this often in real-time mode
+MAX_CATCH_UP_S = 0.1  # behind by more than this (a slow render): drop time rather than race
+
+
+def unique_channel(label: str) -> str:
+    """A python-can virtual channel name no other runtime in this process uses."""
+    return f"piper-sim-{os.getpid()}-{next(_channel_ids)}-{label}"
+
+
+class SimRuntime:
+    def __init__(
+        self,
+        *,
+        task: str | None = None,
+        extras: Sequence[Any] = (),
+        image_size: tuple[int, int] = (480, 640),
+        realtime: bool = True,
+        single_bus: bool = True,
+        start_emulators: bool = True,
+        initial_q: Sequence[float] = HOME_JOINTS_RAD,
+        initial_gripper_m: float = 0.0,
+        seed: int | None = None,
+    ):
+        self.task_key = task
+        self.task = None
+        self._extras = list(extras)
+        self.image_size = tuple(image_size)
+        self.single_bus = single_bus
+        self._start_emulators = start_emulators
+        self._initial = (tuple(initial_q), float(initial_gripper_m))
+        self._seed = seed
+        self._realtime = realtime
+        self.follower_channel = unique_channel("follower")
+        self.leader_channel = self.follower_channel if single_bus else unique_channel("leader")
+        initial_state = JointState(tuple(initial_q), (0.0,) * 6, float(initial_gripper_m))
+        self.follower_source = MujocoJointSource(initial_state)
+        # The leader arm has no physics: the virtual operator (or a test) commands it.
+        self.leader_source = FirstOrderJoints(tuple(initial_q), float(initial_gripper_m), tau_s=0.05)
+        self.emulators: dict[str, Any] = {}
+        self._requests: queue.Queue[tuple[Callable, Future] | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._world = None
+        self.physics_steps = 0
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self, timeout_s: float = 60.0) -> SimRuntime:
+        if self._thread is not None:
+            return self
+        ready: Future = Future()
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, args=(ready,), name="sim-runtime", daemon=True)
+        self._thread.start()
+        try:
+            ready.result(timeout_s)  # re-raises a build or GL error from the worker
+        except BaseException:
+            self.stop()
+            raise
+        if self._start_emulators:
+            try:
+                self._start_emulator_pair()
+            except BaseException:
+                self.stop()
+                raise
+        return self
+
+    def stop(self) -> None:
+        for emulator in self.emulators.values():
+            try:
+                emulator.stop()
+            except Exception:  # stopping must go on for the rest
+                log.exception("stopping the %s emulator failed", emulator)
+        self.emulators.clear()
+        if self._thread is not None:
+            self._stop.set()
+            self._requests.put(None)
+            self._thread.join(timeout=10)
+            self._thread = None
+
+    def __enter__(self) -> SimRuntime:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- calls executed on the worker ---------------------------------------------------
+    def submit(self, fn: Callable[[Any], Any]) -> Future:
+        """Run `fn(world)` on the worker thread; the Future holds its result or exception."""
+        if not self.running:
+            raise RuntimeError("the simulation is not running (SimRuntime.start() first, or it was stopped)")
+        future: Future = Future()
+        self._requests.put((fn, future))
+        return future
+
+    def call(self, fn: Callable[[Any], Any], timeout_s: float = 10.0) -> Any:
+        return self.submit(fn).result(timeout_s)
+
+    def render(self, camera: str, size: tuple[int, int] | None = None, timeout_s: float = 5.0):
+        """A fresh frame of `camera` at `size` (h, w; default the runtime's image size)."""
+        size = tuple(size or self.image_size)
+        return self.call(lambda world: world.render(camera, size), timeout_s)
+
+    def render_many(self, cameras: Sequence[str], size: tuple[int, int] | None = None, timeout_s: float = 5.0):
+        """Frames of several cameras from the same physics instant."""
+        size = tuple(size or self.image_size)
+        return self.call(lambda world: {cam: world.render(cam, size) for cam in cameras}, timeout_s)
+
+    def advance(self, dt: float, timeout_s: float = 10.0) -> float:
+        """Lockstep: apply the newest commands and simulate `dt` seconds; returns sim time."""
+        if self._realtime:
+            raise RuntimeError("advance() is for lockstep mode; this runtime runs in real time")
+        return self.call(lambda world: self._step_physics(world, round(dt / world.model.opt.timestep)), timeout_s)
+
+    def reset(self, arm_q: Sequence[float] | None = None, gripper_m: float | None = None, seed: int | None = None):
+        """World back to its start (arm at `arm_q`, task objects re-placed from `seed`)."""
+        q = tuple(arm_q) if arm_q is not None else self._initial[0]
+        grip = float(gripper_m) if gripper_m is not None else self._initial[1]
+
+        def do_reset(world):
+            world.reset(q, grip, seed=seed)
+            if self.task is not None:
+                self.task.place(world, world.rng)
+                world.forward()
+            self.follower_source.publish_from(world)
+            self._anchor_clock(world)
+
+        self.call(do_reset)
+        self.leader_source.command(q, grip)
+
+    def set_realtime(self, realtime: bool) -> None:
+        def switch(world):
+            self._realtime = realtime
+            self._anchor_clock(world)
+
+        self.call(switch)
+
+    @property
+    def realtime(self) -> bool:
+        return self._realtime
+
+    @property
+    def sim_time(self) -> float:
+        return self.call(lambda world: world.time)
+
+    # -- worker ---------------------------------------------------------------------------
+    def _run(self, ready: Future) -> None:
+        try:
+            world = self._build_world()
+        except BaseException as exc:
+            ready.set_exception(exc)
+            return
+        self._world = world
+        ready.set_result(True)
+        try:
+            while not self._stop.is_set():
+                if self._realtime:
+                    self._catch_up(world)
+                self._serve_requests(world, wait_s=PHYSICS_QUANTUM_S if self._realtime else 0.1)
+        finally:
+            self._fail_pending(RuntimeError("the simulation stopped"))
+            world.close()
+            self._world = None
+
+    def _build_world(self):
+        from collect.sim.world import PiperWorld, SceneExtra
+
+        extras = list(self._extras)
+        if self.task_key is not None:
+            from collect.sim.tasks import make_task
+
+            self.task = make_task(self.task_key)
+            extras.append(SceneExtra(self.task_key, asset=self.task.assets_xml(), worldbody=self.task.worldbody_xml()))
+        world = PiperWorld(extras=extras, image_size=self.image_size)
+        world.reset(*self._initial, seed=self._seed)
+        if self.task is not None:
+            self.task.place(world, world.rng)
+            world.forward()
+        self.follower_source.publish_from(world)
+        self._anchor_clock(world)
+        return world
+
+    def _anchor_clock(self, world) -> None:
+        self._wall_anchor = time.perf_counter()
+        self._sim_anchor = world.time
+
+    def _catch_up(self, world) -> None:
+        behind = (time.perf_counter() - self._wall_anchor) - (world.time - self._sim_anchor)
+        if behind > MAX_CATCH_UP_S:
+            self._sim_anchor += behind - MAX_CATCH_UP_S  # forget the lost time
+            behind = MAX_CATCH_UP_S
+        n = int(behind / world.model.opt.timestep)
+        if n > 0:
+            self._step_physics(world, n)
+
+    def _step_physics(self, world, n: int) -> float:
+        self.follower_source.apply_to(world)
+        if n > 0:
+            world.step(n)
+            self.physics_steps += n
+        if self.task is not None and hasattr(self.task, "update"):
+            self.task.update(world)
+        self.follower_source.publish_from(world)
+        return world.time
+
+    def _serve_requests(self, world, wait_s: float) -> None:
+        deadline = time.perf_counter() + wait_s
+        while True:
+            try:
+                item = self._requests.get(timeout=max(0.0, deadline - time.perf_counter()))
+            except queue.Empty:
+                return
+            if item is None:
+                return
+            fn, future = item
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn(world))
+                except BaseException as exc:
+                    future.set_exception(exc)
+            if self._realtime:
+                return  # back to stepping physics; the next request waits at most a quantum
+
+    def _fail_pending(self, exc: BaseException) -> None:
+        while True:
+            try:
+                item = self._requests.get_nowait()
+            except queue.Empty:
+                return
+            if item is not None and item[1].set_running_or_notify_cancel():
+                item[1].set_exception(exc)
+
+    # -- emulators ----------------------------------------------------------------------
+    def _start_emulator_pair(self) -> None:
+        from collect.emulator import PiperEmulator
+
+        follower = PiperEmulator(self.follower_channel, role="follower", joint_source=self.follower_source)
+        leader = PiperEmulator(self.leader_channel, role="leader", joint_source=self.leader_source)
+        for name, emulator in (("follower", follower), ("leader", leader)):
+            emulator.start()
+            self.emulators[name] = emulator
+

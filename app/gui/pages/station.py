@@ -1,0 +1,231 @@
+"""The Station page: live cameras and joints, arm controls, and the hardware set-up.
+
+All arm and camera work goes through `context.station` (its own thread) and discovery
+through `context.run_in_background`; this page only shows and forwards clicks.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.context import AppContext
+from app.gui.widgets.camera_view import CameraView
+from app.gui.widgets.estop import EstopButton
+from app.gui.widgets.joint_table import JointTable
+from app.gui.workers import station_worker as sw
+from app.gui.workers.station_worker import StationSnapshot
+from collect.limits import CAMERA_NAMES
+from collect.workspace import HardwareConfig
+
+SINGLE_BUS = "(single bus: leader on the follower's port)"
+
+
+def format_health(report: dict[str, Any], prefix: str = "") -> list[str]:
+    """Flatten `Station.health()` (nested dicts of numbers/strings) into display lines."""
+    lines = []
+    for key, value in report.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            lines.extend(format_health(value, f"{name}."))
+        elif isinstance(value, float):
+            lines.append(f"{name}: {value:.1f}")
+        else:
+            lines.append(f"{name}: {value}")
+    return lines
+
+
+class StationPage(QWidget):
+    def __init__(self, context: AppContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.banner = QLabel("The station is not open yet.")
+        self.banner.setObjectName("backend_banner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet("QLabel { background: #e3f2fd; padding: 6px; font-size: 14px; }")
+
+        self.cameras = {role: CameraView(role) for role in CAMERA_NAMES}
+        self.joints = JointTable()
+        self.health_label = QLabel("CAN and camera rates appear once the station is open.")
+        self.health_label.setObjectName("health")
+        self.health_label.setWordWrap(True)
+
+        self.enable_button = QPushButton("Enable")
+        self.disable_button = QPushButton("Disable")
+        self.resume_button = QPushButton("Resume")
+        self.estop_button = EstopButton(font_px=22)
+        self.enable_button.clicked.connect(context.station.enable)
+        self.disable_button.clicked.connect(context.station.disable)
+        self.resume_button.clicked.connect(context.station.resume)
+        self.estop_button.pressed.connect(context.estop)
+
+        self.setup_box = self._build_setup()
+
+        cameras_row = QHBoxLayout()
+        for view in self.cameras.values():
+            cameras_row.addWidget(view, 1)
+        buttons = QHBoxLayout()
+        for button in (self.enable_button, self.disable_button, self.resume_button):
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.estop_button)
+        right = QVBoxLayout()
+        right.addWidget(self.joints)
+        right.addLayout(buttons)
+        right.addWidget(self.health_label)
+        right.addStretch(1)
+        grid = QGridLayout(self)
+        grid.addWidget(self.banner, 0, 0, 1, 2)
+        grid.addLayout(cameras_row, 1, 0)
+        grid.addLayout(right, 1, 1)
+        grid.addWidget(self.setup_box, 2, 0, 1, 2)
+        grid.setColumnStretch(0, 3)
+        grid.setColumnStretch(1, 2)
+        grid.setRowStretch(1, 1)
+
+        context.station.snapshot.connect(self._on_snapshot)
+        context.station.health.connect(self._on_health)
+        context.station.state_changed.connect(self._on_state)
+        context.backend_chosen.connect(self._on_backend_chosen)
+        self._on_state(context.station.state, "")
+        self.refresh_hardware()
+
+    # ---- live view -----------------------------------------------------------------
+
+    def _on_snapshot(self, snap: StationSnapshot) -> None:
+        for role, view in self.cameras.items():
+            if role in snap.frames:
+                view.set_frame(snap.frames[role])
+        self.joints.set_values("follower", snap.follower)
+        self.joints.set_values("leader", snap.leader)
+
+    def _on_health(self, report: dict) -> None:
+        fps = "   ".join(f"{role} {view.fps():.0f} fps" for role, view in self.cameras.items())
+        self.health_label.setText("<br>".join([f"<b>preview</b>: {fps}", *format_health(report)]))
+
+    def _on_state(self, state: str, message: str) -> None:
+        is_open = state in (sw.READY, sw.ENABLED, sw.ESTOP)
+        self.enable_button.setEnabled(state == sw.READY)
+        self.disable_button.setEnabled(state == sw.ENABLED)
+        self.resume_button.setEnabled(state == sw.ESTOP)
+        self.estop_button.setEnabled(True)  # always: even when we think the arm is off
+        if state == sw.ERROR and message:
+            self.banner.setText(f"<b style='color:#c62828'>{message}</b>")
+        elif not is_open and state == sw.OPENING:
+            self.banner.setText(message)
+
+    def _on_backend_chosen(self, backend: str, reason: str) -> None:
+        prefix = "Simulated PiPER" if backend == "sim" else "Real PiPER"
+        self.banner.setText(f"<b>{prefix}</b>: {reason}")
+
+    # ---- hardware set-up -----------------------------------------------------------
+
+    def _build_setup(self) -> QGroupBox:
+        box = QGroupBox("Hardware set-up (saved in the workspace, used by every page and command)")
+        self.backend_combo = QComboBox()
+        self.backend_combo.addItems(["sim", "piper"])
+        self.follower_combo = QComboBox()
+        self.leader_combo = QComboBox()
+        self.camera_combos = {role: QComboBox() for role in CAMERA_NAMES}
+        for combo in (self.follower_combo, self.leader_combo, *self.camera_combos.values()):
+            combo.setEditable(True)  # a port or device path not plugged in yet can still be typed
+            combo.setMinimumContentsLength(18)
+        self.refresh_button = QPushButton("Discover ports and cameras")
+        self.refresh_button.clicked.connect(self.refresh_hardware)
+        self.save_button = QPushButton("Save and reopen the station")
+        self.save_button.clicked.connect(self.save_and_reopen)
+        self.discovery_label = QLabel("")
+        self.discovery_label.setWordWrap(True)
+
+        form = QFormLayout()
+        form.addRow("Backend", self.backend_combo)
+        form.addRow("Follower CAN port", self.follower_combo)
+        form.addRow("Leader CAN port", self.leader_combo)
+        cams = QFormLayout()
+        for role, combo in self.camera_combos.items():
+            cams.addRow(f"{role.capitalize()} camera", combo)
+        actions = QVBoxLayout()
+        actions.addWidget(self.refresh_button)
+        actions.addWidget(self.save_button)
+        actions.addWidget(self.discovery_label)
+        row = QHBoxLayout(box)
+        row.addLayout(form, 1)
+        row.addLayout(cams, 1)
+        row.addLayout(actions, 1)
+        self._show_hardware(self.context.hardware, ports=[], cameras=[])
+        return box
+
+    def refresh_hardware(self) -> None:
+        """Discover CAN ports and cameras off the GUI thread, then fill the combos."""
+        self.refresh_button.setEnabled(False)
+        self.discovery_label.setText("discovering ...")
+        self.context.run_in_background(
+            discover_hardware, on_result=self._on_discovered, on_error=self._on_discovery_error
+        )
+
+    def _on_discovery_error(self, message: str) -> None:
+        self.refresh_button.setEnabled(True)
+        self.discovery_label.setText(f"discovery failed: {message}")
+
+    def _on_discovered(self, found: dict) -> None:
+        self.refresh_button.setEnabled(True)
+        self._show_hardware(self.context.hardware, found["ports"], found["cameras"])
+        notes = [f"{len(found['ports'])} CAN port(s), {len(found['cameras'])} camera(s) found", *found["notes"]]
+        self.discovery_label.setText("<br>".join(notes))
+
+    def _show_hardware(self, hw: HardwareConfig, ports: list, cameras: list) -> None:
+        self.backend_combo.setCurrentText(hw.backend)
+        port_names = [p.name for p in ports]
+        _fill(self.follower_combo, port_names, hw.follower_port)
+        _fill(self.leader_combo, [SINGLE_BUS, *port_names], hw.leader_port or SINGLE_BUS)
+        camera_ids = [str(cam.get("id")) for cam in cameras]
+        for role, combo in self.camera_combos.items():
+            _fill(combo, ["", *camera_ids], hw.cameras.get(role, ""))
+
+    def hardware_from_form(self) -> HardwareConfig:
+        leader = self.leader_combo.currentText().strip()
+        cameras = {role: combo.currentText().strip() for role, combo in self.camera_combos.items()}
+        return HardwareConfig(
+            backend=self.backend_combo.currentText(),
+            follower_port=self.follower_combo.currentText().strip() or "can0",
+            leader_port=None if leader in ("", SINGLE_BUS) else leader,
+            cameras={role: value for role, value in cameras.items() if value},
+            operator=self.context.hardware.operator,
+        )
+
+    def save_and_reopen(self) -> None:
+        self.context.save_hardware(self.hardware_from_form())
+        self.context.open_station()
+
+
+def _fill(combo: QComboBox, items: list[str], current: str) -> None:
+    combo.clear()
+    combo.addItems(items)
+    combo.setCurrentText(current)
+
+
+def discover_hardware() -> dict:
+    """CAN ports and cameras on this machine (runs on a pool thread)."""
+    from collect.can_ports import list_can_ports
+
+    notes: list[str] = []
+    ports = list_can_ports()
+    try:
+        from collect.cameras import find_cameras
+
+        cameras = [dict(cam) if isinstance(cam, dict) else vars(cam) for cam in find_cameras()]
+    except ImportError:
+        cameras = []
+        notes.append("camera discovery is not available in this build")
+    return {"ports": ports, "cameras": cameras, "notes": notes}

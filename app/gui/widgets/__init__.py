@@ -1,0 +1,1 @@
+"""Reusable widgets: camera view, joint table, E-STOP button."""

@@ -1,0 +1,1 @@
+"""Workers that keep hardware, rendering and other slow calls off the GUI thread."""

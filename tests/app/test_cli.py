@@ -1,0 +1,52 @@
+import os
+import subprocess
+import sys
+
+from app.cli import COMMANDS, build_parser
+from app.gui.launch import display_available
+
+
+def _piper_ws(*args, env=None):
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=120, env=env
+    )
+
+
+def test_help_lists_every_registered_command():
+    proc = _piper_ws("--help")
+    assert proc.returncode == 0, proc.stderr
+    for name in COMMANDS:
+        assert name in proc.stdout
+
+
+def test_doctor_help_shows_its_options():
+    proc = _piper_ws("doctor", "--help")
+    assert proc.returncode == 0, proc.stderr
+    assert "--json" in proc.stdout and "--skip" in proc.stdout
+
+
+def test_unknown_command_is_an_error():
+    proc = _piper_ws("no-such-command")
+    assert proc.returncode == 2
+    assert "invalid choice" in proc.stderr
+
+
+def test_without_a_display_the_window_says_what_to_do_and_exits_nonzero(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")}
+    env["PIPER_WS_HOME"] = str(tmp_path)
+    proc = _piper_ws(env=env)
+    assert proc.returncode == 2
+    assert "QT_QPA_PLATFORM=offscreen piper-ws" in proc.stderr
+    assert "piper-ws doctor" in proc.stderr
+
+
+def test_display_detection():
+    assert not display_available({})
+    assert display_available({"DISPLAY": ":0"})
+    assert display_available({"WAYLAND_DISPLAY": "wayland-0"})
+    assert display_available({"QT_QPA_PLATFORM": "offscreen"})
+
+
+def test_global_workspace_option_reaches_the_command():
+    args = build_parser().parse_args(["--workspace", "/tmp/x", "doctor", "--json"])
+    assert args.workspace == "/tmp/x" and args.json and args.command == "doctor"

@@ -37,6 +37,7 @@ def launch_gui(args: argparse.Namespace) -> int:
         return 2
     os.environ.setdefault("MUJOCO_GL", "egl")  # before any thread imports mujoco
 
+    from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     from app.gui.context import AppContext
@@ -47,17 +48,18 @@ def launch_gui(args: argparse.Namespace) -> int:
     app.setApplicationName("PiPER Workstation")
     try:
         workspace = Workspace.open(getattr(args, "workspace", None))
+        workspace.load_hardware()  # a corrupt workspace.json: say which file, before any window
     except (OSError, ValueError) as exc:
         print(f"piper-ws: cannot open the workspace: {exc}", file=sys.stderr)
         return 1
     context = AppContext(workspace)
     window = MainWindow(context)
     if os.environ.get("PIPER_WS_STARTUP_REPORT"):
-        def report() -> None:
+        def report() -> None:  # once the event loop runs: the window has been laid out and mapped
             print(f"window_shown_at={time.time():.6f}", flush=True)
             window.close()
 
-        window.shown.connect(report)
+        window.shown.connect(lambda: QTimer.singleShot(0, report))
     else:
         window.shown.connect(lambda: context.open_station())
     window.show()

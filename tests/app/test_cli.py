@@ -50,3 +50,11 @@ def test_display_detection():
 def test_global_workspace_option_reaches_the_command():
     args = build_parser().parse_args(["--workspace", "/tmp/x", "doctor", "--json"])
     assert args.workspace == "/tmp/x" and args.json and args.command == "doctor"
+
+
+def test_a_corrupt_workspace_config_is_named_with_its_fix(tmp_path):
+    (tmp_path / "workspace.json").write_text("{not json")
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen")
+    proc = _piper_ws("--workspace", str(tmp_path), env=env)
+    assert proc.returncode == 1
+    assert "workspace.json" in proc.stderr and "fix or delete it" in proc.stderr

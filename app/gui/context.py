@@ -91,18 +91,19 @@ class AppContext(QObject):
         """
         hw = self._hardware
 
-        def choose() -> tuple[str, str]:
+        def choose() -> tuple[str, str, Any]:
             from collect.can_ports import choose_backend
 
-            return choose_backend(hw.backend, hw.follower_port, hw.leader_port)
+            backend, reason = choose_backend(hw.backend, hw.follower_port, hw.leader_port)
+            return backend, reason, self.station_config(**({"backend": backend} | overrides))
 
-        def opened(choice: tuple[str, str]) -> None:
-            backend, reason = choice
+        def opened(choice: tuple[str, str, Any]) -> None:
+            backend, reason, config = choice
             self.backend = backend
             self.backend_chosen.emit(backend, reason)
-            self.station.open(self.station_config(**({"backend": backend} | overrides)))
+            self.station.open(config)
 
-        self.run_in_background(choose, on_result=opened, on_error=lambda msg: self.status_message.emit(msg))
+        self.run_in_background(choose, on_result=opened, on_error=self.station.fail)
 
     def estop(self) -> None:
         self.station.estop()

@@ -152,9 +152,19 @@ class StationPage(QWidget):
         form.addRow("Backend", self.backend_combo)
         form.addRow("Follower CAN port", self.follower_combo)
         form.addRow("Leader CAN port", self.leader_combo)
-        cams = QFormLayout()
-        for role, combo in self.camera_combos.items():
-            cams.addRow(f"{role.capitalize()} camera", combo)
+        cams = QGridLayout()
+        self.camera_thumbs: dict[str, CameraView] = {}
+        for row, (role, combo) in enumerate(self.camera_combos.items()):
+            thumb = CameraView(f"{role} device")
+            thumb.setMinimumSize(160, 120)
+            thumb.setMaximumHeight(140)
+            preview = QPushButton("Preview")
+            preview.clicked.connect(lambda _checked=False, r=role: self.preview_camera(r))
+            self.camera_thumbs[role] = thumb
+            cams.addWidget(QLabel(f"{role.capitalize()} camera"), row, 0)
+            cams.addWidget(combo, row, 1)
+            cams.addWidget(preview, row, 2)
+            cams.addWidget(thumb, row, 3)
         actions = QVBoxLayout()
         actions.addWidget(self.refresh_button)
         actions.addWidget(self.save_button)
@@ -193,6 +203,20 @@ class StationPage(QWidget):
         for role, combo in self.camera_combos.items():
             _fill(combo, ["", *camera_ids], hw.cameras.get(role, ""))
 
+    def preview_camera(self, role: str) -> None:
+        """Grab one frame from the device chosen for `role` (off the GUI thread) into its thumbnail."""
+        device = self.camera_combos[role].currentText().strip()
+        if not device:
+            self.discovery_label.setText(f"choose a device for the {role} camera first")
+            return
+        self.discovery_label.setText(f"opening {device} ...")
+        self.context.run_in_background(
+            grab_one_frame,
+            device,
+            on_result=lambda frame: (self.camera_thumbs[role].set_frame(frame), self.discovery_label.setText("")),
+            on_error=lambda message: self.discovery_label.setText(f"{role} camera: {message}"),
+        )
+
     def hardware_from_form(self) -> HardwareConfig:
         leader = self.leader_combo.currentText().strip()
         cameras = {role: combo.currentText().strip() for role, combo in self.camera_combos.items()}
@@ -229,3 +253,21 @@ def discover_hardware() -> dict:
         cameras = []
         notes.append("camera discovery is not available in this build")
     return {"ports": ports, "cameras": cameras, "notes": notes}
+
+
+def grab_one_frame(device: str):
+    """One RGB frame from a USB camera given by index or device path (runs on a pool thread)."""
+    import cv2
+
+    source: int | str = int(device) if device.isdigit() else device
+    capture = cv2.VideoCapture(source)
+    try:
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+    finally:
+        capture.release()
+    if not ok or frame is None:
+        raise RuntimeError(
+            f"no frame from {device}: check that it is plugged in (`ls /dev/v4l/by-id`) "
+            "and not open in another program"
+        )
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

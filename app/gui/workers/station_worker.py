@@ -107,6 +107,10 @@ class StationWorker(QObject):
     def resume(self) -> None:
         self._arm_requested.emit("resume")
 
+    def fail(self, message: str) -> None:
+        """Report a failure found outside the worker (e.g. while preparing the config)."""
+        self._set_state(ERROR, f"could not open the station: {message}")
+
     def set_preview_enabled(self, enabled: bool) -> None:
         self._preview_enabled = enabled
 

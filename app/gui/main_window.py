@@ -73,6 +73,7 @@ class MainWindow(QMainWindow):
         context.station.state_changed.connect(self._on_arm_state)
         context.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         context.hardware_changed.connect(lambda _hw: self._refresh_backend())
+        context.backend_chosen.connect(lambda backend, _why: self._refresh_backend(backend))
         # Esc stops the arm from any page: an application-wide shortcut.
         self._estop_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         self._estop_shortcut.setContext(Qt.ShortcutContext.ApplicationShortcut)
@@ -94,11 +95,9 @@ class MainWindow(QMainWindow):
         self._on_arm_state(self.context.station.state, "")
 
     def _refresh_backend(self, backend: str | None = None) -> None:
-        self.backend_label.setText(f"backend: <b>{backend or self.context.hardware.backend}</b>")
-
-    def set_backend_shown(self, backend: str) -> None:
-        """The backend the station actually opened on (sim when no CAN port is up)."""
-        self._refresh_backend(backend)
+        """Show the backend the station runs on once chosen (sim when no CAN port is up), else the saved one."""
+        shown = backend or self.context.backend or self.context.hardware.backend
+        self.backend_label.setText(f"backend: <b>{shown}</b>")
 
     def _on_arm_state(self, state: str, message: str) -> None:
         colour = _STATE_COLOURS.get(state, "#000")

@@ -103,3 +103,18 @@ def test_health_is_flattened_for_display():
 def test_snapshot_is_plain_data():
     snap = StationSnapshot(None, None)
     assert snap.frames == {} and snap.follower is None
+
+
+def test_a_slow_gui_gets_only_the_newest_snapshot(qtbot, app_context):
+    import threading
+
+    received = []
+    app_context.station.snapshot.connect(received.append)
+    sender = threading.Thread(
+        target=lambda: [app_context.station.publish({"side": np.full((4, 4, 3), i, np.uint8)}) for i in range(50)]
+    )
+    sender.start()
+    sender.join()  # the GUI thread did not run meanwhile: 50 ticks, one pending delivery
+    qtbot.waitUntil(lambda: len(received) >= 1, timeout=2000)
+    qtbot.wait(50)
+    assert len(received) == 1 and received[0].frames["side"][0, 0, 0] == 49

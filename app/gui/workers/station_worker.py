@@ -6,7 +6,8 @@ methods that only emit queued signals, and hears back through its signals:
 
 - `state_changed(state, message)`: "closed", "opening", "ready" (connected, motors off),
   "enabled", "estop", "error".
-- `snapshot(StationSnapshot)`: follower and leader joints + camera frames, every preview tick.
+- `snapshot(StationSnapshot)`: follower and leader joints + camera frames, emitted on the
+  GUI thread with the newest data (older ticks the GUI had no time for are dropped).
 - `health(dict)`: `Station.health()` once a second, plus the measured preview rate.
 
 E-STOP does not queue behind a busy worker: `estop()` sends from a fresh thread at once.
@@ -50,6 +51,35 @@ def _default_open_station(config: Any) -> Any:
     return open_station(config)
 
 
+class _LatestOnly(QObject):
+    """Hands the newest snapshot to the GUI thread, dropping older ones it had no time to show.
+
+    At most one wake-up is queued at a time, so a slow GUI never builds a backlog of frames.
+    """
+
+    _wake = Signal()
+
+    def __init__(self, deliver: Callable[[StationSnapshot], None]):
+        super().__init__()  # created on the GUI thread, so _wake runs there
+        self._deliver = deliver
+        self._lock = threading.Lock()
+        self._latest: StationSnapshot | None = None
+        self._wake.connect(self._flush)
+
+    def post(self, snap: StationSnapshot) -> None:
+        with self._lock:
+            pending, self._latest = self._latest is not None, snap
+        if not pending:
+            self._wake.emit()
+
+    @Slot()
+    def _flush(self) -> None:
+        with self._lock:
+            snap, self._latest = self._latest, None
+        if snap is not None:
+            self._deliver(snap)
+
+
 class StationWorker(QObject):
     state_changed = Signal(str, str)
     snapshot = Signal(object)
@@ -69,6 +99,7 @@ class StationWorker(QObject):
         self._preview_enabled = True
         self._ticks: list[float] = []
         self._last_health = 0.0
+        self._latest = _LatestOnly(self.snapshot.emit)
         self._thread = QThread()
         self._thread.setObjectName("station-worker")
         self.moveToThread(self._thread)
@@ -117,7 +148,7 @@ class StationWorker(QObject):
     def publish(self, observation: dict[str, Any], action: dict[str, Any] | None = None) -> None:
         """Feed the previews from another loop (any thread); the signal is queued to the GUI."""
         frames = {role: observation[role] for role in CAMERA_NAMES if role in observation}
-        self.snapshot.emit(StationSnapshot(_motor_vector(observation), _motor_vector(action), frames, time.monotonic()))
+        self._latest.post(StationSnapshot(_motor_vector(observation), _motor_vector(action), frames, time.monotonic()))
 
     def estop(self) -> None:
         """Stop the arm now, from whichever thread calls; does not wait for the worker."""

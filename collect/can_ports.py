@@ -120,9 +120,13 @@ def choose_backend(backend: str, follower_port: str, leader_port: str | None,
     The real arm is used only when asked for and when its ports are up at the PiPER's
     bitrate; otherwise the simulated PiPER, with the command that would fix the port.
     """
-    if backend != "piper":
-        return "sim", "simulated PiPER (backend 'sim' in the hardware set-up)"
     ports = list_can_ports() if ports is None else ports
+    if backend != "piper":
+        up = [port.name for port in ports if port.usable]
+        if up:
+            return "sim", (f"backend 'sim' chosen in the hardware set-up; CAN port {', '.join(up)} is up: "
+                           "choose backend 'piper' below to drive the real arm")
+        return "sim", "no CAN interface is up, so the simulated PiPER runs (backend 'sim')"
     by_name = {port.name: port for port in ports}
     for role, name in (("follower", follower_port), ("leader", leader_port)):
         if name is None:

@@ -35,7 +35,10 @@ def test_choose_backend_falls_back_to_sim_and_says_why():
     assert backend == "sim" and "can1" in why and "bitrate 1000000" in why
     backend, why = choose_backend("piper", "can7", None, [up])
     assert backend == "sim" and "can7" in why and "can0" in why
-    assert choose_backend("sim", "can0", None, [up])[0] == "sim"
+    backend, why = choose_backend("sim", "can0", None, [up])
+    assert backend == "sim" and "can0 is up" in why
+    backend, why = choose_backend("sim", "can0", None, [down])
+    assert backend == "sim" and "no CAN interface is up" in why
 
 
 def test_list_can_ports_finds_can_type_interfaces_in_sysfs(tmp_path):

@@ -199,7 +199,8 @@ class StationPage(QWidget):
         port_names = [p.name for p in ports]
         _fill(self.follower_combo, port_names, hw.follower_port)
         _fill(self.leader_combo, [SINGLE_BUS, *port_names], hw.leader_port or SINGLE_BUS)
-        camera_ids = [str(cam.get("id")) for cam in cameras]
+        # Prefer the stable device path (survives re-plugging) over the index.
+        camera_ids = [str(cam.get("path") or cam.get("device") or cam.get("id")) for cam in cameras]
         for role, combo in self.camera_combos.items():
             _fill(combo, ["", *camera_ids], hw.cameras.get(role, ""))
 

@@ -185,7 +185,6 @@ class StationWorker(QObject):
         self._timer = QTimer(self)  # created here so that it ticks on the worker thread
         self._timer.setInterval(self._preview_interval_ms)
         self._timer.timeout.connect(self._tick)
-        self._thread.finished.connect(self._close)
 
     @Slot(object)
     def _open(self, config: Any) -> None:

@@ -1,0 +1,71 @@
+"""`piper-ws results`: the success table from results.sqlite, as Markdown or CSV.
+
+    piper-ws results                         # every campaign, Markdown on stdout
+    piper-ws results --campaign smolvla-sp --format csv --output table.csv
+    piper-ws results --trials                # the raw trial rows, newest last
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from dataclasses import asdict, fields
+from pathlib import Path
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("md", "csv"), default="md", help="output format (default: md)")
+    parser.add_argument("--campaign", help="only this campaign (default: all)")
+    parser.add_argument("--sort", default=None, help="sort rows by 'average', a task key, 'trainable_pct' or 'run'")
+    parser.add_argument("--trials", action="store_true", help="list the scored trials instead of the table")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
+
+
+def run(args: argparse.Namespace) -> int:
+    from collect.workspace import Workspace
+    from evaluate.store import ResultsStore, ResultsStoreError, TrialRecord
+    from evaluate.tables import comparison_from_store
+
+    workspace = Workspace.open(args.workspace)
+    if not workspace.results_db.exists():
+        print(f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first", file=sys.stderr)
+        return 1
+    try:
+        with ResultsStore(workspace.results_db) as store:
+            if args.campaign:
+                store.campaign(args.campaign)  # a clear error for an unknown name
+            if args.trials:
+                text = _trials_text(store.trials(args.campaign), args.format, [f.name for f in fields(TrialRecord)])
+            else:
+                table = comparison_from_store(store, args.campaign)
+                if args.sort:
+                    table = table.sort_by(args.sort, descending=args.sort not in ("run",))
+                text = table.to_markdown() if args.format == "md" else table.to_csv()
+    except ResultsStoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"wrote {args.output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _trials_text(trials, fmt: str, columns: list[str]) -> str:
+    if fmt == "csv":
+        import io
+
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for t in trials:
+            writer.writerow(asdict(t))
+        return out.getvalue()
+    shown = ["campaign", "run", "task", "trial_index", "outcome", "scorer", "duration_s", "seed", "note"]
+    lines = ["| " + " | ".join(shown) + " |", "|" + "---|" * len(shown)]
+    for t in trials:
+        row = asdict(t)
+        lines.append("| " + " | ".join("" if row[c] is None else str(row[c]) for c in shown) + " |")
+    return "\n".join(lines) + "\n"

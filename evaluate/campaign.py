@@ -24,7 +24,6 @@ from typing import Protocol
 from evaluate.store import ResultsStore, ResultsStoreError, RunInfo, TrialRecord
 
 DEFAULT_TRIALS = 15  # the paper's trials per task
-PERTURBATIONS = ("none", "light", "camera", "objects", "all")
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class CampaignSpec:
     trials: int = DEFAULT_TRIALS
     backend: str = "sim"  # "sim" | "piper"
     seed: int = 0  # base seed of the sim resets; the same scenes for every run
-    perturbation: str = "none"  # sim robustness preset (collect.sim)
+    perturbation: str = "none"  # sim robustness presets, e.g. "lighting+camera" (collect.sim.perturb)
     checkpoint: str = "last"
     eta: float | None = None  # LoRA-SP energy threshold at inference; None keeps the trained one
     max_duration_s: float = 30.0
@@ -48,8 +47,9 @@ class CampaignSpec:
             raise ValueError(f"trials per task must be >= 1, got {self.trials}")
         if self.backend not in ("sim", "piper"):
             raise ValueError(f"backend must be 'sim' or 'piper', got {self.backend!r}")
-        if self.perturbation not in PERTURBATIONS:
-            raise ValueError(f"perturbation must be one of {PERTURBATIONS}, got {self.perturbation!r}")
+        from collect.sim.perturb import parse_perturbations  # numpy only; raises with the known names
+
+        object.__setattr__(self, "perturbation", parse_perturbations(self.perturbation).name or "none")
         if self.eta is not None and not 0.0 < self.eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {self.eta}")
 
@@ -62,10 +62,11 @@ class CampaignSpec:
         return self.seed * 100_003 + (zlib.crc32(task.encode()) % 10_000) * 1000 + trial_index
 
     def slots(self) -> list[TrialSlot]:
+        # Task-major: the scene (real props, or the sim world) is set up once per task.
         return [
             TrialSlot(run, task, i, self.seed_for(task, i))
-            for run in self.runs
             for task in self.tasks
+            for run in self.runs
             for i in range(self.trials)
         ]
 

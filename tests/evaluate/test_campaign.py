@@ -56,7 +56,7 @@ def test_stop_mid_campaign_then_resume_from_database(tmp_path):
     assert resumed.progress() == (4, 12)
     executor = PatternExecutor()
     run_campaign(resumed, executor)
-    assert executor.resets[0].key == ("a", "press_button", 1)  # picks up where it stopped
+    assert executor.resets[0].key == ("b", "open_pot", 1)  # picks up where it stopped
     assert len(store.trials("c")) == 12
 
 
@@ -135,3 +135,10 @@ def test_listeners_see_state_changes(tmp_path):
     campaign.listeners.append(lambda c: seen.append(c.state))
     run_campaign(campaign, PatternExecutor(), stop=threading.Event())
     assert seen == [State.RESETTING, State.RUNNING, State.READY, State.DONE]
+
+
+def test_perturbation_preset_is_checked_and_canonical():
+    assert _spec(perturbation="camera+lighting").perturbation == "lighting+camera"
+    assert _spec(perturbation="").perturbation == "none"
+    with pytest.raises(ValueError, match="lighting"):
+        _spec(perturbation="lightning")

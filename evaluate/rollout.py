@@ -1,0 +1,294 @@
+"""Rollouts: a trained policy driving the arm, one trial at a time.
+
+`PolicyAgent` wraps a trained run (backbone + adapter, or full weights) loaded through
+`train.policy_io`; each `act()` is one control tick. Action chunking is the policy's own
+(SmolVLA/pi0 `select_action` predicts a chunk and serves it step by step), so inference
+runs once every `n_action_steps` ticks.
+
+`StationExecutor` runs trials on a `collect.station.Station`: every action goes through
+the follower's `send_action`, the same safety-clamped path as teleop (limits, per-tick
+step, e-stop). On the sim backend the station runs in lockstep (`station.sim.advance`)
+and the task predicate scores the trial; on the real arm ticks follow the wall clock
+and the operator scores.
+
+torch and lerobot are imported inside functions: this module is safe to import anywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from collect.limits import CAMERA_NAMES, MOTOR_KEYS
+from evaluate.campaign import RolloutResult, TrialSlot
+
+log = logging.getLogger(__name__)
+
+STATE_KEY = "observation.state"
+IMAGE_PREFIX = "observation.images."
+
+
+class RolloutError(RuntimeError):
+    """A rollout cannot start; the message says what to fix."""
+
+
+class PolicyAgent:
+    """A trained policy as a per-tick controller: observation dict in, 7 motor targets out."""
+
+    def __init__(self, policy: Any, preprocessor: Any, postprocessor: Any, *, device: str = "cpu", name: str = ""):
+        self.policy = policy
+        self.preprocessor = preprocessor
+        self.postprocessor = postprocessor
+        self.device = device
+        self.name = name
+        self.policy.eval()
+        self._check_features()
+
+    @classmethod
+    def from_run(cls, run_dir: str | Path, checkpoint: str = "last", eta: float | None = None) -> PolicyAgent:
+        """Load `runs/<run>` as trained; `eta` sets LoRA-SP's inference threshold (None: as trained)."""
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise RolloutError(f"no training run at {run_dir}; list runs with `ls {run_dir.parent}` or train one first")
+        from train.policy_io import load_trained_policy
+
+        policy, pre, post = load_trained_policy(run_dir, checkpoint=checkpoint)
+        agent = cls(policy, pre, post, device=str(getattr(policy.config, "device", "cpu") or "cpu"), name=run_dir.name)
+        if eta is not None:
+            agent.set_inference_eta(eta)
+        return agent
+
+    def _check_features(self) -> None:
+        """Fail before the first tick if the policy wants inputs the station cannot give."""
+        config = getattr(self.policy, "config", None)
+        wanted = set(getattr(config, "input_features", {}) or {})
+        offered = {STATE_KEY} | {IMAGE_PREFIX + c for c in CAMERA_NAMES}
+        missing = sorted(wanted - offered)
+        if missing:
+            raise RolloutError(
+                f"the policy expects inputs {missing} but the station provides {sorted(offered)}; "
+                "evaluate a run trained on a dataset recorded with this workstation"
+            )
+        action = (getattr(config, "output_features", {}) or {}).get("action")
+        if action is not None and tuple(action.shape) != (len(MOTOR_KEYS),):
+            raise RolloutError(f"the policy outputs actions of shape {tuple(action.shape)}, the PiPER needs (7,)")
+
+    def set_inference_eta(self, eta: float) -> int:
+        """LoRA-SP: keep the vectors holding `eta` of the router energy at inference. Returns layers set."""
+        handle = getattr(self.policy, "adapter_handle", None)
+        if handle is not None:
+            handle.set_inference_eta(eta)
+            return len(handle.modules)
+        layers = [m for m in self.policy.modules() if hasattr(m, "inference_eta")]
+        if not layers:
+            raise RolloutError(f"run {self.name!r} has no LoRA-SP layers: eta applies to LoRA-SP runs only")
+        for layer in layers:
+            layer.inference_eta = eta
+        return len(layers)
+
+    def reset(self) -> None:
+        """Before each trial: empty the action queue (and any processor state)."""
+        self.policy.reset()
+        for processor in (self.preprocessor, self.postprocessor):
+            reset = getattr(processor, "reset", None)
+            if callable(reset):
+                reset()
+
+    def act(self, observation: dict[str, Any], instruction: str) -> dict[str, float]:
+        import numpy as np
+        import torch
+        from lerobot.common.control_utils import predict_action
+
+        frame = {STATE_KEY: np.asarray([observation[k] for k in MOTOR_KEYS], dtype=np.float32)}
+        for camera in CAMERA_NAMES:
+            if camera not in observation:
+                raise RolloutError(f"no frame from the {camera!r} camera; check it on the Station page")
+            frame[IMAGE_PREFIX + camera] = observation[camera]
+        action = predict_action(
+            frame, self.policy, torch.device(self.device), self.preprocessor, self.postprocessor,
+            use_amp=False, task=instruction, robot_type="piper",
+        )
+        values = action.reshape(-1).tolist()
+        return dict(zip(MOTOR_KEYS, values, strict=True))
+
+
+@dataclass
+class TickInfo:
+    """What a live view needs after each control tick."""
+
+    slot: TrialSlot
+    step: int
+    elapsed_s: float
+    observation: dict[str, Any]
+    action: dict[str, float]
+
+
+class StationExecutor:
+    """Runs trials of one campaign on an open station (sim: lockstep; real: wall clock).
+
+    `agents` maps run name -> PolicyAgent (or a factory that loads it lazily).
+    `instructions` maps task key -> language instruction.
+    """
+
+    def __init__(
+        self,
+        station: Any,
+        agents: dict[str, PolicyAgent | Callable[[], PolicyAgent]],
+        instructions: dict[str, str],
+        *,
+        fps: int | None = None,
+        max_duration_s: float = 30.0,
+        on_tick: Callable[[TickInfo], None] | None = None,
+        episode_sink: Any | None = None,
+    ):
+        self.station = station
+        self._agents = dict(agents)
+        self.instructions = instructions
+        self.fps = fps or station.config.fps
+        self.max_duration_s = max_duration_s
+        self.on_tick = on_tick
+        self.episode_sink = episode_sink  # evaluate.episodes.EvalEpisodeWriter or None
+        self.lockstep = station.sim is not None and not station.sim.realtime
+
+    def agent(self, run: str) -> PolicyAgent:
+        agent = self._agents.get(run)
+        if agent is None:
+            raise RolloutError(f"no policy loaded for run {run!r}")
+        if not hasattr(agent, "act"):  # a factory: load on first use
+            agent = self._agents[run] = agent()
+        return agent
+
+    def reset(self, slot: TrialSlot) -> None:
+        """Sim: seeded scene reset with the arm at home. Real arm: the operator resets the scene."""
+        if self.station.sim is not None:
+            if self.station.sim.task_key != slot.task:
+                raise RolloutError(
+                    f"the sim station shows task {self.station.sim.task_key!r}, the trial needs {slot.task!r}"
+                )
+            self.station.sim.reset(seed=slot.seed)
+        self.agent(slot.run).reset()
+
+    def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
+        agent = self.agent(slot.run)
+        follower = self.station.follower
+        instruction = self.instructions.get(slot.task, slot.task)
+        max_steps = max(1, round(self.max_duration_s * self.fps))
+        period = 1.0 / self.fps
+        if self.episode_sink is not None:
+            self.episode_sink.begin(slot, instruction)
+        started = time.monotonic()
+        success: bool | None = None
+        step = 0
+        for step in range(1, max_steps + 1):
+            if stop.is_set():
+                return self._finish(slot, started, step - 1, None, aborted=True)
+            tick_start = time.monotonic()
+            observation = follower.get_observation()
+            action = agent.act(observation, instruction)
+            sent = follower.send_action(action)
+            if self.episode_sink is not None:
+                self.episode_sink.add(observation, sent)
+            if self.lockstep:
+                self.station.sim.advance(period)
+            else:
+                time.sleep(max(0.0, period - (time.monotonic() - tick_start)))
+            if self.on_tick is not None:
+                self.on_tick(TickInfo(slot, step, time.monotonic() - started, observation, sent))
+            if self.station.sim is not None and self._sim_success():
+                success = True
+                break
+        if self.station.sim is not None and success is None:
+            success = self._sim_success()
+        return self._finish(slot, started, step, success)
+
+    def _sim_success(self) -> bool:
+        sim = self.station.sim
+        return bool(sim.call(lambda world: sim.task.is_success(world)))
+
+    def _finish(self, slot: TrialSlot, started: float, steps: int, success: bool | None, aborted: bool = False):
+        episode_ref = ""
+        if self.episode_sink is not None:
+            episode_ref = self.episode_sink.end(keep=not aborted)
+        duration = steps / self.fps if self.lockstep else time.monotonic() - started
+        return RolloutResult(duration_s=duration, success=success, aborted=aborted, episode_ref=episode_ref, steps=steps)
+
+
+class SimCampaignExecutor:
+    """Sim trials across tasks: one lockstep station per task, opened when the campaign reaches it.
+
+    Campaign slots are task-major, so each task's scene is built once.
+    """
+
+    def __init__(
+        self,
+        agents: dict[str, PolicyAgent | Callable[[], PolicyAgent]],
+        *,
+        image_size: tuple[int, int] = (480, 640),
+        fps: int = 30,
+        max_duration_s: float = 30.0,
+        perturbation: str = "none",
+        on_tick: Callable[[TickInfo], None] | None = None,
+        episode_sink: Any | None = None,
+    ):
+        from collect.sim.tasks import INSTRUCTIONS
+
+        self.agents = agents
+        self.instructions = dict(INSTRUCTIONS)
+        self.image_size = tuple(image_size)
+        self.fps = fps
+        self.max_duration_s = max_duration_s
+        self.perturbation = perturbation
+        self.on_tick = on_tick
+        self.episode_sink = episode_sink
+        self.station: Any = None
+        self._executor: StationExecutor | None = None
+
+    def _station_for(self, task: str) -> StationExecutor:
+        if self._executor is not None and self.station.config.task == task:
+            return self._executor
+        self.close()
+        from dataclasses import fields
+
+        from collect.station import StationConfig, open_station
+
+        options = dict(backend="sim", task=task, image_size=self.image_size, fps=self.fps, realtime=False)
+        if self.perturbation != "none":
+            if "perturbations" not in {f.name for f in fields(StationConfig)}:
+                raise RolloutError("this sim station cannot apply perturbations yet; run with --perturbation none")
+            options["perturbations"] = self.perturbation
+        self.station = open_station(StationConfig(**options))
+        self.station.connect()
+        self.station.enable()
+        self._executor = StationExecutor(
+            self.station, self.agents, self.instructions, fps=self.fps, max_duration_s=self.max_duration_s,
+            on_tick=self.on_tick, episode_sink=self.episode_sink,
+        )
+        # Agents loaded by this executor are kept for the next task's station.
+        self.agents = self._executor._agents
+        return self._executor
+
+    def reset(self, slot: TrialSlot) -> None:
+        self._station_for(slot.task).reset(slot)
+
+    def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
+        return self._station_for(slot.task).run(slot, stop)
+
+    def estop(self) -> None:
+        if self.station is not None:
+            self.station.estop()
+
+    def close(self) -> None:
+        if self.station is not None:
+            self.station.disconnect()
+        self.station = self._executor = None
+
+    def __enter__(self) -> SimCampaignExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

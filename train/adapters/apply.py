@@ -15,6 +15,7 @@ from torch import nn
 
 from .config import AdapterConfig, FullFinetuneConfig, LoraSPConfig, strategy_name
 from .handle import AdapterHandle
+from .layer import AdapterLinear
 from .lora_moe import LoraMoELinear
 from .lora_sp import LoraSPLinear
 from .targets import AdapterTargets, detect_targets, names_targets, parse_targets
@@ -36,6 +37,7 @@ def as_targets(model: nn.Module, targets: TargetsLike) -> AdapterTargets:
 
 def apply_adapters(model: nn.Module, config: AdapterConfig, targets: TargetsLike = None) -> AdapterHandle:
     strategy = strategy_name(config)
+    _refuse_adapted(model)
     if strategy == "full":
         return _apply_full(model, config, targets)
     groups = as_targets(model, targets).resolve(model)
@@ -47,11 +49,18 @@ def apply_adapters(model: nn.Module, config: AdapterConfig, targets: TargetsLike
     for name in groups:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
-        base = getattr(parent, child)
-        if isinstance(base, LoraSPLinear | LoraMoELinear):
-            raise ValueError(f"{name} already has an adapter; build a fresh backbone before apply_adapters")
-        setattr(parent, child, layer_cls(base, config))
+        setattr(parent, child, layer_cls(getattr(parent, child), config))
     return AdapterHandle(model, config, strategy, groups)
+
+
+def _refuse_adapted(model: nn.Module) -> None:
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for name, module in model.named_modules():
+        if isinstance(module, AdapterLinear | BaseTunerLayer):
+            raise ValueError(
+                f"{name} already has an adapter: build a fresh backbone before apply_adapters / load_adapters"
+            )
 
 
 def _apply_full(model: nn.Module, config: FullFinetuneConfig, targets: TargetsLike) -> AdapterHandle:

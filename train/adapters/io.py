@@ -13,7 +13,7 @@ from pathlib import Path
 from torch import nn
 
 from .apply import apply_adapters
-from .config import config_from_dict, config_to_dict
+from .config import config_from_dict, config_to_dict, strategy_name
 from .handle import AdapterHandle
 from .layer import AdapterLinear
 from .targets import names_targets
@@ -79,6 +79,10 @@ def load_adapters(model: nn.Module, directory: str | Path) -> AdapterHandle:
     except (SafetensorError, OSError) as err:
         raise ValueError(f"{weights} cannot be read ({err}); the checkpoint is damaged") from err
     config = config_from_dict(meta["config"])
+    if strategy_name(config) == "adalora":
+        # AdaLoRA's rank_pattern is its allocator's output (masked E entries, saved as zeros),
+        # not a shape: the tensors keep init_r, so rebuild at init_r.
+        config.rank_pattern = None
     handle = apply_adapters(model, config, names_targets(meta["modules"]))
     device = next(model.parameters()).device
     handle.load_adapter_state_dict({k: v.to(device) for k, v in state.items()})

@@ -35,12 +35,13 @@ def energy_select(scores: torch.Tensor, eta: float, k_rule: str = "smallest") ->
     """
     energy = scores.detach().float().square()
     sorted_energy, order = energy.sort(dim=-1, descending=True)
-    cumulative = sorted_energy.cumsum(dim=-1)
-    # The cumsum's own last element is the total, so E(r) == 1 exactly and trailing
-    # zeros never count as needed at eta = 1.
-    total = cumulative[..., -1:]
-    k = (cumulative < eta * total).sum(dim=-1) + 1
-    k = torch.where(total.squeeze(-1) > 0, k.clamp(max=energy.shape[-1]), torch.zeros_like(k))
+    # tail[j]: energy left out when keeping the top j (suffix sums, added from the smallest
+    # up so that tiny tails are not lost to rounding). E(j) >= eta <=> tail[j] <= (1-eta)*total;
+    # tail is non-increasing, so k* = how many j fail. At eta = 1 this keeps exactly the
+    # non-zero scores; all-zero rows get k* = 0.
+    tail = sorted_energy.flip(-1).cumsum(dim=-1).flip(-1)
+    total = tail[..., :1]
+    k = (tail > (1.0 - eta) * total).sum(dim=-1)
     if k_rule == "one_fewer":
         k = (k - 1).clamp(min=0)
     elif k_rule != "smallest":

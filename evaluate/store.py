@@ -294,6 +294,11 @@ class ResultsStore:
         )
         return cursor.rowcount
 
+    def change_stamp(self) -> tuple[int, int]:
+        """Changes whenever a trial is added or superseded: lets a view skip re-reading."""
+        row = self._read("SELECT COALESCE(MAX(id), 0), COALESCE(SUM(superseded), 0) FROM trials")[0]
+        return (row[0], row[1])
+
     def trials(
         self, campaign: str | None = None, *, include_superseded: bool = False, include_aborted: bool = False
     ) -> list[TrialRecord]:

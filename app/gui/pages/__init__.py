@@ -7,4 +7,5 @@ context is the window's shared `AppContext`.
 
 PAGES: list[tuple[str, str, str]] = [
     ("Station", "app.gui.pages.station", "StationPage"),
+    ("Results", "app.gui.pages.results", "ResultsPage"),
 ]

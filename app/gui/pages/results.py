@@ -1,0 +1,265 @@
+"""The Results page: the comparison table across runs (paper layout, Wilson intervals),
+sortable, a bar chart per task with the intervals as error bars, and CSV/Markdown export.
+
+The table is read from results.sqlite off the GUI thread and re-read every few seconds
+when the database changed, so trials scored on the Evaluate page (or by `piper-ws eval`
+in a terminal) appear by themselves.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.gui.context import AppContext
+from evaluate.tables import TASK_HEADERS, ComparisonTable
+
+ALL_CAMPAIGNS = "All campaigns"
+POLL_MS = 3000
+SORT_ROLE = Qt.ItemDataRole.UserRole + 1
+
+
+class _SortableItem(QTableWidgetItem):
+    """Sorts by the number behind the text (missing values last)."""
+
+    def __init__(self, text: str, value: float | str | None):
+        super().__init__(text)
+        self.setData(SORT_ROLE, value)
+        self.setFlags(self.flags() & ~Qt.ItemFlag.ItemIsEditable)
+
+    def __lt__(self, other: QTableWidgetItem) -> bool:
+        a, b = self.data(SORT_ROLE), other.data(SORT_ROLE)
+        if a is None or b is None:
+            return b is None and a is not None  # values before blanks, ascending
+        if isinstance(a, str) or isinstance(b, str):
+            return str(a) < str(b)
+        return a < b
+
+
+def load_results(db_path: Path, campaign: str | None) -> tuple[ComparisonTable, list[str], object]:
+    """(table, campaign names, data stamp); runs on a worker thread."""
+    from evaluate.store import ResultsStore
+    from evaluate.tables import comparison_from_store, comparison_table
+
+    if not db_path.exists():
+        return comparison_table([]), [], None
+    with ResultsStore(db_path) as store:
+        names = [c.name for c in store.campaigns()]
+        if campaign not in names:
+            campaign = None
+        table = comparison_from_store(store, campaign)
+        stamp = store.change_stamp()
+    return table, names, stamp
+
+
+class ResultsPage(QWidget):
+    def __init__(self, context: AppContext, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.context = context
+        self.table_data: ComparisonTable | None = None
+        self._stamp: object = -1
+        self._loading = False
+
+        self.campaign_combo = QComboBox()
+        self.campaign_combo.addItem(ALL_CAMPAIGNS)
+        self.campaign_combo.currentTextChanged.connect(lambda _: self.refresh(force=True))
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.clicked.connect(lambda: self.refresh(force=True))
+        self.export_csv_button = QPushButton("Export CSV...")
+        self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
+        self.export_md_button = QPushButton("Export Markdown...")
+        self.export_md_button.clicked.connect(lambda: self._export_dialog("md"))
+        self.status = QLabel("")
+
+        self.table = QTableWidget(0, 0)
+        self.table.setSortingEnabled(True)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+
+        import pyqtgraph as pg
+
+        self.chart = pg.PlotWidget(background="w")
+        self.chart.setLabel("left", "success %")
+        self.chart.setYRange(0, 100)
+        self.chart.addLegend(offset=(10, 10))
+
+        bar = QHBoxLayout()
+        for widget in (QLabel("Campaign:"), self.campaign_combo, self.refresh_button):
+            bar.addWidget(widget)
+        bar.addStretch(1)
+        bar.addWidget(self.export_csv_button)
+        bar.addWidget(self.export_md_button)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.table)
+        splitter.addWidget(self.chart)
+        layout = QVBoxLayout(self)
+        layout.addLayout(bar)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.status)
+
+        self._timer = QTimer(self)
+        self._timer.timeout.connect(self.refresh)
+        self._timer.start(POLL_MS)
+        self.refresh(force=True)
+
+    # -- loading ---------------------------------------------------------------------
+
+    @property
+    def selected_campaign(self) -> str | None:
+        text = self.campaign_combo.currentText()
+        return None if text == ALL_CAMPAIGNS else text
+
+    def refresh(self, force: bool = False) -> None:
+        if self._loading:
+            return
+        self._loading = True
+        if force:
+            self._stamp = -1
+        self.context.run_in_background(
+            load_results,
+            self.context.workspace.results_db,
+            self.selected_campaign,
+            on_result=self._loaded,
+            on_error=self._failed,
+        )
+
+    def _failed(self, message: str) -> None:
+        self._loading = False
+        self.status.setText(f"cannot read results: {message}")
+
+    def _loaded(self, result: tuple[ComparisonTable, list[str], object]) -> None:
+        self._loading = False
+        table, names, stamp = result
+        self._sync_campaigns(names)
+        if stamp == self._stamp and self.table_data is not None:
+            return
+        self._stamp = stamp
+        self.show_table(table)
+
+    def _sync_campaigns(self, names: list[str]) -> None:
+        have = [self.campaign_combo.itemText(i) for i in range(1, self.campaign_combo.count())]
+        if have != names:
+            current = self.campaign_combo.currentText()
+            self.campaign_combo.blockSignals(True)
+            self.campaign_combo.clear()
+            self.campaign_combo.addItems([ALL_CAMPAIGNS, *names])
+            self.campaign_combo.setCurrentText(current if current in names else ALL_CAMPAIGNS)
+            self.campaign_combo.blockSignals(False)
+
+    # -- display ---------------------------------------------------------------------
+
+    def show_table(self, data: ComparisonTable) -> None:
+        self.table_data = data
+        headers = ["Campaign", "Run", "Strategy", "Trainable %", "Active rank"]
+        headers += [TASK_HEADERS.get(t, t) for t in data.tasks] + ["Avg.", "Overall", "Trials"]
+        self.table.setSortingEnabled(False)
+        self.table.clear()
+        self.table.setColumnCount(len(headers))
+        self.table.setHorizontalHeaderLabels(headers)
+        self.table.setRowCount(len(data.rows))
+        for r, row in enumerate(data.rows):
+            overall = row.overall
+            cells = [
+                _SortableItem(row.campaign, row.campaign),
+                _SortableItem(row.run, row.run),
+                _SortableItem(row.strategy or "-", row.strategy),
+                _number_item(row.trainable_pct),
+                _number_item(row.active_rank, 0),
+            ]
+            for task in data.tasks:
+                rate = row.per_task.get(task)
+                item = _SortableItem(rate.percent() if rate else "-", rate.value if rate and rate.trials else None)
+                if rate and rate.trials:
+                    item.setToolTip(f"{rate.successes}/{rate.trials} successes")
+                cells.append(item)
+            cells.append(_number_item(None if row.average is None else 100 * row.average))
+            cells.append(_SortableItem(overall.percent(), overall.value))
+            cells.append(_SortableItem(str(overall.trials), overall.trials))
+            for c, item in enumerate(cells):
+                self.table.setItem(r, c, item)
+        self.table.setSortingEnabled(True)
+        self._draw_chart(data)
+        trials = sum(row.overall.trials for row in data.rows)
+        self.status.setText(f"{len(data.rows)} run(s), {trials} scored trial(s) - {self.context.workspace.results_db}")
+
+    def _draw_chart(self, data: ComparisonTable) -> None:
+        import pyqtgraph as pg
+
+        self.chart.clear()
+        if not data.rows or not data.tasks:
+            return
+        width = 0.8 / len(data.rows)
+        for i, row in enumerate(data.rows):
+            color = pg.intColor(i, hues=max(len(data.rows), 3))
+            xs, heights, lows, highs = [], [], [], []
+            for t, task in enumerate(data.tasks):
+                rate = row.per_task.get(task)
+                if rate is None or not rate.trials:
+                    continue
+                xs.append(t - 0.4 + width * (i + 0.5))
+                heights.append(100 * rate.value)
+                lows.append(100 * (rate.value - rate.low))
+                highs.append(100 * (rate.high - rate.value))
+            if not xs:
+                continue
+            self.chart.addItem(pg.BarGraphItem(x=xs, height=heights, width=width * 0.9, brush=color, name=row.run))
+            self.chart.addItem(
+                pg.ErrorBarItem(x=_arr(xs), y=_arr(heights), top=_arr(highs), bottom=_arr(lows), beam=width * 0.3)
+            )
+        axis = self.chart.getAxis("bottom")
+        axis.setTicks([[(t, TASK_HEADERS.get(task, task)) for t, task in enumerate(data.tasks)]])
+
+    # -- export ----------------------------------------------------------------------
+
+    def export_to(self, path: str | Path, fmt: str) -> Path:
+        """Write the table shown (in its current sort order) as 'csv' or 'md'."""
+        if self.table_data is None:
+            raise RuntimeError("no results loaded yet")
+        path = Path(path)
+        data = self._data_in_view_order()
+        path.write_text(data.to_csv() if fmt == "csv" else data.to_markdown())
+        self.context.status_message.emit(f"results exported to {path}")
+        return path
+
+    def _data_in_view_order(self) -> ComparisonTable:
+        by_key = {(row.campaign, row.run): row for row in self.table_data.rows}
+        ordered = []
+        for r in range(self.table.rowCount()):
+            key = (self.table.item(r, 0).text(), self.table.item(r, 1).text())
+            if key in by_key:
+                ordered.append(by_key[key])
+        return ComparisonTable(self.table_data.tasks, ordered)
+
+    def _export_dialog(self, fmt: str) -> None:
+        suffix = {"csv": "CSV (*.csv)", "md": "Markdown (*.md)"}[fmt]
+        default = str(self.context.workspace.root / f"results.{fmt}")
+        path, _ = QFileDialog.getSaveFileName(self, "Export results", default, suffix)
+        if path:
+            self.export_to(path, fmt)
+
+    def shutdown(self) -> None:
+        self._timer.stop()
+
+
+def _number_item(value: float | None, digits: int = 1) -> _SortableItem:
+    return _SortableItem("-" if value is None else f"{value:.{digits}f}", value)
+
+
+def _arr(values: list[float]):
+    import numpy as np
+
+    return np.asarray(values, dtype=float)

@@ -1,0 +1,58 @@
+import csv
+import io
+
+from app.gui.pages.results import ResultsPage
+from evaluate.store import ResultsStore, RunInfo, TrialRecord
+
+
+def _add(store, run, task, outcomes, campaign="c"):
+    start = len([t for t in store.trials(campaign) if t.run == run and t.task == task])
+    for i, ok in enumerate(outcomes, start):
+        store.add_trial(TrialRecord(campaign, run, task, i, "success" if ok else "failure", "predicate"))
+
+
+def _page(qtbot, app_context):
+    page = ResultsPage(app_context)
+    qtbot.addWidget(page)
+    return page
+
+
+def test_table_fills_from_the_database_and_updates(qtbot, app_context, workspace, tmp_path):
+    store = ResultsStore(workspace.results_db)
+    store.create_campaign("c", "sim", {})
+    store.register_run(RunInfo("c", "sp", strategy="lora_sp", trainable_pct=17.1, active_rank=60))
+    store.register_run(RunInfo("c", "lora", strategy="lora", trainable_pct=20.0, active_rank=128))
+    _add(store, "sp", "open_pot", [1, 1, 1, 0])
+    _add(store, "lora", "open_pot", [1, 0, 0, 0])
+    page = _page(qtbot, app_context)
+    qtbot.waitUntil(lambda: page.table.rowCount() == 2, timeout=5000)
+    headers = [page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount())]
+    assert headers[:6] == ["Campaign", "Run", "Strategy", "Trainable %", "Active rank", "Open"]
+    open_col = headers.index("Open")
+
+    # sort by Open ascending: lora (25%) first
+    page.table.sortItems(open_col)
+    assert page.table.item(0, 1).text() == "lora"
+    assert page.table.item(0, open_col).text().startswith("25.0 [")
+    # export follows the view order
+    target = page.export_to(tmp_path / "out.csv", "csv")
+    rows = list(csv.DictReader(io.StringIO(target.read_text())))
+    assert [r["run"] for r in rows] == ["lora", "sp"] and rows[1]["open_pot_successes"] == "3"
+    assert "| lora (c) | lora |" in page.export_to(tmp_path / "out.md", "md").read_text()
+
+    # a new trial scored elsewhere shows up on the next refresh
+    _add(store, "lora", "press_button", [1])
+    page.refresh()
+    qtbot.waitUntil(lambda: "Press" in [page.table.horizontalHeaderItem(c).text()
+                                        for c in range(page.table.columnCount())], timeout=5000)
+    assert page.table_data.rows[1].per_task["press_button"].successes == 1
+    # the campaign filter lists the campaign
+    assert page.campaign_combo.findText("c") >= 0
+    page.shutdown()
+
+
+def test_empty_workspace_shows_empty_table(qtbot, app_context):
+    page = _page(qtbot, app_context)
+    qtbot.waitUntil(lambda: page.table_data is not None, timeout=5000)
+    assert page.table.rowCount() == 0
+    page.shutdown()

@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help). Add a command by adding a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("app.commands.doctor", "check CAN ports, cameras, MuJoCo GL, GPUs and disk"),
+    "spectrum": ("app.commands.spectrum", "rank needed per module/group by a fine-tune (energy of W_tuned - W_base)"),
     "results": ("app.commands.results", "print the success table (per task, 95% Wilson intervals) as Markdown or CSV"),
 }
 

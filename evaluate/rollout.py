@@ -292,3 +292,100 @@ class SimCampaignExecutor:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class GymSimExecutor:
+    """Sim trials on the project's gymnasium envs (`collect.sim.env`), one env per task.
+
+    Lockstep and seeded: a slot's seed gives the same scene for every run. Actions are
+    clamped to the joint limits by the env; the predicate (`info["is_success"]`) scores,
+    and the episode ends on success as in lerobot's gym envs. The env and its renderer are
+    created on the thread that calls `reset` (EGL contexts are per thread).
+    """
+
+    def __init__(
+        self,
+        agents: dict[str, PolicyAgent | Callable[[], PolicyAgent]],
+        *,
+        image_size: tuple[int, int] = (480, 640),
+        fps: int = 30,
+        max_duration_s: float = 30.0,
+        perturbation: str = "none",
+        on_tick: Callable[[TickInfo], None] | None = None,
+        episode_sink: Any | None = None,
+    ):
+        self._agents = dict(agents)
+        self.image_size = tuple(image_size)
+        self.fps = fps
+        self.max_duration_s = max_duration_s
+        self.perturbation = "" if perturbation == "none" else perturbation
+        self.on_tick = on_tick
+        self.episode_sink = episode_sink
+        self.env: Any = None
+        self._observation: dict[str, Any] | None = None
+
+    agent = StationExecutor.agent
+
+    def _env_for(self, task: str):
+        if self.env is not None and self.env.unwrapped.task == task:
+            return self.env
+        self.close()
+        from collect.sim.env import PiperSimEnv
+
+        self.env = PiperSimEnv(task=task, image_size=self.image_size, perturbations=self.perturbation, fps=self.fps)
+        return self.env
+
+    def reset(self, slot: TrialSlot) -> None:
+        observation, _ = self._env_for(slot.task).reset(seed=slot.seed)
+        self._observation = _flatten(observation)
+        self.agent(slot.run).reset()
+
+    def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
+        import numpy as np
+
+        env, agent = self._env_for(slot.task), self.agent(slot.run)
+        instruction = env.unwrapped.task_description
+        observation = self._observation
+        if observation is None:
+            raise RolloutError("reset the trial before running it")
+        if self.episode_sink is not None:
+            self.episode_sink.begin(slot, instruction)
+        started = time.monotonic()
+        success, steps = False, 0
+        for steps in range(1, max(1, round(self.max_duration_s * self.fps)) + 1):
+            if stop.is_set():
+                return self._finish(steps - 1, None, aborted=True)
+            action = agent.act(observation, instruction)
+            if self.episode_sink is not None:
+                self.episode_sink.add(observation, action)
+            raw, _, terminated, truncated, info = env.step(np.asarray([action[k] for k in MOTOR_KEYS]))
+            previous, observation = observation, _flatten(raw)
+            if self.on_tick is not None:
+                self.on_tick(TickInfo(slot, steps, time.monotonic() - started, previous, action))
+            success = bool(info.get("is_success", False))
+            if terminated or truncated:
+                break
+        self._observation = None
+        return self._finish(steps, success)
+
+    def _finish(self, steps: int, success: bool | None, aborted: bool = False) -> RolloutResult:
+        episode_ref = self.episode_sink.end(keep=not aborted) if self.episode_sink is not None else ""
+        return RolloutResult(steps / self.fps, success=success, aborted=aborted, episode_ref=episode_ref, steps=steps)
+
+    def close(self) -> None:
+        if self.env is not None:
+            self.env.close()
+        self.env = None
+
+    def __enter__(self) -> GymSimExecutor:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _flatten(gym_observation: dict[str, Any]) -> dict[str, Any]:
+    """Gym observation -> the follower's observation dict (MOTOR_KEYS + camera frames)."""
+    flat = dict(zip(MOTOR_KEYS, (float(v) for v in gym_observation["agent_pos"]), strict=True))
+    flat.update(gym_observation.get("pixels", {}))
+    return flat

@@ -1,0 +1,207 @@
+"""`piper-ws eval`: run a scored evaluation campaign headless.
+
+    piper-ws eval --run smolvla-sp --backend sim --tasks all --trials 15
+    piper-ws eval --run a --run b --tasks open_pot,press_button --eta 0.8 --perturbation lighting
+    piper-ws eval --run smolvla-sp --backend piper --tasks open_pot       # you score each trial
+
+Sim trials are seeded and scored by the task predicate. On the real arm the terminal asks
+you to reset the scene before each trial and to score it after. Every trial is committed
+to results.sqlite at once; running the same command again resumes the campaign.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--run", action="append", required=True, metavar="NAME", help="run under runs/ (repeatable)")
+    parser.add_argument("--backend", choices=("sim", "piper"), default="sim")
+    parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
+    parser.add_argument("--trials", type=int, default=15, help="trials per task and run (default: 15, as the paper)")
+    parser.add_argument("--campaign", help="campaign name (default: from runs, backend and settings)")
+    parser.add_argument("--seed", type=int, default=0, help="base seed of the sim scenes")
+    parser.add_argument("--perturbation", default="none", help="sim: none, all, or e.g. lighting+camera")
+    parser.add_argument("--eta", type=float, help="LoRA-SP energy threshold at inference (default: as trained)")
+    parser.add_argument("--checkpoint", default="last", help="checkpoint of each run (default: last)")
+    parser.add_argument("--max-duration", type=float, default=30.0, metavar="S", help="seconds per trial")
+    parser.add_argument("--fps", type=int, default=30, help="control rate")
+    parser.add_argument("--image-size", default="480x640", metavar="HxW", help="camera frames (sim)")
+    parser.add_argument("--save-episodes", action="store_true", help="keep each trial as an evaluation episode")
+    parser.add_argument("--format", choices=("md", "csv"), default="md", help="table printed at the end")
+
+
+def default_campaign_name(args: argparse.Namespace) -> str:
+    name = f"{'+'.join(args.run)}-{args.backend}-{args.trials}x"
+    if args.eta is not None:
+        name += f"-eta{args.eta:g}"
+    if args.perturbation not in ("none", ""):
+        name += f"-{args.perturbation}"
+    return name
+
+
+def parse_tasks(text: str) -> tuple[str, ...]:
+    from collect.sim.tasks import TASK_KEYS, make_task
+
+    if text.strip() == "all":
+        return TASK_KEYS
+    tasks = tuple(t.strip() for t in text.split(",") if t.strip())
+    for task in tasks:
+        make_task(task)  # KeyError naming the known tasks
+    return tasks
+
+
+def run(args: argparse.Namespace) -> int:
+    from collect.workspace import Workspace
+    from evaluate.campaign import CampaignError, CampaignSpec
+    from evaluate.rollout import RolloutError
+    from evaluate.store import ResultsStore, ResultsStoreError
+
+    workspace = Workspace.open(args.workspace)
+    try:
+        height, width = (int(v) for v in args.image_size.lower().split("x"))
+        spec = CampaignSpec(
+            name=args.campaign or default_campaign_name(args),
+            runs=tuple(args.run),
+            tasks=parse_tasks(args.tasks),
+            trials=args.trials,
+            backend=args.backend,
+            seed=args.seed,
+            perturbation=args.perturbation,
+            checkpoint=args.checkpoint,
+            eta=args.eta,
+            max_duration_s=args.max_duration,
+            save_episodes=args.save_episodes,
+        )
+        missing = [r for r in spec.runs if not (workspace.runs_dir / r).is_dir()]
+        if missing:
+            from evaluate.runs import list_runs
+
+            known = ", ".join(list_runs(workspace.runs_dir)) or "none (train one with `piper-ws train`)"
+            raise RolloutError(f"no run named {', '.join(missing)} under {workspace.runs_dir}; known runs: {known}")
+        with ResultsStore(workspace.results_db) as store:
+            campaign = _open_campaign(store, spec, workspace)
+            done, total = campaign.progress()
+            print(f"campaign {spec.name!r}: {done}/{total} trials already scored", file=sys.stderr)
+            executor = _make_executor(spec, workspace, args.fps, (height, width))
+            try:
+                if spec.auto_scored:
+                    _run_sim(campaign, executor)
+                else:
+                    _run_with_operator(campaign, executor, spec)
+            finally:
+                close = getattr(executor, "close", None)
+                if close:
+                    close()
+                if executor_sink := getattr(executor, "episode_sink", None):
+                    executor_sink.close()
+            _print_table(store, spec.name, args.format)
+    except (ValueError, KeyError, ResultsStoreError, CampaignError, RolloutError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"error: {message}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopped; every scored trial is saved. Run the same command to resume.", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _open_campaign(store, spec, workspace):
+    from evaluate.campaign import Campaign
+    from evaluate.runs import describe_run
+
+    runs = [describe_run(workspace.runs_dir / r, spec.name, spec.checkpoint, spec.eta) for r in spec.runs]
+    return Campaign.open_or_create(store, spec, runs)
+
+
+def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
+    from evaluate.rollout import GymSimExecutor, PolicyAgent, StationExecutor
+
+    agents = {
+        run: (lambda run=run: PolicyAgent.from_run(workspace.runs_dir / run, spec.checkpoint, spec.eta))
+        for run in spec.runs
+    }
+    sink = None
+    if spec.save_episodes:
+        from evaluate.episodes import EvalEpisodeWriter
+
+        sink = EvalEpisodeWriter(workspace.datasets_dir, f"eval_{spec.name}", fps=fps, image_size=image_size)
+    if spec.backend == "sim":
+        return GymSimExecutor(
+            agents, image_size=image_size, fps=fps, max_duration_s=spec.max_duration_s,
+            perturbation=spec.perturbation, episode_sink=sink,
+        )
+    from collect.sim.tasks import INSTRUCTIONS
+    from collect.station import open_station
+
+    hardware = workspace.load_hardware()
+    station = open_station(
+        backend="piper", follower_port=hardware.follower_port, leader_port=hardware.leader_port,
+        cameras=dict(hardware.cameras), fps=fps,
+    )
+    station.connect()
+    station.enable()
+    executor = StationExecutor(
+        station, agents, INSTRUCTIONS, fps=fps, max_duration_s=spec.max_duration_s, episode_sink=sink
+    )
+    executor.close = station.disconnect
+    return executor
+
+
+def _report(record, campaign) -> None:
+    done, total = campaign.progress()
+    seed = f" seed={record.seed}" if record.seed is not None else ""
+    print(
+        f"[{done:>4}/{total}] {record.run} {record.task} #{record.trial_index}{seed}: "
+        f"{record.outcome} ({record.duration_s or 0:.1f} s)",
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+def _run_sim(campaign, executor) -> None:
+    from evaluate.campaign import run_campaign
+
+    run_campaign(campaign, executor, on_trial=lambda record: _report(record, campaign))
+
+
+def _run_with_operator(campaign, executor, spec) -> None:
+    """Real arm over a terminal: reset prompt, rollout, then the operator's verdict."""
+    import threading
+
+    from collect.sim.tasks import INSTRUCTIONS
+
+    stop = threading.Event()
+    while (slot := campaign.start_trial()) is not None:
+        instruction = INSTRUCTIONS.get(slot.task, slot.task)
+        answer = input(f"\n{slot.run} / {slot.task} #{slot.trial_index}: reset the scene for '{instruction}', "
+                       "then Enter to run (q to stop): ").strip().lower()
+        if answer == "q":
+            campaign.abort("campaign stopped before the rollout")
+            return
+        executor.reset(slot)
+        campaign.mark_running()
+        try:
+            result = executor.run(slot, stop)
+        except KeyboardInterrupt:
+            executor.station.estop()
+            campaign.abort("Ctrl-C during the rollout (e-stop)")
+            raise
+        campaign.finish_run(result)
+        while True:
+            verdict = input("success? [s]uccess / [f]ailure / [a]bort (re-run later): ").strip().lower()
+            if verdict[:1] in ("s", "f", "a"):
+                break
+        if verdict.startswith("a"):
+            campaign.abort("aborted by the operator")
+            continue
+        note = input("note (optional): ").strip()
+        _report(campaign.score(verdict.startswith("s"), note), campaign)
+
+
+def _print_table(store, campaign: str, fmt: str) -> None:
+    from evaluate.tables import comparison_from_store
+
+    table = comparison_from_store(store, campaign)
+    sys.stdout.write(table.to_markdown() if fmt == "md" else table.to_csv())

@@ -7,5 +7,6 @@ context is the window's shared `AppContext`.
 
 PAGES: list[tuple[str, str, str]] = [
     ("Station", "app.gui.pages.station", "StationPage"),
+    ("Evaluate", "app.gui.pages.evaluate", "EvaluatePage"),
     ("Results", "app.gui.pages.results", "ResultsPage"),
 ]

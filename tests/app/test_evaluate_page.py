@@ -1,0 +1,110 @@
+import threading
+
+from PySide6.QtCore import Qt
+
+from app.gui.pages.evaluate import EvaluatePage
+from app.gui.pages.results import ResultsPage
+from collect.limits import MOTOR_KEYS
+from evaluate.campaign import RolloutResult
+from evaluate.rollout import GymSimExecutor
+from evaluate.store import ResultsStore
+
+
+class OperatorArm:
+    """The real arm's rollout as the page sees it: lasts until aborted or 50 ms."""
+
+    def reset(self, slot):
+        pass
+
+    def run(self, slot, stop: threading.Event):
+        return RolloutResult(0.05, aborted=stop.wait(0.05))
+
+
+class HoldStill:
+    def reset(self):
+        pass
+
+    def act(self, observation, instruction):
+        return {k: observation[k] for k in MOTOR_KEYS}
+
+
+def _page(qtbot, app_context, workspace, runs=("r1",)):
+    for run in runs:
+        (workspace.runs_dir / run).mkdir(parents=True, exist_ok=True)
+    page = EvaluatePage(app_context)
+    qtbot.addWidget(page)
+    page.show()
+    page.refresh_runs()
+    for i in range(page.runs_list.count()):
+        page.runs_list.item(i).setCheckState(Qt.CheckState.Checked)
+    for task, check in page.task_checks.items():
+        check.setChecked(task == "press_button")
+    return page
+
+
+def test_operator_scores_trials_by_clicking_and_the_tables_update(qtbot, app_context, workspace):
+    page = _page(qtbot, app_context, workspace)
+    page.make_agents = lambda spec: {}
+    page.make_executor = lambda spec, agents, on_tick: OperatorArm()
+    page.backend_combo.setCurrentText("piper")
+    page.trials_spin.setValue(2)
+    qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    try:
+        qtbot.waitUntil(page.go_button.isEnabled, timeout=10_000)
+        assert "Reset the scene" in page.trial_label.text()
+        assert not page.success_button.isEnabled()  # nothing to score before the trial ran
+        qtbot.mouseClick(page.go_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(page.success_button.isEnabled, timeout=10_000)
+        page.note_edit.setText("clean grasp")
+        qtbot.mouseClick(page.success_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: page.tally_text()[("r1", "press_button")] == "1/1", timeout=10_000)
+
+        qtbot.waitUntil(page.go_button.isEnabled, timeout=10_000)
+        qtbot.keyClick(page, Qt.Key.Key_Space)  # keyboard: run, then F for failure
+        qtbot.waitUntil(page.failure_button.isEnabled, timeout=10_000)
+        qtbot.keyClick(page, Qt.Key.Key_F)
+        qtbot.waitUntil(lambda: page.tally_text()[("r1", "press_button")] == "1/2", timeout=10_000)
+        qtbot.waitUntil(lambda: "complete" in page.trial_label.text(), timeout=10_000)
+        assert page.progress_label.text() == "2 / 2 trials scored"
+    finally:
+        page.shutdown()
+
+    rows = ResultsStore(workspace.results_db).trials()
+    assert [(t.outcome, t.scorer, t.note) for t in rows] == [
+        ("success", "operator", "clean grasp"), ("failure", "operator", "")]
+    results = ResultsPage(app_context)
+    qtbot.addWidget(results)
+    qtbot.waitUntil(lambda: results.table.rowCount() == 1, timeout=10_000)
+    assert results.table.item(0, 5).text().startswith("50.0 [")
+    results.shutdown()
+
+
+def test_sim_trial_scored_by_predicate_then_overridden_by_click(qtbot, app_context, workspace):
+    page = _page(qtbot, app_context, workspace, runs=("hold",))
+    page.make_agents = lambda spec: {"hold": HoldStill()}
+    page.make_executor = lambda spec, agents, on_tick: GymSimExecutor(
+        agents, image_size=(48, 64), max_duration_s=spec.max_duration_s, on_tick=on_tick)
+    page.backend_combo.setCurrentText("sim")
+    page.trials_spin.setValue(1)
+    page.duration_spin.setValue(1.0)
+    qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    try:
+        qtbot.waitUntil(lambda: "complete" in page.trial_label.text(), timeout=30_000)
+        assert page.tally_text()[("hold", "press_button")] == "0/1"  # the predicate: nothing pressed
+        assert page.cameras["side"].frames_shown > 0  # live view during the trial
+        qtbot.mouseClick(page.success_button, Qt.MouseButton.LeftButton)  # operator override
+        qtbot.waitUntil(lambda: page.tally_text()[("hold", "press_button")] == "1/1", timeout=10_000)
+    finally:
+        page.shutdown()
+    (row,) = ResultsStore(workspace.results_db).trials()
+    assert (row.outcome, row.scorer, row.predicate_outcome) == ("success", "override", "failure")
+
+
+def test_real_arm_without_an_open_station_says_what_to_do(qtbot, app_context, workspace):
+    page = _page(qtbot, app_context, workspace)
+    page.backend_combo.setCurrentText("piper")
+    qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    try:
+        qtbot.waitUntil(lambda: "Station page" in page.trial_label.text(), timeout=10_000)
+    finally:
+        page.shutdown()

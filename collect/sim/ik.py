@@ -18,6 +18,8 @@ from collect.sim.gl import ensure_gl_backend
 ensure_gl_backend()
 import mujoco  # noqa: E402  (after the GL backend is chosen)
 
+WRIST_POSTURE_WEIGHT = 2e-3
+
 
 @dataclass(frozen=True)
 class ToolFrame:
@@ -105,12 +107,23 @@ class ToolIK:
             e = np.concatenate([e_pos, 0.3 * e_rot])  # ~0.3 m lever: trade mm against mrad
             W = np.diag([1, 1, 1, 0.3, 0.3, 0.3])
             Jw = W @ J
-            dq = Jw.T @ np.linalg.solve(Jw @ Jw.T + damping * np.eye(6), e)
+            # Damped least squares plus a weak pull of joint 4 towards zero: near the wrist
+            # singularity (joint 5 ~ 0) joints 4 and 6 turn the tool alike, and without it
+            # they wind up against their limits in opposite directions.
+            H = Jw.T @ Jw + damping * np.eye(6)
+            H[3, 3] += WRIST_POSTURE_WEIGHT
+            dq = np.linalg.solve(H, Jw.T @ e - WRIST_POSTURE_WEIGHT * self._wrist_bias(q))
             step = np.max(np.abs(dq))
             if step > 0.3:  # keep each iteration inside the linear regime
                 dq *= 0.3 / step
             q = np.clip(q + dq, self.lo, self.hi)
         return q, err_p, err_r
+
+    @staticmethod
+    def _wrist_bias(q: np.ndarray) -> np.ndarray:
+        bias = np.zeros(6)
+        bias[3] = q[3]
+        return bias
 
 
 def piper_tool_frame() -> ToolFrame:

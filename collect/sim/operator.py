@@ -174,3 +174,30 @@ class VirtualOperator:
         lo = np.array([lo for lo, _ in MOTOR_LIMITS])
         hi = np.array([hi for _, hi in MOTOR_LIMITS])
         return np.clip(out, lo, hi)
+
+
+@dataclass(frozen=True)
+class ExpertEpisode:
+    seed: int
+    success: bool
+    steps: int
+    sim_seconds: float
+
+
+def run_expert_episode(env, seed: int) -> ExpertEpisode:
+    """One episode of a `PiperSimEnv` (or its gym wrapper) driven by the virtual operator,
+    until success, the task's time limit, or the operator is done and 2 s have passed."""
+    sim = env.unwrapped
+    env.reset(seed=seed)
+    operator = VirtualOperator(sim.sim_task, seed)
+    limit = int(sim.sim_task.episode_seconds * sim.fps)
+    done_since = None
+    for step in range(1, limit + 1):
+        _, _, terminated, truncated, info = env.step(operator.act(sim.world, sim.sim_time))
+        if terminated or truncated:
+            return ExpertEpisode(seed, bool(info["is_success"]), step, sim.sim_time)
+        if operator.done:
+            done_since = sim.sim_time if done_since is None else done_since
+            if sim.sim_time - done_since > 2.0:
+                break
+    return ExpertEpisode(seed, False, step, sim.sim_time)

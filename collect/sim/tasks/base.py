@@ -82,6 +82,17 @@ def horizontal(yaw: float) -> np.ndarray:
     return np.array([np.cos(yaw), np.sin(yaw), 0.0])
 
 
+def pitched_frame(yaw: float, pitch_down: float, roll: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """(approach, closing) for fingers pointing along yaw, `pitch_down` rad below horizontal,
+    rolled by `roll` rad about the approach axis (roll 0: closing horizontal, to the left)."""
+    approach = np.array(
+        [np.cos(pitch_down) * np.cos(yaw), np.cos(pitch_down) * np.sin(yaw), -np.sin(pitch_down)]
+    )
+    left = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+    closing = np.cos(roll) * left + np.sin(roll) * np.cross(approach, left)
+    return approach, closing
+
+
 class SimTask(ABC):
     """Base of the four tasks. Subclasses set `key`, `instruction` and implement the rest."""
 

@@ -1,0 +1,443 @@
+"""Backbones: where a policy's starting weights come from.
+
+A backbone is always a *local pretrained policy directory* (lerobot's `save_pretrained`
+layout: `config.json`, `model.safetensors`, processor JSON files). Two kinds:
+
+- a downloaded snapshot of `lerobot/smolvla_base` or `lerobot/pi0`, given by its path;
+- `tiny-smolvla` / `tiny-pi0`: built offline from scratch (random weights, a tokenizer
+  trained with `tokenizers`) the first time they are asked for, then cached under
+  `<cache_dir>/<name>/`, so every run and the evaluator start from the same weights.
+
+pi0 hard-codes Gemma 2B / 300M sizes, a 27-layer SigLIP and a PaliGemma tokenizer name;
+the tiny pi0 shrinks those inside `tiny_pi0_sizes()`, which must be active whenever the
+tiny pi0 is built or loaded (`loading_context` does that from the directory's marker).
+
+Nothing here imports torch or lerobot at module import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+TINY_NAMES = ("tiny-smolvla", "tiny-pi0")
+HUB_NAMES = {"lerobot/smolvla_base": "smolvla", "lerobot/pi0": "pi0"}
+TINY_MARKER = "tiny_backbone.json"  # written into tiny backbone dirs: {"name": ..., "version": ...}
+TINY_VERSION = 1
+
+# Tiny sizes. The image side is the vision input; datasets of any size are resized to it.
+TINY_IMAGE = 64
+TINY_PI0_IMAGE = 28
+TINY_CHUNK = 10
+
+STATE_DIM = 7
+ACTION_DIM = 7
+CAMERAS = ("side", "wrist")
+
+
+class BackboneError(ValueError):
+    """A backbone name or path that cannot be used; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str  # "tiny-smolvla", "tiny-pi0", or the directory given by the user
+    policy_type: str  # "smolvla" | "pi0"
+    path: Path  # the local pretrained policy directory
+    tiny: bool
+
+
+def default_cache_dir() -> Path:
+    env = os.environ.get("PIPER_WS_MODEL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "piper-ws" / "backbones"
+
+
+def resolve_backbone(spec: str, cache_dir: str | Path | None = None) -> Backbone:
+    """Turn a backbone name or directory into a ready local pretrained policy directory.
+
+    Tiny backbones are built on first use. A hub name or a wrong path raises BackboneError
+    naming what was expected.
+    """
+    cache = Path(cache_dir) if cache_dir else default_cache_dir()
+    if spec in TINY_NAMES:
+        path = cache / spec
+        if not _tiny_is_current(path, spec):
+            build_tiny_backbone(spec, path)
+        return Backbone(spec, "smolvla" if spec == "tiny-smolvla" else "pi0", path, True)
+    if spec in HUB_NAMES:
+        raise BackboneError(
+            f"backbone {spec!r} is a Hugging Face name, and nothing is downloaded at run time: "
+            f"download the snapshot once (e.g. `huggingface-cli download {spec} --local-dir DIR`) "
+            f"and pass --backbone DIR, or use one of {', '.join(TINY_NAMES)} for an offline tiny model"
+        )
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise BackboneError(
+            f"backbone {spec!r}: no such directory. Expected a local pretrained policy directory "
+            f"(a downloaded lerobot/smolvla_base or lerobot/pi0 snapshot holding config.json and "
+            f"model.safetensors) or one of {', '.join(TINY_NAMES)}"
+        )
+    return _check_policy_dir(path, spec)
+
+
+def _check_policy_dir(path: Path, spec: str) -> Backbone:
+    config_file = path / "config.json"
+    weights = path / "model.safetensors"
+    missing = [p.name for p in (config_file, weights) if not p.exists()]
+    if missing:
+        raise BackboneError(
+            f"backbone directory {path} lacks {', '.join(missing)}: expected a lerobot pretrained "
+            f"policy snapshot (lerobot/smolvla_base or lerobot/pi0) with config.json and model.safetensors"
+        )
+    try:
+        policy_type = json.loads(config_file.read_text()).get("type")
+    except json.JSONDecodeError as exc:
+        raise BackboneError(f"{config_file} is not valid JSON ({exc}); re-download the snapshot") from exc
+    if policy_type not in ("smolvla", "pi0"):
+        raise BackboneError(
+            f"{config_file} says type {policy_type!r}; PiPER Workstation fine-tunes 'smolvla' or 'pi0' policies"
+        )
+    marker = _read_marker(path)
+    return Backbone(marker["name"] if marker else spec, policy_type, path, bool(marker))
+
+
+def _read_marker(path: Path) -> dict | None:
+    marker = path / TINY_MARKER
+    if not marker.exists():
+        return None
+    return json.loads(marker.read_text())
+
+
+def _tiny_is_current(path: Path, name: str) -> bool:
+    marker = _read_marker(path)
+    return bool(marker) and marker.get("name") == name and marker.get("version") == TINY_VERSION
+
+
+# ---------------------------------------------------------------- loading
+
+
+@contextlib.contextmanager
+def loading_context(policy_dir: str | Path):
+    """Everything needed to build or load the policy stored at `policy_dir` (tiny pi0 sizes)."""
+    marker = _read_marker(Path(policy_dir))
+    if marker and marker.get("name") == "tiny-pi0":
+        with tiny_pi0_sizes():
+            yield
+    else:
+        yield
+
+
+def load_policy_config(policy_dir: str | Path):
+    from lerobot.configs.policies import PreTrainedConfig
+
+    return PreTrainedConfig.from_pretrained(str(policy_dir))
+
+
+def load_base_policy(backbone: Backbone, input_features=None, output_features=None, **config_overrides):
+    """The backbone's policy with its pretrained weights, optionally re-featured for a dataset."""
+    from lerobot.policies.factory import get_policy_class
+
+    cfg = load_policy_config(backbone.path)
+    if input_features is not None:
+        cfg.input_features = dict(input_features)
+    if output_features is not None:
+        cfg.output_features = dict(output_features)
+    for key, value in config_overrides.items():
+        setattr(cfg, key, value)
+    cfg.device = "cpu"  # accelerate moves the model; loading on CPU keeps this independent of GPUs
+    policy_cls = get_policy_class(cfg.type)
+    with loading_context(backbone.path):
+        policy = policy_cls.from_pretrained(str(backbone.path), config=cfg)
+    policy.config.pretrained_path = backbone.path
+    return policy
+
+
+def load_processors(backbone: Backbone, policy_config, dataset_stats=None, device: str = "cpu"):
+    """Pre/post-processors from the backbone directory, renormalised with the dataset's stats."""
+    from lerobot.policies.factory import make_pre_post_processors
+
+    features = {**policy_config.input_features, **policy_config.output_features}
+    pre_over = {
+        "device_processor": {"device": device},
+        "normalizer_processor": {"features": features, "norm_map": policy_config.normalization_mapping},
+    }
+    post_over = {
+        "unnormalizer_processor": {
+            "features": policy_config.output_features,
+            "norm_map": policy_config.normalization_mapping,
+        }
+    }
+    if dataset_stats is not None:
+        pre_over["normalizer_processor"]["stats"] = dataset_stats
+        post_over["unnormalizer_processor"]["stats"] = dataset_stats
+    return make_pre_post_processors(
+        policy_config,
+        pretrained_path=str(backbone.path),
+        preprocessor_overrides=pre_over,
+        postprocessor_overrides=post_over,
+    )
+
+
+# ---------------------------------------------------------------- tiny builders
+
+
+def _default_features():
+    from lerobot.configs.types import FeatureType, PolicyFeature
+
+    inputs = {"observation.state": PolicyFeature(type=FeatureType.STATE, shape=(STATE_DIM,))}
+    for cam in CAMERAS:
+        inputs[f"observation.images.{cam}"] = PolicyFeature(type=FeatureType.VISUAL, shape=(3, 480, 640))
+    outputs = {"action": PolicyFeature(type=FeatureType.ACTION, shape=(ACTION_DIM,))}
+    return inputs, outputs
+
+
+def _train_tokenizer(bos: str, eos: str, pad: str, unk: str, extra_specials: dict[str, str], vocab_size=512):
+    """A byte-level BPE tokenizer trained offline on the lab's task vocabulary."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    specials = list(dict.fromkeys([unk, bos, eos, pad, *extra_specials.values()]))
+    tokenizer = Tokenizer(models.BPE(unk_token=None))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    corpus = [
+        "open the pot",
+        "pour the block into the basket",
+        "press the button",
+        "pick up the grape and place it in the basket",
+        "move the arm, close the gripper, open the gripper",
+        "User: what should the robot do? Assistant:",
+    ]
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=specials,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus * 20, trainer=trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token=bos,
+        eos_token=eos,
+        pad_token=pad,
+        unk_token=unk,
+        extra_special_tokens=extra_specials,
+    )
+
+
+def _write_tiny_smolvlm(vlm_dir: Path) -> None:
+    """A SmolVLM config + processor (no weights: SmolVLA builds the VLM from the config)."""
+    from transformers import LlamaConfig, SmolVLMConfig, SmolVLMProcessor
+    from transformers.models.smolvlm.configuration_smolvlm import SmolVLMVisionConfig
+    from transformers.models.smolvlm.image_processing_smolvlm import SmolVLMImageProcessor
+    from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
+
+    tokenizer = _train_tokenizer(
+        bos="<|im_start|>",
+        eos="<end_of_utterance>",
+        pad="<|im_end|>",
+        unk="<|endoftext|>",
+        extra_specials={
+            "fake_image_token": "<fake_token_around_image>",
+            "image_token": "<image>",
+            "global_image_token": "<global-img>",
+            "end_of_utterance_token": "<end_of_utterance>",
+        },
+    )
+    patch = 16
+    text = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        max_position_embeddings=512,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    vision = SmolVLMVisionConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=TINY_IMAGE,
+        patch_size=patch,
+    )
+    config = SmolVLMConfig(
+        text_config=text,
+        vision_config=vision,
+        scale_factor=2,
+        image_token_id=tokenizer.image_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    config.save_pretrained(vlm_dir)
+    size = {"longest_edge": TINY_IMAGE}
+    processor = SmolVLMProcessor(
+        image_processor=SmolVLMImageProcessor(size=size, max_image_size=size, do_image_splitting=False),
+        video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
+        tokenizer=tokenizer,
+        image_seq_len=((TINY_IMAGE // patch) ** 2) // 4,  # patches after the 2x2 pixel shuffle
+    )
+    processor.save_pretrained(vlm_dir)
+
+
+def _tiny_smolvla(work: Path):
+    from lerobot.policies.factory import make_pre_post_processors
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    vlm_dir = work / "vlm"
+    _write_tiny_smolvlm(vlm_dir)
+    inputs, outputs = _default_features()
+    config = SmolVLAConfig(
+        vlm_model_name=str(vlm_dir),
+        load_vlm_weights=False,
+        num_vlm_layers=4,
+        num_expert_layers=-1,  # equal to the VLM's: other values break cross-attention shapes
+        self_attn_every_n_layers=2,
+        expert_width_multiplier=0.75,
+        resize_imgs_with_padding=(TINY_IMAGE, TINY_IMAGE),
+        chunk_size=TINY_CHUNK,
+        n_action_steps=TINY_CHUNK,
+        tokenizer_max_length=24,
+        device="cpu",
+        push_to_hub=False,
+        input_features=inputs,
+        output_features=outputs,
+    )
+    policy = SmolVLAPolicy(config)
+    pre, post = make_pre_post_processors(config, dataset_stats=None)
+    return policy, pre, post
+
+
+class _TinyPaliGemmaConfigs(dict):
+    """Stands in for transformers' CONFIG_MAPPING inside modeling_pi0: a tiny SigLIP for 'paligemma'."""
+
+    def __init__(self, real):
+        super().__init__()
+        self._real = real
+
+    def __getitem__(self, key):
+        if key != "paligemma":
+            return self._real[key]
+        from transformers import PaliGemmaConfig
+
+        def tiny_paligemma():
+            vision = dict(
+                model_type="siglip_vision_model",
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                patch_size=14,
+                image_size=TINY_PI0_IMAGE,
+                vision_use_head=False,
+            )
+            return PaliGemmaConfig(vision_config=vision)
+
+        return tiny_paligemma
+
+
+@contextlib.contextmanager
+def tiny_pi0_sizes():
+    """Shrink pi0's hard-coded sizes (Gemma widths, SigLIP depth, projector) while active."""
+    import torch
+    from lerobot.policies.pi0 import modeling_pi0 as pi0
+
+    tiny = {
+        "gemma_2b": pi0.GemmaConfig(width=64, depth=2, mlp_dim=128, num_heads=8, num_kv_heads=1, head_dim=8),
+        "gemma_300m": pi0.GemmaConfig(width=32, depth=2, mlp_dim=64, num_heads=8, num_kv_heads=1, head_dim=8),
+    }
+    saved = (pi0.get_gemma_config, pi0.CONFIG_MAPPING, pi0.PaliGemmaWithExpertModel.__init__)
+    real_init = saved[2]
+
+    def init_with_tiny_projector(self, vlm_config, *args, **kwargs):
+        real_init(self, vlm_config, *args, **kwargs)
+        # The projector width is fixed at 2048 (gemma_2b); rebuild it for the tiny width.
+        vision_width = self.paligemma.config.vision_config.hidden_size
+        self.paligemma.model.multi_modal_projector.linear = torch.nn.Linear(vision_width, vlm_config.width)
+
+    pi0.get_gemma_config = tiny.__getitem__
+    pi0.CONFIG_MAPPING = _TinyPaliGemmaConfigs(saved[1])
+    pi0.PaliGemmaWithExpertModel.__init__ = init_with_tiny_projector
+    try:
+        yield
+    finally:
+        pi0.get_gemma_config, pi0.CONFIG_MAPPING, pi0.PaliGemmaWithExpertModel.__init__ = saved
+
+
+def _tiny_pi0(work: Path):
+    from lerobot.policies.pi0 import processor_pi0
+    from lerobot.policies.pi0.configuration_pi0 import PI0Config
+    from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+    from lerobot.processor import TokenizerProcessorStep
+
+    tokenizer_dir = work / "tokenizer"
+    tokenizer = _train_tokenizer(bos="<bos>", eos="<eos>", pad="<pad>", unk="<unk>", extra_specials={})
+    tokenizer.save_pretrained(tokenizer_dir)
+    (tokenizer_dir / "config.json").write_text("{}")  # transformers 5 AutoTokenizer reads it too
+    inputs, outputs = _default_features()
+    config = PI0Config(
+        image_resolution=(TINY_PI0_IMAGE, TINY_PI0_IMAGE),
+        chunk_size=TINY_CHUNK,
+        n_action_steps=TINY_CHUNK,
+        tokenizer_max_length=16,
+        device="cpu",
+        dtype="float32",
+        push_to_hub=False,
+        input_features=inputs,
+        output_features=outputs,
+    )
+    with tiny_pi0_sizes():
+        policy = PI0Policy(config)
+
+    def local_tokenizer_step(**kwargs):
+        kwargs["tokenizer_name"] = str(tokenizer_dir)  # saved into the processor JSON: loads offline
+        return TokenizerProcessorStep(**kwargs)
+
+    hard_coded = processor_pi0.TokenizerProcessorStep
+    processor_pi0.TokenizerProcessorStep = local_tokenizer_step
+    try:
+        pre, post = processor_pi0.make_pi0_pre_post_processors(config, dataset_stats=None)
+    finally:
+        processor_pi0.TokenizerProcessorStep = hard_coded
+    return policy, pre, post
+
+
+def build_tiny_backbone(name: str, path: str | Path, seed: int = 0) -> Path:
+    """Build a tiny backbone from scratch into `path` (atomically: a half-built dir is never used)."""
+    import shutil
+
+    import torch
+
+    builders = {"tiny-smolvla": _tiny_smolvla, "tiny-pi0": _tiny_pi0}
+    if name not in builders:
+        raise BackboneError(f"unknown tiny backbone {name!r}; choose one of {', '.join(TINY_NAMES)}")
+    path = Path(path)
+    work = path.with_name(path.name + f".building-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    torch.manual_seed(seed)
+    policy, pre, post = builders[name](work)
+    policy.save_pretrained(work)
+    pre.save_pretrained(work)
+    post.save_pretrained(work)
+    (work / TINY_MARKER).write_text(json.dumps({"name": name, "version": TINY_VERSION, "seed": seed}))
+    _repoint(work, path)
+    shutil.rmtree(path, ignore_errors=True)
+    work.rename(path)
+    return path
+
+
+def _repoint(work: Path, final: Path) -> None:
+    """The saved JSON names the tokenizer/VLM dirs by the build path; point them at the final dir."""
+    for json_file in work.glob("*.json"):
+        text = json_file.read_text()
+        if str(work) in text:
+            json_file.write_text(text.replace(str(work), str(final)))

@@ -15,7 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("app.commands.doctor", "check CAN ports, cameras, MuJoCo GL, GPUs and disk"),
     "spectrum": ("app.commands.spectrum", "rank needed per module/group by a fine-tune (energy of W_tuned - W_base)"),
     "eval": ("app.commands.eval", "run a scored evaluation campaign (sim: auto-scored; real arm: you score)"),
-    "results": ("app.commands.results", "print the success table (per task, 95% Wilson intervals) as Markdown or CSV"),
+    "results": ("app.commands.results", "print the success table (per task, with Wilson intervals) as Markdown or CSV"),
+    "demo": ("app.commands.demo", "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table"),
 }
 
 

@@ -231,7 +231,7 @@ class SimRuntime:
     def _catch_up(self, world) -> None:
         behind = (time.perf_counter() - self._wall_anchor) - (world.time - self._sim_anchor)
         if behind > MAX_CATCH_UP_S:
-            self._sim_anchor += behind - MAX_CATCH_UP_S  # forget the lost time
+            self._wall_anchor += behind - MAX_CATCH_UP_S  # forget the lost wall time
             behind = MAX_CATCH_UP_S
         n = int(behind / world.model.opt.timestep)
         if n > 0:

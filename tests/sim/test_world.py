@@ -109,3 +109,17 @@ def test_runtime_lockstep_applies_emulator_commands_and_holds_when_not_allowed()
     assert not thread.is_alive()
     with pytest.raises(RuntimeError, match="not running"):
         rt.render("side")
+
+
+def test_runtime_real_time_clock_survives_a_stall():
+    """A slow call on the worker (a long render) must not make physics race ahead afterwards."""
+    import time
+
+    from collect.sim.runtime import SimRuntime
+
+    with SimRuntime(image_size=(60, 80), start_emulators=False) as rt:
+        rt.call(lambda world: time.sleep(0.5))  # the worker is blocked, wall time runs on
+        t0, w0 = rt.sim_time, time.perf_counter()
+        time.sleep(1.0)
+        sim_elapsed, wall_elapsed = rt.sim_time - t0, time.perf_counter() - w0
+    assert abs(sim_elapsed - wall_elapsed) < 0.25, (sim_elapsed, wall_elapsed)

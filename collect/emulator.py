@@ -1,0 +1,337 @@
+"""A PiPER arm on a python-can bus, good enough for the unmodified `piper_sdk`.
+
+    with PiperEmulator("sim-bus-1", role="follower") as arm:   # answers at 200 Hz
+        sdk = open_sdk("sim-bus-1", interface="virtual")        # collect.sdk
+        ...
+        arm.control_frames()   # every control frame the PC (or a leader) put on the bus
+
+Roles:
+- follower: reports status, end pose, joints, gripper, high- and low-speed motor frames;
+  obeys enable/disable (0x471), e-stop/resume (0x150), motion mode (0x151), joint and
+  gripper control (0x155-0x159); answers the limit (0x472) and firmware (0x4AF) queries.
+  On a bus shared with a leader it follows the leader's control frames, as the real
+  firmware's leader-follower linkage does.
+- leader: a teach arm moved by a person (or the virtual operator, through its
+  `JointSource`). It puts 0x151/0x155-0x157/0x159 control frames on the bus every tick
+  and reports its own feedback on the shifted IDs 0x2Bx, which the SDK ignores.
+
+Joints come from a `collect.joint_source.JointSource`: `FirstOrderJoints` (no physics)
+by default, or the MuJoCo arm of `collect.sim`. The emulator runs its own thread at
+`rate_hz`, or, with `manual=True`, a caller drives `tick(dt)` (lockstep simulation).
+Frames are encoded with `collect.can_protocol`, never with the SDK's encoder.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import math
+import threading
+import time
+from dataclasses import dataclass
+
+import can
+
+from collect import can_protocol as p
+from collect.joint_source import FirstOrderJoints, JointSource
+
+log = logging.getLogger(__name__)
+
+ROLES = ("follower", "leader")
+LOW_SPEED_EVERY_TICKS = 10  # 20 Hz at 200 Hz, like the real arm's slower motor reports
+CONTROL_LOG_SIZE = 200_000
+
+
+@dataclass(frozen=True)
+class ControlFrame:
+    """A control frame as it appeared on the bus (for tests and the safety audit)."""
+
+    arbitration_id: int
+    data: bytes
+    timestamp: float
+
+
+class PiperEmulator:
+    def __init__(
+        self,
+        channel: str,
+        role: str = "follower",
+        *,
+        interface: str = "virtual",
+        rate_hz: float = 200.0,
+        joint_source: JointSource | None = None,
+        manual: bool = False,
+        firmware: str = "S-V1.6-3",
+        end_pose: bool = True,
+    ):
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {ROLES}, not {role!r}")
+        self.channel = channel
+        self.interface = interface
+        self.role = role
+        self.rate_hz = rate_hz
+        self.manual = manual
+        self.firmware = firmware
+        self.joints = joint_source or FirstOrderJoints()
+        self._fk = _sdk_forward_kinematics() if end_pose else None
+        # protocol state (touched only by the thread that ticks)
+        self.enabled = [False] * 6
+        self.gripper_enabled = False
+        self.estop = False
+        self.ctrl_mode = p.CTRL_MODE_LEADER if role == "leader" else p.CTRL_MODE_STANDBY
+        self.move_mode = p.MOVE_MODE_JOINT
+        self.speed_percent = 0
+        self.limit_error_bits = 0
+        self.feedback_offset = p.LEADER_FEEDBACK_OFFSET if role == "leader" else 0
+        # A leader can be silenced (a policy drives the follower on a shared bus in evaluation).
+        self.sends_commands = True
+        self._target_mdeg = [p.rad_to_mdeg(q) for q in self.joints.read().positions_rad]
+        self._gripper_target_um = p.m_to_um(self.joints.read().gripper_m)
+        self._motion_allowed: bool | None = None
+        # statistics
+        self.ticks = 0
+        self.frames_sent = 0
+        self.frames_received = 0
+        self._control_log: collections.deque[ControlFrame] = collections.deque(maxlen=CONTROL_LOG_SIZE)
+        self._log_lock = threading.Lock()
+        self._bus: can.BusABC | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- life cycle ---------------------------------------------------------------------
+    def start(self) -> PiperEmulator:
+        if self._bus is None:
+            self._bus = can.Bus(interface=self.interface, channel=self.channel, receive_own_messages=False)
+        self._update_motion_allowed()
+        if not self.manual and self._thread is None:
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._run, name=f"PiperEmulator-{self.role}", daemon=True)
+            self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+        if self._bus is not None:
+            self._bus.shutdown()
+            self._bus = None
+
+    def __enter__(self) -> PiperEmulator:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._bus is not None
+
+    # -- what tests and the GUI look at ----------------------------------------------------
+    def control_frames(self, ids: frozenset[int] | None = None) -> list[ControlFrame]:
+        with self._log_lock:
+            frames = list(self._control_log)
+        return [f for f in frames if ids is None or f.arbitration_id in ids]
+
+    def joint_targets_mdeg(self) -> tuple[int, ...]:
+        return tuple(int(v) for v in self._target_mdeg)
+
+    @property
+    def motion_allowed(self) -> bool:
+        return bool(self._motion_allowed)
+
+    # -- one cycle ------------------------------------------------------------------------
+    def tick(self, dt: float | None = None) -> None:
+        """Handle what arrived, move the joints by `dt`, report. Manual mode calls this."""
+        self._drain(timeout=0.0)
+        self.joints.advance(dt if dt is not None else 1.0 / self.rate_hz)
+        self._send_feedback()
+        self.ticks += 1
+
+    def _run(self) -> None:
+        period = 1.0 / self.rate_hz
+        next_tick = time.perf_counter()
+        while not self._stop.is_set():
+            try:
+                self.tick(period)
+            except can.CanError:
+                if self._stop.is_set():
+                    return
+                log.exception("emulator %s on %s: bus error", self.role, self.channel)
+                return
+            next_tick += period
+            # Wait for the next tick while answering commands as they arrive.
+            while (remaining := next_tick - time.perf_counter()) > 0 and not self._stop.is_set():
+                self._drain(timeout=remaining)
+            if -remaining > 10 * period:  # fell far behind (a loaded machine): do not race to catch up
+                next_tick = time.perf_counter()
+
+    def _drain(self, timeout: float) -> None:
+        bus = self._bus
+        if bus is None:
+            return
+        msg = bus.recv(timeout=timeout)
+        while msg is not None:
+            self.frames_received += 1
+            self._handle(msg)
+            msg = bus.recv(timeout=0.0)
+
+    # -- receiving ------------------------------------------------------------------------
+    def _handle(self, msg: can.Message) -> None:
+        frame_id, data = msg.arbitration_id, bytes(msg.data)
+        if frame_id in p.CONTROL_IDS or frame_id == p.MOTION_CTRL_1 or frame_id == p.MOTOR_ENABLE:
+            with self._log_lock:
+                self._control_log.append(ControlFrame(frame_id, data, msg.timestamp))
+        if frame_id == p.MASTER_SLAVE_CONFIG:
+            self._configure_role(data)
+        elif self.role == "leader":
+            return  # a teach arm ignores commands meant for a follower
+        elif frame_id in p.JOINT_CTRL:
+            self._on_joint_ctrl(frame_id, data)
+        elif frame_id == p.GRIPPER_CTRL:
+            self._on_gripper_ctrl(data)
+        elif frame_id == p.MOTION_CTRL_2:
+            self.ctrl_mode, self.move_mode, self.speed_percent = data[0], data[1], data[2]
+        elif frame_id == p.MOTOR_ENABLE:
+            self._on_enable(motor=data[0], flag=data[1])
+        elif frame_id == p.MOTION_CTRL_1:
+            self._on_estop(data[0])
+        elif frame_id == p.QUERY_MOTOR_LIMITS:
+            self._answer_limit_query(motor=data[0], what=data[1])
+        elif frame_id == p.FIRMWARE and data[0] == 0x01:
+            blob = (self.firmware + "\0").encode().ljust(16, b"\0")
+            for start in range(0, len(blob), 8):
+                self._send(p.FIRMWARE, blob[start : start + 8])
+        self._update_motion_allowed()
+
+    def _on_joint_ctrl(self, frame_id: int, data: bytes) -> None:
+        first = p.JOINT_CTRL.index(frame_id) * 2
+        for joint, value in zip((first, first + 1), p.unpack_i32_pair(data), strict=True):
+            low, high = p.JOINT_LIMITS_MDEG[joint]
+            outside = not (low <= value <= high)
+            # The real arm refuses to leave its limits and flags the joint.
+            bit = 1 << (8 + joint)
+            self.limit_error_bits = (self.limit_error_bits | bit) if outside else (self.limit_error_bits & ~bit)
+            self._target_mdeg[joint] = min(max(value, low), high)
+        self._command_joints()
+
+    def _on_gripper_ctrl(self, data: bytes) -> None:
+        stroke_um, _effort, code, set_zero = p.unpack_gripper_ctrl(data)
+        if code in (0x01, 0x03):
+            self.gripper_enabled = True
+        elif code in (0x00, 0x02):
+            self.gripper_enabled = False
+        self._gripper_target_um = min(max(stroke_um, 0), p.GRIPPER_MAX_UM)
+        if set_zero == 0xAE:
+            self._gripper_target_um = 0
+        self._command_joints()
+
+    def _command_joints(self) -> None:
+        if self._motion_allowed:
+            self.joints.command(
+                tuple(p.mdeg_to_rad(v) for v in self._target_mdeg), p.um_to_m(self._gripper_target_um)
+            )
+
+    def _on_enable(self, motor: int, flag: int) -> None:
+        on = flag == p.ENABLE_FLAG
+        if on and self.estop:
+            return  # an arm in e-stop stays powered down until resumed
+        motors = range(6) if motor in (7, 0xFF) else ([motor - 1] if 1 <= motor <= 6 else [])
+        for joint in motors:
+            self.enabled[joint] = on
+        if motor in (7, 0xFF):
+            self.gripper_enabled = on
+
+    def _on_estop(self, code: int) -> None:
+        if code == p.ESTOP_STOP:
+            self.estop = True
+        elif code == p.ESTOP_RESUME:
+            # Resume clears errors and powers the motors down; the PC enables again.
+            self.estop = False
+            self.limit_error_bits = 0
+            self.enabled = [False] * 6
+            self.gripper_enabled = False
+            self.ctrl_mode = p.CTRL_MODE_STANDBY
+
+    def _configure_role(self, data: bytes) -> None:
+        if data[0] == p.LEADER_CONFIG:
+            self.role, self.ctrl_mode, self.feedback_offset = "leader", p.CTRL_MODE_LEADER, data[1] or 0x10
+        elif data[0] == p.FOLLOWER_CONFIG:
+            self.role, self.ctrl_mode, self.feedback_offset = "follower", p.CTRL_MODE_STANDBY, 0
+
+    def _answer_limit_query(self, motor: int, what: int) -> None:
+        if not 1 <= motor <= 6:
+            return
+        low, high = p.JOINT_LIMITS_MDEG[motor - 1]
+        if what == 0x01:
+            self._send(p.MOTOR_LIMITS_REPLY, p.pack_limits_reply(motor, high, low, 3000))
+        elif what == 0x02:
+            self._send(p.MOTOR_MAX_ACC_REPLY, p.pack_max_acc_reply(motor, 500))
+
+    def _update_motion_allowed(self) -> None:
+        allowed = (
+            self.role == "leader"
+            or (all(self.enabled) and self.ctrl_mode == p.CTRL_MODE_CAN and not self.estop
+                and self.move_mode == p.MOVE_MODE_JOINT)
+        )
+        if allowed != self._motion_allowed:
+            self._motion_allowed = allowed
+            self.joints.set_motion_allowed(allowed)
+            if not allowed:  # re-enabling must not jump to an old target
+                state = self.joints.read()
+                self._target_mdeg = [p.rad_to_mdeg(q) for q in state.positions_rad]
+                self._gripper_target_um = p.m_to_um(state.gripper_m)
+
+    # -- sending ----------------------------------------------------------------------------
+    def _send(self, frame_id: int, data: bytes) -> None:
+        bus = self._bus
+        if bus is None:
+            return
+        bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=False))
+        self.frames_sent += 1
+
+    def _send_feedback(self) -> None:
+        state = self.joints.read()
+        q_mdeg = [p.rad_to_mdeg(q) for q in state.positions_rad]
+        off = self.feedback_offset
+        moving = any(abs(v) > 1e-3 for v in state.velocities_rad_s)
+        arm_status = p.ARM_STATUS_ESTOP if self.estop else (
+            p.ARM_STATUS_JOINT_LIMIT if self.limit_error_bits else p.ARM_STATUS_NORMAL
+        )
+        self._send(p.ARM_STATUS + off, p.pack_status(
+            self.ctrl_mode, arm_status, self.move_mode, int(moving), self.limit_error_bits))
+        if self._fk is not None:
+            pose = self._fk.CalFK([math.radians(v / 1000.0) for v in q_mdeg])[-1]
+            xyz_rpy = [round(v * 1000) for v in pose]  # mm -> 0.001 mm, deg -> 0.001 deg
+            for frame_id, pair in zip(p.END_POSE, (xyz_rpy[0:2], xyz_rpy[2:4], xyz_rpy[4:6]), strict=True):
+                self._send(frame_id + off, p.pack_i32_pair(*pair))
+        for k, frame_id in enumerate(p.JOINT_FEEDBACK):
+            self._send(frame_id + off, p.pack_i32_pair(q_mdeg[2 * k], q_mdeg[2 * k + 1]))
+        self._send(p.GRIPPER_FEEDBACK + off, p.pack_gripper_feedback(
+            p.m_to_um(state.gripper_m), round(state.gripper_effort_nm * 1000), self.gripper_enabled))
+        if off == 0:
+            for j in range(6):
+                self._send(p.HIGH_SPEED_BASE + j, p.pack_high_speed(
+                    round(state.velocities_rad_s[j] * 1000), 0, round(state.positions_rad[j] * 1000)))
+            if self.ticks % LOW_SPEED_EVERY_TICKS == 0:
+                for j in range(6):
+                    self._send(p.LOW_SPEED_BASE + j, p.pack_low_speed(self.enabled[j]))
+        if self.role == "leader" and self.sends_commands:
+            self._send_leader_commands(q_mdeg, p.m_to_um(state.gripper_m))
+
+    def _send_leader_commands(self, q_mdeg: list[int], gripper_um: int) -> None:
+        """What a teach arm puts on the bus for its follower (and what the PC reads as the action)."""
+        self._send(p.MOTION_CTRL_2, p.pack_motion_ctrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, 100))
+        for k, frame_id in enumerate(p.JOINT_CTRL):
+            self._send(frame_id, p.pack_i32_pair(q_mdeg[2 * k], q_mdeg[2 * k + 1]))
+        self._send(p.GRIPPER_CTRL, p.pack_gripper_ctrl(gripper_um, 1000, 0x01))
+
+
+def _sdk_forward_kinematics():
+    """The SDK's own FK (modified DH, offset table), so the end pose agrees with the real arm."""
+    try:
+        from piper_sdk.kinematics.piper_fk import C_PiperForwardKinematics
+    except ImportError:  # the SDK is a dependency; without it the end-pose frames are skipped
+        return None
+    return C_PiperForwardKinematics(0x01)

@@ -1,0 +1,259 @@
+"""The PiPER follower arm as a lerobot `Robot`, through piper_sdk.
+
+    follower = PiperFollower(PiperFollowerConfig(port="can0"), cameras={"side": cam, "wrist": cam2})
+    follower.connect()             # SDK reader running, feedback arriving; the arm stays disabled
+    follower.enable()              # CAN control, joint mode, motors powered
+    follower.send_action({"joint_1.pos": 0.1, ..., "gripper.pos": 0.03})  # -> what was really sent
+    follower.estop()               # any thread, any state; send_action refuses until resume()
+
+Every command goes through `collect.safety.SafetyFilter` (limits, NaN/inf, step per tick)
+and one lock (the SDK's sender is not thread-safe). Observations are the measured joints
+(rad), the gripper opening (m) and the camera frames.
+
+Leader-follower linkage (one bus): the PiPER firmware makes the follower obey the leader's
+control frames directly. While a leader's frames are on the follower's bus (the SDK never
+hears its own), `send_action` puts nothing on the bus (two sources of joint targets would
+fight) and returns the leader's command as the firmware received it
+(`yield_to_leader=False` turns this off).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from lerobot.cameras import CameraConfig
+from lerobot.cameras.utils import make_cameras_from_configs
+from lerobot.robots import Robot, RobotConfig
+
+from collect import can_protocol as p
+from collect.limits import CAMERA_NAMES, MOTOR_KEYS
+from collect.safety import DEFAULT_MAX_STEP_M, DEFAULT_MAX_STEP_RAD, SafetyFilter, action_to_vector
+from collect.sdk import ArmError, close_sdk, open_sdk, wait_for_feedback
+
+LEADER_FRAMES_FRESH_S = 0.1
+
+
+class EStopActive(ArmError):
+    """A command was refused because the e-stop is active."""
+
+
+@RobotConfig.register_subclass("piper_follower")
+@dataclass(kw_only=True)
+class PiperFollowerConfig(RobotConfig):
+    port: str = "can0"
+    interface: str = "socketcan"  # "socketcan" (real arm) or "virtual" (simulated arm)
+    cameras: dict[str, CameraConfig] = field(default_factory=dict)
+    max_step_rad: float = DEFAULT_MAX_STEP_RAD  # per send_action
+    max_step_m: float = DEFAULT_MAX_STEP_M
+    speed_percent: int = 100
+    gripper_effort_nm: float = 1.0
+    yield_to_leader: bool = True  # one bus shared with a leader: its frames drive the arm
+    enable_on_connect: bool = False  # lerobot's own tools expect a ready arm after connect()
+    feedback_timeout_s: float = 2.0
+    enable_timeout_s: float = 3.0
+    camera_timeout_ms: float = 1000.0
+
+
+class PiperFollower(Robot):
+    config_class = PiperFollowerConfig
+    name = "piper_follower"
+
+    def __init__(self, config: PiperFollowerConfig, cameras: dict[str, Any] | None = None):
+        super().__init__(config)
+        self.config = config
+        self.port = config.port
+        # Simulated cameras are built by the station; real ones from the config.
+        self.cameras = dict(cameras) if cameras is not None else make_cameras_from_configs(config.cameras)
+        self.sdk = None
+        self.safety = SafetyFilter(config.max_step_rad, config.max_step_m)
+        self._send_lock = threading.Lock()
+        self._enabled = False
+        self._estopped = False
+
+    # -- features -----------------------------------------------------------------------
+    @cached_property
+    def observation_features(self) -> dict[str, Any]:
+        features: dict[str, Any] = {key: float for key in MOTOR_KEYS}
+        for name, cam in self.cameras.items():
+            features[name] = (cam.height, cam.width, 3)
+        return features
+
+    @cached_property
+    def action_features(self) -> dict[str, type]:
+        return {key: float for key in MOTOR_KEYS}
+
+    # -- life cycle ---------------------------------------------------------------------
+    @property
+    def is_connected(self) -> bool:
+        return self.sdk is not None
+
+    def connect(self, calibrate: bool = True) -> None:
+        if self.sdk is not None:
+            return
+        sdk = open_sdk(self.config.port, self.config.interface)
+        try:
+            wait_for_feedback(sdk, self.config.port, self.config.feedback_timeout_s)
+            for cam in self.cameras.values():
+                if not cam.is_connected:
+                    cam.connect()
+        except BaseException:
+            close_sdk(sdk)
+            raise
+        self.sdk = sdk
+        self._estopped = self._arm_reports_estop()
+        if self.config.enable_on_connect:
+            self.enable()
+
+    @property
+    def is_calibrated(self) -> bool:
+        return True  # the PiPER's joint zeros are set at the factory; nothing to calibrate here
+
+    def calibrate(self) -> None:
+        pass
+
+    def configure(self) -> None:
+        pass
+
+    def disconnect(self) -> None:
+        sdk, self.sdk = self.sdk, None
+        self._enabled = False
+        if sdk is not None:
+            close_sdk(sdk)
+        for cam in self.cameras.values():
+            if cam.is_connected:
+                cam.disconnect()
+
+    # -- arm verbs ------------------------------------------------------------------------
+    def enable(self) -> None:
+        """CAN control in joint mode with all motors powered; ArmError if the arm refuses."""
+        sdk = self._require_sdk()
+        if self._estopped or self._arm_reports_estop():
+            self._estopped = True
+            raise EStopActive("the arm is in e-stop: release the e-stop, press Resume, then Enable")
+        deadline = time.monotonic() + self.config.enable_timeout_s
+        with self._send_lock:
+            while True:
+                sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, self.config.speed_percent, 0x00)
+                if sdk.EnablePiper():
+                    break
+                if time.monotonic() > deadline:
+                    raise ArmError(
+                        f"the arm on {self.port!r} did not report its motors enabled within "
+                        f"{self.config.enable_timeout_s:.0f} s: check its power and the e-stop button"
+                    )
+                time.sleep(0.02)
+            current = self.read_joints()
+            sdk.GripperCtrl(p.m_to_um(current[-1]), self._gripper_effort(), 0x01, 0)
+        self.safety.reset(current)
+        self._enabled = True
+
+    def disable(self) -> None:
+        sdk = self._require_sdk()
+        with self._send_lock:
+            sdk.DisableArm(7)
+            sdk.GripperCtrl(0, 0, 0x00, 0)
+        self._enabled = False
+
+    def estop(self) -> None:
+        """Stop now. Safe from any thread; refuses nothing, waits for nothing but the sender."""
+        self._estopped = True
+        self._enabled = False
+        sdk = self.sdk
+        if sdk is None:
+            return
+        with self._send_lock:
+            sdk.EmergencyStop(p.ESTOP_STOP)
+
+    def resume(self) -> None:
+        """Leave e-stop. The arm comes back disabled: call enable() to move again."""
+        sdk = self._require_sdk()
+        with self._send_lock:
+            sdk.EmergencyStop(p.ESTOP_RESUME)
+        self._estopped = False
+        self._enabled = False
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    @property
+    def estopped(self) -> bool:
+        return self._estopped
+
+    # -- observation and action -------------------------------------------------------------
+    def read_joints(self) -> list[float]:
+        """Measured joints (rad) and gripper opening (m), in MOTOR_KEYS order."""
+        sdk = self._require_sdk()
+        joints = sdk.GetArmJointMsgs().joint_state
+        values = [joints.joint_1, joints.joint_2, joints.joint_3, joints.joint_4, joints.joint_5, joints.joint_6]
+        gripper_um = sdk.GetArmGripperMsgs().gripper_state.grippers_angle
+        return [p.mdeg_to_rad(v) for v in values] + [p.um_to_m(gripper_um)]
+
+    def get_observation(self) -> dict[str, Any]:
+        observation: dict[str, Any] = dict(zip(MOTOR_KEYS, self.read_joints(), strict=True))
+        for name, cam in self.cameras.items():
+            observation[name] = cam.async_read(timeout_ms=self.config.camera_timeout_ms)
+        return observation
+
+    def send_action(self, action: dict[str, Any]) -> dict[str, float]:
+        sdk = self._require_sdk()
+        if self._estopped:
+            raise EStopActive("e-stop is active: no command is sent until Resume and Enable")
+        if not self._enabled:
+            raise ArmError("the follower is not enabled: call enable() (Enable on the Station page) first")
+        if self.config.yield_to_leader and self._leader_frames_fresh():
+            return self._leader_command()
+        safe = self.safety.filter(action_to_vector(action))
+        with self._send_lock:
+            if self._estopped:  # e-stop pressed while we waited for the sender
+                raise EStopActive("e-stop is active: no command is sent until Resume and Enable")
+            sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, self.config.speed_percent, 0x00)
+            sdk.JointCtrl(*(p.rad_to_mdeg(v) for v in safe[:6]))
+            sdk.GripperCtrl(p.m_to_um(safe[6]), self._gripper_effort(), 0x01, 0)
+        return dict(zip(MOTOR_KEYS, safe, strict=True))
+
+    # -- status -------------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        sdk = self._require_sdk()
+        status = sdk.GetArmStatus().arm_status
+        return {
+            "ctrl_mode": _enum_value(status.ctrl_mode),
+            "arm_status": _enum_value(status.arm_status),
+            "estop": self._estopped or _enum_value(status.arm_status) == p.ARM_STATUS_ESTOP,
+            "enabled": self._enabled,
+            "motors_enabled": list(sdk.GetArmEnableStatus()),
+            "can_fps": float(sdk.GetCanFps()),
+        }
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _require_sdk(self):
+        if self.sdk is None:
+            raise ArmError(f"the follower on {self.port!r} is not connected: call connect() first")
+        return self.sdk
+
+    def _arm_reports_estop(self) -> bool:
+        return _enum_value(self._require_sdk().GetArmStatus().arm_status.arm_status) == p.ARM_STATUS_ESTOP
+
+    def _gripper_effort(self) -> int:
+        return round(self.config.gripper_effort_nm * 1000)
+
+    def _leader_frames_fresh(self) -> bool:
+        stamp = self.sdk.GetArmJointCtrl().time_stamp
+        return stamp > 0 and time.time() - stamp < LEADER_FRAMES_FRESH_S
+
+    def _leader_command(self) -> dict[str, float]:
+        ctrl = self.sdk.GetArmJointCtrl().joint_ctrl
+        mdeg = [ctrl.joint_1, ctrl.joint_2, ctrl.joint_3, ctrl.joint_4, ctrl.joint_5, ctrl.joint_6]
+        gripper_um = self.sdk.GetArmGripperCtrl().gripper_ctrl.grippers_angle
+        return dict(zip(MOTOR_KEYS, [p.mdeg_to_rad(v) for v in mdeg] + [p.um_to_m(gripper_um)], strict=True))
+
+
+def _enum_value(value) -> int:
+    return int(getattr(value, "value", value))
+
+
+__all__ = ["CAMERA_NAMES", "EStopActive", "PiperFollower", "PiperFollowerConfig"]

@@ -1,0 +1,193 @@
+"""The unmodified piper_sdk against the emulator: the protocol the real arm speaks."""
+
+import math
+import threading
+import time
+
+import pytest
+
+from collect import can_protocol as p
+from collect.emulator import PiperEmulator
+from collect.follower import EStopActive, PiperFollower, PiperFollowerConfig
+from collect.joint_source import FirstOrderJoints
+from collect.leader import PiperLeader, PiperLeaderConfig
+from collect.limits import MOTOR_KEYS
+from collect.sdk import ArmError, close_sdk, open_sdk, sdk_threads_alive, wait_for_feedback
+
+from .conftest import unique_channel
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def wait_until(predicate, timeout_s=3.0):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_sdk_reads_status_joints_firmware_and_limits(follower_emulator):
+    sdk = open_sdk(follower_emulator.channel, "virtual")
+    try:
+        wait_for_feedback(sdk, follower_emulator.channel)
+        expected_mdeg = [p.rad_to_mdeg(q) for q in follower_emulator.joints.read().positions_rad]
+        joints = sdk.GetArmJointMsgs().joint_state
+        assert [joints.joint_1, joints.joint_2, joints.joint_3] == expected_mdeg[:3]
+        assert expected_mdeg[1] == 89954  # 1.57 rad: the home pose, decoded by the SDK itself
+        assert int(sdk.GetArmStatus().arm_status.ctrl_mode.value) == p.CTRL_MODE_STANDBY
+        assert wait_until(lambda: "S-V1.6" in str(sdk.GetPiperFirmwareVersion()))
+        limits = sdk.GetAllMotorAngleLimitMaxSpd().all_motor_angle_limit_max_spd
+        # The SDK decodes every reply into one shared object: the last one (motor 6) is what it shows.
+        assert (limits.motor[6].motor_num, limits.motor[6].max_angle_limit, limits.motor[6].min_angle_limit) == (
+            6, 1200, -1200)
+        assert wait_until(lambda: sdk.GetCanFps() > 100)  # the full frame set at 200 Hz
+    finally:
+        close_sdk(sdk)
+    assert sdk_threads_alive(sdk) == []
+
+
+def test_enable_then_joint_and_gripper_commands_are_reached(follower, follower_emulator):
+    follower.enable()
+    assert follower_emulator.enabled == [True] * 6 and follower_emulator.motion_allowed
+    target = [0.3, 1.2, -1.0, 0.2, -0.3, 0.5, 0.05]
+    # The safety filter limits each step, so a far target takes several ticks.
+    for _ in range(40):
+        follower.send_action(dict(zip(MOTOR_KEYS, target, strict=True)))
+        time.sleep(0.01)
+    assert wait_until(lambda: max(abs(a - b) for a, b in zip(follower.read_joints(), target, strict=True)) < 2e-3)
+
+
+def test_estop_stops_motion_and_refuses_commands_until_resume(follower, follower_emulator):
+    follower.enable()
+    start = follower.read_joints()
+    follower.estop()
+    assert wait_until(lambda: follower_emulator.estop)
+    with pytest.raises(EStopActive):
+        follower.send_action(dict(zip(MOTOR_KEYS, start, strict=True)))
+    with pytest.raises(EStopActive, match="Resume"):
+        follower.enable()
+    follower.resume()
+    assert wait_until(lambda: not follower_emulator.estop)
+    assert follower_emulator.enabled == [False] * 6  # resume powers down; enable again to move
+    follower.enable()
+    moved = list(start)
+    moved[0] += 0.05
+    follower.send_action(dict(zip(MOTOR_KEYS, moved, strict=True)))
+    assert wait_until(lambda: abs(follower.read_joints()[0] - moved[0]) < 2e-3)
+
+
+def test_estop_works_from_another_thread_while_commands_stream(follower, follower_emulator):
+    follower.enable()
+    errors = []
+
+    def stream():
+        q = follower.read_joints()
+        for i in range(500):
+            q[0] = 0.5 * math.sin(i / 20)
+            try:
+                follower.send_action(dict(zip(MOTOR_KEYS, q, strict=True)))
+            except EStopActive:
+                errors.append(i)
+                return
+            time.sleep(0.002)
+
+    worker = threading.Thread(target=stream)
+    worker.start()
+    time.sleep(0.1)
+    follower.estop()
+    worker.join(timeout=5)
+    assert errors, "commands kept flowing after the e-stop"
+    assert wait_until(lambda: follower_emulator.estop)
+    frozen = follower.read_joints()[0]
+    time.sleep(0.2)
+    assert abs(follower.read_joints()[0] - frozen) < 1e-3  # the arm holds in e-stop
+
+
+def test_enable_times_out_with_a_clear_error_when_the_arm_never_reports_enabled():
+    class NeverEnables(PiperEmulator):
+        def _on_enable(self, motor, flag):  # an arm with its power switch off
+            pass
+
+    with NeverEnables(unique_channel("dead"), role="follower") as emu:
+        arm = PiperFollower(PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=0.5), cameras={})
+        arm.connect()
+        try:
+            with pytest.raises(ArmError, match="did not report its motors enabled"):
+                arm.enable()
+        finally:
+            arm.disconnect()
+
+
+def test_no_frames_is_a_clear_error_not_a_hang():
+    from collect.sdk import CanPortError
+
+    channel = unique_channel("silent")  # nobody answers on this bus
+    arm = PiperFollower(PiperFollowerConfig(port=channel, interface="virtual", feedback_timeout_s=0.3), cameras={})
+    with pytest.raises(CanPortError, match="no frames from the arm"):
+        arm.connect()
+    assert not arm.is_connected
+
+
+def test_leader_frames_are_the_action_on_one_bus_and_the_follower_obeys_them():
+    channel = unique_channel("shared")
+    leader_joints = FirstOrderJoints(tau_s=0.02)
+    with (
+        PiperEmulator(channel, role="follower", joint_source=FirstOrderJoints(tau_s=0.02)),
+        PiperEmulator(channel, role="leader", joint_source=leader_joints),
+    ):
+        follower = PiperFollower(PiperFollowerConfig(port=channel, interface="virtual"), cameras={})
+        leader = PiperLeader(PiperLeaderConfig(port=channel, interface="virtual"))
+        follower.connect()
+        leader.connect()
+        try:
+            follower.enable()
+            target = (0.4, 1.3, -1.1, 0.0, 0.2, -0.4)
+            leader_joints.command(target, 0.03)
+            assert wait_until(lambda: abs(leader.get_action()["joint_1.pos"] - 0.4) < 1e-3)
+            assert wait_until(lambda: abs(leader.get_action()["gripper.pos"] - 0.03) < 1e-4)
+            action = leader.get_action()
+            # The firmware linkage moves the follower; send_action only reports the leader's command.
+            sent = follower.send_action(action)
+            assert sent["joint_1.pos"] == pytest.approx(0.4, abs=2e-3)
+            assert wait_until(lambda: abs(follower.read_joints()[0] - 0.4) < 2e-3)
+        finally:
+            leader.disconnect()
+            follower.disconnect()
+
+
+def test_two_buses_the_pc_relays_the_leader_to_the_follower():
+    from collect.teleop import TeleopRelay
+
+    leader_joints = FirstOrderJoints(tau_s=0.02)
+    with (
+        PiperEmulator(unique_channel("f"), role="follower", joint_source=FirstOrderJoints(tau_s=0.02)) as follower_emu,
+        PiperEmulator(unique_channel("l"), role="leader", joint_source=leader_joints) as leader_emu,
+    ):
+        follower = PiperFollower(PiperFollowerConfig(port=follower_emu.channel, interface="virtual"), cameras={})
+        leader = PiperLeader(PiperLeaderConfig(port=leader_emu.channel, interface="virtual", two_bus=True))
+        follower.connect()
+        leader.connect()
+        try:
+            relay = TeleopRelay(leader, follower)
+            relay.start()
+            leader_joints.command((-0.3, 1.4, -1.2, 0.1, 0.0, 0.2), 0.02)
+            for _ in range(60):
+                relay.step()
+                time.sleep(0.01)
+            assert wait_until(lambda: abs(follower.read_joints()[0] + 0.3) < 5e-3)
+            assert follower_emu.control_frames(frozenset(p.JOINT_CTRL))  # the PC sent them
+        finally:
+            leader.disconnect()
+            follower.disconnect()
+
+
+def test_leader_that_sends_nothing_is_a_clear_error():
+    from collect.sdk import CanPortError
+
+    with PiperEmulator(unique_channel("quiet-leader"), role="leader") as emu:
+        emu.sends_commands = False
+        leader = PiperLeader(PiperLeaderConfig(port=emu.channel, interface="virtual", frames_timeout_s=0.3))
+        with pytest.raises(CanPortError, match="no command frames from the leader"):
+            leader.connect()

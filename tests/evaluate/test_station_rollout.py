@@ -1,0 +1,71 @@
+"""Rollouts on the sim station: every action goes through the follower's safety-clamped send_action."""
+
+import threading
+
+import pytest
+
+from collect.limits import JOINT_LIMITS_RAD, MOTOR_KEYS
+from evaluate.campaign import TrialSlot
+from evaluate.rollout import StationExecutor
+
+
+class Reckless:
+    """Asks for joint_1 far beyond its limit every tick; stops the trial after `stop_at` ticks."""
+
+    def __init__(self, stop=None, stop_at=None):
+        self.stop, self.stop_at, self.ticks = stop, stop_at, 0
+
+    def reset(self):
+        self.ticks = 0
+
+    def act(self, observation, instruction):
+        self.ticks += 1
+        if self.stop is not None and self.ticks == self.stop_at:
+            self.stop.set()
+        return {k: observation[k] for k in MOTOR_KEYS} | {"joint_1.pos": 10.0}
+
+
+@pytest.fixture(scope="module")
+def station():
+    from collect.station import StationConfig, open_station
+
+    with open_station(StationConfig(
+        backend="sim", task="press_button", image_size=(48, 64), realtime=False,
+        leader_port="leader",  # two buses: no leader control frames for the follower to yield to
+    )) as st:
+        st.enable()
+        yield st
+
+
+def test_actions_are_clamped_and_rate_limited_by_the_follower(station):
+    from collect.sim.tasks import INSTRUCTIONS
+
+    sent = []
+    executor = StationExecutor(station, {"r": Reckless()}, INSTRUCTIONS, max_duration_s=1.0,
+                               on_tick=lambda tick: sent.append(tick.action["joint_1.pos"]))
+    slot = TrialSlot("r", "press_button", 0, seed=3)
+    executor.reset(slot)
+    result = executor.run(slot, threading.Event())
+    assert result.steps == 30 and result.success is False and result.duration_s == pytest.approx(1.0)
+    assert max(sent) == pytest.approx(JOINT_LIMITS_RAD[0][1])  # reached the limit, never beyond it
+    step = station.config.max_step_rad
+    assert all(b - a <= step + 1e-6 for a, b in zip(sent, sent[1:], strict=False))  # per-tick step limit
+
+
+def test_stop_mid_trial_aborts_it(station):
+    from collect.sim.tasks import INSTRUCTIONS
+
+    stop = threading.Event()
+    executor = StationExecutor(station, {"r": Reckless(stop, stop_at=4)}, INSTRUCTIONS, max_duration_s=2.0)
+    slot = TrialSlot("r", "press_button", 1, seed=4)
+    executor.reset(slot)
+    result = executor.run(slot, stop)
+    assert result.aborted and result.steps == 4
+
+
+def test_wrong_task_scene_is_a_clear_error(station):
+    from evaluate.rollout import RolloutError
+
+    executor = StationExecutor(station, {"r": Reckless()}, {}, max_duration_s=0.1)
+    with pytest.raises(RolloutError, match="needs 'open_pot'"):
+        executor.reset(TrialSlot("r", "open_pot", 0, seed=0))

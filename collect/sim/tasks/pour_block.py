@@ -20,6 +20,7 @@ from collect.sim.tasks.base import (
     SimTask,
     body_pos,
     body_speed,
+    body_xmat,
     geom_half_height,
     pitched_frame,
     sample_layout,
@@ -105,11 +106,11 @@ class PourBlock(SimTask):
         )
 
     def is_success(self, world) -> bool:
-        cup_centre = body_pos(world, "cup") + [0, 0, CUP_HALF_HEIGHT]
+        cup_centre = body_pos(world, "cup") + body_xmat(world, "cup") @ [0, 0, CUP_HALF_HEIGHT]
         return (
             inside_basket(world, body_pos(world, "block"))
             and body_speed(world, "block") < REST_SPEED
-            and not over_basket_footprint(world, cup_centre)
+            and not over_basket_footprint(world, cup_centre, radius=CUP_RADIUS)
         )
 
     def keepout(self, world):

@@ -45,9 +45,10 @@ def inside_basket(world, obj_pos: np.ndarray, margin: float = 0.0, name: str = "
     return bool(abs(local[0]) < half and abs(local[1]) < half and -0.005 < local[2] < BASKET_WALL_HEIGHT)
 
 
-def over_basket_footprint(world, obj_pos: np.ndarray, name: str = "basket") -> bool:
-    """True when `obj_pos` is above the basket's outer footprint (any height)."""
+def over_basket_footprint(world, obj_pos: np.ndarray, radius: float = 0.0, name: str = "basket") -> bool:
+    """True when a disc of `radius` around `obj_pos` overlaps the basket's outer footprint
+    (at any height: an object held above the basket counts)."""
     centre = body_pos(world, name)
     local = body_xmat(world, name).T @ (np.asarray(obj_pos) - centre)
-    half = BASKET_INNER_HALF + BASKET_WALL
+    half = BASKET_INNER_HALF + BASKET_WALL + radius
     return bool(abs(local[0]) < half and abs(local[1]) < half)

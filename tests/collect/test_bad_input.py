@@ -1,0 +1,30 @@
+"""Bad hardware input: a clear error that says what to do, and no hang."""
+
+import pytest
+
+from collect.cameras import CameraNotFound, make_cameras, parse_source
+from collect.sdk import CanPortError, check_socketcan_port, open_sdk
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def test_a_can_port_that_does_not_exist(tmp_path):
+    (tmp_path / "eth0").mkdir()  # a /sys/class/net with no CAN interface
+    with pytest.raises(CanPortError, match=r"'can7' does not exist.*ip link set can7 up type can bitrate 1000000"):
+        check_socketcan_port("can7", sys_net=tmp_path)
+
+
+def test_opening_the_sdk_on_a_missing_socketcan_port_fails_fast():
+    with pytest.raises(CanPortError, match="does not exist"):
+        open_sdk("can-nonexistent-9", interface="socketcan")
+
+
+def test_a_camera_path_that_does_not_exist():
+    with pytest.raises(CameraNotFound, match="does not exist: plug the camera in"):
+        make_cameras({"side": "/dev/v4l/by-id/usb-no-such-camera-video-index0"}, 640, 480, 30)
+    assert parse_source("2") == 2
+
+
+def test_no_cameras_assigned_says_where_to_assign_them():
+    with pytest.raises(CameraNotFound, match="Station page"):
+        make_cameras({}, 640, 480, 30)

@@ -74,10 +74,13 @@ class MainWindow(QMainWindow):
         context.status_message.connect(lambda text: self.statusBar().showMessage(text, 8000))
         context.hardware_changed.connect(lambda _hw: self._refresh_backend())
         context.backend_chosen.connect(lambda backend, _why: self._refresh_backend(backend))
-        # Esc stops the arm from any page: an application-wide shortcut.
+        # Esc stops the arm from any page: an application-wide shortcut. A page may bind Esc
+        # too (e.g. abort); Qt then calls it ambiguous and fires neither `activated`, so the
+        # e-stop listens to both (pages hear it through `estop_triggered`).
         self._estop_shortcut = QShortcut(QKeySequence(Qt.Key.Key_Escape), self)
         self._estop_shortcut.setContext(Qt.ShortcutContext.ApplicationShortcut)
         self._estop_shortcut.activated.connect(context.estop)
+        self._estop_shortcut.activatedAmbiguously.connect(context.estop)
         if self._page_specs:
             self.nav.setCurrentRow(0)
 

@@ -49,3 +49,57 @@ def test_estop_without_a_station_says_so_and_does_not_block(qtbot, main_window):
 def test_escape_is_an_estop_from_any_page(qtbot, main_window):
     with qtbot.waitSignal(main_window.context.estop_triggered, timeout=2000):
         qtbot.keyClick(main_window.nav, Qt.Key.Key_Escape)
+
+
+def test_window_runs_the_sim_station_previews_and_estop_reaches_the_emulator(qtbot, workspace):
+    """The whole path on the real stack: piper_sdk on a virtual bus, emulators, MuJoCo cameras.
+
+    The saved set-up asks for the real arm on can0, which this machine does not have: the
+    window must fall back to the simulated PiPER and say why.
+    """
+    import numpy as np
+
+    from app.gui.context import AppContext
+    from app.gui.main_window import MainWindow
+    from app.gui.workers import station_worker as sw
+    from collect.workspace import HardwareConfig
+
+    workspace.save_hardware(HardwareConfig(backend="piper", follower_port="can0"))
+    context = AppContext(workspace)
+    window = MainWindow(context)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        context.open_station(image_size=(96, 128))
+        qtbot.waitUntil(lambda: context.station.state == sw.READY, timeout=60_000)
+        page = window.page(0)
+        assert "Simulated PiPER" in page.banner.text() and "can0" in page.banner.text()
+        assert "sim" in window.backend_label.text()
+
+        qtbot.waitUntil(lambda: all(v.frames_shown >= 3 for v in page.cameras.values()), timeout=20_000)
+        side, wrist = (page.cameras[r].last_frame for r in ("side", "wrist"))
+        assert side.shape == (96, 128, 3) and side.std() > 1 and wrist.std() > 1  # rendered, not blank
+        assert np.abs(side.astype(int) - wrist.astype(int)).mean() > 1  # two different viewpoints
+        assert page.joints.values_text("follower")[1] == "+1.570"  # home pose, joint_2
+        assert page.joints.values_text("leader")[1] != "-"
+        qtbot.waitUntil(lambda: "can_fps" in page.health_label.text(), timeout=5000)
+
+        emulator = context.station.station.sim.emulators["follower"]
+        qtbot.mouseClick(page.enable_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: context.station.state == sw.ENABLED, timeout=10_000)
+        assert emulator.motion_allowed and not emulator.estop
+
+        window.estop_button.pressed.emit()  # the status-bar button, as a press
+        qtbot.waitUntil(lambda: emulator.estop, timeout=5000)
+        qtbot.waitUntil(lambda: context.station.state == sw.ESTOP, timeout=5000)
+        assert not emulator.motion_allowed
+        qtbot.waitUntil(page.resume_button.isEnabled, timeout=5000)
+        assert not page.enable_button.isEnabled()
+
+        qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not emulator.estop, timeout=10_000)
+        qtbot.keyClick(page.joints, Qt.Key.Key_Escape)  # Esc from inside a page
+        qtbot.waitUntil(lambda: emulator.estop, timeout=5000)
+    finally:
+        window.close()
+    assert context.station.station is None  # closing the window closed the station

@@ -96,7 +96,8 @@ def test_camera_view_without_signal_and_fps(qtbot):
 
 
 def test_health_is_flattened_for_display():
-    lines = format_health({"can_fps": {"can0": 1203.44}, "arm": "normal", "preview_hz": 29.96})
+    lines = format_health({"can_fps": {"can0": 1203.44}, "arm": "normal", "preview_hz": 29.96,
+                           "sim": {"physics_steps": 3}, "motors": [True] * 6})
     assert lines == ["can_fps.can0: 1203.4", "arm: normal", "preview_hz: 30.0"]
 
 

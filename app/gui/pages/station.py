@@ -32,11 +32,17 @@ from collect.workspace import HardwareConfig
 SINGLE_BUS = "(single bus: leader on the follower's port)"
 
 
+# Shown elsewhere (banner, status bar) or too detailed for the operator.
+_HEALTH_HIDDEN = {"backend", "connected", "sim"}
+
+
 def format_health(report: dict[str, Any], prefix: str = "") -> list[str]:
     """Flatten `Station.health()` (nested dicts of numbers/strings) into display lines."""
     lines = []
     for key, value in report.items():
         name = f"{prefix}{key}"
+        if key in _HEALTH_HIDDEN or isinstance(value, list | tuple):
+            continue
         if isinstance(value, dict):
             lines.extend(format_health(value, f"{name}."))
         elif isinstance(value, float):
@@ -65,6 +71,7 @@ class StationPage(QWidget):
         self.disable_button = QPushButton("Disable")
         self.resume_button = QPushButton("Resume")
         self.estop_button = EstopButton(font_px=22)
+        self._backend_reason = ""
         self.enable_button.clicked.connect(context.station.enable)
         self.disable_button.clicked.connect(context.station.disable)
         self.resume_button.clicked.connect(context.station.resume)
@@ -122,12 +129,15 @@ class StationPage(QWidget):
         self.estop_button.setEnabled(True)  # always: even when we think the arm is off
         if state == sw.ERROR and message:
             self.banner.setText(f"<b style='color:#c62828'>{message}</b>")
-        elif not is_open and state == sw.OPENING:
-            self.banner.setText(message)
+        elif state == sw.OPENING:
+            self.banner.setText(f"{self._backend_reason}<br><i>opening the station ...</i>")
+        elif is_open or state == sw.CLOSED:
+            self.banner.setText(self._backend_reason or message)
 
     def _on_backend_chosen(self, backend: str, reason: str) -> None:
         prefix = "Simulated PiPER" if backend == "sim" else "Real PiPER"
-        self.banner.setText(f"<b>{prefix}</b>: {reason}")
+        self._backend_reason = f"<b>{prefix}</b>: {reason}"
+        self.banner.setText(self._backend_reason)
 
     # ---- hardware set-up -----------------------------------------------------------
 

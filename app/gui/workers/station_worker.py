@@ -88,6 +88,7 @@ class StationWorker(QObject):
     # GUI -> worker requests; queued because the worker lives on its own thread.
     _open_requested = Signal(object)
     _close_requested = Signal()
+    _shutdown_requested = Signal()
     _arm_requested = Signal(str)
 
     def __init__(self, open_station: Callable[[Any], Any] = _default_open_station, preview_hz: float = 30.0):
@@ -106,6 +107,7 @@ class StationWorker(QObject):
         self._thread.started.connect(self._on_thread_started)
         self._open_requested.connect(self._open)
         self._close_requested.connect(self._close)
+        self._shutdown_requested.connect(self._shutdown)
         self._arm_requested.connect(self._arm)
 
     # ---- GUI-side API (never blocks) -------------------------------------------------
@@ -170,9 +172,9 @@ class StationWorker(QObject):
     def shutdown(self, timeout_ms: int = 10_000) -> None:
         """Close the station and stop the thread (called when the window closes)."""
         if self._thread.isRunning():
-            self._close_requested.emit()
-            self._thread.quit()
-            self._thread.wait(timeout_ms)
+            self._shutdown_requested.emit()  # its slot closes the station, then ends the thread
+            if not self._thread.wait(timeout_ms):
+                self._thread.quit()
 
     # ---- worker thread -----------------------------------------------------------------
 
@@ -214,6 +216,15 @@ class StationWorker(QObject):
             self._set_state(ERROR, f"station did not close cleanly: {exc}")
             return
         self._set_state(CLOSED, "station closed")
+
+    @Slot()
+    def _shutdown(self) -> None:
+        try:
+            self._close()
+        finally:
+            self._timer.deleteLater()  # deleted on its own thread as that thread finishes
+            self._timer = None
+            self._thread.quit()  # from inside: a quit() from the GUI could skip queued requests
 
     @Slot(str)
     def _arm(self, verb: str) -> None:

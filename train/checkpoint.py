@@ -1,0 +1,98 @@
+"""Checkpoints under `runs/<run>/checkpoints/<step>/`.
+
+    pretrained_model/   what lerobot loads: config.json, policy_{pre,post}processor*.json
+                        + model.safetensors (full fine-tune) or adapter_config.json +
+                        adapter_model.safetensors (PEFT strategies: adapter-only)
+                        + backbone.json (which base weights the adapters sit on)
+    training_state.pt   optimiser, scheduler, RNG states, step: for an exact resume
+
+A checkpoint is written into a temporary directory and renamed into place, and
+`checkpoints/last` is then re-pointed, so a kill at any moment leaves the previous
+checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+CHECKPOINTS = "checkpoints"
+PRETRAINED = "pretrained_model"
+TRAINING_STATE = "training_state.pt"
+BACKBONE_FILE = "backbone.json"
+
+
+def checkpoint_dir(run_dir: str | Path, checkpoint: str | int = "last") -> Path:
+    root = Path(run_dir) / CHECKPOINTS
+    if checkpoint == "last":
+        last = root / "last"
+        if not last.exists():
+            raise FileNotFoundError(f"{root} has no checkpoint yet (no {last}); the run saved none")
+        return root / last.read_text().strip()
+    path = root / (f"{int(checkpoint):06d}" if str(checkpoint).isdigit() else str(checkpoint))
+    if not path.is_dir():
+        available = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise FileNotFoundError(f"no checkpoint {checkpoint!r} in {root}; available: {available or 'none'}")
+    return path
+
+
+def rng_state() -> dict:
+    import numpy as np
+    import torch
+
+    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    import numpy as np
+    import torch
+
+    random.setstate(state["python"])
+    np.random.set_state(state["numpy"])
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(run_dir, step: int, policy, handle, preprocessor, postprocessor, backbone, training_state: dict) -> Path:
+    import torch
+
+    from .adapters import save_adapters
+
+    root = Path(run_dir) / CHECKPOINTS
+    final = root / f"{step:06d}"
+    tmp = root / f".{step:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    pretrained = tmp / PRETRAINED
+    pretrained.mkdir(parents=True)
+    if handle.strategy == "full":
+        policy.save_pretrained(pretrained)
+    else:
+        policy.config.save_pretrained(pretrained)
+        save_adapters(handle, pretrained)
+    preprocessor.save_pretrained(pretrained)
+    postprocessor.save_pretrained(pretrained)
+    backbone_info = {"name": backbone.name, "path": str(backbone.path), "policy_type": backbone.policy_type, "tiny": backbone.tiny}
+    (pretrained / BACKBONE_FILE).write_text(json.dumps(backbone_info, indent=2))
+    marker = backbone.path / "tiny_backbone.json"
+    if marker.exists():  # a full fine-tune of a tiny pi0 needs the tiny sizes to load
+        shutil.copy(marker, pretrained / marker.name)
+    torch.save(training_state, tmp / TRAINING_STATE)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    last_tmp = root / "last.tmp"
+    last_tmp.write_text(final.name)
+    os.replace(last_tmp, root / "last")
+    return final
+
+
+def load_training_state(path: Path) -> dict:
+    import torch
+
+    return torch.load(path / TRAINING_STATE, weights_only=False)

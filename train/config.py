@@ -1,0 +1,104 @@
+"""`TrainConfig`: everything one training run needs, resolved and saved as `runs/<run>/config.json`.
+
+Plain data, no torch: the GUI and CLI build it, the job process reads it back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("lora_sp", "lora", "adalora", "lora_moe", "full")
+SCHEDULES = ("cosine", "linear", "constant")
+PRECISIONS = ("auto", "no", "bf16", "fp16")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    dataset: str = ""  # a dataset name under the workspace's datasets/ or a path to one
+    run_name: str = ""
+    preset: str = ""  # the preset this config started from ("" when built by hand)
+    backbone: str = "tiny-smolvla"  # tiny-smolvla | tiny-pi0 | a local pretrained policy dir
+    # strategy and its knobs (fields of the train.adapters config class of that strategy)
+    strategy: str = "lora_sp"
+    adapter: dict[str, Any] = field(default_factory=dict)
+    targets: str | None = None  # e.g. "smolvla", "smolvla:language,action", "re:<regex>"; None: detect
+    # data
+    tasks: list[str] | None = None  # task instructions to train on; None = every task of the dataset
+    val_episodes_per_task: int = 1  # held out per task for the validation loss
+    val_every: int = 50
+    val_batches: int = 2
+    # optimisation
+    steps: int = 1000
+    batch_size: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-4
+    lr_schedule: str = "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32
+    seed: int = 0
+    # policy config fields to override (e.g. chunk_size, train_expert_only)
+    policy: dict[str, Any] = field(default_factory=dict)
+    # bookkeeping
+    log_every: int = 5
+    checkpoint_every: int = 200
+    num_workers: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N  (accelerate picks under `accelerate launch`)
+    backbone_cache: str | None = None  # where tiny backbones are built; None: the default cache
+
+    def __post_init__(self) -> None:
+        if self.strategy not in STRATEGIES:
+            raise ValueError(f"strategy {self.strategy!r} unknown; choose one of {', '.join(STRATEGIES)}")
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule {self.lr_schedule!r} unknown; choose one of {', '.join(SCHEDULES)}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} unknown; choose one of {', '.join(PRECISIONS)}")
+        for name in ("steps", "batch_size", "grad_accum", "log_every", "val_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.val_episodes_per_task < 0:
+            raise ValueError("val_episodes_per_task must be >= 0")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        return cls(**data)
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.to_dict(), indent=2))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise FileNotFoundError(f"{path} not found: is this a run directory made by `piper-ws train`?") from None
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{path} is not valid JSON ({exc})") from exc
+
+    def with_overrides(self, **overrides: Any) -> TrainConfig:
+        """A copy with fields replaced; dict fields (adapter, policy) are merged, not replaced."""
+        known = {f.name for f in dataclasses.fields(self)}
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; known keys: {sorted(known)}")
+        merged = {}
+        for key, value in overrides.items():
+            current = getattr(self, key)
+            merged[key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+        return dataclasses.replace(self, **merged)

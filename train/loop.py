@@ -1,0 +1,375 @@
+"""The training loop: accelerate around a lerobot policy, its processors and an adapter strategy.
+
+    run_training(config, run_dir)          # what the background job calls
+
+One optimiser step = `grad_accum` micro-batches. Loss = task loss + the strategy's weighted
+auxiliary losses. Per step the adapter hook `handle.set_step` runs (LoRA-SP's eta schedule,
+AdaLoRA's rank allocation). Logging, validation and checkpoints never draw from the
+training RNG, so a resumed run continues exactly as an uninterrupted one.
+The same code runs on CPU, one GPU, or several under `accelerate launch`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .config import TrainConfig
+from .metrics import MetricsWriter
+
+log = logging.getLogger("train")
+
+VAL_SEED = 12345  # validation draws its flow-matching noise from this fixed seed
+
+
+@dataclass
+class TrainResult:
+    state: str  # "completed" | "canceled" | "stopped" (stop_at_step reached)
+    step: int
+    final_loss: float | None
+    final_val: dict[str, float]
+    trainable_percent: float
+    checkpoint: Path | None
+
+
+def adapter_config(config: TrainConfig):
+    from . import adapters
+
+    knobs = dict(config.adapter)
+    classes = {
+        "lora_sp": adapters.LoraSPConfig,
+        "lora_moe": adapters.LoraMoEConfig,
+        "full": adapters.FullFinetuneConfig,
+        "lora": adapters.LoraConfig,
+        "adalora": adapters.AdaLoraConfig,
+    }
+    if config.strategy == "adalora":
+        knobs.setdefault("total_step", config.steps)
+    try:
+        return classes[config.strategy](**knobs)
+    except TypeError as exc:
+        raise ValueError(f"bad knobs for strategy {config.strategy!r}: {exc}") from exc
+
+
+def lr_lambda(config: TrainConfig) -> Callable[[int], float]:
+    warmup, total = config.warmup_steps, config.steps
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = (step - warmup) / max(1, total - warmup)
+        if config.lr_schedule == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+        if config.lr_schedule == "linear":
+            return max(0.0, 1 - progress)
+        return 1.0
+
+    return factor
+
+
+def _mixed_precision(config: TrainConfig) -> str:
+    import torch
+
+    if config.precision != "auto":
+        return config.precision
+    return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "no"
+
+
+@contextlib.contextmanager
+def _isolated_rng(seed: int):
+    """Run a block with its own RNG and put the training RNG back afterwards."""
+    import torch
+
+    from .checkpoint import rng_state, set_rng_state
+
+    saved = rng_state()
+    torch.manual_seed(seed)
+    try:
+        yield
+    finally:
+        set_rng_state(saved)
+
+
+class Trainer:
+    """Builds everything a run needs, then `fit()`s. Separate steps so tests and benchmarks
+    can reach the pieces (policy, handle, one batch)."""
+
+    def __init__(self, config: TrainConfig, run_dir: str | Path, datasets_dir: str | Path | None = None) -> None:
+        import torch
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+        from lerobot.configs.types import FeatureType
+        from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
+        from lerobot.datasets.factory import resolve_delta_timestamps
+        from lerobot.utils.feature_utils import dataset_to_policy_features
+
+        from .adapters import apply_adapters
+        from .backbones import load_base_policy, load_processors, resolve_backbone
+        from .data import EpochBatchSampler, check_features, resolve_dataset_path, split_episodes
+
+        self.config = config
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        cpu = config.device == "cpu" or not torch.cuda.is_available()
+        self.accelerator = Accelerator(mixed_precision=_mixed_precision(config), cpu=cpu)
+        set_seed(config.seed)
+
+        dataset_path = resolve_dataset_path(config.dataset, datasets_dir)
+        repo_id = f"local/{dataset_path.name}"
+        meta = LeRobotDatasetMetadata(repo_id, root=dataset_path)
+        check_features(meta)
+        self.split = split_episodes(meta, config.tasks, config.val_episodes_per_task)
+
+        self.backbone = resolve_backbone(config.backbone, config.backbone_cache)
+        features = dataset_to_policy_features(meta.features)
+        outputs = {k: f for k, f in features.items() if f.type is FeatureType.ACTION}
+        inputs = {k: f for k, f in features.items() if k not in outputs}
+        self.policy = load_base_policy(self.backbone, inputs, outputs, **config.policy)
+        self.handle = apply_adapters(self.policy, adapter_config(config), config.targets)
+        self.counts = self.handle.parameter_counts()
+        device = self.accelerator.device
+        self.preprocessor, self.postprocessor = load_processors(
+            self.backbone, self.policy.config, meta.stats, device=device.type
+        )
+
+        delta = resolve_delta_timestamps(self.policy.config, meta)
+        self.train_set = LeRobotDataset(repo_id, root=dataset_path, episodes=self.split.train, delta_timestamps=delta)
+        self.val_sets = {
+            task: LeRobotDataset(repo_id, root=dataset_path, episodes=eps, delta_timestamps=delta)
+            for task, eps in self.split.val.items()
+        }
+        self.sampler = EpochBatchSampler(
+            len(self.train_set),
+            config.batch_size,
+            config.seed,
+            rank=self.accelerator.process_index,
+            world=self.accelerator.num_processes,
+        )
+
+        params = self.handle.trainable_parameters()
+        optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.policy, optimizer, scheduler)
+        self.step = 0
+        self.metrics = MetricsWriter(self.run_dir)
+
+    # ---------------------------------------------------------------- data
+
+    def _loader(self, dataset, batch_sampler=None, batch_size=None):
+        import torch
+
+        kwargs = dict(num_workers=self.config.num_workers, pin_memory=self.accelerator.device.type == "cuda")
+        if batch_sampler is not None:
+            return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
+        return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
+
+    def batches(self):
+        """Training batches forever (epoch after epoch), already through the preprocessor."""
+        while True:
+            for raw in self._loader(self.train_set, batch_sampler=self.sampler):
+                yield self.preprocessor(raw)
+
+    # ---------------------------------------------------------------- steps
+
+    def train_step(self, micro_batches) -> dict[str, float]:
+        """One optimiser step over `grad_accum` micro-batches; returns the logged terms."""
+        import torch
+
+        model, acc = self.model, self.accelerator
+        model.train()
+        sums: dict[str, float] = {}
+        n = len(micro_batches)
+        for i, batch in enumerate(micro_batches):
+            sync = contextlib.nullcontext() if i == n - 1 else acc.no_sync(model)
+            with sync, acc.autocast():
+                task_loss, _ = model(batch)
+                aux = self.handle.aux_losses()
+                loss = task_loss + aux["total"]
+            acc.backward(loss / n)
+            terms = {"loss": loss, "task_loss": task_loss}
+            terms.update({f"aux/{k}": v for k, v in aux.items() if k != "total" and torch.is_tensor(v)})
+            for key, value in terms.items():
+                sums[key] = sums.get(key, 0.0) + float(value.detach()) / n
+        if self.config.grad_clip > 0:
+            acc.clip_grad_norm_(self.handle.trainable_parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.step += 1
+        self.handle.set_step(self.step)  # after optimizer.step, before zero_grad (AdaLoRA reads grads)
+        self.optimizer.zero_grad(set_to_none=True)
+        return sums
+
+    def validate(self) -> dict[str, float]:
+        """Mean task loss per held-out task, with fixed noise (comparable across steps)."""
+        import torch
+
+        if not self.val_sets:
+            return {}
+        self.model.eval()
+        out = {}
+        with _isolated_rng(VAL_SEED), torch.no_grad():
+            for task, dataset in self.val_sets.items():
+                losses = []
+                loader = self._loader(dataset, batch_size=self.config.batch_size)
+                for i, raw in enumerate(loader):
+                    if i >= self.config.val_batches:
+                        break
+                    with self.accelerator.autocast():
+                        loss, _ = self.model(self.preprocessor(raw))
+                    losses.append(float(loss))
+                out[task] = sum(losses) / len(losses)
+        self.handle.aux_losses()  # consume what validation forwards left behind
+        self.handle.active_rank(reset=True)
+        return out
+
+    # ---------------------------------------------------------------- checkpoints
+
+    def save(self) -> Path | None:
+        from .checkpoint import rng_state, save_checkpoint
+
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            return None
+        state = {
+            "step": self.step,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "rng": rng_state(),
+            "sampler": {"epoch": self.sampler.epoch, "offset": self.sampler.offset},
+        }
+        path = save_checkpoint(
+            self.run_dir,
+            self.step,
+            self.accelerator.unwrap_model(self.model),
+            self.handle,
+            self.preprocessor,
+            self.postprocessor,
+            self.backbone,
+            state,
+        )
+        self.metrics.write("event", self.step, event="checkpoint", path=str(path))
+        return path
+
+    def restore(self, checkpoint: str | int = "last") -> int:
+        """Load model weights, optimiser, scheduler, RNG and step from a checkpoint."""
+        from safetensors.torch import load_file
+
+        from .checkpoint import PRETRAINED, checkpoint_dir, load_training_state, set_rng_state
+
+        path = checkpoint_dir(self.run_dir, checkpoint)
+        weights_dir = path / PRETRAINED
+        device = self.accelerator.device
+        if self.handle.strategy == "full":
+            state = load_file(str(weights_dir / "model.safetensors"), device=str(device))
+            self.accelerator.unwrap_model(self.model).load_state_dict(state, strict=False)
+        else:
+            state = load_file(str(weights_dir / "adapter_model.safetensors"), device=str(device))
+            self.handle.load_adapter_state_dict(state)
+        training = load_training_state(path)
+        self.optimizer.load_state_dict(training["optimizer"])
+        self.scheduler.load_state_dict(training["scheduler"])
+        self.step = int(training["step"])
+        if self.handle.strategy == "adalora":
+            self.handle.step = self.step  # its allocator already ran for these steps; do not re-run it
+        else:
+            self.handle.set_step(self.step)
+        self.sampler.epoch = training["sampler"]["epoch"]
+        self.sampler.offset = training["sampler"]["offset"]
+        set_rng_state(training["rng"])
+        self.metrics.truncate_after(self.step)
+        return self.step
+
+    # ---------------------------------------------------------------- the run
+
+    def fit(self, should_stop: Callable[[], bool] = lambda: False, stop_at_step: int | None = None) -> TrainResult:
+        cfg = self.config
+        per_step = cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes
+        main = self.accelerator.is_main_process
+        event = "resumed" if self.step else "started"
+        if main:
+            self.metrics.write(
+                "event",
+                self.step,
+                event=event,
+                strategy=self.handle.strategy,
+                trainable=self.counts.trainable,
+                total=self.counts.total,
+                trainable_percent=self.counts.percent,
+                train_episodes=len(self.split.train),
+                val_episodes={t: len(e) for t, e in self.split.val.items()},
+            )
+        log.info(
+            "%s at step %d/%d: %s on %s, %s trainable of %s (%.2f%%), %d train frames, device %s",
+            event, self.step, cfg.steps, self.handle.strategy, self.backbone.name, f"{self.counts.trainable:,}",
+            f"{self.counts.total:,}", self.counts.percent, len(self.train_set), self.accelerator.device,
+        )  # fmt: skip
+        batches = self.batches()
+        window_start, window_steps, window_sums = time.perf_counter(), 0, {}
+        last_loss, last_val, checkpoint, state = None, {}, None, "completed"
+        while self.step < cfg.steps:
+            if should_stop():
+                state = "canceled"
+                break
+            if stop_at_step is not None and self.step >= stop_at_step:
+                state = "stopped"
+                break
+            terms = self.train_step([next(batches) for _ in range(cfg.grad_accum)])
+            window_steps += 1
+            for key, value in terms.items():
+                window_sums[key] = window_sums.get(key, 0.0) + value
+            if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                elapsed = time.perf_counter() - window_start
+                step_time = elapsed / window_steps
+                means = {k: v / window_steps for k, v in window_sums.items()}
+                last_loss = means["loss"]
+                ranks = self.handle.active_rank(reset=True).as_log() if self.handle.strategy != "full" else {}
+                if main:
+                    self.metrics.write(
+                        "train",
+                        self.step,
+                        total_steps=cfg.steps,
+                        lr=self.scheduler.get_last_lr()[0],
+                        samples_per_s=per_step / step_time,
+                        steps_per_s=1 / step_time,
+                        eta_s=step_time * (cfg.steps - self.step),
+                        **means,
+                        **ranks,
+                    )
+                log.info("step %d/%d loss %.4f (%.2f steps/s)", self.step, cfg.steps, last_loss, 1 / step_time)
+                window_start, window_steps, window_sums = time.perf_counter(), 0, {}
+            if self.step % cfg.val_every == 0 or self.step == cfg.steps:
+                last_val = self.validate()
+                if main and last_val:
+                    mean = sum(last_val.values()) / len(last_val)
+                    self.metrics.write("val", self.step, **{f"val/{t}": v for t, v in last_val.items()}, **{"val/mean": mean})
+                window_start = time.perf_counter()  # validation time is not training speed
+            if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
+                self.save()
+                window_start = time.perf_counter()
+        checkpoint = self.save()
+        if main:
+            self.metrics.write("event", self.step, event=state)
+        return TrainResult(state, self.step, last_loss, last_val, self.counts.percent, checkpoint)
+
+
+def run_training(
+    config: TrainConfig,
+    run_dir: str | Path,
+    datasets_dir: str | Path | None = None,
+    resume: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+    stop_at_step: int | None = None,
+) -> TrainResult:
+    """Build, optionally resume from the last checkpoint, and train. Saves the resolved config."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
+    trainer = Trainer(config, run_dir, datasets_dir)
+    if resume:
+        trainer.restore("last")
+    return trainer.fit(should_stop=should_stop, stop_at_step=stop_at_step)

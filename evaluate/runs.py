@@ -17,7 +17,7 @@ from evaluate.store import RunInfo
 
 CONFIG_FILES = ("config.json", "run_config.json", "train_config.json")
 METRICS_FILE = "metrics.jsonl"
-TRAINABLE_KEYS = ("trainable_pct", "params/trainable_pct", "trainable_percent")
+TRAINABLE_KEYS = ("trainable_percent", "trainable_pct", "params/trainable_pct")
 ACTIVE_RANK_KEYS = ("active_rank/mean", "active_rank", "active_rank_mean")
 STRATEGY_KEYS = ("strategy", "adapter.strategy", "adapter.kind", "adapter.name", "preset")
 

@@ -6,9 +6,11 @@ from evaluate.runs import describe_run, list_runs
 def test_describe_run_reads_config_and_last_metrics(tmp_path):
     run = tmp_path / "runs" / "sp"
     run.mkdir(parents=True)
-    (run / "config.json").write_text(json.dumps({"strategy": "lora_sp", "trainable_pct": 17.1}))
+    # the trainer's files (train/config.py, train/metrics.py)
+    (run / "config.json").write_text(json.dumps({"strategy": "lora_sp", "steps": 2}))
     (run / "metrics.jsonl").write_text(
-        json.dumps({"step": 1, "active_rank/mean": 90.0}) + "\n"
+        json.dumps({"kind": "event", "step": 0, "event": "started", "trainable_percent": 17.1}) + "\n"
+        + json.dumps({"kind": "train", "step": 1, "active_rank/mean": 90.0}) + "\n"
         + json.dumps({"step": 2, "active_rank/mean": 60.0}) + "\n"
         + '{"step": 3, "active_ra'  # a half-written line while training
     )

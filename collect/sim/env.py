@@ -48,11 +48,8 @@ def env_id(task_key: str) -> str:
 
 def build_task_world(task, perturbations, image_size: tuple[int, int]) -> PiperWorld:
     """A `PiperWorld` holding the task's objects (and the distractors when asked)."""
-    extras = [
-        SceneExtra(
-            name=task.key, asset=task.assets_xml(), worldbody=task.worldbody_xml(), contact=task.contact_xml()
-        )
-    ]
+    # the same composition as collect.sim.runtime's, so recorded and gym scenes match
+    extras = [SceneExtra(name=task.key, asset=task.assets_xml(), worldbody=task.worldbody_xml())]
     if perturbations.distractors:
         extras.append(SceneExtra(name="distractors", worldbody=distractor_worldbody_xml()))
     return PiperWorld(extras=extras, image_size=image_size)

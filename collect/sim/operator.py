@@ -133,6 +133,13 @@ class VirtualOperator:
             elapsed -= h
         return _smoothstep(min(1.0, max(0.0, elapsed / d)))
 
+    @property
+    def current_move(self) -> str | None:
+        """Name of the move under way ("grasp", "lift", ...); None before the first act and when done."""
+        if self._moves is None or self.done:
+            return None
+        return self._moves[self._k].name
+
     # --- acting -------------------------------------------------------------------------
     def act(self, world, t: float) -> np.ndarray:
         """Leader joint targets (6 rad + gripper m) for time `t` (s since the episode began)."""

@@ -108,10 +108,6 @@ class SimTask(ABC):
     @abstractmethod
     def worldbody_xml(self) -> str: ...
 
-    def contact_xml(self) -> str:
-        """`<exclude>` / `<pair>` lines for the scene's contact section."""
-        return ""
-
     @abstractmethod
     def object_geom_names(self) -> list[str]:
         """Geoms whose colour the `color` perturbation may change."""

@@ -42,6 +42,8 @@ class PressButton(SimTask):
 
     def worldbody_xml(self) -> str:
         # springref 0 with the joint range below it: the spring pushes the cap back up.
+        # The cap touches only the arm (contype 2): it slides into its base, and the base
+        # is welded to the world, so MuJoCo's parent-child contact filter does not apply.
         return f"""
     <body name="button_base" pos="0.32 -0.12 0">
       <geom name="button_base" type="box" size="0.045 0.045 {BASE_HEIGHT / 2}" pos="0 0 {BASE_HEIGHT / 2}"
@@ -49,13 +51,10 @@ class PressButton(SimTask):
       <body name="button" pos="0 0 {BASE_HEIGHT + CAP_HALF_HEIGHT}">
         <joint name="button" type="slide" axis="0 0 1" range="-{TRAVEL} 0" stiffness="150" springref="0"
                damping="2" armature="0.01"/>
-        <geom name="button" type="cylinder" size="0.022 {CAP_HALF_HEIGHT}" rgba="0.85 0.1 0.1 1" mass="0.02"/>
+        <geom name="button" type="cylinder" size="0.022 {CAP_HALF_HEIGHT}" rgba="0.85 0.1 0.1 1" mass="0.02"
+              contype="0" conaffinity="2"/>
       </body>
     </body>"""
-
-    def contact_xml(self) -> str:
-        # the base is fixed to the world, so MuJoCo's parent-child filter does not apply
-        return '<exclude body1="button_base" body2="button"/>'
 
     def object_geom_names(self) -> list[str]:
         return ["button", "button_base"]

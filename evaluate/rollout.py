@@ -300,6 +300,8 @@ class GymSimExecutor:
         if self.env is not None:
             self.env.close()
         self.env = None
+        if self.episode_sink is not None:
+            self.episode_sink.close()  # finalize the evaluation dataset
 
     def __enter__(self) -> GymSimExecutor:
         return self

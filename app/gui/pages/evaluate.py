@@ -255,14 +255,20 @@ class EvaluatePage(QWidget):
     def _default_executor(self, spec, agents, on_tick):
         from evaluate.rollout import GymSimExecutor, StationExecutor
 
+        worker = self.context.station
+        if spec.backend == "piper" and worker.station is None:
+            raise RuntimeError("open the station on the Station page first: the real arm runs the trials")
+        sink = None
+        if spec.save_episodes:
+            from evaluate.episodes import EvalEpisodeWriter
+
+            size = (240, 320) if spec.backend == "sim" else tuple(worker.station.config.image_size)
+            sink = EvalEpisodeWriter(self.context.workspace.datasets_dir, f"eval_{spec.name}", fps=30, image_size=size)
         if spec.backend == "sim":
             return GymSimExecutor(agents, image_size=(240, 320), max_duration_s=spec.max_duration_s,
-                                  perturbation=spec.perturbation, on_tick=on_tick)
+                                  perturbation=spec.perturbation, on_tick=on_tick, episode_sink=sink)
         from collect.sim.tasks import INSTRUCTIONS
 
-        worker = self.context.station
-        if worker.station is None:
-            raise RuntimeError("open the station on the Station page first: the real arm runs the trials")
         worker.set_preview_enabled(False)  # this loop reads the arm; it feeds the previews itself
 
         def tick(info) -> None:
@@ -270,8 +276,14 @@ class EvaluatePage(QWidget):
             on_tick(info)
 
         executor = StationExecutor(worker.station, agents, INSTRUCTIONS, max_duration_s=spec.max_duration_s,
-                                   on_tick=tick)
-        executor.close = lambda: worker.set_preview_enabled(True)
+                                   on_tick=tick, episode_sink=sink)
+
+        def close() -> None:
+            worker.set_preview_enabled(True)
+            if sink is not None:
+                sink.close()
+
+        executor.close = close
         return executor
 
     # -- operator verbs --------------------------------------------------------------

@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+from PySide6.QtCore import Qt
 
 from app.gui.pages.station import SINGLE_BUS, StationPage, format_health
 from app.gui.widgets.camera_view import CameraView
@@ -29,6 +30,9 @@ def test_hardware_setup_is_saved_to_the_workspace(qtbot, app_context, workspace)
     assert saved["backend"] == "piper" and saved["follower_port"] == "can1" and saved["leader_port"] == "can2"
     assert saved["cameras"] == {"side": "/dev/v4l/by-id/usb-side-video-index0", "wrist": "2"}
     assert workspace.load_hardware().follower_port == "can1"  # what every CLI command reads
+    # The station reopens on the saved set-up: no can1 here, so the sim, and the banner says why.
+    qtbot.waitUntil(lambda: "can1" in page.banner.text(), timeout=10_000)
+    assert "Simulated PiPER" in page.banner.text()
     # A new page (e.g. after a restart) shows the saved set-up.
     again = _page(qtbot, app_context)
     assert again.follower_combo.currentText() == "can1" and again.camera_combos["wrist"].currentText() == "2"
@@ -84,6 +88,8 @@ def test_joint_table_limits_and_empty_values(qtbot):
     table.set_values("leader", None)
     assert table.values_text("leader") == ["-"] * 7
     assert near_limit(0.0, (0.0, 3.14)) and not near_limit(1.5, (0.0, 3.14))
+    table.set_values("follower", (0.0, 1.5, -1.5, 0.0, 0.0, 0.0, 0.0))  # gripper closed: normal
+    assert table.item(6, 0).background().style() == Qt.BrushStyle.NoBrush
 
 
 def test_camera_view_without_signal_and_fps(qtbot):
@@ -95,10 +101,20 @@ def test_camera_view_without_signal_and_fps(qtbot):
     assert view.last_frame is None and view.frames_shown == 1
 
 
-def test_health_is_flattened_for_display():
-    lines = format_health({"can_fps": {"can0": 1203.44}, "arm": "normal", "preview_hz": 29.96,
-                           "sim": {"physics_steps": 3}, "motors": [True] * 6})
-    assert lines == ["can_fps.can0: 1203.4", "arm: normal", "preview_hz: 30.0"]
+def test_health_reads_in_the_operators_words():
+    lines = format_health({
+        "backend": "sim", "preview_hz": 29.96, "can_fps": {"follower (can0)": 1203.44, "leader (piper-sim-1-0-l)": 900.0},
+        "camera_fps": {"side": 30.04}, "arm": {"ctrl_mode": 1, "arm_status": 1, "enabled": False, "estop": True,
+                                              "motors_enabled": [True] * 6},
+        "sim": {"physics_steps": 3}, "new_figure": 2.25,
+    })
+    assert lines == [
+        "Preview: 30.0 Hz",
+        "CAN frames/s: follower (can0) 1203 · leader (virtual) 900",
+        "Cameras: side 30.0 fps",
+        "Arm: mode CAN · status E-STOP · enabled no · e-stop yes",
+        "new_figure: 2.2",
+    ]
 
 
 def test_snapshot_is_plain_data():

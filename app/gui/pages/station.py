@@ -29,26 +29,45 @@ from app.gui.workers.station_worker import StationSnapshot
 from collect.limits import CAMERA_NAMES
 from collect.workspace import HardwareConfig
 
-SINGLE_BUS = "(single bus: leader on the follower's port)"
+SINGLE_BUS = "(single bus)"  # the leader is linked to the follower in firmware on its port
 
 
-# Shown elsewhere (banner, status bar) or too detailed for the operator.
-_HEALTH_HIDDEN = {"backend", "connected", "sim"}
+# PiPER status codes (0x2A1 frame) in the operator's words.
+CTRL_MODES = {0: "standby", 1: "CAN", 2: "teach", 6: "leader", 7: "offline"}
+ARM_STATUS = {0: "normal", 1: "E-STOP", 2: "no solution", 3: "singularity", 4: "joint limit", 5: "joint comm error"}
+_SHOWN_ELSEWHERE = {"backend", "connected", "sim", "can_fps", "camera_fps", "arm", "preview_hz"}
 
 
-def format_health(report: dict[str, Any], prefix: str = "") -> list[str]:
-    """Flatten `Station.health()` (nested dicts of numbers/strings) into display lines."""
+def _bus_name(name: str) -> str:
+    return name.split(" (piper-sim-")[0] + " (virtual)" if "(piper-sim-" in name else name
+
+
+def format_health(report: dict[str, Any]) -> list[str]:
+    """`Station.health()` plus the preview rate as a few lines for the operator."""
     lines = []
-    for key, value in report.items():
-        name = f"{prefix}{key}"
-        if key in _HEALTH_HIDDEN or isinstance(value, list | tuple):
-            continue
-        if isinstance(value, dict):
-            lines.extend(format_health(value, f"{name}."))
-        elif isinstance(value, float):
-            lines.append(f"{name}: {value:.1f}")
-        else:
-            lines.append(f"{name}: {value}")
+    if "preview_hz" in report:
+        lines.append(f"Preview: {report['preview_hz']:.1f} Hz")
+    if report.get("can_fps"):
+        buses = " · ".join(f"{_bus_name(k)} {v:.0f}" for k, v in report["can_fps"].items())
+        lines.append(f"CAN frames/s: {buses}")
+    if report.get("camera_fps"):
+        lines.append("Cameras: " + " · ".join(f"{k} {v:.1f} fps" for k, v in report["camera_fps"].items()))
+    arm = report.get("arm") or {}
+    if arm:
+        words = []
+        if "ctrl_mode" in arm:
+            words.append(f"mode {CTRL_MODES.get(arm['ctrl_mode'], arm['ctrl_mode'])}")
+        if "arm_status" in arm:
+            words.append(f"status {ARM_STATUS.get(arm['arm_status'], arm['arm_status'])}")
+        for key in ("enabled", "estop"):
+            if key in arm:
+                words.append(f"{key.replace('estop', 'e-stop')} {'yes' if arm[key] else 'no'}")
+        if "error" in arm:
+            words.append(f"error: {arm['error']}")
+        lines.append("Arm: " + " · ".join(words))
+    for key, value in report.items():  # anything new the station reports
+        if key not in _SHOWN_ELSEWHERE and not isinstance(value, dict | list | tuple):
+            lines.append(f"{key}: {value:.1f}" if isinstance(value, float) else f"{key}: {value}")
     return lines
 
 
@@ -118,8 +137,7 @@ class StationPage(QWidget):
         self.joints.set_values("leader", snap.leader)
 
     def _on_health(self, report: dict) -> None:
-        fps = "   ".join(f"{role} {view.fps():.0f} fps" for role, view in self.cameras.items())
-        self.health_label.setText("<br>".join([f"<b>preview</b>: {fps}", *format_health(report)]))
+        self.health_label.setText("<br>".join(format_health(report)))
 
     def _on_state(self, state: str, message: str) -> None:
         is_open = state in (sw.READY, sw.ENABLED, sw.ESTOP)

@@ -1,7 +1,8 @@
 """The seven motor values of follower and leader, live, beside their limits.
 
 Joints in rad, gripper in m (the project's units, `collect.limits`). A value within 5 %
-of a limit turns orange, so the operator sees an arm about to hit a stop.
+of a joint limit turns orange, so the operator sees an arm about to hit a stop (not the
+gripper: closed is its normal resting state).
 """
 
 from __future__ import annotations
@@ -56,7 +57,8 @@ class JointTable(QTableWidget):
                 item.setBackground(_NORMAL)
                 continue
             item.setText(_fmt(values[row], key))
-            item.setBackground(_NEAR_LIMIT if near_limit(values[row], MOTOR_LIMITS[row]) else _NORMAL)
+            warn = not key.startswith("gripper") and near_limit(values[row], MOTOR_LIMITS[row])
+            item.setBackground(_NEAR_LIMIT if warn else _NORMAL)
 
     def values_text(self, column: str) -> list[str]:
         col = COLUMNS.index(column)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
 
 from collect.joint_source import JointState
@@ -23,6 +24,7 @@ class MujocoJointSource:
 
     def __init__(self, initial: JointState):
         self._lock = threading.Lock()
+        self._new_command = threading.Condition(self._lock)
         self._state = initial
         self._pending: tuple[tuple[float, ...], float] | None = None
         self._allowed = True
@@ -36,6 +38,7 @@ class MujocoJointSource:
                 return
             self._pending = (tuple(float(v) for v in joints_rad), float(gripper_m))
             self.commands_received += 1
+            self._new_command.notify_all()
 
     def set_motion_allowed(self, allowed: bool) -> None:
         with self._lock:
@@ -56,15 +59,32 @@ class MujocoJointSource:
         with self._lock:
             return self._allowed
 
+    def wait_for_command(self, since: int, timeout_s: float, quiet_s: float = 0.003) -> int:
+        """Block until commands arrived after count `since` and then `quiet_s` passed without
+        another one (one SDK command is several CAN frames), or `timeout_s`; returns the count.
+        Lockstep simulation calls this so that a command sent just before `advance` is applied."""
+        deadline = time.monotonic() + timeout_s
+        with self._new_command:
+            while self.commands_received == since:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._allowed:
+                    return self.commands_received
+                self._new_command.wait(remaining)
+            while True:
+                seen = self.commands_received
+                remaining = min(quiet_s, deadline - time.monotonic())
+                if remaining <= 0 or not self._new_command.wait(remaining) or self.commands_received == seen:
+                    return self.commands_received
+
     # -- world side (runtime worker thread) ---------------------------------------------
     def apply_to(self, world) -> None:
         """Hand the newest command (or a hold) to the world's actuators."""
         with self._lock:
             pending, hold = self._pending, self._hold_requested
             self._pending, self._hold_requested = None, False
-        if hold:
+        if hold:  # motion was stopped; a command after that (re-enabled) still applies
             world.hold()
-        elif pending is not None:
+        if pending is not None:
             try:
                 world.set_arm_targets(*pending)
             except ValueError as exc:  # NaN or a wrong length never reaches the actuators

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 _channel_ids = itertools.count()
 PHYSICS_QUANTUM_S = 0.004  # the worker wakes this often in real-time mode
 MAX_CATCH_UP_S = 0.1  # behind by more than this (a slow render): drop time rather than race
+COMMAND_WAIT_S = 0.02  # lockstep: how long advance() waits for a command still on the bus
 
 
 def unique_channel(label: str) -> str:
@@ -83,6 +84,8 @@ class SimRuntime:
         self._stop = threading.Event()
         self._world = None
         self.physics_steps = 0
+        self._commands_seen: int | None = None  # follower commands counted at the last advance()
+        self._lockstep_due: float | None = None  # sim time lockstep advances aim at
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self, timeout_s: float = 60.0) -> SimRuntime:
@@ -150,11 +153,30 @@ class SimRuntime:
         size = tuple(size or self.image_size)
         return self.call(lambda world: {cam: world.render(cam, size) for cam in cameras}, timeout_s)
 
-    def advance(self, dt: float, timeout_s: float = 10.0) -> float:
-        """Lockstep: apply the newest commands and simulate `dt` seconds; returns sim time."""
+    def advance(self, dt: float, command_wait_s: float = COMMAND_WAIT_S, timeout_s: float = 10.0) -> float:
+        """Lockstep: apply the newest commands and simulate `dt` seconds; returns sim time.
+
+        A command sent through the SDK just before is still on its way over the bus (the
+        emulator answers within a few ms): while the arm may move, wait up to `command_wait_s`
+        for a command newer than the previous `advance` before stepping."""
         if self._realtime:
             raise RuntimeError("advance() is for lockstep mode; this runtime runs in real time")
-        return self.call(lambda world: self._step_physics(world, round(dt / world.model.opt.timestep)), timeout_s)
+        source = self.follower_source
+        if command_wait_s > 0 and source.motion_allowed:
+            # Commands counted up to the previous advance were applied then; the first time,
+            # only a command arriving from now on is known to be this tick's.
+            since = self._commands_seen if self._commands_seen is not None else source.commands_received
+            source.wait_for_command(since, command_wait_s)
+        self._commands_seen = source.commands_received
+
+        def step(world):
+            # Keep a running target so that 1/30 s ticks of 2 ms steps do not drift (17 vs 16.67).
+            if self._lockstep_due is None:
+                self._lockstep_due = world.time
+            self._lockstep_due += dt
+            return self._step_physics(world, round((self._lockstep_due - world.time) / world.model.opt.timestep))
+
+        return self.call(step, timeout_s)
 
     def reset(self, arm_q: Sequence[float] | None = None, gripper_m: float | None = None, seed: int | None = None):
         """World back to its start (arm at `arm_q`, task objects re-placed from `seed`)."""
@@ -169,10 +191,13 @@ class SimRuntime:
             self.follower_source.publish_from(world)
             self._anchor_clock(world)
 
+        self._commands_seen = None
         self.call(do_reset)
         self.leader_source.command(q, grip)
 
     def set_realtime(self, realtime: bool) -> None:
+        self._commands_seen = None
+
         def switch(world):
             self._realtime = realtime
             self._anchor_clock(world)
@@ -225,6 +250,7 @@ class SimRuntime:
         return world
 
     def _anchor_clock(self, world) -> None:
+        self._lockstep_due = None
         self._wall_anchor = time.perf_counter()
         self._sim_anchor = world.time
 

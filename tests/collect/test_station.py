@@ -118,3 +118,19 @@ def test_bad_configuration_is_a_clear_error():
     with pytest.raises(RuntimeError, match="not connected"):
         station.enable()
     station.estop()  # a closed station: e-stop is a harmless no-op, never an error
+
+
+def test_lockstep_applies_each_command_before_physics_advances():
+    """Recording/evaluation in lockstep: the command sent this tick is what the next advance simulates."""
+    config = StationConfig(backend="sim", leader_port="leader", image_size=SMALL, realtime=False)
+    with open_station(config) as station:
+        station.enable()
+        t0 = station.sim.sim_time
+        target = dict(zip(MOTOR_KEYS, [0.5, 1.3, -1.0, 0.0, 0.4, 0.0, 0.06], strict=True))
+        for _ in range(45):
+            sent = station.follower.send_action(target)
+            station.sim.advance(1 / 30)
+            ctrl = station.sim.call(lambda world: world.data.ctrl[:7].copy())
+            assert np.allclose(ctrl, [sent[k] for k in MOTOR_KEYS], atol=1e-4), "advance ran on a stale command"
+        assert station.sim.sim_time - t0 == pytest.approx(1.5, abs=1e-6)
+        assert np.allclose(sim_arm(station), list(target.values()), atol=0.02)

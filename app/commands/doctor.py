@@ -72,7 +72,7 @@ def check_cameras() -> Section:
     except Exception as exc:
         section.warn(f"camera discovery failed: {exc}")
         return section
-    section.items = [cam if isinstance(cam, dict) else vars(cam) for cam in cameras]
+    section.items = cameras
     if not cameras:
         section.warn(
             "no camera found: plug in the side and wrist USB cameras (check `ls /dev/v4l/by-id`; "

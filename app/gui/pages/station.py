@@ -228,7 +228,7 @@ class StationPage(QWidget):
         _fill(self.follower_combo, port_names, hw.follower_port)
         _fill(self.leader_combo, [SINGLE_BUS, *port_names], hw.leader_port or SINGLE_BUS)
         # Prefer the stable device path (survives re-plugging) over the index.
-        camera_ids = [str(cam.get("path") or cam.get("device") or cam.get("id")) for cam in cameras]
+        camera_ids = [str(cam.get("stable_path") or cam.get("device") or cam.get("index")) for cam in cameras]
         for role, combo in self.camera_combos.items():
             _fill(combo, ["", *camera_ids], hw.cameras.get(role, ""))
 
@@ -277,7 +277,7 @@ def discover_hardware() -> dict:
     try:
         from collect.cameras import find_cameras
 
-        cameras = [dict(cam) if isinstance(cam, dict) else vars(cam) for cam in find_cameras()]
+        cameras = find_cameras()
     except ImportError:
         cameras = []
         notes.append("camera discovery is not available in this build")
@@ -288,8 +288,10 @@ def grab_one_frame(device: str):
     """One RGB frame from a USB camera given by index or device path (runs on a pool thread)."""
     import cv2
 
-    source: int | str = int(device) if device.isdigit() else device
-    capture = cv2.VideoCapture(source)
+    from collect.cameras import parse_source  # a missing path: a clear CameraNotFound
+
+    source = parse_source(device)
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
     try:
         ok, frame = capture.read() if capture.isOpened() else (False, None)
     finally:

@@ -33,6 +33,21 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def thread_cpu_seconds() -> dict[str, float]:
+    """CPU seconds per live Python thread (by name), from /proc (Linux)."""
+    import threading
+
+    ticks = os.sysconf("SC_CLK_TCK")
+    result = {}
+    for thread in threading.enumerate():
+        try:
+            fields = Path(f"/proc/self/task/{thread.native_id}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        result[thread.name] = result.get(thread.name, 0.0) + (int(fields[11]) + int(fields[12])) / ticks
+    return result
+
+
 def station_loop(size: tuple[int, int], seconds: float, fps: int) -> None:
     from collect.station import StationConfig, open_station
 
@@ -49,7 +64,7 @@ def station_loop(size: tuple[int, int], seconds: float, fps: int) -> None:
         ticks, work = [], []
         next_tick = time.perf_counter()
         last = None
-        cpu0, wall0 = time.process_time(), time.perf_counter()
+        cpu0, wall0, threads0 = time.process_time(), time.perf_counter(), thread_cpu_seconds()
         while time.perf_counter() - wall0 < seconds:
             begin = time.perf_counter()
             if last is not None:
@@ -64,7 +79,12 @@ def station_loop(size: tuple[int, int], seconds: float, fps: int) -> None:
                 time.sleep(delay)
             else:
                 next_tick = time.perf_counter()  # late: do not burst to catch up
-        cpu = 100 * (time.process_time() - cpu0) / (time.perf_counter() - wall0)
+        wall = time.perf_counter() - wall0
+        cpu = 100 * (time.process_time() - cpu0) / wall
+        threads1 = thread_cpu_seconds()
+        per_thread = sorted(
+            ((100 * (threads1[n] - threads0.get(n, 0.0)) / wall, n) for n in threads1), reverse=True
+        )
         rate = len(ticks) / sum(ticks)
         print(
             f"station loop {size[0]}x{size[1]} @ {fps} Hz target: achieved {rate:.1f} Hz, "
@@ -73,6 +93,7 @@ def station_loop(size: tuple[int, int], seconds: float, fps: int) -> None:
             f"process CPU {cpu:.0f}% of one core | reference: render-only {render_pairs_s:.1f} pairs/s "
             f"(loop/render-only ratio {rate / render_pairs_s:.2f}) | load {load_average()}"
         )
+        print("  CPU % of one core by thread: " + ", ".join(f"{name} {pct:.0f}" for pct, name in per_thread[:8]))
 
 
 def emulator_cpu(seconds: float) -> None:

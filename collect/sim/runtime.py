@@ -305,7 +305,8 @@ class SimRuntime:
         from collect.emulator import PiperEmulator
 
         follower = PiperEmulator(self.follower_channel, role="follower", joint_source=self.follower_source)
-        leader = PiperEmulator(self.leader_channel, role="leader", joint_source=self.leader_source)
+        # The SDK ignores a leader's feedback IDs (0x2Bx): skip its end-pose frames and their FK.
+        leader = PiperEmulator(self.leader_channel, role="leader", joint_source=self.leader_source, end_pose=False)
         for name, emulator in (("follower", follower), ("leader", leader)):
             emulator.start()
             self.emulators[name] = emulator

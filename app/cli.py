@@ -16,6 +16,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "spectrum": ("app.commands.spectrum", "rank needed per module/group by a fine-tune (energy of W_tuned - W_base)"),
     "eval": ("app.commands.eval", "run a scored evaluation campaign (sim: auto-scored; real arm: you score)"),
     "results": ("app.commands.results", "print the success table (per task, with Wilson intervals) as Markdown or CSV"),
+    "record": ("app.commands.record", "record demonstrations into a LeRobotDataset (sim: the virtual operator records the plan)"),
     "demo": ("app.commands.demo", "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table"),
 }
 

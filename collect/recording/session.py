@@ -1,0 +1,521 @@
+"""`RecordingSession`: the state machine the Record page and `piper-ws record` both drive.
+
+    READY --start--> RECORDING --stop / max length / sim done--> REVIEW
+    REVIEW --keep / discard--> RESETTING (countdown) --> READY       (FINISHED when the plan is done)
+    REVIEW --rerecord--> RECORDING                                    (= discard + start)
+
+One loop thread owns the station: it reads the follower and the leader every tick (live
+view), writes frames while RECORDING, and executes the commands other threads post
+(`start()` etc. return a Future). Nothing a caller does touches the station directly
+except `estop()`, which must work from anywhere at once.
+
+On the sim backend the virtual operator drives the leader arm during an episode and the
+loop runs in lockstep with physics; `auto=True` also keeps every finished episode and
+starts the next one, so a whole plan records unattended.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import logging
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collect.limits import MOTOR_KEYS
+from collect.recording.pacing import make_pacer
+from collect.recording.plan import RecordingPlan
+from collect.recording.timing import LoopTimer, TimingStats
+
+log = logging.getLogger(__name__)
+
+IDLE_FPS = 6.0  # live view rate outside episodes (spares the CPU for encoding)
+TRACE_LEN = 300  # samples of joint traces kept for the GUI
+SIM_TAIL_S = 0.5  # keep recording this long after the sim task succeeded / the operator finished
+
+
+class SessionState(enum.Enum):
+    OPENING = "opening"
+    READY = "ready"
+    RECORDING = "recording"
+    REVIEW = "review"
+    RESETTING = "resetting"
+    FINISHED = "finished"
+    CLOSED = "closed"
+    FAILED = "failed"
+
+
+@dataclass
+class Snapshot:
+    """What the GUI/CLI shows; a copy, safe to read on any thread."""
+
+    state: SessionState
+    task: str
+    counts: dict[str, int]
+    frames: int = 0
+    countdown_s: float = 0.0
+    images: dict[str, Any] = field(default_factory=dict)
+    leader: list[list[float]] = field(default_factory=list)  # recent 7-vectors
+    follower: list[list[float]] = field(default_factory=list)
+    timing: TimingStats | None = None
+    last_success: bool | None = None
+    message: str = ""
+    estopped: bool = False
+    kept_seconds: float = 0.0  # recorded duration of the kept episodes (for the ETA)
+
+
+def default_station_factory(plan: RecordingPlan, task: str, hardware=None):
+    """A station for `task`: sim in lockstep with that task's scene; the real arm as assigned."""
+    from collect.station import StationConfig, open_station
+
+    kwargs: dict[str, Any] = {}
+    if hardware is not None and plan.backend == "piper":
+        kwargs = {"follower_port": hardware.follower_port, "leader_port": hardware.leader_port,
+                  "cameras": dict(hardware.cameras)}
+    config = StationConfig(
+        backend=plan.backend, image_size=plan.image_size, fps=plan.fps,
+        task=task if plan.backend == "sim" else None, realtime=plan.backend != "sim", **kwargs,
+    )
+    return open_station(config)
+
+
+class RecordingSession:
+    def __init__(
+        self,
+        plan: RecordingPlan,
+        datasets_dir: str | Path,
+        *,
+        resume: bool = False,
+        auto: bool = False,
+        station_factory: Callable[[RecordingPlan, str], Any] | None = None,
+        on_event: Callable[[str, dict], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.plan = plan
+        self.datasets_dir = Path(datasets_dir)
+        self.resume = resume
+        self.auto = auto
+        self._station_factory = station_factory or default_station_factory
+        self._on_event = on_event
+        self._clock = clock
+        self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._stop_loop = threading.Event()
+        self._opened: Future = Future()
+        self.station: Any = None
+        self.writer: Any = None
+        self.state = SessionState.OPENING
+        self.task = plan.tasks[0]
+        self.counts: dict[str, int] = dict.fromkeys(plan.tasks, 0)
+        self._message = ""
+        self._frames = 0
+        self._reset_until = 0.0
+        self._images: dict[str, Any] = {}
+        self._leader: deque = deque(maxlen=TRACE_LEN)
+        self._follower: deque = deque(maxlen=TRACE_LEN)
+        self._timer = LoopTimer(plan.fps)
+        self._last_timing: TimingStats | None = None
+        self._last_success: bool | None = None
+        self._operator: Any = None
+        self._episode_t = 0.0
+        self._finish_at: float | None = None
+        self._seed: int | None = None
+        self._retries = 0
+        self._started_at = ""
+        self._kept_seconds = 0.0
+        self._relay: Any = None
+
+    # -- life cycle ---------------------------------------------------------------------------
+    def open(self, timeout_s: float = 180.0) -> RecordingSession:
+        """Open the dataset (match-checked on resume) and the station; start the loop thread."""
+        self._thread = threading.Thread(target=self._run, name="recording-loop", daemon=True)
+        self._thread.start()
+        self._opened.result(timeout_s)
+        return self
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Discard an unkept episode, release the dataset (loadable) and the station."""
+        if self._thread is None:
+            return
+        self._stop_loop.set()
+        self._thread.join(timeout_s)
+        self._thread = None
+
+    def __enter__(self) -> RecordingSession:
+        return self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # -- commands (any thread; run on the loop thread) ---------------------------------------
+    def start(self) -> Future:
+        return self._post(self._do_start)
+
+    def stop(self) -> Future:
+        return self._post(self._do_stop)
+
+    def keep(self, success: bool | None = None, note: str = "") -> Future:
+        return self._post(lambda: self._do_keep(success, note))
+
+    def discard(self) -> Future:
+        return self._post(self._do_discard)
+
+    def rerecord(self) -> Future:
+        return self._post(self._do_rerecord)
+
+    def switch_task(self, task: str) -> Future:
+        return self._post(lambda: self._do_switch(task))
+
+    def skip_reset(self) -> Future:
+        return self._post(self._do_skip_reset)
+
+    def set_auto(self, auto: bool) -> None:
+        self.auto = auto
+
+    def estop(self) -> None:
+        """Stop the arm now (any thread); a running episode stops and waits for review."""
+        station = self.station
+        if station is not None:
+            station.estop()
+        self._post(lambda: self._do_stop() if self.state == SessionState.RECORDING else None)
+        self._emit("estop", {})
+
+    def resume_arm(self) -> Future:
+        return self._post(lambda: self.station.resume())
+
+    def _post(self, fn: Callable[[], Any]) -> Future:
+        future: Future = Future()
+        if self._thread is None or not self._thread.is_alive():
+            future.set_exception(RuntimeError("the recording session is not open"))
+            return future
+        self._commands.put((fn, future))
+        return future
+
+    # -- what the GUI/CLI shows ---------------------------------------------------------------
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            countdown = max(0.0, self._reset_until - self._clock()) if self.state == SessionState.RESETTING else 0.0
+            station = self.station
+            estopped = bool(station is not None and station.follower is not None
+                            and getattr(station.follower, "estopped", False))
+            return Snapshot(
+                state=self.state, task=self.task, counts=dict(self.counts), frames=self._frames,
+                countdown_s=countdown, images=dict(self._images), leader=list(self._leader),
+                follower=list(self._follower), timing=self._last_timing, last_success=self._last_success,
+                message=self._message, estopped=estopped, kept_seconds=self._kept_seconds,
+            )
+
+    def eta_s(self) -> float | None:
+        """Time left for the plan: mean kept-episode length plus reset, times episodes left."""
+        kept = sum(self.counts.values())
+        left = sum(max(0, self.plan.episodes_per_task - n) for n in self.counts.values())
+        if kept == 0:
+            return None if left else 0.0
+        return left * (self._kept_seconds / kept + self.plan.reset_s)
+
+    # -- the loop thread ----------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self._open_all()
+        except BaseException as exc:
+            self._set_state(SessionState.FAILED, str(exc))
+            self._opened.set_exception(exc)
+            self._teardown()
+            return
+        self._opened.set_result(self)
+        try:
+            while not self._stop_loop.is_set():
+                self._serve_commands()
+                self._tick()
+        except BaseException as exc:  # the loop must never die silently: say why
+            log.exception("recording loop failed")
+            self._set_state(SessionState.FAILED, f"recording stopped: {exc}")
+            self._emit("failed", {"error": str(exc)})
+        finally:
+            self._fail_pending()
+            self._teardown()
+
+    def _open_all(self) -> None:
+        from collect.recording.writer import EpisodeWriter
+
+        self.writer = EpisodeWriter.open(self.plan, self.datasets_dir, resume=self.resume)
+        for instruction in self.writer.episode_tasks():
+            task = self.plan.task_of_instruction(instruction)
+            if task in self.counts:
+                self.counts[task] += 1
+        self._kept_seconds = self._recorded_seconds()
+        next_task = self._next_unfinished_task(self.plan.tasks[0])
+        if next_task is None:
+            self.task = self.plan.tasks[-1]
+            self._open_station(self.task)
+            self._set_state(SessionState.FINISHED, "the plan is complete")
+            return
+        self.task = next_task
+        self._open_station(self.task)
+        self._set_state(SessionState.READY, "ready")
+
+    def _recorded_seconds(self) -> float:
+        from collect.recording.writer import read_sidecar
+
+        return sum(row.get("frames", 0) for row in read_sidecar(self.writer.root).values()) / self.plan.fps
+
+    def _open_station(self, task: str) -> None:
+        if self.station is not None:
+            self.station.disconnect()
+            self.station = None
+        station = self._station_factory(self.plan, task)
+        if not station.is_connected:
+            station.connect()
+        station.enable()
+        self.station = station
+        from collect.teleop import TeleopRelay
+
+        self._relay = TeleopRelay(station.leader, station.follower)
+        self._pacer = make_pacer(station, self.plan.fps)
+
+    def _teardown(self) -> None:
+        for closer in (lambda: self.writer is not None and self.writer.close(),
+                       lambda: self.station is not None and self.station.disconnect()):
+            try:
+                closer()
+            except Exception:
+                log.exception("closing the recording session")
+        self.writer = None
+        self.station = None
+        if self.state != SessionState.FAILED:
+            self._set_state(SessionState.CLOSED, "closed")
+
+    def _serve_commands(self) -> None:
+        while True:
+            try:
+                fn, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                self._message = str(exc)
+                future.set_exception(exc)
+
+    def _fail_pending(self) -> None:
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            future.set_exception(RuntimeError("the recording session closed"))
+
+    def _tick(self) -> None:
+        recording = self.state == SessionState.RECORDING
+        if recording and self._operator is not None:
+            self._drive_virtual_leader()
+        observation = self.station.follower.get_observation()
+        if recording:
+            action, _ = self._relay.step()
+        else:
+            action = self.station.leader.get_action()
+        state = [float(observation[k]) for k in MOTOR_KEYS]
+        leader = [float(action[k]) for k in MOTOR_KEYS]
+        images = {cam: observation[cam] for cam in self.plan.cameras if cam in observation}
+        with self._lock:
+            self._images = images
+            self._leader.append(leader)
+            self._follower.append(state)
+        if recording:
+            self.writer.add_frame(state, leader, images, self.plan.instruction(self.task))
+            self._timer.tick(images)
+            self._frames += 1
+            self._episode_t += 1.0 / self.plan.fps
+            if self._frames % self.plan.fps == 0:
+                self._last_timing = self._timer.stats()
+            if self._episode_over():
+                self._do_stop()
+                return
+            self._pacer.wait()
+            return
+        if self.state == SessionState.RESETTING and self._clock() >= self._reset_until:
+            self._set_state(SessionState.READY, "ready")
+            if self.auto:
+                self._do_start()
+                return
+        elif self.state == SessionState.REVIEW and self.auto:
+            self._do_keep(self._last_success, "auto")
+            return
+        time.sleep(1.0 / IDLE_FPS)
+        if getattr(self._pacer, "lockstep", False):
+            self._pacer.wait()  # the sim world keeps moving (arm holds, objects settle)
+
+    def _drive_virtual_leader(self) -> None:
+        sim = self.station.sim
+        operator, t = self._operator, self._episode_t
+        target = sim.call(lambda world: operator.act(world, t))
+        sim.leader_source.command(tuple(float(v) for v in target[:6]), float(target[6]))
+
+    def _episode_over(self) -> bool:
+        if self._frames >= self.plan.max_frames:
+            return True
+        if self._operator is None:
+            return False
+        if self._finish_at is None and (self._operator.done or self._sim_success()):
+            self._finish_at = self._episode_t + SIM_TAIL_S
+        return self._finish_at is not None and self._episode_t >= self._finish_at
+
+    def _sim_success(self) -> bool:
+        sim = self.station.sim
+        if sim is None or sim.task is None:
+            return False
+        return bool(sim.call(lambda world: sim.task.is_success(world)))
+
+    # -- transitions (loop thread) ------------------------------------------------------------
+    def _require(self, *states: SessionState, verb: str) -> None:
+        if self.state not in states:
+            allowed = " or ".join(s.value for s in states)
+            raise RuntimeError(f"cannot {verb} while {self.state.value} (only when {allowed})")
+
+    def _do_start(self) -> None:
+        if self.state == SessionState.RESETTING:
+            self._set_state(SessionState.READY, "ready")
+        self._require(SessionState.READY, verb="start")
+        if getattr(self.station.follower, "estopped", False):
+            raise RuntimeError("the arm is in e-stop: release it (Resume) before recording")
+        self._episode_t = 0.0
+        self._finish_at = None
+        self._last_success = None
+        self._frames = 0
+        if self.station.sim is not None:
+            from collect.sim.operator import VirtualOperator
+
+            index = self.plan.tasks.index(self.task)
+            self._seed = self.plan.seed + 1000 * index + self.counts[self.task] + 100 * self._retries
+            self.station.sim.reset(seed=self._seed)
+            self._operator = VirtualOperator(self.task, seed=self._seed)
+        else:
+            self._seed = None
+            self._operator = None
+        self._check_gap()
+        self._timer.reset()
+        self._pacer.restart()
+        self._started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self._set_state(SessionState.RECORDING, f"recording {self.task}")
+
+    def _check_gap(self) -> None:
+        """The follower must be near the leader; in sim give the reset leader a moment to arrive."""
+        from collect.teleop import GapTooLarge
+
+        deadline = time.monotonic() + (2.0 if self.station.sim is not None else 0.0)
+        while True:
+            try:
+                self._relay.start()
+                return
+            except GapTooLarge:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+
+    def _do_stop(self) -> None:
+        self._require(SessionState.RECORDING, verb="stop")
+        self._last_timing = self._timer.stats()
+        self._last_success = self._sim_success() if self.station.sim is not None else None
+        self._set_state(SessionState.REVIEW, f"{self._frames} frames: keep or discard")
+
+    def _do_keep(self, success: bool | None, note: str) -> dict:
+        from collect.recording.writer import EpisodeRecord
+
+        self._require(SessionState.REVIEW, verb="keep")
+        if success is None:
+            success = self._last_success
+        record = EpisodeRecord(
+            task=self.task, instruction=self.plan.instruction(self.task), operator=self.plan.operator,
+            backend=self.plan.backend, seed=self._seed, success=success, note=note, started_at=self._started_at,
+            timing=self._last_timing.as_dict() if self._last_timing else {},
+        )
+        began = time.perf_counter()
+        saved = self.writer.keep(record)
+        keep_s = time.perf_counter() - began
+        with self._lock:
+            self.counts[self.task] += 1
+            self._kept_seconds += saved.frames / self.plan.fps
+        self._retries = 0
+        info = {"task": self.task, "episode_index": saved.episode_index, "frames": saved.frames,
+                "success": success, "keep_s": keep_s, "count": self.counts[self.task]}
+        self._emit("kept", info)
+        self._after_episode()
+        return info
+
+    def _do_discard(self) -> None:
+        self._require(SessionState.REVIEW, SessionState.RECORDING, verb="discard")
+        self.writer.discard()
+        self._retries += 1
+        self._frames = 0
+        self._emit("discarded", {"task": self.task})
+        self._after_episode()
+
+    def _do_rerecord(self) -> None:
+        self._do_discard()
+        self._reset_until = 0.0
+        self._set_state(SessionState.READY, "ready")
+        self._do_start()
+
+    def _do_skip_reset(self) -> None:
+        if self.state == SessionState.RESETTING:
+            self._set_state(SessionState.READY, "ready")
+
+    def _do_switch(self, task: str) -> None:
+        if task not in self.plan.tasks:
+            raise ValueError(f"task {task!r} is not in this plan ({', '.join(self.plan.tasks)})")
+        if self.state == SessionState.RECORDING:
+            self._do_stop()
+        if self.state == SessionState.REVIEW:
+            self._do_discard()
+        if task != self.task:
+            if self.station.sim is not None:
+                self._open_station(task)  # the sim scene holds one task's objects
+            self.task = task
+        self._retries = 0
+        self._set_state(SessionState.READY, f"switched to {task}")
+
+    def _after_episode(self) -> None:
+        """Advance the task when its target is reached; then the reset countdown."""
+        self._operator = None
+        if self.counts[self.task] >= self.plan.episodes_per_task:
+            next_task = self._next_unfinished_task(self.task)
+            if next_task is None:
+                self._set_state(SessionState.FINISHED, "the plan is complete")
+                self._emit("finished", {"counts": dict(self.counts)})
+                return
+            if next_task != self.task:
+                if self.station.sim is not None:
+                    self._open_station(next_task)
+                self.task = next_task
+                self._emit("task", {"task": next_task})
+        self._reset_until = self._clock() + self.plan.reset_s
+        self._set_state(SessionState.RESETTING, f"reset the scene: {self.plan.reset_s:.0f} s")
+
+    def _next_unfinished_task(self, current: str) -> str | None:
+        order = self.plan.tasks
+        start = order.index(current)
+        for task in order[start:] + order[:start]:
+            if self.counts[task] < self.plan.episodes_per_task:
+                return task
+        return None
+
+    def _set_state(self, state: SessionState, message: str) -> None:
+        with self._lock:
+            self.state = state
+            self._message = message
+        self._emit("state", {"state": state.value, "message": message})
+
+    def _emit(self, event: str, info: dict) -> None:
+        if self._on_event is not None:
+            try:
+                self._on_event(event, info)
+            except Exception:
+                log.exception("recording event handler failed")

@@ -1,0 +1,374 @@
+"""`EpisodeWriter`: one LeRobotDataset v3 holding every task of a plan.
+
+    writer = EpisodeWriter.open(plan, datasets_dir, resume=True)   # match-checked on resume
+    writer.add_frame(state, action, images, instruction)           # returns at once
+    writer.keep(EpisodeRecord(...))                                 # < 1 s: streaming h264
+    writer.discard()
+    writer.close()
+
+Frames go to a single writer thread, so encoding never runs on the control loop.
+
+Crash safety: lerobot keeps its parquet writers open until `finalize()` (a killed
+process leaves files without a footer). After every kept episode the writer finalizes
+and reopens the dataset with `LeRobotDataset.resume` (on the writer thread, during the
+reset countdown), so on disk there is only ever a finalized dataset plus the streaming
+encoder's temporary files of the episode in progress, which reopening removes. Each
+episode then has its own data/video files, which also keeps "keep" from re-muxing a
+growing video file.
+
+Per-episode facts lerobot has no column for (operator, backend, seed, success, review
+note, timing) go to `<dataset>/piper/episodes.jsonl`, one JSON object per kept episode,
+keyed by `episode_index`; lerobot ignores the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from collect.limits import MOTOR_KEYS
+from collect.recording.plan import SIDECAR_DIR, RecordingPlan
+
+log = logging.getLogger(__name__)
+
+ROBOT_TYPE = "piper"
+EPISODES_SIDECAR = "episodes.jsonl"
+_DEFAULT_KEYS = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
+
+
+class DatasetMismatch(ValueError):
+    """Resuming a dataset recorded with other settings (fps, features, cameras, robot)."""
+
+
+@dataclass
+class EpisodeRecord:
+    """What the lab wants to know about one kept episode (the sidecar row)."""
+
+    task: str
+    instruction: str
+    operator: str = ""
+    backend: str = "sim"
+    seed: int | None = None
+    success: bool | None = None
+    note: str = ""
+    started_at: str = ""  # ISO time
+    frames: int = 0
+    timing: dict[str, Any] = field(default_factory=dict)
+    episode_index: int = -1  # set by the writer
+
+
+def dataset_features(cameras: tuple[str, ...], image_size: tuple[int, int]) -> dict[str, dict]:
+    """The dataset schema: follower state, leader action, one video per camera."""
+    names = list(MOTOR_KEYS)
+    features: dict[str, dict] = {
+        "observation.state": {"dtype": "float32", "shape": (len(names),), "names": names},
+        "action": {"dtype": "float32", "shape": (len(names),), "names": names},
+    }
+    height, width = image_size
+    for camera in cameras:
+        features[f"observation.images.{camera}"] = {
+            "dtype": "video",
+            "shape": (height, width, 3),
+            "names": ["height", "width", "channels"],
+        }
+    return features
+
+
+def check_matches(dataset_root: Path, plan: RecordingPlan) -> None:
+    """Refuse to append to a dataset recorded with different settings; say which and what to do."""
+    info_path = Path(dataset_root) / "meta" / "info.json"
+    try:
+        info = json.loads(info_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DatasetMismatch(f"{info_path} cannot be read ({exc}); is {dataset_root} a LeRobot dataset?") from exc
+    fix = f"record with the same settings, or choose a new dataset name instead of {plan.dataset!r}"
+    problems = []
+    if info.get("fps") != plan.fps:
+        problems.append(f"fps: dataset {info.get('fps')}, plan {plan.fps}")
+    if info.get("robot_type") != ROBOT_TYPE:
+        problems.append(f"robot type: dataset {info.get('robot_type')!r}, plan {ROBOT_TYPE!r}")
+    have = {k: v for k, v in info.get("features", {}).items() if k not in _DEFAULT_KEYS}
+    want = dataset_features(plan.cameras, plan.image_size)
+    have_cams = sorted(k.rsplit(".", 1)[-1] for k in have if k.startswith("observation.images."))
+    want_cams = sorted(plan.cameras)
+    if have_cams != want_cams:
+        problems.append(f"cameras: dataset {have_cams}, plan {want_cams}")
+    for key in sorted(set(have) | set(want)):
+        if key.startswith("observation.images.") and have_cams != want_cams:
+            continue
+        if key not in have or key not in want:
+            problems.append(f"feature {key!r}: {'only in the plan' if key in want else 'only in the dataset'}")
+            continue
+        if tuple(have[key].get("shape", ())) != tuple(want[key]["shape"]) or have[key].get("dtype") != want[key]["dtype"]:
+            problems.append(
+                f"feature {key!r}: dataset {have[key].get('dtype')} {tuple(have[key].get('shape', ()))}, "
+                f"plan {want[key]['dtype']} {tuple(want[key]['shape'])}"
+            )
+    if problems:
+        raise DatasetMismatch(f"cannot resume dataset {plan.dataset!r}: " + "; ".join(problems) + f". To go on, {fix}.")
+
+
+def remove_partial_episode(dataset_root: Path) -> list[Path]:
+    """Delete what an interrupted episode left: the streaming encoder's temp dirs, temp images."""
+    removed = []
+    for path in Path(dataset_root).glob("tmp*"):
+        if path.is_dir() and any(path.glob("*_streaming.mp4")) or (path.is_dir() and not any(path.iterdir())):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    images = Path(dataset_root) / "images"
+    if images.is_dir():
+        shutil.rmtree(images, ignore_errors=True)
+        removed.append(images)
+    return removed
+
+
+# -- sidecar ----------------------------------------------------------------------------------
+def sidecar_path(dataset_root: Path) -> Path:
+    return Path(dataset_root) / SIDECAR_DIR / EPISODES_SIDECAR
+
+
+def read_sidecar(dataset_root: Path) -> dict[int, dict]:
+    """episode_index -> the sidecar row (a torn last line from a crash is skipped)."""
+    path = sidecar_path(dataset_root)
+    rows: dict[int, dict] = {}
+    if not path.exists():
+        return rows
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        rows[int(row["episode_index"])] = row
+    return rows
+
+
+def write_sidecar(dataset_root: Path, rows: dict[int, dict]) -> None:
+    path = sidecar_path(dataset_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(json.dumps(rows[i]) + "\n" for i in sorted(rows)))
+    tmp.replace(path)
+
+
+def _append_sidecar(dataset_root: Path, row: dict) -> None:
+    import os
+
+    path = sidecar_path(dataset_root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as f:
+        f.write(json.dumps(row) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def total_episodes(dataset_root: Path) -> int:
+    info = json.loads((Path(dataset_root) / "meta" / "info.json").read_text())
+    return int(info.get("total_episodes", 0))
+
+
+class EpisodeWriter:
+    """Appends episodes to one LeRobotDataset; all dataset calls run on one writer thread."""
+
+    def __init__(self, plan: RecordingPlan, root: Path, dataset: Any):
+        self.plan = plan
+        self.root = Path(root)
+        self._dataset = dataset
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer")
+        self._pending = 0  # frames queued but not yet handed to lerobot
+        self._lock = threading.Lock()
+        self._frames = 0
+        self._error: BaseException | None = None
+
+    # -- opening ------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, plan: RecordingPlan, datasets_dir: str | Path, *, resume: bool = False) -> EpisodeWriter:
+        """Create the dataset, or (with `resume`) reopen it after the match check."""
+        root = plan.root(datasets_dir)
+        exists = (root / "meta" / "info.json").exists()
+        if exists and not resume:
+            raise FileExistsError(
+                f"dataset {plan.dataset!r} already exists in {root.parent}: resume it (--resume / the Resume "
+                "button) or choose a new name"
+            )
+        if exists:
+            check_matches(root, plan)
+            remove_partial_episode(root)
+            cls._reconcile_sidecar(root)
+            dataset = cls._resume_dataset(plan, root)
+        else:
+            if root.exists() and any(p.name != SIDECAR_DIR for p in root.iterdir()):
+                raise FileExistsError(
+                    f"{root} exists but is not a LeRobot dataset (no meta/info.json); move it away or choose another name"
+                )
+            dataset = cls._create_dataset(plan, root)
+        plan.save(root)
+        return cls(plan, root, dataset)
+
+    @staticmethod
+    def _encoder():
+        from lerobot.configs.video import RGBEncoderConfig
+
+        return RGBEncoderConfig(vcodec="h264")
+
+    @classmethod
+    def _create_dataset(cls, plan: RecordingPlan, root: Path):
+        from lerobot.datasets import LeRobotDataset
+
+        return LeRobotDataset.create(
+            plan.repo_id,
+            fps=plan.fps,
+            features=dataset_features(plan.cameras, plan.image_size),
+            root=root,
+            robot_type=ROBOT_TYPE,
+            use_videos=True,
+            rgb_encoder=cls._encoder(),
+            streaming_encoding=True,
+            encoder_queue_maxsize=2 * plan.fps,
+        )
+
+    @classmethod
+    def _resume_dataset(cls, plan: RecordingPlan, root: Path):
+        from lerobot.datasets import LeRobotDataset
+
+        return LeRobotDataset.resume(
+            plan.repo_id,
+            root=root,
+            rgb_encoder=cls._encoder(),
+            streaming_encoding=True,
+            encoder_queue_maxsize=2 * plan.fps,
+        )
+
+    @staticmethod
+    def _reconcile_sidecar(root: Path) -> None:
+        """Drop sidecar rows of episodes the dataset does not hold (a crash between the two writes)."""
+        rows = read_sidecar(root)
+        total = total_episodes(root)
+        if any(i >= total for i in rows):
+            write_sidecar(root, {i: r for i, r in rows.items() if i < total})
+
+    # -- counts -------------------------------------------------------------------------------
+    def episode_tasks(self) -> list[str]:
+        """Instruction of every kept episode, in order (from the dataset's own metadata)."""
+        return episode_instructions(self.root)
+
+    @property
+    def total_episodes(self) -> int:
+        return total_episodes(self.root)
+
+    # -- recording ----------------------------------------------------------------------------
+    @property
+    def pending_frames(self) -> int:
+        return self._pending
+
+    @property
+    def frames(self) -> int:
+        return self._frames
+
+    def add_frame(self, state, action, images: dict[str, Any], instruction: str) -> None:
+        """Queue one frame (7-vectors in MOTOR_KEYS order, HxWx3 uint8 per camera)."""
+        import numpy as np
+
+        self._raise_pending_error()
+        frame = {
+            "observation.state": np.asarray(state, dtype=np.float32),
+            "action": np.asarray(action, dtype=np.float32),
+            "task": instruction,
+        }
+        for camera in self.plan.cameras:
+            frame[f"observation.images.{camera}"] = images[camera]
+        with self._lock:
+            self._pending += 1
+            self._frames += 1
+        self._executor.submit(self._add, frame)
+
+    def _add(self, frame: dict) -> None:
+        try:
+            if self._error is None:
+                self._dataset.add_frame(frame)
+        except BaseException as exc:  # reported on the next call from the loop
+            self._error = exc
+        finally:
+            with self._lock:
+                self._pending -= 1
+
+    def keep(self, record: EpisodeRecord, timeout_s: float = 120.0) -> EpisodeRecord:
+        """Save the episode (returns when it is on disk, finalized) and reopen for the next one."""
+        self._raise_pending_error()
+        if self._frames == 0:
+            raise ValueError("nothing recorded: start an episode before keeping it")
+        record.frames = self._frames
+        future = self._executor.submit(self._save, record)
+        try:
+            saved = future.result(timeout_s)
+        finally:
+            self._frames = 0
+        self._executor.submit(self._reopen_dataset)  # runs before the next frame (one thread, FIFO)
+        return saved
+
+    def _save(self, record: EpisodeRecord) -> EpisodeRecord:
+        if self._error is not None:
+            raise self._error
+        record.episode_index = self._dataset.meta.total_episodes
+        self._dataset.save_episode()
+        self._dataset.finalize()
+        _append_sidecar(self.root, asdict(record))
+        return record
+
+    def _reopen_dataset(self) -> None:
+        try:
+            self._dataset = self._resume_dataset(self.plan, self.root)
+        except BaseException as exc:
+            self._dataset = None
+            self._error = exc
+
+    def discard(self, timeout_s: float = 60.0) -> None:
+        """Drop the episode in progress; the dataset on disk is untouched."""
+        self._executor.submit(self._clear).result(timeout_s)
+        self._frames = 0
+        self._error = None
+
+    def _clear(self) -> None:
+        if self._dataset is None:  # a failed reopen: try again now
+            self._dataset = self._resume_dataset(self.plan, self.root)
+        if self._dataset.writer is not None and self._dataset.has_pending_frames():
+            self._dataset.clear_episode_buffer()
+        remove_partial_episode(self.root)
+
+    def close(self, timeout_s: float = 60.0) -> None:
+        """Discard an unkept episode and release the dataset (it stays loadable)."""
+        try:
+            self._executor.submit(self._close).result(timeout_s)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._dataset is not None:
+            if self._dataset.writer is not None and self._dataset.has_pending_frames():
+                self._dataset.clear_episode_buffer()
+            self._dataset.finalize()
+            remove_partial_episode(self.root)
+            self._dataset = None
+
+    def _raise_pending_error(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"writing the episode failed: {error}; discard it and record again") from error
+
+
+def episode_instructions(dataset_root: Path) -> list[str]:
+    """The instruction of each episode, read from meta/episodes/*.parquet (pyarrow, no lerobot)."""
+    import pyarrow.parquet as pq
+
+    files = sorted((Path(dataset_root) / "meta" / "episodes").glob("chunk-*/file-*.parquet"))
+    pairs: list[tuple[int, str]] = []
+    for path in files:
+        table = pq.read_table(path, columns=["episode_index", "tasks"])
+        for index, tasks in zip(table.column("episode_index").to_pylist(), table.column("tasks").to_pylist(), strict=True):
+            pairs.append((int(index), tasks[0] if tasks else ""))
+    return [task for _, task in sorted(pairs)]

@@ -1,5 +1,7 @@
 import subprocess
 import sys
+import threading
+import time
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPlainTextEdit
@@ -82,7 +84,7 @@ def test_window_runs_the_sim_station_previews_and_estop_reaches_the_emulator(qtb
         assert np.abs(side.astype(int) - wrist.astype(int)).mean() > 1  # two different viewpoints
         assert page.joints.values_text("follower")[1] == "+1.570"  # home pose, joint_2
         assert page.joints.values_text("leader")[1] != "-"
-        qtbot.waitUntil(lambda: "can_fps" in page.health_label.text(), timeout=5000)
+        qtbot.waitUntil(lambda: "CAN frames/s" in page.health_label.text(), timeout=5000)
 
         emulator = context.station.station.sim.emulators["follower"]
         qtbot.mouseClick(page.enable_button, Qt.MouseButton.LeftButton)
@@ -100,6 +102,22 @@ def test_window_runs_the_sim_station_previews_and_estop_reaches_the_emulator(qtb
         qtbot.waitUntil(lambda: not emulator.estop, timeout=10_000)
         qtbot.keyClick(page.joints, Qt.Key.Key_Escape)  # Esc from inside a page
         qtbot.waitUntil(lambda: emulator.estop, timeout=5000)
+
+        # A worker stuck in a slow read (a camera hanging) must not delay the stop.
+        qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
+        qtbot.waitUntil(lambda: not emulator.estop, timeout=10_000)
+        follower = context.station.station.follower
+        real_read, stuck = follower.get_observation, threading.Event()
+
+        def hanging_read():
+            stuck.set()
+            time.sleep(4.0)
+            return real_read()
+
+        follower.get_observation = hanging_read
+        assert stuck.wait(5.0)  # the worker thread is now inside the 4 s read
+        window.estop_button.pressed.emit()
+        qtbot.waitUntil(lambda: emulator.estop, timeout=2000)
     finally:
         window.close()
     assert context.station.station is None  # closing the window closed the station

@@ -108,13 +108,13 @@ def test_spectral_loss_is_energy_outside_the_kept_set():
     for row, k in zip(scores.tolist(), sel.k.tolist(), strict=True):
         energies = sorted((v * v for v in row), reverse=True)
         expected.append(0.0 if sum(energies) == 0 else 1 - sum(energies[:k]) / sum(energies))
-    assert spectral_loss(scores, sel.mask).item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    assert spectral_loss(scores, scores * sel.mask).item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)
 
 
 def test_spectral_loss_pushes_kept_scores_up():
     scores = torch.rand(8, 10, generator=torch.Generator().manual_seed(5)).requires_grad_()
     sel = energy_select(scores, 0.7)
-    spectral_loss(scores, sel.mask).backward()
+    spectral_loss(scores, scores * sel.mask).backward()
     kept_grad, dropped_grad = scores.grad[sel.mask], scores.grad[~sel.mask]
     assert (kept_grad <= 0).all() and (dropped_grad >= 0).all()  # descent raises kept, lowers the rest
     assert kept_grad.lt(0).any()

@@ -60,11 +60,11 @@ class AdapterLinear(nn.Module):
     # Active-rank bookkeeping: a histogram of k over every row since the last reset, kept
     # on the layer's device so that training steps never wait for a host sync.
     def record_ranks(self, k: torch.Tensor) -> None:
-        counts = torch.bincount(k.detach().reshape(-1).long(), minlength=self.max_rank + 1)
-        if self._rank_hist is None or self._rank_hist.device != counts.device:
-            self._rank_hist = counts
-        else:
-            self._rank_hist = self._rank_hist + counts
+        k = k.detach().reshape(-1).long()
+        if self._rank_hist is None or self._rank_hist.device != k.device:
+            self._rank_hist = torch.zeros(self.max_rank + 1, dtype=torch.long, device=k.device)
+        # index_add_, not bincount: bincount on CUDA reads the max back to the host.
+        self._rank_hist.index_add_(0, k, torch.ones_like(k))
 
     def rank_histogram(self, reset: bool = False) -> torch.Tensor:
         """Counts of rows per active rank 0..max_rank (a CPU int64 tensor)."""

@@ -53,5 +53,5 @@ class LoraMoELinear(AdapterLinear):
                 "z": z_loss(logits, self.config.z_loss_form),
             }
         hidden = F.linear(self.dropout(x), self.lora_A)  # [..., n * r_e]
-        slot_gates = gates.to(hidden.dtype).repeat_interleave(r_e, dim=-1)
-        return self.scale * F.linear(hidden * slot_gates, self.lora_B)
+        slot_gates = (gates * self.scale).to(hidden.dtype).repeat_interleave(r_e, dim=-1)
+        return F.linear(hidden * slot_gates, self.lora_B)

@@ -52,11 +52,11 @@ def energy_select(scores: torch.Tensor, eta: float, k_rule: str = "smallest") ->
     return EnergySelection(k=k, mask=mask, order=order)
 
 
-def spectral_loss(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """mean over rows of 1 - E(k*): the energy outside the kept set (0 for all-zero rows)."""
-    energy = scores.float().square()
-    total = energy.sum(dim=-1)
-    kept = (energy * mask).sum(dim=-1)
+def spectral_loss(scores: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+    """mean over rows of 1 - E(k*): the energy outside the kept set (0 for all-zero rows).
+    `gate` is the scores with the dropped ones zeroed (scores * mask)."""
+    total = scores.float().square().sum(dim=-1)
+    kept = gate.float().square().sum(dim=-1)
     outside = torch.where(total > 0, 1.0 - kept / total.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
     return outside.mean()
 
@@ -147,19 +147,19 @@ class LoraSPLinear(AdapterLinear):
         logits, scores = self.scores(x)
         selection = energy_select(scores, self.current_eta(), self.config.k_rule)
         self.record_ranks(selection.k)
-        gate = scores * selection.mask.to(scores.dtype)
+        gate = scores * selection.mask
         if self.training and torch.is_grad_enabled():
             self.last_aux = {
-                "spectral": spectral_loss(scores, selection.mask),
+                "spectral": spectral_loss(scores, gate),
                 "balance": balance_loss(logits, selection.mask),
                 "z": z_loss(logits, self.config.z_loss_form),
             }
+        # scale folded into the r-wide gate: one multiply of r, not d_out, columns per row
+        gate = gate * self.scale if self.scale != 1.0 else gate
         x = self.dropout(x)
         if self.inference_path == "gathered" and not self.training:
-            delta = self._gathered(x, gate, selection)
-        else:
-            delta = F.linear(F.linear(x, self.lora_A) * gate, self.lora_B)
-        return self.scale * delta
+            return self._gathered(x, gate, selection)
+        return F.linear(F.linear(x, self.lora_A) * gate, self.lora_B)
 
     def _gathered(self, x: torch.Tensor, gate: torch.Tensor, selection: EnergySelection) -> torch.Tensor:
         """Compute only kept vectors: per sample (bmm on each sample's own set) when routing

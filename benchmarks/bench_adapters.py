@@ -1,0 +1,278 @@
+"""Adapter cost: LoRA-SP r=128 against peft LoRA r=128 and the frozen base.
+
+1. Training step (forward + backward) time and peak memory on a stack of linear layers
+   shaped like SmolVLA's language model (d=960, k/v 320, MLP 2560), at SmolVLA's token
+   counts (2 cameras x 64 image tokens + ~48 language + state, plus 50 action tokens).
+2. The same on a tiny SmolVLA (train.backbones), when that builder is available.
+3. Inference latency (eval, no grad): LoRA-SP dense vs gathered at the measured active
+   rank, against LoRA r=128, per batch size.
+
+Each variant runs in its own process so that peak memory (CUDA max allocated, or CPU
+peak RSS above the post-import baseline) is its own. Goal: LoRA-SP within 1.3x LoRA's
+time and 1.2x its memory.
+
+    .venv/bin/python benchmarks/bench_adapters.py                 # CPU, small
+    python benchmarks/bench_adapters.py --device cuda --layers 16 --batch 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+D_MODEL, D_KV, D_MLP = 960, 320, 2560
+TOKENS_PER_SAMPLE = 2 * 64 + 48 + 1 + 50
+PAPER_ACTIVE_RANK = 60  # SmolVLA's LoRA-SP active rank in the paper's Table I
+
+
+def build_stack(layers: int, device: str):
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.q_proj = nn.Linear(D_MODEL, D_MODEL, bias=False)
+            self.k_proj = nn.Linear(D_MODEL, D_KV, bias=False)
+            self.v_proj = nn.Linear(D_MODEL, D_KV, bias=False)
+            self.o_proj = nn.Linear(D_MODEL, D_MODEL, bias=False)
+            self.gate_proj = nn.Linear(D_MODEL, D_MLP, bias=False)
+            self.up_proj = nn.Linear(D_MODEL, D_MLP, bias=False)
+            self.down_proj = nn.Linear(D_MLP, D_MODEL, bias=False)
+
+        def forward(self, x):
+            # attention's matmuls without the softmax: every projection is on the path
+            kv = torch.cat([self.k_proj(x), self.v_proj(x)], dim=-1).mean(dim=-1, keepdim=True)
+            x = x + self.o_proj(self.q_proj(x) * torch.sigmoid(kv))
+            return x + self.down_proj(nn.functional.silu(self.gate_proj(x)) * self.up_proj(x))
+
+    torch.manual_seed(0)
+    model = nn.Sequential(*[Block() for _ in range(layers)]).to(device)
+    model.requires_grad_(False)
+    return model
+
+
+def adapter_config(variant: str):
+    from train.adapters import LoraConfig, LoraSPConfig
+
+    if variant == "lora":
+        return LoraConfig(r=128, lora_alpha=128)
+    if variant.startswith("lora_sp"):
+        return LoraSPConfig(r=128, eta=0.9)
+    raise ValueError(variant)
+
+
+def bias_router_to_rank(handle, active_rank: int) -> None:
+    """Emulate a trained router: a decaying score profile whose energy rule keeps about
+    `active_rank` of 128 vectors (the router's input term stays, so k varies per token)."""
+    import torch
+
+    for layer in handle.modules.values():
+        last = layer.router.net[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.05)
+            decay = torch.linspace(0, 1, layer.max_rank, device=last.bias.device)
+            last.bias.copy_(4.0 - (4.0 + 6.0 * (PAPER_ACTIVE_RANK / active_rank)) * decay**2)
+            torch.nn.init.normal_(layer.lora_B, std=1e-3)
+
+
+def sync(device: str) -> None:
+    import torch
+
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def peak_memory_mb(device: str, baseline_kb: int) -> float:
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) / 1024
+
+
+def autocast(device: str):
+    import torch
+
+    if device == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return torch.autocast("cpu", enabled=False)
+
+
+class TrainVariant:
+    """One model + adapter strategy and a fwd+bwd step on a fixed batch."""
+
+    def __init__(self, variant: str, args, batch: int):
+        import torch
+
+        self.name, self.device = variant, args.device
+        self.model = build_stack(args.layers, args.device)
+        self.handle = None
+        if variant != "frozen":
+            from train.adapters import apply_adapters
+
+            self.handle = apply_adapters(self.model, adapter_config(variant), "re:_proj$")
+        self.params = self.handle.trainable_parameters() if self.handle else []
+        self.x = torch.randn(batch, TOKENS_PER_SAMPLE, D_MODEL, device=args.device)
+        self.x.requires_grad_(True)  # so that the frozen base also runs a full backward
+
+    def step(self) -> float:
+        sync(self.device)
+        start = time.perf_counter()
+        with autocast(self.device):
+            loss = self.model(self.x).float().square().mean()
+            if self.handle:
+                loss = loss + self.handle.aux_losses()["total"]
+        loss.backward()
+        sync(self.device)
+        elapsed = time.perf_counter() - start
+        self.x.grad = None
+        for p in self.params:
+            p.grad = None
+        return elapsed
+
+
+class InferVariant:
+    def __init__(self, variant: str, args, batch: int):
+        import torch
+
+        from train.adapters import apply_adapters
+
+        self.name, self.device = variant, args.device
+        self.model = build_stack(args.layers, args.device)
+        self.handle = apply_adapters(self.model, adapter_config(variant), "re:_proj$")
+        if variant.startswith("lora_sp"):
+            bias_router_to_rank(self.handle, PAPER_ACTIVE_RANK)
+            self.handle.set_inference_path("gathered" if variant.endswith("gathered") else "dense")
+        self.model.eval()
+        self.x = torch.randn(batch, TOKENS_PER_SAMPLE, D_MODEL, device=args.device)
+
+    def step(self) -> float:
+        import torch
+
+        sync(self.device)
+        start = time.perf_counter()
+        with torch.no_grad(), autocast(self.device):
+            self.model(self.x)
+        sync(self.device)
+        return time.perf_counter() - start
+
+
+def interleaved_ms(variants: list, warmup: int, iters: int) -> dict[str, float]:
+    """Median ms per variant, the variants taking turns so that load from other processes
+    on a shared machine falls on all of them alike."""
+    for _ in range(warmup):
+        for v in variants:
+            v.step()
+    times: dict[str, list[float]] = {v.name: [] for v in variants}
+    for _ in range(iters):
+        for v in variants:
+            times[v.name].append(v.step())
+    return {name: 1000 * statistics.median(ts) for name, ts in times.items()}
+
+
+def child_memory(args) -> dict:
+    """Peak memory of a few training steps of one variant, alone in this process."""
+    import torch
+
+    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    variant = TrainVariant(args.variant, args, args.batch)
+    if args.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    for _ in range(2):
+        variant.step()
+    out = {"peak_mb": peak_memory_mb(args.device, baseline_kb)}
+    if variant.handle is not None:
+        out["trainable"] = variant.handle.parameter_counts().trainable
+        if args.variant.startswith("lora_sp"):
+            out["active_rank"] = variant.handle.active_rank().overall
+    return out
+
+
+def run_child(variant: str, args) -> dict:
+    cmd = [sys.executable, __file__, "--child", "--variant", variant, "--device", args.device]
+    cmd += ["--layers", str(args.layers), "--batch", str(args.batch)]
+    result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    if result.returncode != 0:
+        raise SystemExit(f"memory/{variant} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def report_training(args) -> None:
+    tokens = args.batch * TOKENS_PER_SAMPLE
+    print(
+        f"\n## training step (fwd+bwd), {args.layers} blocks d={D_MODEL}/{D_MLP}, batch {args.batch} x "
+        f"{TOKENS_PER_SAMPLE} tokens = {tokens}, {args.device}"
+    )
+    names = ("frozen", "lora", "lora_sp")
+    rows = {v: run_child(v, args) for v in names}
+    ms = interleaved_ms([TrainVariant(v, args, args.batch) for v in names], args.warmup, args.iters)
+    print(f"{'variant':<10} {'ms/step':>9} {'peak MB':>9} {'trainable':>11} {'active k':>9}")
+    for variant, row in rows.items():
+        print(
+            f"{variant:<10} {ms[variant]:>9.1f} {row['peak_mb']:>9.0f} {row.get('trainable', 0):>11,} "
+            f"{row.get('active_rank', float('nan')):>9.1f}"
+        )
+    mem_ratio = rows["lora_sp"]["peak_mb"] / rows["lora"]["peak_mb"]
+    print(
+        f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.3), "
+        f"memory {mem_ratio:.2f}x (goal <= 1.2)"
+    )
+    print(
+        f"LoRA / frozen: time {ms['lora'] / ms['frozen']:.2f}x, "
+        f"memory {rows['lora']['peak_mb'] / rows['frozen']['peak_mb']:.2f}x"
+    )
+
+
+def report_inference(args) -> None:
+    print(
+        f"\n## inference latency ms (eval, no grad), {args.layers} blocks, router biased to about "
+        f"k={PAPER_ACTIVE_RANK} of 128, {args.device}"
+    )
+    print(
+        f"{'batch':>5} {'LoRA r128':>10} {'SP dense':>10} {'SP gathered':>12} {'active k':>9} {'gathered/dense':>15}"
+    )
+    for batch in args.infer_batches:
+        variants = [InferVariant(v, args, batch) for v in ("lora", "lora_sp_dense", "lora_sp_gathered")]
+        ms = interleaved_ms(variants, args.warmup, args.iters)
+        k = variants[1].handle.active_rank().overall
+        print(
+            f"{batch:>5} {ms['lora']:>10.1f} {ms['lora_sp_dense']:>10.1f} {ms['lora_sp_gathered']:>12.1f} "
+            f"{k:>9.1f} {ms['lora_sp_gathered'] / ms['lora_sp_dense']:>15.2f}"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--layers", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--infer-batches", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["train", "infer", "smolvla"])
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--variant")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child_memory(args)))
+        return
+    print(f"load: {os.getloadavg()}  cpus: {os.cpu_count()}")
+    if "train" not in args.skip:
+        report_training(args)
+    if "infer" not in args.skip:
+        report_inference(args)
+    print(f"\nload after: {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

@@ -6,7 +6,11 @@ reference in the same run, it also times a bare Python interpreter start, and
 `import PySide6.QtWidgets` + an empty shown QWidget, so the figure can be read against
 this machine's load. Target: under 3 s.
 
-    .venv/bin/python benchmarks/bench_startup.py [--runs 5]
+With --gui-latency it then measures, in this process, how late a 20 ms GUI timer fires
+while the sim station opens and while it previews both cameras (the GUI thread must never
+block), against the same timer with no station (reference).
+
+    .venv/bin/python benchmarks/bench_startup.py [--runs 5] [--gui-latency] [--size 480x640]
 """
 
 from __future__ import annotations
@@ -41,9 +45,65 @@ def _wall(command: list[str], env: dict[str, str]) -> float:
     return time.time() - start
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def gui_latency(image_size: tuple[int, int], preview_s: float = 10.0) -> None:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QElapsedTimer, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from app.gui.context import AppContext
+    from app.gui.main_window import MainWindow
+    from app.gui.workers import station_worker as sw
+    from collect.workspace import Workspace
+
+    app = QApplication.instance() or QApplication([])
+    context = AppContext(Workspace.open(tempfile.mkdtemp(prefix="bench-ws-")))
+    window = MainWindow(context)
+    window.show()
+    page = window.page(0)
+    clock = QElapsedTimer()
+    phases: dict[str, list[float]] = {"idle (reference)": [], "station opening": [], "live preview": []}
+    state = {"phase": "idle (reference)", "last": 0.0, "until": 0.0, "frames0": 0}
+
+    def tick() -> None:
+        now = clock.nsecsElapsed() / 1e9
+        phases[state["phase"]].append((now - state["last"]) * 1000 - 20.0)  # ms late
+        state["last"] = now
+        if state["phase"] == "idle (reference)" and now > 3.0:
+            state["phase"] = "station opening"
+            context.open_station(image_size=image_size)
+        elif state["phase"] == "station opening" and context.station.state in (sw.READY, sw.ERROR):
+            state["phase"], state["until"] = "live preview", now + preview_s
+            state["frames0"] = page.cameras["side"].frames_shown
+        elif state["phase"] == "live preview" and now > state["until"]:
+            state["frames"] = page.cameras["side"].frames_shown - state["frames0"]
+            timer.stop()
+            window.close()
+            app.quit()
+
+    timer = QTimer()
+    timer.setInterval(20)
+    timer.timeout.connect(tick)
+    clock.start()
+    timer.start()
+    app.exec()
+    print(f"GUI timer lateness (ms), 20 ms timer, sim station at {image_size[0]}x{image_size[1]}:")
+    for name, values in phases.items():
+        if values:
+            print(f"  {name:18s} n={len(values):4d}  p50 {_percentile(values, 0.5):6.1f}  "
+                  f"p99 {_percentile(values, 0.99):6.1f}  max {max(values):6.1f}")
+    print(f"  preview frames shown: {state.get('frames', 0) / preview_s:.1f}/s per camera")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--gui-latency", action="store_true")
+    parser.add_argument("--size", default="480x640", help="camera HxW for --gui-latency")
     args = parser.parse_args()
     piper_ws = Path(sys.executable).with_name("piper-ws")
     env = dict(os.environ, PIPER_WS_STARTUP_REPORT="1", PIPER_WS_HOME=tempfile.mkdtemp(prefix="bench-ws-"))
@@ -61,6 +121,9 @@ def main() -> None:
     ratio = statistics.median(window) / statistics.median(empty_qt)
     verdict = "OK" if statistics.median(window) < 3.0 else "OVER the 3 s target"
     print(f"piper-ws / empty Qt window: {ratio:.2f}x   target < 3 s: {verdict}")
+    if args.gui_latency:
+        height, width = (int(v) for v in args.size.split("x"))
+        gui_latency((height, width))
 
 
 if __name__ == "__main__":

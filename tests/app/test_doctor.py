@@ -59,6 +59,10 @@ def test_this_machine_has_no_can_and_doctor_says_how_to_fix_it(workspace):
     assert set(sections) == {"can", "cameras", "disk"}
     if not list_can_ports():
         assert sections["can"].status == doctor.WARN and "USB-CAN" in sections["can"].fixes[0]
+    from collect.cameras import find_cameras
+
+    if not find_cameras(probe=False):
+        assert sections["cameras"].status == doctor.WARN and "plug in" in sections["cameras"].fixes[0]
     assert sections["disk"].items[0]["free_gb"] > 0
     assert sections["disk"].items[0]["path"] == str(workspace.root)
 

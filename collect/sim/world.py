@@ -62,8 +62,8 @@ ARM_JOINTS = tuple(f"joint_{i}" for i in range(1, 7))
 TIMESTEP_S = 0.002
 
 # Side camera: fixed on a post to the arm's right, overlooking the table.
-SIDE_CAMERA_POS = (0.40, -0.80, 0.62)
-SIDE_CAMERA_TARGET = (0.28, 0.0, 0.14)
+SIDE_CAMERA_POS = (0.42, -0.62, 0.52)
+SIDE_CAMERA_TARGET = (0.30, 0.0, 0.10)
 SIDE_CAMERA_FOVY = 55.0
 # Wrist camera in the flange frame: above the gripper, looking along the approach axis.
 WRIST_CAMERA_POS = (0.065, 0.0, 0.02)

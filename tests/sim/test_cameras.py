@@ -61,3 +61,13 @@ def test_render_from_many_threads_goes_through_the_worker(runtime):
     with ThreadPoolExecutor(4) as pool:
         frames = list(pool.map(lambda cam: runtime.render(cam, (60, 80)), ["side", "wrist"] * 4))
     assert all(f.shape == (60, 80, 3) for f in frames)
+
+
+def test_async_read_times_out_when_the_simulation_stalls(runtime, cameras):
+    import time
+
+    stall = runtime.submit(lambda world: time.sleep(0.6))
+    with pytest.raises(TimeoutError, match="wrist"):
+        cameras["wrist"].async_read(timeout_ms=100)
+    stall.result(5)
+    assert cameras["wrist"].async_read(timeout_ms=2000).shape == (240, 320, 3)  # recovers

@@ -35,3 +35,11 @@ def test_explicit_bad_backend_fails_fast_in_a_fresh_process():
 def test_explicit_backend_is_respected(monkeypatch):
     monkeypatch.setenv("MUJOCO_GL", "osmesa")
     assert gl.ensure_gl_backend() == "osmesa"
+
+
+def test_automatic_choice_sets_mujoco_gl(monkeypatch):
+    monkeypatch.delenv("MUJOCO_GL", raising=False)
+    monkeypatch.setattr(gl, "_chosen", None)
+    monkeypatch.delitem(sys.modules, "mujoco", raising=False)
+    assert gl.ensure_gl_backend(candidates=("nonexistent", "egl")) == "egl"
+    assert os.environ["MUJOCO_GL"] == "egl"

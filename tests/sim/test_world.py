@@ -123,3 +123,16 @@ def test_runtime_real_time_clock_survives_a_stall():
         time.sleep(1.0)
         sim_elapsed, wall_elapsed = rt.sim_time - t0, time.perf_counter() - w0
     assert abs(sim_elapsed - wall_elapsed) < 0.25, (sim_elapsed, wall_elapsed)
+
+
+def test_appearance_jitter_is_bounded_and_reversible():
+    world = PiperWorld(image_size=(60, 80))
+    nominal_cam, nominal_light = world.model.cam_pos.copy(), world.model.light_diffuse.copy()
+    world.reset(seed=5)
+    world.jitter_appearance(camera_shift_m=0.02, light_scale=0.3)
+    shift = np.abs(world.model.cam_pos - nominal_cam)
+    assert shift.max() <= 0.02 and shift.max() > 0
+    assert not np.allclose(world.model.light_diffuse, nominal_light)
+    world.jitter_appearance()  # zeros: back to the nominal scene
+    assert np.array_equal(world.model.cam_pos, nominal_cam)
+    assert np.array_equal(world.model.light_diffuse, nominal_light)

@@ -134,3 +134,18 @@ def test_lockstep_applies_each_command_before_physics_advances():
             assert np.allclose(ctrl, [sent[k] for k in MOTOR_KEYS], atol=1e-4), "advance ran on a stale command"
         assert station.sim.sim_time - t0 == pytest.approx(1.5, abs=1e-6)
         assert np.allclose(sim_arm(station), list(target.values()), atol=0.02)
+
+
+def test_sim_station_without_gl_fails_fast_with_the_fix():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "from collect.station import StationConfig, open_station\n"
+        "open_station(StationConfig(backend='sim', image_size=(48, 64))).connect()\n"
+    )
+    env = dict(os.environ, MUJOCO_GL="nonexistent")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "GLUnavailableError" in proc.stderr and "libegl1" in proc.stderr

@@ -3,6 +3,7 @@ import sys
 import threading
 import time
 
+import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QPlainTextEdit
 
@@ -53,6 +54,7 @@ def test_escape_is_an_estop_from_any_page(qtbot, main_window):
         qtbot.keyClick(main_window.nav, Qt.Key.Key_Escape)
 
 
+@pytest.mark.slow
 def test_window_runs_the_sim_station_previews_and_estop_reaches_the_emulator(qtbot, workspace):
     """The whole path on the real stack: piper_sdk on a virtual bus, emulators, MuJoCo cameras.
 
@@ -104,6 +106,7 @@ def test_window_runs_the_sim_station_previews_and_estop_reaches_the_emulator(qtb
         qtbot.waitUntil(lambda: emulator.estop, timeout=5000)
 
         # A worker stuck in a slow read (a camera hanging) must not delay the stop.
+        qtbot.waitUntil(page.resume_button.isEnabled, timeout=5000)
         qtbot.mouseClick(page.resume_button, Qt.MouseButton.LeftButton)
         qtbot.waitUntil(lambda: not emulator.estop, timeout=10_000)
         follower = context.station.station.follower

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from collect.joint_source import JointState
-from collect.limits import GRIPPER_LIMITS_M, HOME_JOINTS_RAD, JOINT_LIMITS_RAD
+from collect.limits import CAMERA_NAMES, GRIPPER_LIMITS_M, HOME_JOINTS_RAD, JOINT_LIMITS_RAD  # noqa: F401 (re-exported)
 from collect.sim.gl import ensure_gl_backend
 
 ensure_gl_backend()
@@ -57,7 +57,6 @@ DH_D = (0.123, 0.0, 0.0, 0.25075, 0.0, 0.091)
 TCP_OFFSET_M = 0.12  # flange -> between the finger pads
 FINGER_TRAVEL_M = GRIPPER_LIMITS_M[1] / 2  # each finger slides half the opening
 WORKSPACE_XY = ((0.15, 0.50), (-0.30, 0.30))  # (x range, y range) on the table, metres
-CAMERA_NAMES = ("side", "wrist")
 ARM_JOINTS = tuple(f"joint_{i}" for i in range(1, 7))
 TIMESTEP_S = 0.002
 
@@ -163,7 +162,7 @@ def _finger_xml(name: str, side: int) -> str:
 def build_mjcf(extras: Sequence[SceneExtra] = (), image_size: tuple[int, int] = (480, 640)) -> str:
     """The MJCF of the table scene with the PiPER, plus any extras' fragments."""
     height, width = image_size
-    section = {key: "".join(getattr(e, key) for e in extras) for key in SceneExtra.__dataclass_fields__}
+    section = {key: "".join(getattr(e, key) for e in extras) for key in SceneExtra.__dataclass_fields__ if key != "name"}
     arm_actuators = "".join(
         f'<position name="{j}" joint="{j}" class="arm" inheritrange="1"{gains}/>'
         for j, gains in zip(

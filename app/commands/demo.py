@@ -24,7 +24,7 @@ import time
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
-    parser.add_argument("--episodes", type=int, default=3, help="episodes recorded per task")
+    parser.add_argument("--episodes", type=int, default=2, help="episodes recorded per task (>= 2: one is held out)")
     parser.add_argument("--steps", type=int, default=150, help="training steps")
     parser.add_argument("--trials", type=int, default=3, help="evaluation trials per task")
     parser.add_argument("--max-duration", type=float, default=12.0, metavar="S", help="seconds per trial")
@@ -36,7 +36,7 @@ def stages(args: argparse.Namespace, name: str) -> list[tuple[str, list[str]]]:
     run = f"{name}-smolvla-lora_sp"
     return [
         ("record", ["record", "--backend", "sim", "--dataset", name, "--tasks", args.tasks,
-                    "--episodes", str(args.episodes)]),
+                    "--episodes", str(args.episodes), "--image-size", "240x320"]),
         ("train", ["train", "--dataset", name, "--preset", "smolvla-lora_sp", "--backbone", "tiny-smolvla",
                    "--steps", str(args.steps), "--run", run]),
         ("eval", ["eval", "--run", run, "--backend", "sim", "--tasks", args.tasks, "--trials", str(args.trials),
@@ -59,7 +59,9 @@ def run(args: argparse.Namespace) -> int:
             missing.append(argv[0])
             print(f"\n== {stage}: `piper-ws {argv[0]}` is not available in this build; skipped", file=sys.stderr)
             continue
-        if _already_done(stage, workspace, name):
+        if stage == "record" and (workspace.datasets_dir / name / "meta" / "info.json").exists():
+            argv = [*argv, "--resume"]  # finishes a partly recorded plan; a complete one is left as is
+        elif _already_done(stage, workspace, name):
             print(f"\n== {stage}: already done in {workspace.root}; skipped (use --fresh to redo)", file=sys.stderr)
             continue
         print(f"\n== {stage}: piper-ws {shlex.join(argv)}", file=sys.stderr, flush=True)
@@ -79,9 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _already_done(stage: str, workspace, name: str) -> bool:
-    """Skip a stage whose result is on disk: a finished dataset, a run with a final checkpoint."""
-    if stage == "record":
-        return (workspace.datasets_dir / name / "meta" / "info.json").exists()
+    """Skip training when the run already has a checkpoint."""
     if stage == "train":
         run_dir = workspace.runs_dir / f"{name}-smolvla-lora_sp"
         return any(run_dir.glob("checkpoints/last*")) if run_dir.exists() else False

@@ -1,0 +1,76 @@
+"""End to end on the simulated PiPER: the session records a plan with the virtual operator."""
+
+import numpy as np
+import pytest
+
+from collect.recording.session import RecordingSession, SessionState
+from collect.recording.writer import read_sidecar
+
+
+def wait_for(session, *states, timeout_s=240.0):
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while session.state not in states:
+        assert session.state != SessionState.FAILED, session.snapshot().message
+        assert time.monotonic() < deadline, f"stuck in {session.state}"
+        time.sleep(0.05)
+
+
+@pytest.mark.slow
+def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord(make_plan, datasets_dir):
+    plan = make_plan("sim22", max_episode_s=1.5, seed=3)
+    events = []
+    with RecordingSession(plan, datasets_dir, auto=True, on_event=lambda e, i: events.append((e, i))) as session:
+        assert session.state == SessionState.READY and session.task == "open_pot"
+        session.start().result(60)
+        wait_for(session, SessionState.FINISHED)
+        assert session.counts == {"open_pot": 2, "press_button": 2}
+        snap = session.snapshot()
+        assert len(snap.leader) > 10 and set(snap.images) == {"side", "wrist"}
+    kept = [i for e, i in events if e == "kept"]
+    assert [k["task"] for k in kept] == ["open_pot", "open_pot", "press_button", "press_button"]
+    assert all(k["frames"] == 45 for k in kept)
+    assert max(k["keep_s"] for k in kept) < 5.0  # < 1 s on an idle machine (benchmarks/bench_record.py)
+
+    from lerobot.datasets import LeRobotDataset
+
+    ds = LeRobotDataset(plan.repo_id, root=plan.root(datasets_dir))
+    assert ds.num_episodes == 4 and ds.num_frames == 180
+    assert list(ds.meta.episodes["length"]) == [45] * 4
+    assert ds.meta.robot_type == "piper" and ds.fps == 30
+    assert [ds[i]["task"] for i in (0, 45, 90, 135)] == ["open the pot"] * 2 + ["press the button"] * 2
+    frame = ds[100]
+    assert tuple(frame["observation.images.side"].shape) == (3, 96, 128)
+    assert tuple(frame["observation.images.wrist"].shape) == (3, 96, 128)
+    assert float(frame["observation.images.side"].std()) > 0.01  # a rendered scene, not a blank
+    state = np.stack([ds.hf_dataset[i]["observation.state"] for i in range(45)])
+    action = np.stack([ds.hf_dataset[i]["action"] for i in range(45)])
+    assert np.ptp(action[:, :6], axis=0).max() > 0.05, "the virtual operator moved the leader"
+    assert not np.allclose(state, action, atol=1e-3), "the follower lags the leader"
+    assert np.abs(state - action)[:, :6].max() < 0.5, "the follower tracks the leader"
+    sidecar = read_sidecar(plan.root(datasets_dir))
+    assert [r["seed"] for r in sidecar.values()] == [3, 4, 1003, 1004]
+    assert all(r["backend"] == "sim" and r["timing"]["ticks"] == 45 for r in sidecar.values())
+
+    bigger = make_plan("sim22", max_episode_s=1.5, seed=3, episodes_per_task=3)
+    with RecordingSession(bigger, datasets_dir, resume=True) as session:
+        assert session.counts == {"open_pot": 2, "press_button": 2} and session.task == "open_pot"
+        session.start().result(60)
+        session.stop().result(60)
+        session.discard().result(60)
+        wait_for(session, SessionState.READY)
+        session.start().result(60)
+        session.stop().result(60)
+        session.rerecord().result(60)
+        assert session.state == SessionState.RECORDING
+        session.stop().result(60)
+        info = session.keep(success=True, note="re-recorded").result(60)
+        assert info["episode_index"] == 4 and session.counts["open_pot"] == 3
+        assert session.task == "press_button"  # open_pot reached its target: the task advanced
+        session.switch_task("open_pot").result(60)
+        assert session.task == "open_pot"
+    ds = LeRobotDataset(plan.repo_id, root=plan.root(datasets_dir))
+    assert ds.num_episodes == 5
+    last = read_sidecar(plan.root(datasets_dir))[4]
+    assert last["note"] == "re-recorded" and last["success"] is True and last["frames"] == ds.meta.episodes["length"][4]

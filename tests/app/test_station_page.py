@@ -38,6 +38,15 @@ def test_hardware_setup_is_saved_to_the_workspace(qtbot, app_context, workspace)
     assert again.follower_combo.currentText() == "can1" and again.camera_combos["wrist"].currentText() == "2"
 
 
+def test_sim_scenes_are_offered_after_discovery(qtbot, app_context):
+    page = _page(qtbot, app_context)
+    scenes = [page.scene_combo.itemText(i) for i in range(page.scene_combo.count())]
+    assert scenes == ["(bare table)", "open_pot", "pour_block", "press_button", "pick_grape"]
+    assert page.sim_task() is None
+    page.scene_combo.setCurrentText("pick_grape")
+    assert page.sim_task() == "pick_grape"
+
+
 def test_single_bus_is_saved_as_no_leader_port(qtbot, app_context, workspace):
     page = _page(qtbot, app_context)
     page.leader_combo.setCurrentText(SINGLE_BUS)

@@ -29,6 +29,7 @@ from app.gui.workers.station_worker import StationSnapshot
 from collect.limits import CAMERA_NAMES
 from collect.workspace import HardwareConfig
 
+BARE_TABLE = "(bare table)"
 SINGLE_BUS = "(single bus)"  # the leader is linked to the follower in firmware on its port
 
 
@@ -82,6 +83,9 @@ class StationPage(QWidget):
 
         self.cameras = {role: CameraView(role) for role in CAMERA_NAMES}
         self.joints = JointTable()
+        self.message_label = QLabel("")  # the last answer of the arm (enable refused, ...)
+        self.message_label.setObjectName("arm_message")
+        self.message_label.setWordWrap(True)
         self.health_label = QLabel("CAN and camera rates appear once the station is open.")
         self.health_label.setObjectName("health")
         self.health_label.setWordWrap(True)
@@ -109,6 +113,7 @@ class StationPage(QWidget):
         right = QVBoxLayout()
         right.addWidget(self.joints)
         right.addLayout(buttons)
+        right.addWidget(self.message_label)
         right.addWidget(self.health_label)
         right.addStretch(1)
         grid = QGridLayout(self)
@@ -145,6 +150,12 @@ class StationPage(QWidget):
         self.disable_button.setEnabled(state == sw.ENABLED)
         self.resume_button.setEnabled(state == sw.ESTOP)
         self.estop_button.setEnabled(True)  # always: even when we think the arm is off
+        if state == sw.READY and self.context.station.station is not None:
+            task = self.context.station.station.config.task  # plain data: no hardware call
+            self.scene_combo.setCurrentText(task or BARE_TABLE)
+        if message:
+            colour = "#c62828" if state in (sw.ERROR, sw.ESTOP) or "failed" in message else "#424242"
+            self.message_label.setText(f"<span style='color:{colour}'>{message}</span>")
         if state == sw.ERROR and message:
             self.banner.setText(f"<b style='color:#c62828'>{message}</b>")
         elif state == sw.OPENING:
@@ -163,6 +174,9 @@ class StationPage(QWidget):
         box = QGroupBox("Hardware set-up (saved in the workspace, used by every page and command)")
         self.backend_combo = QComboBox()
         self.backend_combo.addItems(["sim", "piper"])
+        self.scene_combo = QComboBox()
+        self.scene_combo.setEditable(True)  # sim only; task keys arrive with discovery (they import MuJoCo)
+        self.scene_combo.addItem(BARE_TABLE)
         self.follower_combo = QComboBox()
         self.leader_combo = QComboBox()
         self.camera_combos = {role: QComboBox() for role in CAMERA_NAMES}
@@ -178,6 +192,7 @@ class StationPage(QWidget):
 
         form = QFormLayout()
         form.addRow("Backend", self.backend_combo)
+        form.addRow("Sim scene", self.scene_combo)
         form.addRow("Follower CAN port", self.follower_combo)
         form.addRow("Leader CAN port", self.leader_combo)
         cams = QGridLayout()
@@ -219,6 +234,8 @@ class StationPage(QWidget):
     def _on_discovered(self, found: dict) -> None:
         self.refresh_button.setEnabled(True)
         self._show_hardware(self.context.hardware, found["ports"], found["cameras"])
+        current = self.scene_combo.currentText()
+        _fill(self.scene_combo, [BARE_TABLE, *found["tasks"]], current)
         notes = [f"{len(found['ports'])} CAN port(s), {len(found['cameras'])} camera(s) found", *found["notes"]]
         self.discovery_label.setText("<br>".join(notes))
 
@@ -257,9 +274,13 @@ class StationPage(QWidget):
             operator=self.context.hardware.operator,
         )
 
+    def sim_task(self) -> str | None:
+        scene = self.scene_combo.currentText()
+        return None if scene == BARE_TABLE else scene
+
     def save_and_reopen(self) -> None:
         self.context.save_hardware(self.hardware_from_form())
-        self.context.open_station()
+        self.context.open_station(task=self.sim_task())
 
 
 def _fill(combo: QComboBox, items: list[str], current: str) -> None:
@@ -281,7 +302,14 @@ def discover_hardware() -> dict:
     except ImportError:
         cameras = []
         notes.append("camera discovery is not available in this build")
-    return {"ports": ports, "cameras": cameras, "notes": notes}
+    try:
+        from collect.sim.tasks import TASK_KEYS
+    except Exception as exc:  # MuJoCo missing: the set-up still works, without sim scenes
+        tasks: list[str] = []
+        notes.append(f"sim scenes unavailable: {exc}")
+    else:
+        tasks = list(TASK_KEYS)
+    return {"ports": ports, "cameras": cameras, "tasks": tasks, "notes": notes}
 
 
 def grab_one_frame(device: str):

@@ -98,6 +98,7 @@ class StationWorker(QObject):
         self._station: Any = None
         self._state = CLOSED
         self._preview_enabled = True
+        self._closing = False
         self._ticks: list[float] = []
         self._last_health = 0.0
         self._latest = _LatestOnly(self.snapshot.emit)
@@ -169,8 +170,12 @@ class StationWorker(QObject):
 
         threading.Thread(target=send, name="estop", daemon=True).start()
 
-    def shutdown(self, timeout_ms: int = 10_000) -> None:
-        """Close the station and stop the thread (called when the window closes)."""
+    def shutdown(self, timeout_ms: int = 30_000) -> None:
+        """Close the station and stop the thread (called when the window closes).
+
+        Waits for a station still opening (MuJoCo, SDK) so that nothing is left running.
+        """
+        self._closing = True
         if self._thread.isRunning():
             self._shutdown_requested.emit()  # its slot closes the station, then ends the thread
             if not self._thread.wait(timeout_ms):
@@ -191,6 +196,8 @@ class StationWorker(QObject):
     @Slot(object)
     def _open(self, config: Any) -> None:
         self._close()
+        if self._closing:
+            return
         self._set_state(OPENING, f"opening the {getattr(config, 'backend', '?')} station ...")
         try:
             station = self._open_station(config)

@@ -24,12 +24,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collect.limits import CAMERA_NAMES, MOTOR_KEYS
+from collect.limits import CAMERA_NAMES, GRIPPER_LIMITS_M, HOME_JOINTS_RAD, MOTOR_KEYS
 from evaluate.campaign import RolloutResult, TrialSlot
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "observation.state"
+HOME_ACTION = dict(zip(MOTOR_KEYS, (*HOME_JOINTS_RAD, GRIPPER_LIMITS_M[1]), strict=True))  # arm ready, gripper open
+HOME_TOLERANCE = 0.03  # rad (and m for the gripper): close enough to start a trial
 IMAGE_PREFIX = "observation.images."
 
 
@@ -164,14 +166,31 @@ class StationExecutor:
         return agent
 
     def reset(self, slot: TrialSlot) -> None:
-        """Sim: seeded scene reset with the arm at home. Real arm: the operator resets the scene."""
+        """Sim: seeded scene reset with the arm at home. Real arm: the operator has reset the
+        scene; the arm drives itself home (clamped and step-limited) so every trial starts alike."""
         if self.station.sim is not None:
             if self.station.sim.task_key != slot.task:
                 raise RolloutError(
                     f"the sim station shows task {self.station.sim.task_key!r}, the trial needs {slot.task!r}"
                 )
             self.station.sim.reset(seed=slot.seed)
+        elif not self.go_home():
+            raise RolloutError("the arm did not reach its home pose; check for an obstacle or an e-stop")
         self.agent(slot.run).reset()
+
+    def go_home(self, timeout_s: float = 8.0, tolerance: float = HOME_TOLERANCE) -> bool:
+        """Command the home pose tick by tick through send_action until the arm is there."""
+        follower, period = self.station.follower, 1.0 / self.fps
+        for _ in range(max(1, round(timeout_s * self.fps))):
+            observation = follower.get_observation()
+            if all(abs(observation[k] - HOME_ACTION[k]) <= tolerance for k in MOTOR_KEYS):
+                return True
+            follower.send_action(dict(HOME_ACTION))
+            if self.lockstep:
+                self.station.sim.advance(period)
+            else:
+                time.sleep(period)
+        return False
 
     def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
         agent = self.agent(slot.run)

@@ -69,3 +69,16 @@ def test_wrong_task_scene_is_a_clear_error(station):
     executor = StationExecutor(station, {"r": Reckless()}, {}, max_duration_s=0.1)
     with pytest.raises(RolloutError, match="needs 'open_pot'"):
         executor.reset(TrialSlot("r", "open_pot", 0, seed=0))
+
+
+def test_go_home_drives_the_arm_back_through_send_action(station):
+    from evaluate.rollout import HOME_ACTION
+
+    executor = StationExecutor(station, {"r": Reckless()}, {}, max_duration_s=0.5)
+    slot = TrialSlot("r", "press_button", 2, seed=5)
+    executor.reset(slot)
+    executor.run(slot, threading.Event())  # joint_1 driven away from home
+    assert abs(station.follower.get_observation()["joint_1.pos"] - HOME_ACTION["joint_1.pos"]) > 0.5
+    assert executor.go_home(timeout_s=5.0)
+    observation = station.follower.get_observation()
+    assert all(abs(observation[k] - HOME_ACTION[k]) <= 0.03 for k in MOTOR_KEYS)

@@ -54,9 +54,9 @@ def parse_tasks(text: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     from collect.workspace import Workspace
-    from evaluate.campaign import CampaignError, CampaignSpec
+    from evaluate.campaign import CampaignSpec
     from evaluate.rollout import RolloutError
-    from evaluate.store import ResultsStore, ResultsStoreError
+    from evaluate.store import ResultsStore
 
     workspace = Workspace.open(args.workspace)
     try:
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
                 if executor_sink := getattr(executor, "episode_sink", None):
                     executor_sink.close()
             _print_table(store, spec.name, args.format)
-    except (ValueError, KeyError, ResultsStoreError, CampaignError, RolloutError) as exc:
+    except (ValueError, KeyError, OSError, RuntimeError) as exc:  # incl. store, campaign, rollout, CAN errors
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"error: {message}", file=sys.stderr)
         return 1

@@ -45,3 +45,10 @@ def test_terminal_scoring_on_the_real_arm(tmp_path, monkeypatch):
         (0, "success", "lid off"), (1, "aborted", "aborted by the operator"), (1, "failure", ""),
         (2, "aborted", "campaign stopped before the rollout")]
     assert campaign.progress() == (2, 3)
+
+
+def test_eval_of_a_run_without_checkpoint_is_a_clear_error(workspace, capsys):
+    (workspace.runs_dir / "empty").mkdir(parents=True)
+    argv = ["--workspace", str(workspace.root), "eval", "--run", "empty", "--tasks", "press_button", "--trials", "1"]
+    assert main(argv) == 1
+    assert "no checkpoint" in capsys.readouterr().err

@@ -156,6 +156,7 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.policy, optimizer, scheduler)
         self.step = 0
+        self.batches_done = 0  # micro-batches taken from the sampler (where a resume restarts it)
         self.metrics = MetricsWriter(self.run_dir)
 
     # ---------------------------------------------------------------- data
@@ -163,7 +164,12 @@ class Trainer:
     def _loader(self, dataset, batch_sampler=None, batch_size=None):
         import torch
 
-        kwargs = dict(num_workers=self.config.num_workers, pin_memory=self.accelerator.device.type == "cuda")
+        kwargs = dict(
+            num_workers=self.config.num_workers,
+            pin_memory=self.accelerator.device.type == "cuda",
+            # its own generator: creating an iterator must not draw from the training RNG
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
         if batch_sampler is not None:
             return torch.utils.data.DataLoader(dataset, batch_sampler=batch_sampler, **kwargs)
         return torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=False, **kwargs)
@@ -172,6 +178,7 @@ class Trainer:
         """Training batches forever (epoch after epoch), already through the preprocessor."""
         while True:
             for raw in self._loader(self.train_set, batch_sampler=self.sampler):
+                self.batches_done += 1
                 yield self.preprocessor(raw)
 
     # ---------------------------------------------------------------- steps
@@ -240,7 +247,7 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "rng": rng_state(),
-            "sampler": {"epoch": self.sampler.epoch, "offset": self.sampler.offset},
+            "batches_done": self.batches_done,
         }
         path = save_checkpoint(
             self.run_dir,
@@ -278,8 +285,8 @@ class Trainer:
             self.handle.step = self.step  # its allocator already ran for these steps; do not re-run it
         else:
             self.handle.set_step(self.step)
-        self.sampler.epoch = training["sampler"]["epoch"]
-        self.sampler.offset = training["sampler"]["offset"]
+        self.batches_done = int(training["batches_done"])
+        self.sampler.start_at(self.batches_done)
         set_rng_state(training["rng"])
         self.metrics.truncate_after(self.step)
         return self.step

@@ -1,0 +1,97 @@
+"""Background jobs: a real child process per run, its record on disk, cancel/crash/kill states."""
+
+import os
+import shutil
+import time
+
+import pytest
+
+from train.jobs import JobError, cancel_job, kill_job, list_jobs, read_job, start_job, wait_job
+from train.metrics import progress, read_metrics
+from train.presets import get_preset
+
+JOB_TIMEOUT = 400  # seconds; the machine may be loaded
+
+
+def job_config(backbone_cache, run_name, **overrides):
+    fields = dict(
+        dataset="tiny_tasks", run_name=run_name, batch_size=2, log_every=1, val_every=1000, val_batches=1,
+        checkpoint_every=1000, warmup_steps=0, adapter={"r": 8}, backbone_cache=str(backbone_cache), device="cpu",
+    )  # fmt: skip
+    fields.update(overrides)
+    return get_preset("smolvla-lora_sp", **fields)
+
+
+def wait_for_step(run_dir, step, timeout=JOB_TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while progress(run_dir)["step"] < step:
+        assert read_job(run_dir).active, open(os.path.join(run_dir, "train.log")).read()[-3000:]
+        assert time.monotonic() < deadline, "job made no progress"
+        time.sleep(0.5)
+
+
+@pytest.mark.slow
+def test_cancel_checkpoints_and_stops_then_resume_finishes(backbone_cache, train_workspace, tmp_path):
+    runs = tmp_path / "runs"
+    data = train_workspace / "datasets"
+    record = start_job(job_config(backbone_cache, "a", steps=500), runs, data)
+    assert record.active and record.pid
+    with pytest.raises(JobError, match="busy with run 'a'.*cancel"):
+        start_job(job_config(backbone_cache, "b", steps=1), runs, data)
+    wait_for_step(runs / "a", 1)
+    # A second reader (a window opened now) re-attaches to the running job.
+    assert [r.run_name for r in list_jobs(runs)] == ["a"] and read_job(runs / "a").state == "running"
+    record = cancel_job(runs / "a", wait_s=JOB_TIMEOUT)
+    assert record.state == "canceled", open(runs / "a" / "train.log").read()[-3000:]
+    assert 1 <= record.step < 500
+    last = (runs / "a" / "checkpoints" / "last").read_text()
+    assert int(last) == record.step  # the checkpoint is where it stopped
+    assert read_metrics(runs / "a", kind="event")[-1]["event"] == "canceled"
+
+    resumed = start_job(None, runs, data, run_name="a", resume=True, overrides={"steps": record.step + 1})
+    final = wait_job(runs / "a", JOB_TIMEOUT)
+    assert final.state == "completed", open(runs / "a" / "train.log").read()[-3000:]
+    assert final.step == record.step + 1 and final.resumes == resumed.resumes == 1
+    steps = [r["step"] for r in read_metrics(runs / "a", kind="train")]
+    assert steps == sorted(set(steps))  # the resumed run continued, it did not start over
+
+
+@pytest.mark.slow
+def test_crash_ends_failed_with_the_traceback_in_the_log(backbone_cache, train_workspace, tmp_path):
+    broken = tmp_path / "datasets" / "broken"
+    shutil.copytree(train_workspace / "datasets" / "tiny_tasks", broken)
+    for video in broken.rglob("*.mp4"):
+        video.write_bytes(b"not a video")  # decoding the first batch fails mid-run
+    runs = tmp_path / "runs"
+    start_job(job_config(backbone_cache, "crash", steps=3, dataset="broken"), runs, tmp_path / "datasets")
+    record = wait_job(runs / "crash", JOB_TIMEOUT)
+    assert record.state == "failed"
+    assert record.error
+    log = (runs / "crash" / "train.log").read_text()
+    assert "Traceback (most recent call last)" in log and "failed" in log
+    # the device is free again
+    assert not any(r.active for r in list_jobs(runs))
+
+
+def test_a_killed_job_reads_failed_and_frees_the_device(backbone_cache, train_workspace, tmp_path):
+    runs = tmp_path / "runs"
+    start_job(job_config(backbone_cache, "k", steps=3), runs, train_workspace / "datasets")
+    record = kill_job(runs / "k")
+    deadline = time.monotonic() + 10
+    while record.active and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = read_job(runs / "k")
+    assert record.state == "failed" and "died" in record.error
+
+
+def test_resume_without_checkpoint_and_duplicate_names_are_refused(backbone_cache, train_workspace, tmp_path):
+    runs = tmp_path / "runs"
+    start_job(job_config(backbone_cache, "k", steps=3), runs, train_workspace / "datasets")
+    kill_job(runs / "k")
+    wait_job(runs / "k", 10)
+    with pytest.raises(JobError, match="already exists"):
+        start_job(job_config(backbone_cache, "k", steps=3), runs)
+    with pytest.raises(JobError, match="no checkpoint"):
+        start_job(None, runs, run_name="k", resume=True)
+    with pytest.raises(JobError, match="not a training run"):
+        read_job(tmp_path)

@@ -1,0 +1,66 @@
+"""Presets and TrainConfig: named, frozen, overridable, helpful errors. No torch needed."""
+
+import dataclasses
+
+import pytest
+
+from train.config import TrainConfig
+from train.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_names
+
+
+def test_default_preset_is_lora_sp_on_smolvla_with_the_papers_knobs():
+    cfg = get_preset(DEFAULT_PRESET)
+    assert cfg.strategy == "lora_sp" and cfg.targets == "smolvla"
+    assert cfg.adapter == {"r": 128, "eta": 0.9}
+    assert cfg.tasks is None  # multi-task: every task of the dataset
+
+
+def test_each_required_preset_exists_with_its_strategy():
+    expected = {
+        "smolvla-lora_sp": "lora_sp",
+        "smolvla-lora128": "lora",
+        "smolvla-adalora": "adalora",
+        "smolvla-lora_moe": "lora_moe",
+        "smolvla-full": "full",
+        "pi0-lora_sp": "lora_sp",
+    }
+    for name, strategy in expected.items():
+        assert get_preset(name).strategy == strategy
+        assert get_preset(name).preset == name
+    assert get_preset("pi0-lora_sp").backbone == "tiny-pi0"
+
+
+def test_overrides_make_a_new_config_and_never_change_the_preset():
+    cfg = get_preset("smolvla-lora_sp", steps=7, adapter={"r": 16}, policy={"chunk_size": 5})
+    assert cfg.steps == 7
+    assert cfg.adapter == {"r": 16, "eta": 0.9}  # merged, not replaced
+    assert cfg.policy["chunk_size"] == 5 and cfg.policy["train_expert_only"] is False
+    again = get_preset("smolvla-lora_sp")
+    assert again.steps != 7 and again.adapter["r"] == 128 and "chunk_size" not in again.policy
+    cfg.adapter["r"] = 1  # even mutating a returned dict must not reach the preset
+    assert PRESETS["smolvla-lora_sp"].adapter["r"] == 128
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.steps = 3
+
+
+def test_unknown_preset_lists_the_closest_names():
+    with pytest.raises(KeyError, match="smolvla-lora_sp") as err:
+        get_preset("smolvla-lorasp")
+    assert "closest" in str(err.value)
+    assert "pi0-lora_sp" in str(err.value)  # the full list follows
+
+
+def test_bad_values_are_refused_with_the_choices():
+    with pytest.raises(ValueError, match="lora_sp"):
+        get_preset(DEFAULT_PRESET, strategy="lora-sp")
+    with pytest.raises(ValueError, match="steps"):
+        get_preset(DEFAULT_PRESET, steps=0)
+    with pytest.raises(ValueError, match="unknown training config keys"):
+        get_preset(DEFAULT_PRESET, stepz=10)
+
+
+def test_config_round_trips_through_json(tmp_path):
+    cfg = get_preset("smolvla-adalora", dataset="d", tasks=["open the pot"], seed=3)
+    cfg.save(tmp_path / "config.json")
+    assert TrainConfig.load(tmp_path / "config.json") == cfg
+    assert set(preset_names()) == set(PRESETS)

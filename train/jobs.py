@@ -1,0 +1,371 @@
+"""Training as a background job: a child process in its own process group, a record on disk.
+
+    record = start_job(config, runs_dir, datasets_dir)      # returns at once
+    read_job(run_dir).state                                 # starting|running|completed|canceled|failed
+    cancel_job(run_dir)                                     # checkpoint, stop, state canceled
+    start_job(None, runs_dir, run_name=..., resume=True)    # continue from the last checkpoint
+
+`runs/<run>/job.json` holds the state, pid and process group, so a window opened later
+re-attaches to a running job and shows finished ones. A job whose process vanished
+without writing a final state reads as `failed`. The child's stdout/stderr (including a
+crash's traceback) go to `runs/<run>/train.log`; progress is in `metrics.jsonl`.
+
+One job per device: the child holds an exclusive lock on `runs/.locks/<device>.lock`
+while it trains; a second start on that device is refused with the reason.
+This module must not import torch (the GUI imports it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .config import TrainConfig
+
+JOB_FILE = "job.json"
+LOG_FILE = "train.log"
+CANCEL_FILE = "cancel.request"
+FINAL_STATES = ("completed", "canceled", "failed")
+ACTIVE_STATES = ("starting", "running")
+
+
+class JobError(RuntimeError):
+    """A job that cannot be started or found; the message says why and what to do."""
+
+
+@dataclass
+class JobRecord:
+    run_name: str
+    run_dir: str
+    state: str = "starting"
+    device: str = "cpu"
+    pid: int | None = None
+    pgid: int | None = None
+    proc_start: str | None = None  # /proc/<pid>/stat start time: tells a reused pid apart
+    strategy: str = ""
+    preset: str = ""
+    backbone: str = ""
+    dataset: str = ""
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    finished: float | None = None
+    step: int = 0
+    total_steps: int = 0
+    trainable_percent: float | None = None
+    final_loss: float | None = None
+    final_val: dict = field(default_factory=dict)
+    error: str = ""
+    resumes: int = 0
+
+    @property
+    def path(self) -> Path:
+        return Path(self.run_dir)
+
+    @property
+    def active(self) -> bool:
+        return self.state in ACTIVE_STATES
+
+
+def _write_record(record: JobRecord) -> None:
+    path = Path(record.run_dir) / JOB_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(asdict(record), indent=2))
+    tmp.replace(path)  # atomic: readers never see half a record
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time from /proc, or None if it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] in ("Z", "X"):  # exited, not yet reaped by its parent
+        return None
+    return fields[19]
+
+
+def _alive(record: JobRecord) -> bool:
+    if record.pid is None:
+        return False
+    return _proc_start(record.pid) is not None and _proc_start(record.pid) == record.proc_start
+
+
+def read_job(run_dir: str | Path) -> JobRecord:
+    """The job record, with a dead-but-'running' process reported as failed."""
+    _reap_children()
+    path = Path(run_dir) / JOB_FILE
+    if not path.is_file():
+        raise JobError(f"{run_dir} has no {JOB_FILE}: not a training run (start one with piper-ws train)")
+    data = json.loads(path.read_text())
+    record = JobRecord(**{k: v for k, v in data.items() if k in JobRecord.__dataclass_fields__})
+    if record.active and record.pid is not None and not _alive(record):
+        # Re-read: the child may have written its final state between our two reads.
+        data = json.loads(path.read_text())
+        record = JobRecord(**{k: v for k, v in data.items() if k in JobRecord.__dataclass_fields__})
+        if record.active and not _alive(record):
+            record.state = "failed"
+            record.error = record.error or "the training process died without a final state (killed?); see train.log"
+    return record
+
+
+def list_jobs(runs_dir: str | Path) -> list[JobRecord]:
+    """Every run under `runs_dir`, newest first."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        return []
+    records = []
+    for job_file in runs_dir.glob(f"*/{JOB_FILE}"):
+        try:
+            records.append(read_job(job_file.parent))
+        except (JobError, json.JSONDecodeError, TypeError):
+            continue  # a damaged record must not hide the other runs
+    return sorted(records, key=lambda r: r.created, reverse=True)
+
+
+def default_device() -> str:
+    """The device key a job locks, found without importing torch."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible == "" or visible == "-1":
+        return "cpu"
+    return "cuda:0" if Path("/dev/nvidia0").exists() else "cpu"
+
+
+def _lock_path(runs_dir: Path, device: str) -> Path:
+    locks = runs_dir / ".locks"
+    locks.mkdir(parents=True, exist_ok=True)
+    return locks / f"{device.replace(':', '')}.lock"
+
+
+def _device_busy(runs_dir: Path, device: str) -> JobRecord | None:
+    for record in list_jobs(runs_dir):
+        if record.active and record.device == device:
+            return record
+    return None
+
+
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+def _reap_children() -> None:
+    for pid, proc in list(_CHILDREN.items()):
+        if proc.poll() is not None:
+            del _CHILDREN[pid]
+
+
+def start_job(
+    config: TrainConfig | None,
+    runs_dir: str | Path,
+    datasets_dir: str | Path | None = None,
+    run_name: str | None = None,
+    resume: bool = False,
+    device: str | None = None,
+    overrides: dict | None = None,
+) -> JobRecord:
+    """Start training in a child process; returns its record at once.
+
+    New run: give `config` (its run_name names the directory). Resume: `resume=True` with
+    `run_name` (config read from the run; `overrides` e.g. {"steps": 2000} extend it).
+    """
+    runs_dir = Path(runs_dir)
+    if resume:
+        if not run_name:
+            raise JobError("resume needs the run name")
+        run_dir = runs_dir / run_name
+        previous = read_job(run_dir)
+        if previous.active:
+            raise JobError(f"run {run_name!r} is still {previous.state} (pid {previous.pid}); cancel it first")
+        if not (run_dir / "checkpoints" / "last").exists():
+            raise JobError(f"run {run_name!r} has no checkpoint to resume from; start it again instead")
+        config = TrainConfig.load(run_dir / "config.json")
+    else:
+        if config is None:
+            raise JobError("a new job needs a TrainConfig")
+        run_name = run_name or config.run_name or time.strftime("run-%Y%m%d-%H%M%S")
+        run_dir = runs_dir / run_name
+        if (run_dir / JOB_FILE).exists():
+            raise JobError(f"run {run_name!r} already exists in {runs_dir}: pick another name or resume it")
+    if overrides:
+        config = config.with_overrides(**overrides)
+    config = config.with_overrides(run_name=run_name)
+    device = device or (config.device if config.device not in ("auto", "cuda") else default_device())
+    busy = _device_busy(runs_dir, device)
+    if busy is not None:
+        raise JobError(
+            f"{device} is busy with run {busy.run_name!r} ({busy.state}, step {busy.step}/{busy.total_steps}); "
+            "one training job per device: wait for it to finish or cancel it"
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    config.save(run_dir / "config.json")
+    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+    record = JobRecord(
+        run_name=run_name,
+        run_dir=str(run_dir.resolve()),
+        device=device,
+        strategy=config.strategy,
+        preset=config.preset,
+        backbone=config.backbone,
+        dataset=config.dataset,
+        total_steps=config.steps,
+    )
+    if resume:
+        record.created = previous.created
+        record.resumes = previous.resumes + 1
+        record.trainable_percent = previous.trainable_percent
+        record.step = previous.step
+    _write_record(record)
+    command = [sys.executable, "-m", "train.jobs", str(run_dir.resolve()), "--device", device]
+    if datasets_dir is not None:
+        command += ["--datasets-dir", str(Path(datasets_dir).resolve())]
+    if resume:
+        command.append("--resume")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    repo_root = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
+    with (run_dir / LOG_FILE).open("a") as log_file:
+        proc = subprocess.Popen(
+            command,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: survives the window, cancellable as a group
+            env=env,
+            cwd=repo_root,
+        )
+    _CHILDREN[proc.pid] = proc
+    record.pid, record.pgid = proc.pid, proc.pid
+    record.proc_start = _proc_start(proc.pid)
+    # The child may already have written "running"; only fill in the pid if it has not.
+    current = json.loads((run_dir / JOB_FILE).read_text())
+    if current.get("pid") is None:
+        _write_record(record)
+    return read_job(run_dir)
+
+
+def cancel_job(run_dir: str | Path, wait_s: float = 0.0) -> JobRecord:
+    """Ask the job to checkpoint and stop (it ends `canceled`); optionally wait for it."""
+    record = read_job(run_dir)
+    if not record.active:
+        return record
+    (Path(run_dir) / CANCEL_FILE).write_text(str(time.time()))
+    if record.pgid is not None and _alive(record):
+        try:
+            os.killpg(record.pgid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+    if wait_s > 0:
+        return wait_job(run_dir, wait_s)
+    return read_job(run_dir)
+
+
+def kill_job(run_dir: str | Path) -> JobRecord:
+    """Last resort: SIGKILL the whole process group (no checkpoint; state reads failed)."""
+    record = read_job(run_dir)
+    if record.active and record.pgid is not None and _alive(record):
+        os.killpg(record.pgid, signal.SIGKILL)
+    return read_job(run_dir)
+
+
+def wait_job(run_dir: str | Path, timeout_s: float, poll_s: float = 0.2) -> JobRecord:
+    deadline = time.monotonic() + timeout_s
+    record = read_job(run_dir)
+    while record.active and time.monotonic() < deadline:
+        time.sleep(poll_s)
+        record = read_job(run_dir)
+    return record
+
+
+# ---------------------------------------------------------------- the child process
+
+
+def _child_main(argv: list[str]) -> int:
+    import argparse
+    import fcntl
+    import logging
+    import traceback
+
+    parser = argparse.ArgumentParser(prog="python -m train.jobs")
+    parser.add_argument("run_dir")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--datasets-dir")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+
+    record = read_job(run_dir)
+    record.pid = record.pgid = os.getpid()
+    record.proc_start = _proc_start(os.getpid())
+    lock_file = _lock_path(run_dir.parent, args.device).open("w")
+    try:
+        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        record.state, record.finished = "failed", time.time()
+        record.error = f"{args.device} is locked by another training job; one job per device"
+        _write_record(record)
+        print(record.error, flush=True)
+        return 1
+
+    stop_requested = {"flag": (run_dir / CANCEL_FILE).exists()}
+
+    def on_term(signum, frame):
+        stop_requested["flag"] = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
+    record.state, record.started = "running", time.time()
+    _write_record(record)
+    print(f"== {'resuming' if args.resume else 'starting'} run {record.run_name} (pid {os.getpid()}) ==", flush=True)
+    try:
+        from .loop import run_training
+
+        config = TrainConfig.load(run_dir / "config.json")
+        if args.device.startswith("cuda:"):
+            os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.device.split(":")[1])
+        result = run_training(
+            config,
+            run_dir,
+            datasets_dir=args.datasets_dir,
+            resume=args.resume,
+            should_stop=lambda: stop_requested["flag"] or (run_dir / CANCEL_FILE).exists(),
+        )
+        record.state = "canceled" if result.state == "canceled" else "completed"
+        record.step = result.step
+        record.final_loss = result.final_loss
+        record.final_val = result.final_val
+        record.trainable_percent = result.trainable_percent
+        code = 0
+    except BaseException as exc:  # noqa: BLE001 - every way of dying must end in a state
+        traceback.print_exc()
+        sys.stdout.flush()
+        record.state = "failed"
+        record.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
+        code = 1
+    record.finished = time.time()
+    _update_step_from_metrics(record)
+    _write_record(record)
+    print(f"== run {record.run_name} {record.state} at step {record.step} ==", flush=True)
+    return code
+
+
+def _update_step_from_metrics(record: JobRecord) -> None:
+    from .metrics import read_metrics
+
+    train = read_metrics(record.run_dir, kind="train")
+    if train:
+        record.step = max(record.step, train[-1]["step"])
+        if record.final_loss is None:
+            record.final_loss = train[-1].get("loss")
+    for event in read_metrics(record.run_dir, kind="event"):
+        if event.get("trainable_percent") is not None:
+            record.trainable_percent = event["trainable_percent"]
+
+
+if __name__ == "__main__":
+    sys.exit(_child_main(sys.argv[1:]))

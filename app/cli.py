@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("app.commands.eval", "run a scored evaluation campaign (sim: auto-scored; real arm: you score)"),
     "results": ("app.commands.results", "print the success table (per task, with Wilson intervals) as Markdown or CSV"),
     "record": ("app.commands.record", "record demonstrations into a LeRobotDataset (sim: the virtual operator records the plan)"),
+    "train": ("app.commands.train", "fine-tune SmolVLA/pi0 (LoRA-SP by default) in a background job; --resume, --list, --cancel"),
     "demo": ("app.commands.demo", "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table"),
 }
 

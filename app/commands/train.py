@@ -1,0 +1,160 @@
+"""`piper-ws train`: fine-tune a policy headless, as the Train page does.
+
+    piper-ws train --dataset NAME [--preset smolvla-lora_sp] [--backbone tiny-smolvla] [--steps N] [--run NAME]
+    piper-ws train --resume --run NAME [--steps N]
+    piper-ws train --list | --cancel NAME | --presets
+
+The run goes to a background job (its own process group; see train/jobs.py); this
+command follows its metrics.jsonl with a progress bar. Ctrl-C cancels it (checkpoint,
+then stop); `--detach` returns at once and leaves it running.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", help="dataset name under the workspace's datasets/ (or a path)")
+    parser.add_argument("--preset", default=None, help="named preset (default smolvla-lora_sp); see --presets")
+    parser.add_argument("--backbone", help="tiny-smolvla | tiny-pi0 | a local lerobot/smolvla_base or lerobot/pi0 snapshot dir")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float)
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="train on these task instructions only (default: all)")
+    parser.add_argument("--device", help="cpu | cuda:0 | ... (default: a GPU if there is one)")
+    parser.add_argument("--run", dest="run_name", help="run name (the folder under runs/)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any config field, JSON values: --set adapter='{\"r\": 64}' --set precision=bf16",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue --run from its last checkpoint")
+    parser.add_argument("--detach", action="store_true", help="start the job and return")
+    parser.add_argument("--list", action="store_true", help="list runs with their states")
+    parser.add_argument("--cancel", metavar="RUN", help="cancel a running job (it checkpoints first)")
+    parser.add_argument("--presets", action="store_true", help="list the presets")
+
+
+def _overrides(args) -> dict:
+    fields = {}
+    for key in ("dataset", "backbone", "steps", "batch_size", "lr", "tasks", "device", "run_name"):
+        value = getattr(args, key)
+        if value is not None:
+            fields[key] = value
+    for item in args.set:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            fields[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            fields[key.strip()] = raw  # a bare string
+    return fields
+
+
+def _bar(fraction: float, width: int = 30) -> str:
+    filled = int(round(width * max(0.0, min(1.0, fraction))))
+    return "#" * filled + "-" * (width - filled)
+
+
+def _fmt_eta(seconds) -> str:
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+def follow(run_dir, stream=sys.stderr, poll_s: float = 1.0):
+    """Print a progress line until the job ends; returns its final record."""
+    from train.jobs import read_job
+    from train.metrics import progress
+
+    record = read_job(run_dir)
+    while record.active:
+        p = progress(run_dir)
+        loss = f"{p['loss']:.4f}" if p["loss"] is not None else "-"
+        stream.write(
+            f"\r[{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
+            f"loss {loss} ETA {_fmt_eta(p['eta_s'])}  "
+        )
+        stream.flush()
+        time.sleep(poll_s)
+        record = read_job(run_dir)
+    stream.write("\n")
+    return record
+
+
+def _print_runs(runs_dir) -> None:
+    from train.jobs import list_jobs
+
+    records = list_jobs(runs_dir)
+    if not records:
+        print(f"no runs in {runs_dir}")
+        return
+    print(f"{'run':24} {'state':10} {'strategy':9} {'step':>11} {'trainable':>9} {'loss':>8} {'val':>8}")
+    for r in records:
+        val = sum(r.final_val.values()) / len(r.final_val) if r.final_val else None
+        pct = f"{r.trainable_percent:.1f}%" if r.trainable_percent is not None else "-"
+        loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "-"
+        print(
+            f"{r.run_name:24} {r.state:10} {r.strategy:9} {f'{r.step}/{r.total_steps}':>11} {pct:>9} "
+            f"{loss:>8} {f'{val:.4f}' if val is not None else '-':>8}"
+        )
+
+
+def run(args) -> int:
+    from collect.workspace import Workspace
+    from train.jobs import JobError, cancel_job, start_job
+    from train.presets import DEFAULT_PRESET, get_preset, preset_names
+
+    workspace = Workspace.open(args.workspace)
+    runs_dir = workspace.runs_dir
+    if args.presets:
+        print("\n".join(preset_names()))
+        return 0
+    if args.list:
+        _print_runs(runs_dir)
+        return 0
+    if args.cancel:
+        record = cancel_job(runs_dir / args.cancel, wait_s=600)
+        print(f"{record.run_name}: {record.state} at step {record.step}")
+        return 0 if record.state in ("canceled", "completed") else 1
+    try:
+        overrides = _overrides(args)
+        if args.resume:
+            if not args.run_name:
+                print("--resume needs --run NAME", file=sys.stderr)
+                return 2
+            overrides.pop("run_name")
+            record = start_job(
+                None, runs_dir, workspace.datasets_dir, run_name=args.run_name, resume=True, overrides=overrides
+            )
+        else:
+            if not args.dataset:
+                print("--dataset NAME is required (a dataset under datasets/, see piper-ws record)", file=sys.stderr)
+                return 2
+            config = get_preset(args.preset or DEFAULT_PRESET, **overrides)
+            record = start_job(config, runs_dir, workspace.datasets_dir, device=args.device)
+    except (JobError, KeyError, ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
+        return 2
+    print(f"run {record.run_name}: {record.strategy} on {record.backbone}, job pid {record.pid}, dir {record.run_dir}")
+    print(f"log: {record.run_dir}/train.log")
+    if args.detach:
+        return 0
+    try:
+        record = follow(record.run_dir)
+    except KeyboardInterrupt:
+        print("\ncanceling (saving a checkpoint first) ...", file=sys.stderr)
+        record = cancel_job(record.run_dir, wait_s=600)
+    print(f"run {record.run_name}: {record.state} at step {record.step}/{record.total_steps}")
+    if record.state == "failed":
+        print(f"error: {record.error} (traceback in {record.run_dir}/train.log)", file=sys.stderr)
+        return 1
+    return 0

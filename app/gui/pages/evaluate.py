@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QListWidget,
@@ -168,6 +169,8 @@ class EvaluatePage(QWidget):
         self.tally = QTableWidget(0, 3)
         self.tally.setHorizontalHeaderLabels(["Run / task", "Successes", "Rate [95% CI]"])
         self.tally.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.tally.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.score_box.setMinimumWidth(340)
         layout = QVBoxLayout(self.score_box)
         for widget in (self.success_button, self.failure_button, self.note_edit, self.go_button,
                        self.abort_button, self.pause_button, self.progress_label):

@@ -35,6 +35,7 @@ from collect.safety import DEFAULT_MAX_STEP_M, DEFAULT_MAX_STEP_RAD, SafetyFilte
 from collect.sdk import ArmError, close_sdk, open_sdk, wait_for_feedback
 
 LEADER_FRAMES_FRESH_S = 0.1
+ESTOP_CLEAR_WAIT_S = 0.5  # the status frame reports a resume within a few 200 Hz ticks
 
 
 class EStopActive(ArmError):
@@ -131,6 +132,10 @@ class PiperFollower(Robot):
     def enable(self) -> None:
         """CAN control in joint mode with all motors powered; ArmError if the arm refuses."""
         sdk = self._require_sdk()
+        # Right after resume() the arm's status frame may still say e-stop for a few ticks.
+        settle_until = time.monotonic() + ESTOP_CLEAR_WAIT_S
+        while not self._estopped and self._arm_reports_estop() and time.monotonic() < settle_until:
+            time.sleep(0.01)
         if self._estopped or self._arm_reports_estop():
             self._estopped = True
             raise EStopActive("the arm is in e-stop: release the e-stop, press Resume, then Enable")
@@ -147,7 +152,7 @@ class PiperFollower(Robot):
                     )
                 time.sleep(0.02)
             current = self.read_joints()
-            sdk.GripperCtrl(p.m_to_um(current[-1]), self._gripper_effort(), 0x01, 0)
+            sdk.GripperCtrl(p.gripper_target_um(current[-1]), self._gripper_effort(), 0x01, 0)
         self.safety.reset(current)
         self._enabled = True
 
@@ -211,10 +216,14 @@ class PiperFollower(Robot):
         with self._send_lock:
             if self._estopped:  # e-stop pressed while we waited for the sender
                 raise EStopActive("e-stop is active: no command is sent until Resume and Enable")
+            joints_mdeg = p.joint_targets_mdeg(safe[:6])
+            gripper_um = p.gripper_target_um(safe[6])
             sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, self.config.speed_percent, 0x00)
-            sdk.JointCtrl(*(p.rad_to_mdeg(v) for v in safe[:6]))
-            sdk.GripperCtrl(p.m_to_um(safe[6]), self._gripper_effort(), 0x01, 0)
-        return dict(zip(MOTOR_KEYS, safe, strict=True))
+            sdk.JointCtrl(*joints_mdeg)
+            sdk.GripperCtrl(gripper_um, self._gripper_effort(), 0x01, 0)
+        # What the arm received, in the action's units (1 mdeg / 1 um resolution).
+        sent = [p.mdeg_to_rad(v) for v in joints_mdeg] + [p.um_to_m(gripper_um)]
+        return dict(zip(MOTOR_KEYS, sent, strict=True))
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -65,6 +65,22 @@ def m_to_um(value_m: float) -> int:
     return round(value_m * 1_000_000.0)
 
 
+def joint_targets_mdeg(joints_rad) -> tuple[int, ...]:
+    """Six joint targets as sent on the bus: rounded, then kept inside the integer limits.
+
+    Rounding alone can step outside: 1.22 rad is 69900.85 mdeg, which rounds to 69901
+    while the limit is 69900. Every command frame is encoded through here.
+    """
+    return tuple(
+        min(max(rad_to_mdeg(value), low), high) for value, (low, high) in zip(joints_rad, JOINT_LIMITS_MDEG, strict=True)
+    )
+
+
+def gripper_target_um(opening_m: float) -> int:
+    """The gripper target as sent on the bus, inside [0, GRIPPER_MAX_UM]."""
+    return min(max(m_to_um(opening_m), 0), GRIPPER_MAX_UM)
+
+
 def um_to_m(value_um: float) -> float:
     return value_um / 1_000_000.0
 

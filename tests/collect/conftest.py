@@ -2,6 +2,7 @@
 
 import itertools
 import os
+import time
 
 import pytest
 
@@ -15,6 +16,16 @@ def unique_channel(label: str) -> str:
     # piper_sdk keeps one object per CAN name and python-can virtual channels are per
     # process: a fresh name per test keeps tests independent.
     return f"test-{os.getpid()}-{next(_ids)}-{label}"
+
+
+def wait_until(predicate, timeout_s=3.0):
+    """Poll until `predicate()` holds (bus traffic is asynchronous); its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
 
 
 @pytest.fixture

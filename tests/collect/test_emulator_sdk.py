@@ -14,18 +14,10 @@ from collect.leader import PiperLeader, PiperLeaderConfig
 from collect.limits import MOTOR_KEYS
 from collect.sdk import ArmError, close_sdk, open_sdk, sdk_threads_alive, wait_for_feedback
 
-from .conftest import unique_channel
+from .conftest import unique_channel, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
-
-def wait_until(predicate, timeout_s=3.0):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_sdk_reads_status_joints_firmware_and_limits(follower_emulator):

@@ -11,6 +11,8 @@ from collect import can_protocol as p
 from collect.limits import MOTOR_KEYS, MOTOR_LIMITS
 from collect.safety import SafetyFilter
 
+from .conftest import wait_until
+
 pytestmark = pytest.mark.timeout(120)
 
 adversarial = st.one_of(
@@ -54,25 +56,56 @@ def test_every_frame_on_the_bus_is_within_limits_and_step_bounds(follower, follo
         follower.enable()
         time.sleep(0.05)  # the enable's own gripper frame is not part of this example
     already = len(follower_emulator.control_frames())
-    for action in sequence:
-        follower.send_action(dict(zip(MOTOR_KEYS, action, strict=True)))
-    time.sleep(0.05)  # let the emulator drain the bus
+    returned = [follower.send_action(dict(zip(MOTOR_KEYS, action, strict=True))) for action in sequence]
+    assert wait_until(lambda: len(follower_emulator.control_frames()) >= already + 5 * len(sequence))
     frames = follower_emulator.control_frames()[already:]
+    audit_frames(frames, follower.safety.max_step_rad, follower.safety.max_step_m)
+    # send_action returns exactly what reached the arm.
     joint_frames = [f for f in frames if f.arbitration_id in p.JOINT_CTRL]
     gripper_frames = [f for f in frames if f.arbitration_id == p.GRIPPER_CTRL]
-    assert len(joint_frames) == 3 * len(sequence) and len(gripper_frames) == len(sequence)
-    step_mdeg = math.degrees(follower.safety.max_step_rad) * 1000 + 1
-    last: dict[int, tuple[int, int]] = {}
-    for frame in joint_frames:
-        first = p.JOINT_CTRL.index(frame.arbitration_id) * 2
-        values = p.unpack_i32_pair(frame.data)
-        for joint, value in zip((first, first + 1), values, strict=True):
-            lo, hi = p.JOINT_LIMITS_MDEG[joint]
-            assert lo - 1 <= value <= hi + 1, f"joint {joint + 1} sent {value} mdeg outside [{lo}, {hi}]"
-        if frame.arbitration_id in last:
-            assert all(abs(a - b) <= step_mdeg for a, b in zip(values, last[frame.arbitration_id], strict=True))
-        last[frame.arbitration_id] = values
-    for frame in gripper_frames:
-        stroke_um = p.unpack_gripper_ctrl(frame.data)[0]
-        assert 0 <= stroke_um <= p.GRIPPER_MAX_UM
+    for k, sent in enumerate(returned):
+        on_bus = [v for f in joint_frames[3 * k : 3 * k + 3] for v in p.unpack_i32_pair(f.data)]
+        assert on_bus == [p.rad_to_mdeg(sent[key]) for key in MOTOR_KEYS[:6]]
+        assert p.unpack_gripper_ctrl(gripper_frames[k].data)[0] == p.m_to_um(sent["gripper.pos"])
     assert follower_emulator.limit_error_bits == 0  # the arm never saw a target beyond a limit
+
+
+def test_commands_at_the_limits_stay_inside_them_on_the_bus(follower, follower_emulator):
+    """1.22 rad is 69900.85 mdeg: rounding alone would put 69901 on the bus, past the 69900 limit."""
+    follower.enable()
+    already = len(follower_emulator.control_frames())
+    corners = ([hi for _, hi in MOTOR_LIMITS], [lo for lo, _ in MOTOR_LIMITS])
+    for corner in corners:
+        for _ in range(80):  # enough steps to walk there from home at the step bound
+            sent = follower.send_action(dict(zip(MOTOR_KEYS, corner, strict=True)))
+        assert all(lo <= v <= hi for v, (lo, hi) in zip(sent.values(), MOTOR_LIMITS, strict=True))
+        assert list(sent.values()) == pytest.approx(corner, abs=2e-5)  # got there
+    assert wait_until(lambda: len(follower_emulator.control_frames()) >= already + 5 * 160)
+    audit_frames(follower_emulator.control_frames()[already:], follower.safety.max_step_rad, follower.safety.max_step_m)
+    assert follower_emulator.limit_error_bits == 0
+
+
+def audit_frames(frames, max_step_rad, max_step_m):
+    """Every joint/gripper control frame inside the integer limits and within one step of the last."""
+    step_mdeg = math.degrees(max_step_rad) * 1000 + 1  # +1: rounding to whole mdeg
+    step_um = max_step_m * 1e6 + 1
+    last: dict[int, tuple[int, ...]] = {}
+    for frame in frames:
+        if frame.arbitration_id in p.JOINT_CTRL:
+            first = p.JOINT_CTRL.index(frame.arbitration_id) * 2
+            values = p.unpack_i32_pair(frame.data)
+            for joint, value in zip((first, first + 1), values, strict=True):
+                lo, hi = p.JOINT_LIMITS_MDEG[joint]
+                assert lo <= value <= hi, f"joint {joint + 1} sent {value} mdeg outside [{lo}, {hi}]"
+        elif frame.arbitration_id == p.GRIPPER_CTRL:
+            values = p.unpack_gripper_ctrl(frame.data)[:1]
+            assert 0 <= values[0] <= p.GRIPPER_MAX_UM, f"gripper sent {values[0]} um"
+        else:
+            continue
+        step = step_um if frame.arbitration_id == p.GRIPPER_CTRL else step_mdeg
+        if frame.arbitration_id in last:
+            previous = last[frame.arbitration_id]
+            assert all(abs(a - b) <= step for a, b in zip(values, previous, strict=True)), (
+                f"frame 0x{frame.arbitration_id:X} jumped from {previous} to {values}")
+        last[frame.arbitration_id] = values
+

@@ -25,7 +25,7 @@ import time
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
     parser.add_argument("--episodes", type=int, default=2, help="episodes recorded per task (>= 2: one is held out)")
-    parser.add_argument("--steps", type=int, default=150, help="training steps")
+    parser.add_argument("--steps", type=int, default=120, help="training steps (batch 4)")
     parser.add_argument("--trials", type=int, default=3, help="evaluation trials per task")
     parser.add_argument("--max-duration", type=float, default=12.0, metavar="S", help="seconds per trial")
     parser.add_argument("--name", default="demo", help="dataset, run and campaign name prefix")
@@ -38,7 +38,7 @@ def stages(args: argparse.Namespace, name: str) -> list[tuple[str, list[str]]]:
         ("record", ["record", "--backend", "sim", "--dataset", name, "--tasks", args.tasks,
                     "--episodes", str(args.episodes), "--image-size", "240x320"]),
         ("train", ["train", "--dataset", name, "--preset", "smolvla-lora_sp", "--backbone", "tiny-smolvla",
-                   "--steps", str(args.steps), "--run", run]),
+                   "--steps", str(args.steps), "--batch-size", "4", "--device", "cpu", "--run", run]),
         ("eval", ["eval", "--run", run, "--backend", "sim", "--tasks", args.tasks, "--trials", str(args.trials),
                   "--max-duration", str(args.max_duration), "--image-size", "240x320", "--campaign", f"{name}-eval"]),
         ("results", ["results", "--campaign", f"{name}-eval"]),

@@ -102,27 +102,28 @@ class StationPage(QWidget):
 
         self.setup_box = self._build_setup()
 
-        cameras_row = QHBoxLayout()
+        # Cameras stacked on the left (they keep their aspect ratio); everything else on the right.
+        cameras = QVBoxLayout()
         for view in self.cameras.values():
-            cameras_row.addWidget(view, 1)
+            cameras.addWidget(view)
+        cameras.addStretch(1)
         buttons = QHBoxLayout()
         for button in (self.enable_button, self.disable_button, self.resume_button):
             buttons.addWidget(button)
         buttons.addStretch(1)
         buttons.addWidget(self.estop_button)
         right = QVBoxLayout()
-        right.addWidget(self.joints)
-        right.addLayout(buttons)
-        right.addWidget(self.message_label)
-        right.addWidget(self.health_label)
+        for widget in (self.joints, self.message_label, self.health_label):
+            right.addWidget(widget)
+        right.insertLayout(1, buttons)
+        right.addWidget(self.setup_box)
         right.addStretch(1)
         grid = QGridLayout(self)
         grid.addWidget(self.banner, 0, 0, 1, 2)
-        grid.addLayout(cameras_row, 1, 0)
+        grid.addLayout(cameras, 1, 0)
         grid.addLayout(right, 1, 1)
-        grid.addWidget(self.setup_box, 2, 0, 1, 2)
-        grid.setColumnStretch(0, 3)
-        grid.setColumnStretch(1, 2)
+        grid.setColumnStretch(0, 1)
+        grid.setColumnStretch(1, 1)
         grid.setRowStretch(1, 1)
 
         context.station.snapshot.connect(self._on_snapshot)
@@ -195,27 +196,26 @@ class StationPage(QWidget):
         form.addRow("Sim scene", self.scene_combo)
         form.addRow("Follower CAN port", self.follower_combo)
         form.addRow("Leader CAN port", self.leader_combo)
-        cams = QGridLayout()
         self.camera_thumbs: dict[str, CameraView] = {}
-        for row, (role, combo) in enumerate(self.camera_combos.items()):
+        thumbs = QHBoxLayout()
+        for role, combo in self.camera_combos.items():
             thumb = CameraView(f"{role} device")
             thumb.setMinimumSize(160, 120)
-            thumb.setMaximumHeight(140)
             preview = QPushButton("Preview")
             preview.clicked.connect(lambda _checked=False, r=role: self.preview_camera(r))
             self.camera_thumbs[role] = thumb
-            cams.addWidget(QLabel(f"{role.capitalize()} camera"), row, 0)
-            cams.addWidget(combo, row, 1)
-            cams.addWidget(preview, row, 2)
-            cams.addWidget(thumb, row, 3)
-        actions = QVBoxLayout()
+            pick = QHBoxLayout()
+            pick.addWidget(combo, 1)
+            pick.addWidget(preview)
+            form.addRow(f"{role.capitalize()} camera", pick)
+            thumbs.addWidget(thumb)
+        form.addRow("", thumbs)
+        actions = QHBoxLayout()
         actions.addWidget(self.refresh_button)
         actions.addWidget(self.save_button)
-        actions.addWidget(self.discovery_label)
-        row = QHBoxLayout(box)
-        row.addLayout(form, 1)
-        row.addLayout(cams, 1)
-        row.addLayout(actions, 1)
+        form.addRow(actions)
+        form.addRow(self.discovery_label)
+        box.setLayout(form)
         self._show_hardware(self.context.hardware, ports=[], cameras=[])
         return box
 

@@ -21,7 +21,21 @@ class CameraView(QWidget):
         self._stamps: deque[float] = deque(maxlen=60)
         self.frames_shown = 0
         self.setMinimumSize(QSize(240, 180))
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        policy.setHeightForWidth(True)  # keep the 4:3 of the cameras instead of black bars
+        self.setSizePolicy(policy)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        if self._frame is not None:
+            height, frame_width = self._frame.shape[:2]
+            return int(width * height / frame_width)
+        return width * 3 // 4
+
+    def sizeHint(self) -> QSize:
+        return QSize(480, 360)
 
     @property
     def last_frame(self) -> np.ndarray | None:

@@ -151,6 +151,12 @@ class AdapterHandle:
             for layer in self._own_layers().values():
                 layer.eta = eta
         elif self.strategy == "adalora" and not self.merged:
+            # peft's allocator multiplies every adapter by its gradient; modules off the loss's
+            # path (SmolVLA/pi0 never use the last VLM layer's queries and MLP) have none: their
+            # sensitivity is zero, so give them a zero gradient rather than crash.
+            for param in self.model.parameters():
+                if param.requires_grad and param.grad is None:
+                    param.grad = torch.zeros_like(param)
             self.peft_tuner.update_and_allocate(step)
 
     def set_inference_eta(self, eta: float | None) -> None:

@@ -124,3 +124,23 @@ def test_window_runs_the_sim_station_previews_and_estop_reaches_the_emulator(qtb
     finally:
         window.close()
     assert context.station.station is None  # closing the window closed the station
+
+
+def test_run_in_background_delivers_results_and_errors_on_the_gui_thread(qtbot, app_context):
+    from PySide6.QtCore import QThread
+
+    gui_thread = QThread.currentThread()
+    seen = {}
+
+    def work(x):
+        seen["worker_thread"] = QThread.currentThread()
+        return x * 2
+
+    def fail():
+        raise FileNotFoundError("datasets/demo is missing: record one first")
+
+    app_context.run_in_background(work, 21, on_result=lambda v: seen.update(result=v, on=QThread.currentThread()))
+    app_context.run_in_background(fail, on_error=lambda m: seen.update(error=m))
+    qtbot.waitUntil(lambda: "result" in seen and "error" in seen, timeout=5000)
+    assert seen["result"] == 42 and seen["on"] is gui_thread and seen["worker_thread"] is not gui_thread
+    assert seen["error"] == "FileNotFoundError: datasets/demo is missing: record one first"

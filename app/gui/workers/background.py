@@ -36,11 +36,18 @@ class BackgroundTask(QRunnable):
             value = self._fn(*self._args, **self._kwargs)
         except Exception as exc:  # reported to the page, never swallowed
             detail = "".join(traceback.format_exception_only(type(exc), exc)).strip()
-            self.relay.error.emit(detail)
+            self._deliver(self.relay.error, detail)
         else:
-            self.relay.result.emit(value)
+            self._deliver(self.relay.result, value)
         finally:
             self.done.set()
+
+    @staticmethod
+    def _deliver(signal, value) -> None:
+        try:
+            signal.emit(value)
+        except RuntimeError:  # the application is shutting down: nobody is left to tell
+            pass
 
 
 # Tasks in flight, so that Python does not collect them (and their relays) early.

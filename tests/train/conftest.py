@@ -3,53 +3,13 @@ backbones, built once (building them is the slow part)."""
 
 from __future__ import annotations
 
-import numpy as np
+import sys
+from pathlib import Path
+
 import pytest
 
-TASKS = ("open the pot", "press the button")
-EPISODES_PER_TASK = 3
-FRAMES = 16
-IMAGE = (64, 80, 3)
-
-
-def make_dataset(root, tasks=TASKS, episodes_per_task=EPISODES_PER_TASK, frames=FRAMES, seed=0):
-    """A LeRobotDataset v3 shaped like the recorder's: 7-d state/action, two h264 cameras.
-
-    Each task moves the joints along its own smooth path so that a policy can learn something.
-    """
-    from lerobot.configs.video import RGBEncoderConfig
-    from lerobot.datasets import LeRobotDataset
-
-    names = [f"joint_{i}.pos" for i in range(1, 7)] + ["gripper.pos"]
-    image = {"dtype": "video", "shape": IMAGE, "names": ["height", "width", "channels"]}
-    features = {
-        "observation.state": {"dtype": "float32", "shape": (7,), "names": names},
-        "action": {"dtype": "float32", "shape": (7,), "names": names},
-        "observation.images.side": image,
-        "observation.images.wrist": image,
-    }
-    ds = LeRobotDataset.create(
-        "local/train_fixture", fps=30, features=features, root=root, robot_type="piper", use_videos=True,
-        image_writer_threads=0, rgb_encoder=RGBEncoderConfig(vcodec="h264"),
-    )
-    rng = np.random.default_rng(seed)
-    for task_index, task in enumerate(tasks):
-        for _ in range(episodes_per_task):
-            phase = rng.uniform(0, 1)
-            for t in range(frames):
-                angle = np.sin(np.linspace(0, 1, 7) * (task_index + 1) + t / frames + phase).astype(np.float32)
-                frame = np.full(IMAGE, 40 + 80 * task_index, dtype=np.uint8)
-                frame[:, (4 * t) % IMAGE[1]] = 255
-                ds.add_frame({
-                    "observation.state": angle,
-                    "action": angle + 0.05 * (task_index + 1),
-                    "observation.images.side": frame,
-                    "observation.images.wrist": frame[::-1].copy(),
-                    "task": task,
-                })
-            ds.save_episode()
-    ds.finalize()
-    return root
+sys.path.insert(0, str(Path(__file__).parent))
+from train_fixtures import make_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="session")

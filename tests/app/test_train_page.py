@@ -1,0 +1,110 @@
+"""The Train page drives real training jobs (child processes) and re-attaches to them."""
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from app.gui.pages.train import TrainPage
+from train.jobs import list_jobs
+
+JOB_TIMEOUT_MS = 400_000
+
+
+def _load_train_fixtures():
+    path = Path(__file__).parents[1] / "train" / "train_fixtures.py"
+    spec = importlib.util.spec_from_file_location("train_fixtures", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def recorded_dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train_page") / "tiny_tasks"
+    return _load_train_fixtures().make_dataset(root)
+
+
+@pytest.fixture
+def page_factory(qtbot, app_context, monkeypatch, tmp_path_factory):
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "page_backbones"))
+    pages = []
+
+    def make():
+        page = TrainPage(app_context)
+        qtbot.addWidget(page)
+        pages.append(page)
+        return page
+
+    yield make
+    for page in pages:
+        page.shutdown()
+
+
+def _state(page, run):
+    page.refresh()
+    return next((r.state for r in page.records if r.run_name == run), None)
+
+
+def test_default_form_is_the_lora_sp_preset_on_the_chosen_dataset(page_factory, workspace):
+    (workspace.datasets_dir / "demo" / "meta").mkdir(parents=True)
+    (workspace.datasets_dir / "demo" / "meta" / "info.json").write_text("{}")
+    page = page_factory()
+    assert page.dataset_combo.currentText() == "demo"
+    assert page.finetune_button.text() == "Fine-tune"
+    assert not page.advanced_box.isVisibleTo(page)
+    config = page.config_from_form()
+    assert (config.preset, config.strategy, config.dataset, config.tasks) == ("smolvla-lora_sp", "lora_sp", "demo", None)
+    page.preset_combo.setCurrentText("smolvla-lora128")
+    page.rank_spin.setValue(16)
+    page.tasks_edit.setText("open the pot; press the button")
+    config = page.config_from_form()
+    assert config.strategy == "lora" and config.adapter["r"] == 16
+    assert config.tasks == ["open the pot", "press the button"]
+
+
+@pytest.mark.slow
+def test_fine_tune_then_cancel_and_a_later_window_sees_it(qtbot, page_factory, workspace, recorded_dataset):
+    shutil.copytree(recorded_dataset, workspace.datasets_dir / "tiny_tasks")
+    page = page_factory()
+    page.refresh_datasets()
+    page.dataset_combo.setCurrentText("tiny_tasks")
+    page.steps_spin.setValue(500)
+    page.batch_spin.setValue(2)
+    page.rank_spin.setValue(8)
+    page.run_edit.setText("gui-run")
+    page.finetune_button.click()  # returns at once: the job starts off the GUI thread
+    qtbot.waitUntil(lambda: _state(page, "gui-run") == "running", timeout=JOB_TIMEOUT_MS)
+    # live curves come from metrics.jsonl
+    qtbot.waitUntil(lambda: (page.refresh(), "loss" in page.loss_plot.data)[1], timeout=JOB_TIMEOUT_MS)
+    assert page.cancel_button.isEnabled() and not page.resume_button.isEnabled()
+    assert page.progress.value() > 0 and "ETA" in page.status_label.text()
+    assert {"vision", "language", "action"} <= set(page.rank_plot.data)
+    page.cancel_button.click()
+    qtbot.waitUntil(lambda: _state(page, "gui-run") == "canceled", timeout=JOB_TIMEOUT_MS)
+
+    later = page_factory()  # a window opened after the job ended
+    assert later.selected_run == "gui-run"
+    row = [later.runs_table.item(0, c).text() for c in range(later.runs_table.columnCount())]
+    assert row[:3] == ["gui-run", "canceled", "lora_sp"] and float(row[4]) > 0
+    assert later.resume_button.isEnabled() and not later.cancel_button.isEnabled()
+    assert "canceled" in later.log_view.toPlainText()
+
+
+@pytest.mark.slow
+def test_a_crashed_job_shows_failed_with_its_error(qtbot, page_factory, workspace):
+    broken = workspace.datasets_dir / "broken" / "meta"
+    broken.mkdir(parents=True)
+    (broken / "info.json").write_text(json.dumps({"codebase_version": "v3.0"}))  # no features, no data
+    page = page_factory()
+    page.dataset_combo.setCurrentText("broken")
+    page.run_edit.setText("crash-run")
+    page.finetune_button.click()
+    qtbot.waitUntil(lambda: _state(page, "crash-run") == "failed", timeout=JOB_TIMEOUT_MS)
+    later = page_factory()
+    later._select("crash-run", reload=True)
+    assert "failed" in later.status_label.text()
+    assert "Traceback" in later.log_view.toPlainText()
+    assert [r.state for r in list_jobs(workspace.runs_dir)] == ["failed"]

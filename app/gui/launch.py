@@ -35,7 +35,6 @@ def launch_gui(args: argparse.Namespace) -> int:
     if not display_available():
         print(NO_DISPLAY_HELP, file=sys.stderr)
         return 2
-    os.environ.setdefault("MUJOCO_GL", "egl")  # before any thread imports mujoco
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication

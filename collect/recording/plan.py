@@ -16,11 +16,19 @@ REPO_PREFIX = "local/"  # repo_id of a workspace dataset: local/<name> (never pu
 SIDECAR_DIR = "piper"  # <dataset>/piper/: our own files, ignored by lerobot
 
 
-def task_instructions() -> dict[str, str]:
-    """Task key -> instruction (the language label stored with every frame)."""
-    from collect.sim.tasks import INSTRUCTIONS
+# Task key -> instruction, the language label stored with every frame. The same table as
+# collect.sim.tasks.INSTRUCTIONS (a test keeps them equal), held here because importing the
+# sim tasks loads MuJoCo (~4 s), too slow for the GUI thread.
+TASK_INSTRUCTIONS = {
+    "open_pot": "open the pot",
+    "pour_block": "pour the block into the basket",
+    "press_button": "press the button",
+    "pick_grape": "pick up the grape and place it in the basket",
+}
 
-    return dict(INSTRUCTIONS)
+
+def task_instructions() -> dict[str, str]:
+    return dict(TASK_INSTRUCTIONS)
 
 
 @dataclass

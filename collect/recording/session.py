@@ -95,6 +95,7 @@ class RecordingSession:
         resume: bool = False,
         auto: bool = False,
         station_factory: Callable[[RecordingPlan, str], Any] | None = None,
+        borrowed_station: Any = None,
         on_event: Callable[[str, dict], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ):
@@ -103,6 +104,7 @@ class RecordingSession:
         self.resume = resume
         self.auto = auto
         self._station_factory = station_factory or default_station_factory
+        self._borrowed = borrowed_station  # an open station someone else owns (the GUI's real arm)
         self._on_event = on_event
         self._clock = clock
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
@@ -268,10 +270,10 @@ class RecordingSession:
         return sum(row.get("frames", 0) for row in read_sidecar(self.writer.root).values()) / self.plan.fps
 
     def _open_station(self, task: str) -> None:
-        if self.station is not None:
+        if self.station is not None and self._borrowed is None:
             self.station.disconnect()
             self.station = None
-        station = self._station_factory(self.plan, task)
+        station = self._borrowed if self._borrowed is not None else self._station_factory(self.plan, task)
         if not station.is_connected:
             station.connect()
         station.enable()
@@ -283,7 +285,7 @@ class RecordingSession:
 
     def _teardown(self) -> None:
         for closer in (lambda: self.writer is not None and self.writer.close(),
-                       lambda: self.station is not None and self.station.disconnect()):
+                       lambda: self.station is not None and self._borrowed is None and self.station.disconnect()):
             try:
                 closer()
             except Exception:

@@ -74,3 +74,10 @@ def test_wall_clock_pacer_keeps_the_grid_and_skips_missed_slots():
     clock.now += 0.25  # overran by two and a half periods
     pacer.wait()
     assert clock.now == pytest.approx(0.5)  # next slot on the grid, no catch-up burst
+
+
+def test_instruction_table_matches_the_sim_tasks():
+    from collect.recording.plan import TASK_INSTRUCTIONS
+    from collect.sim.tasks import INSTRUCTIONS
+
+    assert TASK_INSTRUCTIONS == INSTRUCTIONS

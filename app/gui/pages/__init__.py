@@ -7,6 +7,7 @@ context is the window's shared `AppContext`.
 
 PAGES: list[tuple[str, str, str]] = [
     ("Station", "app.gui.pages.station", "StationPage"),
+    ("Record", "app.gui.pages.record", "RecordPage"),
     ("Train", "app.gui.pages.train", "TrainPage"),
     ("Evaluate", "app.gui.pages.evaluate", "EvaluatePage"),
     ("Results", "app.gui.pages.results", "ResultsPage"),

@@ -4,7 +4,8 @@ Device indices (`/dev/video0`, `/dev/video2`, ...) change with plug order; the l
 `/dev/v4l/by-id/` (camera model + serial) and `/dev/v4l/by-path/` (USB port) do not.
 The workspace stores those paths for the `side` and `wrist` roles.
 
-    make_cameras({"side": "/dev/v4l/by-id/usb-...-video-index0", "wrist": "2"}, 640, 480, 30)
+    cams = make_cameras({"side": "/dev/v4l/by-id/usb-...-video-index0", "wrist": "2"}, 640, 480, 30)
+    connect_camera("side", cams["side"])   # CameraUnavailable naming the role and the fix
     find_cameras()   # [{"index": 0, "device": "/dev/video0", "stable_path": ..., "width": 640, ...}]
 """
 
@@ -20,6 +21,21 @@ STABLE_DIRS = (Path("/dev/v4l/by-id"), Path("/dev/v4l/by-path"))
 
 class CameraNotFound(FileNotFoundError):
     """A configured camera that is not there; the message says what to do."""
+
+
+class CameraUnavailable(ConnectionError):
+    """A camera that is there but does not open or deliver frames; the message says what to do."""
+
+
+def connect_camera(role: str, camera) -> None:
+    """`camera.connect()`, with an error that names the role and the fix instead of lerobot's."""
+    try:
+        camera.connect()
+    except (ConnectionError, OSError, RuntimeError, TimeoutError) as exc:
+        raise CameraUnavailable(
+            f"the {role} camera ({camera}) did not open: {exc}. Check that it is plugged in and not used by "
+            "another program, or pick another camera on the Station page (`piper-ws doctor` lists them)."
+        ) from exc
 
 
 def parse_source(spec: str | int) -> int | Path:
@@ -63,9 +79,9 @@ def stable_paths(stable_dirs: tuple[Path, ...] = STABLE_DIRS) -> dict[Path, Path
     return links
 
 
-def find_cameras(dev: Path = DEV, probe: bool = True) -> list[dict[str, Any]]:
+def find_cameras(dev: Path = DEV, probe: bool = True, stable_dirs: tuple[Path, ...] = STABLE_DIRS) -> list[dict[str, Any]]:
     """Video capture devices with their stable path and (if `probe`) the default resolution."""
-    links = stable_paths()
+    links = stable_paths(stable_dirs)
     found = []
     for device in sorted(dev.glob("video*"), key=_index_of):
         index = _index_of(device)

@@ -30,6 +30,7 @@ from lerobot.cameras.utils import make_cameras_from_configs
 from lerobot.robots import Robot, RobotConfig
 
 from collect import can_protocol as p
+from collect.cameras import connect_camera
 from collect.limits import CAMERA_NAMES, MOTOR_KEYS
 from collect.safety import DEFAULT_MAX_STEP_M, DEFAULT_MAX_STEP_RAD, SafetyFilter, action_to_vector
 from collect.sdk import ArmError, close_sdk, open_sdk, wait_for_feedback
@@ -98,11 +99,12 @@ class PiperFollower(Robot):
         sdk = open_sdk(self.config.port, self.config.interface)
         try:
             wait_for_feedback(sdk, self.config.port, self.config.feedback_timeout_s)
-            for cam in self.cameras.values():
+            for role, cam in self.cameras.items():
                 if not cam.is_connected:
-                    cam.connect()
+                    connect_camera(role, cam)
         except BaseException:
             close_sdk(sdk)
+            self._disconnect_cameras()
             raise
         self.sdk = sdk
         self._estopped = self._arm_reports_estop()
@@ -124,6 +126,9 @@ class PiperFollower(Robot):
         self._enabled = False
         if sdk is not None:
             close_sdk(sdk)
+        self._disconnect_cameras()
+
+    def _disconnect_cameras(self) -> None:
         for cam in self.cameras.values():
             if cam.is_connected:
                 cam.disconnect()

@@ -30,11 +30,14 @@ class ArmError(RuntimeError):
     """The arm answered but refuses (e-stop, enable timeout); the message says what to do."""
 
 
-def check_socketcan_port(port: str, sys_net: Path = SYS_NET) -> None:
-    """Refuse a SocketCAN port that does not exist, is down, or runs at the wrong bitrate."""
+def check_socketcan_port(port: str, sys_net: Path = SYS_NET, found: list | None = None) -> None:
+    """Refuse a SocketCAN port that does not exist, is down, or runs at the wrong bitrate.
+
+    `found`: the `collect.can_ports.CanPort`s already listed (else listed from `sys_net`).
+    """
     from collect.can_ports import list_can_ports
 
-    ports = {p.name: p for p in list_can_ports(sys_net)}
+    ports = {p.name: p for p in (list_can_ports(sys_net) if found is None else found)}
     if port not in ports:
         known = ", ".join(sorted(ports)) or "none"
         raise CanPortError(

@@ -28,3 +28,22 @@ def test_a_camera_path_that_does_not_exist():
 def test_no_cameras_assigned_says_where_to_assign_them():
     with pytest.raises(CameraNotFound, match="Station page"):
         make_cameras({}, 640, 480, 30)
+
+
+def test_a_can_port_that_is_down_or_at_the_wrong_bitrate_says_the_command_that_fixes_it():
+    from collect.can_ports import parse_ip_link
+
+    def link(name, flags, bitrate):  # `ip -details -json link show dev NAME`, trimmed
+        info = {"state": "ERROR-ACTIVE", "bittiming": {"bitrate": bitrate}} if bitrate else {"state": "STOPPED"}
+        return parse_ip_link({"ifname": name, "flags": flags, "operstate": "UP" if "UP" in flags else "DOWN",
+                              "linkinfo": {"info_kind": "can", "info_data": info}})
+
+    found = [link("can0", ["NOARP", "ECHO"], None), link("can1", ["NOARP", "UP", "LOWER_UP"], 500_000),
+             link("can2", ["NOARP", "UP", "LOWER_UP"], 1_000_000)]
+    with pytest.raises(CanPortError, match=r"'can0' is down: `sudo ip link set can0 up type can bitrate 1000000`"):
+        check_socketcan_port("can0", found=found)
+    with pytest.raises(CanPortError, match=r"'can1' runs at 500000 bit/s; the PiPER needs 1000000"):
+        check_socketcan_port("can1", found=found)
+    check_socketcan_port("can2", found=found)  # ready: no error
+    with pytest.raises(CanPortError, match=r"CAN ports here: can0, can1, can2"):
+        check_socketcan_port("can5", found=found)

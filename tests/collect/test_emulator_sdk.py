@@ -182,3 +182,53 @@ def test_leader_that_sends_nothing_is_a_clear_error():
         leader = PiperLeader(PiperLeaderConfig(port=emu.channel, interface="virtual", frames_timeout_s=0.3))
         with pytest.raises(CanPortError, match="no command frames from the leader"):
             leader.connect()
+
+
+def test_an_arm_already_in_estop_is_named_at_enable_and_resume_brings_it_back(follower_emulator):
+    follower_emulator.estop = True  # the red button was pressed before the PC connected
+    arm = PiperFollower(PiperFollowerConfig(port=follower_emulator.channel, interface="virtual"), cameras={})
+    arm.connect()
+    try:
+        assert arm.estopped and arm.status()["estop"]
+        with pytest.raises(EStopActive, match="release the e-stop, press Resume, then Enable"):
+            arm.enable()
+        assert follower_emulator.enabled == [False] * 6
+        arm.resume()
+        assert wait_until(lambda: not follower_emulator.estop)
+        assert wait_until(lambda: arm.status()["arm_status"] == p.ARM_STATUS_NORMAL)
+        arm.enable()
+        assert follower_emulator.motion_allowed
+    finally:
+        arm.disconnect()
+
+
+def test_manual_emulator_answers_only_when_ticked():
+    """Lockstep: the caller's tick() is the arm's clock; nothing moves or reports between ticks."""
+    joints = FirstOrderJoints(tau_s=0.02)
+    with PiperEmulator(unique_channel("manual"), role="follower", joint_source=joints, manual=True) as emu:
+        sdk = open_sdk(emu.channel, "virtual")
+        try:
+            with pytest.raises(Exception, match="no frames from the arm"):
+                wait_for_feedback(sdk, emu.channel, timeout_s=0.2)
+            emu.tick(0.005)
+            wait_for_feedback(sdk, emu.channel, timeout_s=1.0)
+            assert emu.ticks == 1 and emu.frames_sent > 0
+            sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, 100, 0x00)
+            for _ in range(200):  # the SDK's EnablePiper polls the 0x261-0x266 enable bits
+                emu.tick(0.005)
+                if sdk.EnablePiper():
+                    break
+            assert emu.motion_allowed
+            start = joints.read().positions_rad
+            sdk.JointCtrl(*p.joint_targets_mdeg((0.2, 1.57, -1.3485, 0.0, 0.0, 0.0)))
+            time.sleep(0.05)
+            # On the bus, but not yet read by the arm: no tick, no motion.
+            assert joints.read().positions_rad == start and not emu.control_frames(frozenset(p.JOINT_CTRL))
+            emu.tick(0.005)
+            assert len(emu.control_frames(frozenset(p.JOINT_CTRL))) == 3
+            for _ in range(100):  # 0.5 s of arm time = 25 time constants
+                emu.tick(0.005)
+            assert joints.read().positions_rad[0] == pytest.approx(0.2, abs=1e-4)
+            assert wait_until(lambda: abs(sdk.GetArmJointMsgs().joint_state.joint_1 - 11459) <= 1)
+        finally:
+            close_sdk(sdk)

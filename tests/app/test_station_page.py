@@ -144,3 +144,12 @@ def test_a_slow_gui_gets_only_the_newest_snapshot(qtbot, app_context):
     qtbot.waitUntil(lambda: len(received) >= 1, timeout=2000)
     qtbot.wait(50)
     assert len(received) == 1 and received[0].frames["side"][0, 0, 0] == 49
+
+
+def test_a_station_that_cannot_open_is_reported_on_the_page(qtbot, app_context):
+    page = _page(qtbot, app_context)
+    app_context.open_station(backend="bogus")
+    qtbot.waitUntil(lambda: app_context.station.state == "error", timeout=5000)
+    qtbot.waitUntil(lambda: "unknown backend 'bogus'" in page.banner.text(), timeout=2000)
+    assert "use 'sim'" in page.banner.text()
+    assert page.estop_button.isEnabled() and not page.enable_button.isEnabled()

@@ -99,6 +99,7 @@ class StationWorker(QObject):
         self._state = CLOSED
         self._preview_enabled = True
         self._closing = False
+        self._last_read_error = ""
         self._ticks: list[float] = []
         self._last_health = 0.0
         self._latest = _LatestOnly(self.snapshot.emit)
@@ -257,8 +258,12 @@ class StationWorker(QObject):
                 observation = station.follower.get_observation()
                 action = station.leader.get_action() if station.leader is not None else None
             except Exception as exc:
-                self.state_changed.emit(self._state, f"station read failed: {exc}")
+                message = f"station read failed: {exc}"
+                if message != self._last_read_error:  # once per distinct failure, not 30 times a second
+                    self._last_read_error = message
+                    self.state_changed.emit(self._state, message)
                 return
+            self._last_read_error = ""
             self.publish(observation, action)
             self._ticks.append(now)
         if now - self._last_health >= 1.0:

@@ -21,7 +21,8 @@ What the context offers:
   own thread. `station.station` is the live `Station` for use from YOUR worker thread;
   `station.set_preview_enabled(False)` while your loop reads the arm, and
   `station.publish(obs, action)` to keep the previews alive from your loop.
-- `open_station()` / `backend_chosen(backend, reason)`: (re)open on the saved set-up;
+- `open_station(**overrides)` / `backend_chosen(backend, reason)`: (re)open on the saved
+  set-up, overrides going to `StationConfig` (e.g. `task="pick_grape"`, `image_size=(240, 320)`);
   `backend` is what actually runs ("sim" when no CAN port is up).
 - `estop()`: stops the arm from anywhere, never blocks, and emits `estop_triggered`.
 - `run_in_background(fn, *args, on_result=..., on_error=...)`: one slow call on the thread

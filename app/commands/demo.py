@@ -1,7 +1,7 @@
 """`piper-ws demo`: the whole loop, headless, on the simulated PiPER, at a small scale.
 
     piper-ws demo                      # ~15 min on a 2-core CPU
-    piper-ws demo --episodes 2 --steps 50 --trials 2 --tasks press_button   # a quick look
+    piper-ws demo --tasks press_button --steps 30 --trials 1   # a quick look
 
 1. record a few episodes per task with the virtual operator   (`piper-ws record`)
 2. fine-tune a tiny SmolVLA with LoRA-SP briefly               (`piper-ws train`)
@@ -26,8 +26,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
     parser.add_argument("--episodes", type=int, default=2, help="episodes recorded per task (>= 2: one is held out)")
     parser.add_argument("--steps", type=int, default=120, help="training steps (batch 4)")
-    parser.add_argument("--trials", type=int, default=3, help="evaluation trials per task")
-    parser.add_argument("--max-duration", type=float, default=12.0, metavar="S", help="seconds per trial")
+    parser.add_argument("--trials", type=int, default=2, help="evaluation trials per task")
+    parser.add_argument("--max-duration", type=float, default=8.0, metavar="S", help="seconds per trial")
     parser.add_argument("--name", default="demo", help="dataset, run and campaign name prefix")
     parser.add_argument("--fresh", action="store_true", help="start over under a new, timestamped name")
 

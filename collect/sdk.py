@@ -13,6 +13,7 @@ the SDK started and forgets the instance, so the name can be opened again.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -112,18 +113,16 @@ def close_sdk(sdk, timeout_s: float = 1.0) -> None:
         _forget_instance(port)
 
 
+def sdk_threads(sdk) -> dict[str, threading.Thread]:
+    """The threads the SDK started, by role: can_deal_th (frame reader), can_monitor_th, fps_counter."""
+    threads = {name: getattr(sdk, _MANGLE + name, None) for name in ("can_deal_th", "can_monitor_th")}
+    threads["fps_counter"] = getattr(getattr(sdk, _MANGLE + "fps_counter", None), "thread", None)
+    return {name: thread for name, thread in threads.items() if isinstance(thread, threading.Thread)}
+
+
 def sdk_threads_alive(sdk) -> list[str]:
     """Names of the SDK's threads still running (tests and diagnostics)."""
-    alive = []
-    for name in ("can_deal_th", "can_monitor_th"):
-        thread = getattr(sdk, _MANGLE + name, None)
-        if thread is not None and thread.is_alive():
-            alive.append(name)
-    fps = getattr(sdk, _MANGLE + "fps_counter", None)
-    fps_thread = getattr(fps, "thread", None)
-    if fps_thread is not None and fps_thread.is_alive():
-        alive.append("fps_counter")
-    return alive
+    return [name for name, thread in sdk_threads(sdk).items() if thread.is_alive()]
 
 
 def _forget_instance(port: str) -> None:

@@ -145,21 +145,26 @@ class PiperFollower(Robot):
             self._estopped = True
             raise EStopActive("the arm is in e-stop: release the e-stop, press Resume, then Enable")
         deadline = time.monotonic() + self.config.enable_timeout_s
-        with self._send_lock:
-            while True:
+        while True:
+            # The sender lock is taken per attempt, never across the wait: an e-stop from
+            # another thread goes out at once, and this loop gives up when it sees it.
+            with self._send_lock:
+                self._refuse_if_estopped("enable aborted")
                 sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, self.config.speed_percent, 0x00)
                 if sdk.EnablePiper():
                     break
-                if time.monotonic() > deadline:
-                    raise ArmError(
-                        f"the arm on {self.port!r} did not report its motors enabled within "
-                        f"{self.config.enable_timeout_s:.0f} s: check its power and the e-stop button"
-                    )
-                time.sleep(0.02)
+            if time.monotonic() > deadline:
+                raise ArmError(
+                    f"the arm on {self.port!r} did not report its motors enabled within "
+                    f"{self.config.enable_timeout_s:.0f} s: check its power and the e-stop button"
+                )
+            time.sleep(0.02)
+        with self._send_lock:
+            self._refuse_if_estopped("enable aborted")
             current = self.read_joints()
             sdk.GripperCtrl(p.gripper_target_um(current[-1]), self._gripper_effort(), 0x01, 0)
-        self.safety.reset(current)
-        self._enabled = True
+            self.safety.reset(current)
+            self._enabled = True
 
     def disable(self) -> None:
         sdk = self._require_sdk()
@@ -177,6 +182,7 @@ class PiperFollower(Robot):
             return
         with self._send_lock:
             sdk.EmergencyStop(p.ESTOP_STOP)
+            self._enabled = False  # an enable() that raced this call must not leave it set
 
     def resume(self) -> None:
         """Leave e-stop. The arm comes back disabled: call enable() to move again."""
@@ -211,16 +217,14 @@ class PiperFollower(Robot):
 
     def send_action(self, action: dict[str, Any]) -> dict[str, float]:
         sdk = self._require_sdk()
-        if self._estopped:
-            raise EStopActive("e-stop is active: no command is sent until Resume and Enable")
+        self._refuse_if_estopped()
         if not self._enabled:
             raise ArmError("the follower is not enabled: call enable() (Enable on the Station page) first")
         if self.config.yield_to_leader and self._leader_frames_fresh():
             return self._leader_command()
         safe = self.safety.filter(action_to_vector(action))
         with self._send_lock:
-            if self._estopped:  # e-stop pressed while we waited for the sender
-                raise EStopActive("e-stop is active: no command is sent until Resume and Enable")
+            self._refuse_if_estopped()  # e-stop pressed while we waited for the sender
             joints_mdeg = p.joint_targets_mdeg(safe[:6])
             gripper_um = p.gripper_target_um(safe[6])
             sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, self.config.speed_percent, 0x00)
@@ -248,6 +252,10 @@ class PiperFollower(Robot):
         if self.sdk is None:
             raise ArmError(f"the follower on {self.port!r} is not connected: call connect() first")
         return self.sdk
+
+    def _refuse_if_estopped(self, what: str = "no command is sent") -> None:
+        if self._estopped:
+            raise EStopActive(f"e-stop is active: {what} until Resume and Enable")
 
     def _arm_reports_estop(self) -> bool:
         return _enum_value(self._require_sdk().GetArmStatus().arm_status.arm_status) == p.ARM_STATUS_ESTOP

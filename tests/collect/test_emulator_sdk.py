@@ -111,6 +111,37 @@ def test_enable_times_out_with_a_clear_error_when_the_arm_never_reports_enabled(
             arm.disconnect()
 
 
+def test_estop_goes_out_at_once_while_enable_is_still_waiting_for_the_motors():
+    class NeverEnables(PiperEmulator):
+        def _on_enable(self, motor, flag):
+            pass
+
+    with NeverEnables(unique_channel("slow-enable"), role="follower") as emu:
+        arm = PiperFollower(PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=10), cameras={})
+        arm.connect()
+        outcome = []
+
+        def enable():
+            try:
+                arm.enable()
+            except ArmError as exc:
+                outcome.append(exc)
+
+        worker = threading.Thread(target=enable)
+        try:
+            worker.start()
+            time.sleep(0.3)  # enable() is polling the motors now
+            pressed = time.monotonic()
+            arm.estop()
+            assert wait_until(lambda: emu.estop, timeout_s=1.0), "the e-stop waited for enable()"
+            worker.join(timeout=2.0)
+            assert not worker.is_alive() and time.monotonic() - pressed < 2.0
+            assert isinstance(outcome[0], EStopActive) and not arm.enabled
+        finally:
+            worker.join(timeout=12)
+            arm.disconnect()
+
+
 def test_no_frames_is_a_clear_error_not_a_hang():
     from collect.sdk import CanPortError
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from collect.limits import MOTOR_LIMITS
-from collect.sim.ik import Pose, ToolIK
+from collect.sim.ik import Pose, ToolIK, arm_ik, arm_joints, rotation_vector
 from collect.sim.tasks import ExpertStyle, Move, SimTask, make_task
 
 SETTLE_TOL_RAD = 0.012  # follower within this of the command on every joint: arrived
@@ -60,8 +60,6 @@ def _smoothstep(s: float) -> float:
 
 def _slerp_frames(a0, c0, a1, c1, s: float) -> tuple[np.ndarray, np.ndarray]:
     """Interpolate the (approach, closing) frame by rotating about one axis."""
-    from collect.sim.ik import rotation_vector
-
     R0 = np.column_stack([a0, c0, np.cross(a0, c0)])
     R1 = np.column_stack([a1, c1, np.cross(a1, c1)])
     w = rotation_vector(R1 @ R0.T) * s
@@ -89,8 +87,6 @@ class VirtualOperator:
 
     # --- planning -----------------------------------------------------------------------
     def _plan(self, world, t: float) -> None:
-        from collect.sim.ik import arm_ik, arm_joints
-
         self._ik = arm_ik(world)
         self._moves = self.task.script(world, self.style.expert)
         q, grip = arm_joints(world)
@@ -150,8 +146,6 @@ class VirtualOperator:
         return self._command(t)
 
     def _track(self, world, t: float) -> None:
-        from collect.sim.ik import arm_joints
-
         m = self._moves[self._k]
         elapsed = t - self._t0
         s = self._progress(elapsed)
@@ -169,7 +163,6 @@ class VirtualOperator:
                 return
             self._arrived_at = t
         if t - self._arrived_at >= self._pause:
-            self._pose = self._to if np.allclose(self._pose.pos, self._to.pos) else self._pose
             self._next_move(t)
 
     def _command(self, t: float) -> np.ndarray:

@@ -35,6 +35,12 @@ LID_HALF_THICK = 0.004
 KNOB_HALF = (0.026, 0.009, 0.012)  # long, narrow (grasped across), tall
 
 
+def put_down_spot(pot: np.ndarray, spot: tuple[float, float]) -> np.ndarray:
+    """Where the lid goes: beside the pot, towards the middle of the table (in reach)."""
+    side = 1.0 if pot[1] < 0.0 else -1.0
+    return pot + np.array([0.02 * spot[0], side * (POT_RADIUS + LID_RADIUS + 0.05 + 0.01 * spot[1]), 0])
+
+
 class OpenPot(SimTask):
     key = "open_pot"
     instruction = "open the pot"
@@ -88,7 +94,9 @@ class OpenPot(SimTask):
         )
 
     def keepout(self, world):
-        return [(body_pos(world, "pot")[:2], 0.2)]
+        pot = body_pos(world, "pot")
+        # the pot with its lid, and where the expert puts the lid down (any style)
+        return [(pot[:2], LID_RADIUS + 0.02), (put_down_spot(pot, (0.0, 0.0))[:2], LID_RADIUS + 0.04)]
 
     def script(self, world, style: ExpertStyle) -> list[Move]:
         lid = body_pos(world, "lid")
@@ -98,10 +106,7 @@ class OpenPot(SimTask):
         closing = body_xmat(world, "lid")[:, 1]  # across the knob's narrow side (lid y axis)
         approach = down(0.5 * style.approach_tilt, float(np.arctan2(knob[1], knob[0])))
         # Set the lid down beside the pot, on the side away from the base's reach limit.
-        side = 1.0 if pot[1] < 0.0 else -1.0
-        put = pot + np.array(
-            [0.02 * style.spot[0], side * (POT_RADIUS + LID_RADIUS + 0.05 + 0.01 * style.spot[1]), 0]
-        )
+        put = put_down_spot(pot, style.spot)
         put_z = TABLE_Z + 2 * LID_HALF_THICK + FINGERTIP_BEYOND_TCP_M + 0.006
         return [
             Move("open", gripper=GRIPPER_OPEN_M, duration=0.4),

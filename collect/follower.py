@@ -14,7 +14,9 @@ Leader-follower linkage (one bus): the PiPER firmware makes the follower obey th
 control frames directly. While a leader's frames are on the follower's bus (the SDK never
 hears its own), `send_action` puts nothing on the bus (two sources of joint targets would
 fight) and returns the leader's command as the firmware received it
-(`yield_to_leader=False` turns this off).
+(`yield_to_leader=False` turns this off). For the same reason `enable()` on such a bus
+first checks the leader-follower gap (`collect.teleop.GapTooLarge`): enabled, the arm
+would go straight to the leader's pose.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from collect.cameras import connect_camera
 from collect.limits import CAMERA_NAMES, MOTOR_KEYS
 from collect.safety import DEFAULT_MAX_STEP_M, DEFAULT_MAX_STEP_RAD, SafetyFilter, action_to_vector
 from collect.sdk import ArmError, close_sdk, open_sdk, wait_for_feedback
+from collect.teleop import DEFAULT_MAX_GAP_M, DEFAULT_MAX_GAP_RAD, check_gap
 
 LEADER_FRAMES_FRESH_S = 0.1
 ESTOP_CLEAR_WAIT_S = 0.5  # the status frame reports a resume within a few 200 Hz ticks
@@ -54,6 +57,9 @@ class PiperFollowerConfig(RobotConfig):
     speed_percent: int = 100
     gripper_effort_nm: float = 1.0
     yield_to_leader: bool = True  # one bus shared with a leader: its frames drive the arm
+    # enable() on a bus with a leader refuses when the two arms are further apart than this
+    max_gap_rad: float = DEFAULT_MAX_GAP_RAD
+    max_gap_m: float = DEFAULT_MAX_GAP_M
     enable_on_connect: bool = False  # lerobot's own tools expect a ready arm after connect()
     feedback_timeout_s: float = 2.0
     enable_timeout_s: float = 3.0
@@ -144,6 +150,10 @@ class PiperFollower(Robot):
         if self._estopped or self._arm_reports_estop():
             self._estopped = True
             raise EStopActive("the arm is in e-stop: release the e-stop, press Resume, then Enable")
+        if self.config.yield_to_leader and self._leader_frames_fresh():
+            # Linkage: once enabled, the firmware drives this arm straight to the leader's command.
+            here = dict(zip(MOTOR_KEYS, self.read_joints(), strict=True))
+            check_gap(self._leader_command(), here, self.config.max_gap_rad, self.config.max_gap_m)
         deadline = time.monotonic() + self.config.enable_timeout_s
         while True:
             # The sender lock is taken per attempt, never across the wait: an e-stop from
@@ -230,9 +240,8 @@ class PiperFollower(Robot):
             sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, self.config.speed_percent, 0x00)
             sdk.JointCtrl(*joints_mdeg)
             sdk.GripperCtrl(gripper_um, self._gripper_effort(), 0x01, 0)
-        # What the arm received, in the action's units (1 mdeg / 1 um resolution).
-        sent = [p.mdeg_to_rad(v) for v in joints_mdeg] + [p.um_to_m(gripper_um)]
-        return dict(zip(MOTOR_KEYS, sent, strict=True))
+        # The safe command; the frames carry it rounded to 1 mdeg / 1 um, inside the limits.
+        return dict(zip(MOTOR_KEYS, safe, strict=True))
 
     # -- status -------------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

@@ -15,12 +15,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from collect.limits import MOTOR_KEYS
+from collect.sdk import ArmError
 
 DEFAULT_MAX_GAP_RAD = 0.25  # ~14 degrees per joint
 DEFAULT_MAX_GAP_M = 0.02  # gripper opening
 
 
-class GapTooLarge(RuntimeError):
+class GapTooLarge(ArmError):
     """The follower is too far from the leader to start teleoperation."""
 
     def __init__(self, gaps: dict[str, float], limits: dict[str, float]):

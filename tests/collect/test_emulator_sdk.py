@@ -179,6 +179,33 @@ def test_leader_frames_are_the_action_on_one_bus_and_the_follower_obeys_them():
             follower.disconnect()
 
 
+def test_one_bus_enable_refuses_while_the_leader_is_far_and_says_how_far():
+    """Linkage: an enabled follower goes straight to the leader's pose, so enable checks the gap first."""
+    from collect.teleop import GapTooLarge
+
+    channel = unique_channel("shared-far")
+    leader_joints = FirstOrderJoints(initial_rad=(0.8, 1.57, -1.3485, 0.0, 0.0, 0.0), tau_s=0.02)
+    with (
+        PiperEmulator(channel, role="follower", joint_source=FirstOrderJoints(tau_s=0.02)) as follower_emu,
+        PiperEmulator(channel, role="leader", joint_source=leader_joints),
+    ):
+        follower = PiperFollower(PiperFollowerConfig(port=channel, interface="virtual"), cameras={})
+        follower.connect()
+        try:
+            assert wait_until(follower._leader_frames_fresh)
+            with pytest.raises(GapTooLarge, match=r"joint_1.pos \+0.800 rad"):
+                follower.enable()
+            assert not follower.enabled and follower_emu.enabled == [False] * 6
+            time.sleep(0.1)
+            assert follower.read_joints()[0] == pytest.approx(0.0, abs=1e-4)  # it did not move
+            leader_joints.command((0.1, 1.57, -1.3485, 0.0, 0.0, 0.0), 0.0)  # the operator comes closer
+            assert wait_until(lambda: abs(follower._leader_command()["joint_1.pos"] - 0.1) < 1e-3)
+            follower.enable()
+            assert wait_until(lambda: abs(follower.read_joints()[0] - 0.1) < 2e-3)
+        finally:
+            follower.disconnect()
+
+
 def test_two_buses_the_pc_relays_the_leader_to_the_follower():
     from collect.teleop import TeleopRelay
 

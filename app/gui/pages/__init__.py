@@ -8,6 +8,7 @@ context is the window's shared `AppContext`.
 PAGES: list[tuple[str, str, str]] = [
     ("Station", "app.gui.pages.station", "StationPage"),
     ("Record", "app.gui.pages.record", "RecordPage"),
+    ("Datasets", "app.gui.pages.datasets", "DatasetsPage"),
     ("Train", "app.gui.pages.train", "TrainPage"),
     ("Evaluate", "app.gui.pages.evaluate", "EvaluatePage"),
     ("Results", "app.gui.pages.results", "ResultsPage"),

@@ -1,0 +1,60 @@
+"""Datasets page, offscreen: list, per-task counts, replay an episode, delete one safely."""
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.gui
+
+
+def record_three_episodes(datasets_dir):
+    from collect.recording.plan import RecordingPlan
+    from collect.recording.writer import EpisodeRecord, EpisodeWriter
+
+    plan = RecordingPlan("shelf", tasks=["open_pot", "press_button"], image_size=(96, 128))
+    writer = EpisodeWriter.open(plan, datasets_dir)
+    for n, task in enumerate(["open_pot", "press_button", "open_pot"]):
+        for i in range(10 + 5 * n):
+            state = np.full(7, n + 0.01 * i, np.float32)
+            images = {cam: np.full((96, 128, 3), 60 * n + i, np.uint8) for cam in plan.cameras}
+            writer.add_frame(state, state + 0.2, images, plan.instruction(task))
+        writer.keep(EpisodeRecord(task=task, instruction=plan.instruction(task), success=n != 1, note=f"take {n}"))
+    writer.close()
+    return plan
+
+
+@pytest.mark.slow
+def test_datasets_page_lists_replays_and_deletes_an_episode(qtbot, app_context):
+    from app.gui.pages.datasets import DatasetsPage
+
+    plan = record_three_episodes(app_context.workspace.datasets_dir)
+    page = DatasetsPage(app_context)
+    qtbot.addWidget(page)
+    page.show()
+    qtbot.waitUntil(lambda: page.episode_table.rowCount() == 3, timeout=30_000)
+    assert page.dataset_table.item(0, 0).text() == "shelf" and page.dataset_table.item(0, 1).text() == "3"
+    assert page.dataset_table.item(0, 2).text() == "open the pot: 2, press the button: 1"
+    assert [page.episode_table.item(r, 3).text() for r in range(3)] == ["yes", "no", "yes"]
+
+    page.episode_table.selectRow(1)
+    qtbot.waitUntil(lambda: page.replay is not None and page.replay["episode_index"] == 1, timeout=30_000)
+    assert page.replay["state"].shape == (15, 7) and np.allclose(page.replay["action"] - page.replay["state"], 0.2)
+    assert len(page.replay["frames"]["side"]) == 15 and page.slider.maximum() == 14
+    page.slider.setValue(14)
+    assert abs(int(page.views["wrist"].last_frame.mean()) - (60 + 14)) <= 3  # the episode's own last frame
+
+    page.confirm = lambda text: False  # the operator says Cancel: nothing happens
+    page.delete_selected()
+    assert not page.busy and page.episode_table.rowCount() == 3
+
+    page.confirm = lambda text: "episode 1" in text
+    page.delete_selected()
+    qtbot.waitUntil(lambda: not page.busy and page.episode_table.rowCount() == 2, timeout=120_000)
+    qtbot.waitUntil(lambda: page.dataset_table.item(0, 1).text() == "2", timeout=10_000)
+    assert [page.episode_table.item(r, 5).text() for r in range(2)] == ["take 0", "take 2"]
+
+    from lerobot.datasets import LeRobotDataset
+
+    ds = LeRobotDataset(plan.repo_id, root=plan.root(app_context.workspace.datasets_dir))
+    assert ds.num_episodes == 2 and list(ds.meta.episodes["length"]) == [10, 20]
+    assert ds[10]["task"] == "open the pot" and np.allclose(ds[10]["observation.state"].numpy(), 2.0)
+    page.shutdown()

@@ -1,0 +1,272 @@
+"""Recording on the real-time path: our RecordingSession vs lerobot's own `record_loop`.
+
+    .venv/bin/python benchmarks/bench_record.py [--seconds 60] [--fps 30] [--skip-lerobot-default]
+
+Same robot and cameras for every run, in one process: the PiPER follower and leader
+(`PiperFollower` / `PiperLeader` through the real piper_sdk) on a python-can virtual bus
+answered by our emulators (leader-follower linkage on one bus), the leader moved by a
+sine-wave "operator" thread, and two 480x640 cameras fed from a cheap source (a moving
+test pattern). One episode of `--seconds` each:
+
+1. ours: `RecordingSession` (wall-clock pacing, frames handed to the writer thread, h264
+   streaming encoding, finalize + reopen after keep);
+2. lerobot `record_loop` writing to a dataset with the same h264 streaming encoder;
+3. lerobot `record_loop` with `lerobot-record`'s defaults (AV1, encoded after the episode).
+
+For each: achieved fps, dropped frame slots, late ticks, p99 loop period (all measured the
+same way: a timestamp per `get_observation()` call), and the wait between episodes (the
+time from "episode over" until Start works again: keep / save_episode; ours also reopens
+the dataset afterwards on its writer thread, overlapping the next episode). Ratios are
+ours / lerobot's. Load average is printed: the machine is shared.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+HEIGHT, WIDTH = 480, 640
+
+
+def load_average() -> str:
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
+# -- a cheap camera source (lerobot Camera) ---------------------------------------------------
+def make_pattern_camera_class():
+    import numpy as np
+    from lerobot.cameras import Camera, CameraConfig
+
+    class PatternCamera(Camera):
+        """Frames cut from a precomputed pattern at an offset that moves with time."""
+
+        def __init__(self, name: str, fps: int):
+            super().__init__(CameraConfig(fps=fps, width=WIDTH, height=HEIGHT))
+            yy, xx = np.mgrid[0 : HEIGHT, 0 : 2 * WIDTH]
+            seed = sum(map(ord, name))
+            self._pattern = np.stack([(xx * 0.3 + seed) % 255, (yy * 0.5) % 255, ((xx + yy) * 0.2) % 255],
+                                     axis=-1).astype(np.uint8)
+            self._connected = False
+            self._t0 = time.perf_counter()
+
+        @property
+        def is_connected(self) -> bool:
+            return self._connected
+
+        @staticmethod
+        def find_cameras():
+            return []
+
+        def connect(self, warmup: bool = True) -> None:
+            self._connected = True
+
+        def read(self, color_mode=None):
+            shift = int((time.perf_counter() - self._t0) * 120) % WIDTH
+            return np.ascontiguousarray(self._pattern[:, shift : shift + WIDTH])
+
+        def async_read(self, timeout_ms: float = 200):
+            return self.read()
+
+        def read_latest(self, max_age_ms: int = 500):
+            return self.read()
+
+        def disconnect(self) -> None:
+            self._connected = False
+
+    return PatternCamera
+
+
+class EmulatedStation:
+    """Follower + leader on one emulated bus (PiPER linkage) with pattern cameras."""
+
+    sim = None
+
+    def __init__(self, fps: int):
+        from collect.emulator import PiperEmulator
+        from collect.follower import PiperFollower, PiperFollowerConfig
+        from collect.joint_source import FirstOrderJoints
+        from collect.leader import PiperLeader, PiperLeaderConfig
+        from collect.sim.runtime import unique_channel
+
+        channel = unique_channel("bench")
+        self.leader_source = FirstOrderJoints(tau_s=0.05)
+        self.emulators = [
+            PiperEmulator(channel, role="follower", joint_source=FirstOrderJoints(tau_s=0.08)),
+            PiperEmulator(channel, role="leader", joint_source=self.leader_source),
+        ]
+        for emulator in self.emulators:
+            emulator.start()
+        camera_class = make_pattern_camera_class()
+        self.cameras = {name: camera_class(name, fps) for name in ("side", "wrist")}
+        self.follower = PiperFollower(PiperFollowerConfig(port=channel, interface="virtual"), cameras=self.cameras)
+        self.leader = PiperLeader(PiperLeaderConfig(port=channel, interface="virtual"))
+        self.follower.connect()
+        self.leader.connect()
+        self.is_connected = True
+        self._stop = threading.Event()
+        self._operator = threading.Thread(target=self._move_leader, daemon=True)
+        self._operator.start()
+
+    def _move_leader(self) -> None:
+        import math
+
+        from collect.limits import HOME_JOINTS_RAD
+
+        t0 = time.perf_counter()
+        while not self._stop.is_set():
+            t = time.perf_counter() - t0
+            q = tuple(h + 0.15 * math.sin(0.8 * t + j) for j, h in enumerate(HOME_JOINTS_RAD))
+            self.leader_source.command(q, 0.03 + 0.02 * math.sin(t))
+            time.sleep(0.01)
+
+    def enable(self) -> None:
+        self.follower.enable()
+
+    def estop(self) -> None:
+        self.follower.estop()
+
+    def close(self) -> None:
+        self._stop.set()
+        self.leader.disconnect()
+        self.follower.disconnect()
+        for emulator in self.emulators:
+            emulator.stop()
+
+
+class TickClock:
+    """Timestamps every get_observation() call: the same measurement for every loop."""
+
+    def __init__(self, follower, fps: int):
+        self.fps = fps
+        self.stamps: list[float] = []
+        self._inner = follower.get_observation
+        follower.get_observation = self._observe
+
+    def _observe(self):
+        self.stamps.append(time.perf_counter())
+        return self._inner()
+
+    def figures(self, since: float, until: float) -> dict:
+        stamps = [t for t in self.stamps if since <= t <= until]
+        periods = sorted(b - a for a, b in zip(stamps, stamps[1:], strict=False))
+        target = 1.0 / self.fps
+        if not periods:
+            return {"frames": len(stamps)}
+        return {
+            "frames": len(stamps),
+            "fps": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
+            "dropped": sum(max(0, round(p / target) - 1) for p in periods),
+            "late": sum(p > 1.5 * target for p in periods),
+            "p99_ms": 1000 * periods[min(len(periods) - 1, int(0.99 * len(periods)))],
+        }
+
+
+def run_ours(station, clock: TickClock, datasets_dir: Path, seconds: float, fps: int) -> dict:
+    from collect.recording.plan import RecordingPlan
+    from collect.recording.session import RecordingSession, SessionState
+
+    plan = RecordingPlan("bench_ours", tasks=["open_pot"], episodes_per_task=2, fps=fps, max_episode_s=seconds,
+                         reset_s=0.0, image_size=(HEIGHT, WIDTH), backend="piper", operator="bench")
+    with RecordingSession(plan, datasets_dir, borrowed_station=station) as session:
+        clock.stamps.clear()
+        session.start().result(30)
+        began = time.perf_counter()
+        while session.state == SessionState.RECORDING:
+            time.sleep(0.01)
+        ended = time.perf_counter()
+        figures = clock.figures(began, ended)
+        t = time.perf_counter()
+        info = session.keep().result(120)
+        figures["wait_s"] = figures["keep_s"] = time.perf_counter() - t  # Start works again from here
+        t = time.perf_counter()
+        session.writer._executor.submit(lambda: None).result(120)  # the reopen, on the writer thread
+        figures["reopen_s"] = time.perf_counter() - t  # overlaps the next episode (frames queue meanwhile)
+        figures["saved_frames"] = info["frames"]
+        figures["timer"] = session.snapshot().timing
+    return figures
+
+
+def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, fps: int, streaming_h264: bool) -> dict:
+    from lerobot.configs.video import RGBEncoderConfig
+    from lerobot.datasets import LeRobotDataset
+    from lerobot.processor import make_default_processors
+    from lerobot.scripts.lerobot_record import record_loop
+    from lerobot.utils.feature_utils import hw_to_dataset_features
+
+    follower, leader = station.follower, station.leader
+    features = {**hw_to_dataset_features(follower.action_features, "action"),
+                **hw_to_dataset_features(follower.observation_features, "observation")}
+    name = "bench_lerobot_h264" if streaming_h264 else "bench_lerobot_default"
+    options = {"rgb_encoder": RGBEncoderConfig(vcodec="h264"), "streaming_encoding": True} if streaming_h264 else {}
+    dataset = LeRobotDataset.create("local/" + name, fps=fps, features=features, root=datasets_dir / name,
+                                    robot_type="piper", use_videos=True, **options)
+    teleop_proc, robot_proc, obs_proc = make_default_processors()
+    events = {"exit_early": False, "rerecord_episode": False, "stop_recording": False}
+    clock.stamps.clear()
+    began = time.perf_counter()
+    record_loop(follower, events, fps, teleop_proc, robot_proc, obs_proc, dataset=dataset, teleop=leader,
+                control_time_s=seconds, single_task="open the pot")
+    ended = time.perf_counter()
+    figures = clock.figures(began, ended)
+    figures["saved_frames"] = dataset.writer.episode_buffer["size"]
+    t = time.perf_counter()
+    dataset.save_episode()
+    figures["wait_s"] = figures["keep_s"] = time.perf_counter() - t
+    dataset.finalize()
+    return figures
+
+
+def show(label: str, f: dict) -> None:
+    print(f"{label:34s} fps {f['fps']:5.1f}  frames {f['saved_frames']:5d}  dropped {f['dropped']:4d}  "
+          f"late {f['late']:4d}  p99 period {f['p99_ms']:6.1f} ms  wait between episodes {f['wait_s']:6.2f} s"
+          + (f" (+ dataset reopen {f['reopen_s']:.2f} s in the background)" if "reopen_s" in f else ""))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--skip-lerobot-default", action="store_true", help="skip the AV1 after-episode run")
+    args = parser.parse_args()
+    print(f"load average before: {load_average()} ({os.cpu_count()} CPUs)")
+    station = EmulatedStation(args.fps)
+    station.enable()
+    clock = TickClock(station.follower, args.fps)
+    results = {}
+    with tempfile.TemporaryDirectory(prefix="bench-record-") as tmp:
+        datasets_dir = Path(tmp)
+        try:
+            results["ours"] = run_ours(station, clock, datasets_dir, args.seconds, args.fps)
+            show("ours (RecordingSession, h264 stream)", results["ours"])
+            results["h264"] = run_lerobot(station, clock, datasets_dir, args.seconds, args.fps, True)
+            show("lerobot record_loop, h264 stream", results["h264"])
+            if not args.skip_lerobot_default:
+                results["default"] = run_lerobot(station, clock, datasets_dir, args.seconds, args.fps, False)
+                show("lerobot record_loop, defaults (AV1)", results["default"])
+        finally:
+            station.close()
+    timer = results["ours"]["timer"]
+    if timer is not None:
+        print(f"ours, own live timer: {timer.achieved_fps:.1f} fps, dropped {timer.dropped_frames}, "
+              f"late {timer.late_ticks}, p99 {timer.p99_period_ms:.1f} ms, camera fps {timer.camera_fps}")
+    ours = results["ours"]
+    for key, label in (("h264", "lerobot h264 stream"), ("default", "lerobot defaults")):
+        if key in results:
+            ref = results[key]
+            print(f"ratio ours / {label}: fps {ours['fps'] / ref['fps']:.3f}, p99 period "
+                  f"{ours['p99_ms'] / ref['p99_ms']:.3f}, wait between episodes {ours['wait_s'] / ref['wait_s']:.3f}, "
+                  f"dropped {ours['dropped']} vs {ref['dropped']}")
+    print(f"load average after: {load_average()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

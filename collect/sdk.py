@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+import warnings
 from pathlib import Path
 
 SYS_NET = Path("/sys/class/net")
@@ -63,21 +64,33 @@ def open_sdk(port: str, interface: str = "socketcan"):
         check_socketcan_port(port)
     _forget_instance(port)  # a stale singleton from an earlier connection would ignore our arguments
     sdk = C_PiperInterface_V2(port, judge_flag=False, can_auto_init=False, logger_level=LogLevel.WARNING)
-    try:
-        sdk.CreateCanBus(port, bustype=interface, expected_bitrate=BITRATE, judge_flag=False)
-    except ConnectionError as exc:
-        _forget_instance(port)
-        raise CanPortError(f"cannot open CAN port {port!r} ({interface}): {exc}") from exc
-    if interface == "virtual":
-        # On Linux the SDK opens separate receive and send buses; on a virtual channel the
-        # receive bus would then hear the SDK's own commands. Share one bus, as it does elsewhere.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "The 'bustype' argument is deprecated", DeprecationWarning)
+        try:
+            sdk.CreateCanBus(port, bustype=interface, expected_bitrate=BITRATE, judge_flag=False)
+        except ConnectionError as exc:
+            _forget_instance(port)
+            raise _cannot_open(port, interface) from exc
         bus = sdk.GetCanBus()
-        bus.Close()
-        bus._share_bus_between_rx_tx = True
-        bus.Init()
+        if interface == "virtual":
+            # On Linux the SDK opens separate receive and send buses; on a virtual channel the
+            # receive bus would then hear the SDK's own commands. Share one bus, as it does elsewhere.
+            bus.Close()
+            bus._share_bus_between_rx_tx = True
+            bus.Init()
+    if bus.recv_bus is None or bus.send_bus is None:  # the SDK reports a failed open only as a status
+        _forget_instance(port)
+        raise _cannot_open(port, interface)
     sdk.ConnectPort(piper_init=True)
     logging.getLogger("can").setLevel(logging.WARNING)  # the SDK lowers python-can's logger
     return sdk
+
+
+def _cannot_open(port: str, interface: str) -> CanPortError:
+    return CanPortError(
+        f"cannot open CAN port {port!r} ({interface}): it vanished or is in use. Re-plug the adapter, "
+        f"then `{_FIX_UP.format(port=port)}` (`piper-ws doctor` lists the ports)"
+    )
 
 
 def wait_for_feedback(sdk, port: str, timeout_s: float = 2.0) -> None:

@@ -47,3 +47,15 @@ def test_a_can_port_that_is_down_or_at_the_wrong_bitrate_says_the_command_that_f
     check_socketcan_port("can2", found=found)  # ready: no error
     with pytest.raises(CanPortError, match=r"CAN ports here: can0, can1, can2"):
         check_socketcan_port("can5", found=found)
+
+
+def test_a_port_that_vanishes_between_the_check_and_the_open_is_a_clear_error(monkeypatch):
+    """piper_sdk reports a failed socket open only as a status code; we turn it into an error."""
+    import collect.sdk
+
+    monkeypatch.setattr(collect.sdk, "check_socketcan_port", lambda port: None)  # it was there a moment ago
+    with pytest.raises(CanPortError, match=r"cannot open CAN port 'can-gone-3' \(socketcan\): it vanished"):
+        open_sdk("can-gone-3", interface="socketcan")
+    from piper_sdk import C_PiperInterface_V2
+
+    assert "can-gone-3" not in C_PiperInterface_V2._instances  # the name can be opened again later

@@ -19,6 +19,13 @@ from .conftest import unique_channel, wait_until
 pytestmark = pytest.mark.timeout(60)
 
 
+class NeverEnables(PiperEmulator):
+    """An arm whose motors never report enabled (power switch off)."""
+
+    def _on_enable(self, motor, flag):
+        pass
+
+
 
 def test_sdk_reads_status_joints_firmware_and_limits(follower_emulator):
     sdk = open_sdk(follower_emulator.channel, "virtual")
@@ -49,6 +56,22 @@ def test_enable_then_joint_and_gripper_commands_are_reached(follower, follower_e
         follower.send_action(dict(zip(MOTOR_KEYS, target, strict=True)))
         time.sleep(0.01)
     assert wait_until(lambda: max(abs(a - b) for a, b in zip(follower.read_joints(), target, strict=True)) < 2e-3)
+
+
+def test_motor_frames_report_enable_state_and_speed_while_moving(follower, follower_emulator):
+    assert wait_until(lambda: follower.status()["motors_enabled"] == [False] * 6)
+    follower.enable()
+    assert wait_until(lambda: follower.status()["motors_enabled"] == [True] * 6)  # 0x261-0x266 bit 6
+    assert follower.sdk.GetArmGripperMsgs().gripper_state.foc_status.driver_enable_status
+    q = follower.read_joints()
+    speeds = []
+    for _ in range(30):  # joint 1 moving at about 2 rad/s
+        q[0] = min(q[0] + 0.01, 0.3)
+        follower.send_action(dict(zip(MOTOR_KEYS, q, strict=True)))
+        speeds.append(follower.sdk.GetArmHighSpdInfoMsgs().motor_1.motor_speed)  # 0x251, 0.001 rad/s
+        time.sleep(0.005)
+    assert max(speeds) > 200
+    assert follower.sdk.GetArmEndPoseMsgs().end_pose.Z_axis > 0  # 0x2A2-0x2A4 decoded (0.001 mm)
 
 
 def test_estop_stops_motion_and_refuses_commands_until_resume(follower, follower_emulator):
@@ -97,10 +120,6 @@ def test_estop_works_from_another_thread_while_commands_stream(follower, followe
 
 
 def test_enable_times_out_with_a_clear_error_when_the_arm_never_reports_enabled():
-    class NeverEnables(PiperEmulator):
-        def _on_enable(self, motor, flag):  # an arm with its power switch off
-            pass
-
     with NeverEnables(unique_channel("dead"), role="follower") as emu:
         arm = PiperFollower(PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=0.5), cameras={})
         arm.connect()
@@ -112,10 +131,6 @@ def test_enable_times_out_with_a_clear_error_when_the_arm_never_reports_enabled(
 
 
 def test_estop_goes_out_at_once_while_enable_is_still_waiting_for_the_motors():
-    class NeverEnables(PiperEmulator):
-        def _on_enable(self, motor, flag):
-            pass
-
     with NeverEnables(unique_channel("slow-enable"), role="follower") as emu:
         arm = PiperFollower(PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=10), cameras={})
         arm.connect()

@@ -172,6 +172,7 @@ class TickClock:
 def run_ours(station, clock: TickClock, datasets_dir: Path, seconds: float, fps: int) -> dict:
     from collect.recording.plan import RecordingPlan
     from collect.recording.session import RecordingSession, SessionState
+    from collect.recording.writer import read_sidecar
 
     plan = RecordingPlan("bench_ours", tasks=["open_pot"], episodes_per_task=2, fps=fps, max_episode_s=seconds,
                          reset_s=0.0, image_size=(HEIGHT, WIDTH), backend="piper", operator="bench")
@@ -190,12 +191,13 @@ def run_ours(station, clock: TickClock, datasets_dir: Path, seconds: float, fps:
         session.writer._executor.submit(lambda: None).result(120)  # the reopen, on the writer thread
         figures["reopen_s"] = time.perf_counter() - t  # overlaps the next episode (frames queue meanwhile)
         figures["saved_frames"] = info["frames"]
+        rows = read_sidecar(session.writer.root)
+        figures["video_dropped"] = rows[info["episode_index"]]["timing"]["video_frames_dropped"]
         figures["timer"] = session.snapshot().timing
     return figures
 
 
 def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, fps: int, streaming_h264: bool) -> dict:
-    from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets import LeRobotDataset
     from lerobot.processor import make_default_processors
     from lerobot.scripts.lerobot_record import record_loop
@@ -205,7 +207,10 @@ def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, f
     features = {**hw_to_dataset_features(follower.action_features, "action"),
                 **hw_to_dataset_features(follower.observation_features, "observation")}
     name = "bench_lerobot_h264" if streaming_h264 else "bench_lerobot_default"
-    options = {"rgb_encoder": RGBEncoderConfig(vcodec="h264"), "streaming_encoding": True} if streaming_h264 else {}
+    from collect.recording.writer import EpisodeWriter
+
+    # the same encoder settings as ours, so the comparison isolates the loop and the writer
+    options = {"rgb_encoder": EpisodeWriter._encoder(), "streaming_encoding": True} if streaming_h264 else {}
     dataset = LeRobotDataset.create("local/" + name, fps=fps, features=features, root=datasets_dir / name,
                                     robot_type="piper", use_videos=True, **options)
     teleop_proc, robot_proc, obs_proc = make_default_processors()
@@ -217,6 +222,8 @@ def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, f
     ended = time.perf_counter()
     figures = clock.figures(began, ended)
     figures["saved_frames"] = dataset.writer.episode_buffer["size"]
+    encoder = dataset.writer._streaming_encoder
+    figures["video_dropped"] = sum(encoder._dropped_frames.values()) if encoder is not None else 0
     t = time.perf_counter()
     dataset.save_episode()
     figures["wait_s"] = figures["keep_s"] = time.perf_counter() - t
@@ -226,7 +233,8 @@ def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, f
 
 def show(label: str, f: dict) -> None:
     print(f"{label:34s} fps {f['fps']:5.1f}  frames {f['saved_frames']:5d}  dropped {f['dropped']:4d}  "
-          f"late {f['late']:4d}  p99 period {f['p99_ms']:6.1f} ms  wait between episodes {f['wait_s']:6.2f} s"
+          f"late {f['late']:4d}  encoder drops {f['video_dropped']:4d}  p99 period {f['p99_ms']:6.1f} ms  "
+          f"wait between episodes {f['wait_s']:6.2f} s"
           + (f" (+ dataset reopen {f['reopen_s']:.2f} s in the background)" if "reopen_s" in f else ""))
 
 

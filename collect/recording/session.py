@@ -69,6 +69,7 @@ class Snapshot:
     message: str = ""
     estopped: bool = False
     kept_seconds: float = 0.0  # recorded duration of the kept episodes (for the ETA)
+    backlog: int = 0  # frames recorded but not yet handed to the video encoder
 
 
 def default_station_factory(plan: RecordingPlan, task: str, hardware=None):
@@ -213,6 +214,7 @@ class RecordingSession:
                 countdown_s=countdown, images=dict(self._images), leader=list(self._leader),
                 follower=list(self._follower), timing=self._last_timing, last_success=self._last_success,
                 message=self._message, estopped=estopped, kept_seconds=self._kept_seconds,
+                backlog=self.writer.pending_frames if self.writer is not None else 0,
             )
 
     def eta_s(self) -> float | None:

@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 ROBOT_TYPE = "piper"
 EPISODES_SIDECAR = "episodes.jsonl"
+ENCODER_WAIT_S = 30.0  # give up waiting for the encoder (it is stuck) and let lerobot drop
 _DEFAULT_KEYS = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
 
 
@@ -212,9 +213,11 @@ class EpisodeWriter:
 
     @staticmethod
     def _encoder():
+        """h264 (x264 'veryfast': keeps up with two 480x640 streams on a busy 2-core PC), GOP 2 as
+        lerobot's default for random access in training."""
         from lerobot.configs.video import RGBEncoderConfig
 
-        return RGBEncoderConfig(vcodec="h264")
+        return RGBEncoderConfig(vcodec="h264", preset="veryfast")
 
     @classmethod
     def _create_dataset(cls, plan: RecordingPlan, root: Path):
@@ -290,12 +293,27 @@ class EpisodeWriter:
     def _add(self, frame: dict) -> None:
         try:
             if self._error is None:
+                self._wait_for_encoder_room()
                 self._dataset.add_frame(frame)
         except BaseException as exc:  # reported on the next call from the loop
             self._error = exc
         finally:
             with self._lock:
                 self._pending -= 1
+
+    def _wait_for_encoder_room(self, timeout_s: float = ENCODER_WAIT_S) -> None:
+        """lerobot's streaming encoder drops a frame when its queue stays full for 0.1 s; a frame
+        waits here instead (the backlog grows in our queue, and keep waits for it to drain)."""
+        import time
+
+        queues = _encoder_queues(self._dataset)
+        deadline = time.monotonic() + timeout_s
+        while any(q.full() for q in queues) and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def video_frames_dropped(self) -> int:
+        encoder = getattr(getattr(self._dataset, "writer", None), "_streaming_encoder", None)
+        return sum(getattr(encoder, "_dropped_frames", {}).values()) if encoder is not None else 0
 
     def keep(self, record: EpisodeRecord, timeout_s: float = 120.0) -> EpisodeRecord:
         """Save the episode (returns when it is on disk, finalized) and reopen for the next one."""
@@ -315,6 +333,7 @@ class EpisodeWriter:
         if self._error is not None:
             raise self._error
         record.episode_index = self._dataset.meta.total_episodes
+        record.timing = {**record.timing, "video_frames_dropped": self.video_frames_dropped()}
         self._dataset.save_episode()
         self._dataset.finalize()
         _append_sidecar(self.root, asdict(record))
@@ -359,6 +378,12 @@ class EpisodeWriter:
         if self._error is not None:
             error, self._error = self._error, None
             raise RuntimeError(f"writing the episode failed: {error}; discard it and record again") from error
+
+
+def _encoder_queues(dataset: Any) -> list:
+    """The streaming encoder's per-camera frame queues (empty when there is none yet)."""
+    encoder = getattr(getattr(dataset, "writer", None), "_streaming_encoder", None)
+    return list(getattr(encoder, "_frame_queues", {}).values()) if encoder is not None else []
 
 
 def episode_instructions(dataset_root: Path) -> list[str]:

@@ -353,6 +353,7 @@ class RecordPage(QWidget):
             self.timing_label.setText(
                 f"{timing.achieved_fps:.1f} fps (target {timing.target_fps:.0f}), cameras {cams}, "
                 f"dropped {timing.dropped_frames}, late {timing.late_ticks}, p99 period {timing.p99_period_ms:.0f} ms"
+                + (f", encoder backlog {snap.backlog} frames" if snap.backlog > self.session.plan.fps else "")
                 + (f"  WARNING {warning}" if warning else ""))
             self.timing_label.setStyleSheet("color: #c62828;" if warning else "")
         self.eta_label.setText(f"ETA for the plan: {format_duration(self.session.eta_s())}")

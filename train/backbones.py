@@ -230,7 +230,22 @@ def _train_tokenizer(bos: str, eos: str, pad: str, unk: str, extra_specials: dic
     )
 
 
-def _write_tiny_smolvlm(vlm_dir: Path) -> None:
+# SmolVLM sizes: the tiny test model, and SmolVLM2-500M's shapes (SmolVLA's VLM) for benchmarks.
+TINY_SMOLVLM = dict(
+    text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=16, max_position_embeddings=512),
+    vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
+    image=TINY_IMAGE, scale_factor=2, vocab_size=None,
+)  # fmt: skip
+SMOLVLM2_500M = dict(
+    text=dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+              num_key_value_heads=5, head_dim=64, max_position_embeddings=8192),
+    vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12),
+    image=512, scale_factor=4, vocab_size=49280,
+)  # fmt: skip
+
+
+def _write_smolvlm(vlm_dir: Path, sizes: dict) -> None:
     """A SmolVLM config + processor (no weights: SmolVLA builds the VLM from the config)."""
     from transformers import LlamaConfig, SmolVLMConfig, SmolVLMProcessor
     from transformers.models.smolvlm.configuration_smolvlm import SmolVLMVisionConfig
@@ -249,42 +264,54 @@ def _write_tiny_smolvlm(vlm_dir: Path) -> None:
             "end_of_utterance_token": "<end_of_utterance>",
         },
     )
-    patch = 16
+    patch, image, scale = 16, sizes["image"], sizes["scale_factor"]
     text = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        head_dim=16,
-        max_position_embeddings=512,
+        vocab_size=max(len(tokenizer), sizes["vocab_size"] or 0),
         pad_token_id=tokenizer.pad_token_id,
+        **sizes["text"],
     )
-    vision = SmolVLMVisionConfig(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=TINY_IMAGE,
-        patch_size=patch,
-    )
+    vision = SmolVLMVisionConfig(image_size=image, patch_size=patch, **sizes["vision"])
     config = SmolVLMConfig(
         text_config=text,
         vision_config=vision,
-        scale_factor=2,
+        scale_factor=scale,
         image_token_id=tokenizer.image_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
     config.save_pretrained(vlm_dir)
-    size = {"longest_edge": TINY_IMAGE}
+    size = {"longest_edge": image}
     processor = SmolVLMProcessor(
         image_processor=SmolVLMImageProcessor(size=size, max_image_size=size, do_image_splitting=False),
         video_processor=SmolVLMVideoProcessor(size=size, max_image_size=size),
         tokenizer=tokenizer,
-        image_seq_len=((TINY_IMAGE // patch) ** 2) // 4,  # patches after the 2x2 pixel shuffle
+        image_seq_len=((image // patch) ** 2) // scale**2,  # patches after the pixel shuffle
     )
     processor.save_pretrained(vlm_dir)
+
+
+def smolvla_sized_policy(cache_dir: str | Path | None = None, chunk_size: int = 50):
+    """A SmolVLA with SmolVLA's real shapes (SmolVLM2-500M, 16 VLM layers, expert 0.75x) and
+    random weights, for speed and memory figures without downloading anything."""
+    from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
+    from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
+
+    vlm_dir = Path(cache_dir or default_cache_dir()) / "smolvla-sized-vlm"
+    if not (vlm_dir / "config.json").exists():
+        _write_smolvlm(vlm_dir, SMOLVLM2_500M)
+    inputs, outputs = _default_features()
+    config = SmolVLAConfig(
+        vlm_model_name=str(vlm_dir),
+        load_vlm_weights=False,
+        num_vlm_layers=16,
+        chunk_size=chunk_size,
+        n_action_steps=chunk_size,
+        push_to_hub=False,
+        train_expert_only=False,
+        freeze_vision_encoder=False,
+        input_features=inputs,
+        output_features=outputs,
+    )
+    return SmolVLAPolicy(config)
 
 
 def _tiny_smolvla(work: Path):
@@ -293,7 +320,7 @@ def _tiny_smolvla(work: Path):
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
     vlm_dir = work / "vlm"
-    _write_tiny_smolvlm(vlm_dir)
+    _write_smolvlm(vlm_dir, TINY_SMOLVLM)
     inputs, outputs = _default_features()
     config = SmolVLAConfig(
         vlm_model_name=str(vlm_dir),

@@ -88,6 +88,13 @@ class PiperLeader(Teleoperator):
             raise ArmError(f"the leader on {self.port!r} is not connected: call connect() first")
         joint_msg = self.sdk.GetArmJointCtrl()
         age = time.time() - joint_msg.time_stamp
+        # A reader thread starved on a loaded PC looks stale for a moment too: give the
+        # frames one more `stale_after_s` to arrive before calling the leader lost.
+        deadline = time.monotonic() + self.config.stale_after_s
+        while age > self.config.stale_after_s and time.monotonic() < deadline:
+            time.sleep(0.005)
+            joint_msg = self.sdk.GetArmJointCtrl()
+            age = time.time() - joint_msg.time_stamp
         if age > self.config.stale_after_s:
             raise ArmError(
                 f"the leader arm's last command is {age:.1f} s old: check its power and CAN cable ({self.port!r})"

@@ -4,6 +4,7 @@
         sdk = open_sdk("sim-bus-1", interface="virtual")        # collect.sdk
         ...
         arm.control_frames()   # every control frame the PC (or a leader) put on the bus
+        mark = arm.control_frame_count; ...; arm.control_frames(since=mark)   # those after `mark`
 
 Roles:
 - follower: reports status, end pose, joints, gripper, high- and low-speed motor frames;
@@ -39,7 +40,7 @@ log = logging.getLogger(__name__)
 
 ROLES = ("follower", "leader")
 LOW_SPEED_EVERY_TICKS = 10  # 20 Hz at 200 Hz, like the real arm's slower motor reports
-CONTROL_LOG_SIZE = 200_000
+CONTROL_LOG_SIZE = 50_000  # the newest frames kept: ~50 s of a leader's traffic, ~10 MB
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class ControlFrame:
     arbitration_id: int
     data: bytes
     timestamp: float
+    seq: int  # 0, 1, 2, ... in order of arrival over the emulator's life
 
 
 class PiperEmulator:
@@ -63,6 +65,7 @@ class PiperEmulator:
         manual: bool = False,
         firmware: str = "S-V1.6-3",
         end_pose: bool = True,
+        control_log_size: int = CONTROL_LOG_SIZE,
     ):
         if role not in ROLES:
             raise ValueError(f"role must be one of {ROLES}, not {role!r}")
@@ -92,7 +95,8 @@ class PiperEmulator:
         self.ticks = 0
         self.frames_sent = 0
         self.frames_received = 0
-        self._control_log: collections.deque[ControlFrame] = collections.deque(maxlen=CONTROL_LOG_SIZE)
+        self._control_log: collections.deque[ControlFrame] = collections.deque(maxlen=control_log_size)
+        self._control_count = 0
         self._log_lock = threading.Lock()
         self._bus: can.BusABC | None = None
         self._stop = threading.Event()
@@ -129,10 +133,20 @@ class PiperEmulator:
         return self._bus is not None
 
     # -- what tests and the GUI look at ----------------------------------------------------
-    def control_frames(self, ids: frozenset[int] | None = None) -> list[ControlFrame]:
+    def control_frames(self, ids: frozenset[int] | None = None, since: int = 0) -> list[ControlFrame]:
+        """Commands received (0x150-0x159, 0x470, 0x471: `can_protocol.COMMAND_IDS`), oldest first.
+
+        `since`: only frames with `seq >= since`; pass `control_frame_count` taken earlier to
+        get what arrived after that moment (stays right when old frames have been dropped).
+        """
         with self._log_lock:
             frames = list(self._control_log)
-        return [f for f in frames if ids is None or f.arbitration_id in ids]
+        return [f for f in frames if f.seq >= since and (ids is None or f.arbitration_id in ids)]
+
+    @property
+    def control_frame_count(self) -> int:
+        """How many control frames arrived so far (the `seq` the next one will get)."""
+        return self._control_count
 
     def joint_targets_mdeg(self) -> tuple[int, ...]:
         return tuple(int(v) for v in self._target_mdeg)
@@ -180,9 +194,10 @@ class PiperEmulator:
     # -- receiving ------------------------------------------------------------------------
     def _handle(self, msg: can.Message) -> None:
         frame_id, data = msg.arbitration_id, bytes(msg.data)
-        if frame_id in p.CONTROL_IDS or frame_id == p.MOTION_CTRL_1 or frame_id == p.MOTOR_ENABLE:
+        if frame_id in p.COMMAND_IDS:
             with self._log_lock:
-                self._control_log.append(ControlFrame(frame_id, data, msg.timestamp))
+                self._control_log.append(ControlFrame(frame_id, data, msg.timestamp, self._control_count))
+                self._control_count += 1
         if frame_id == p.MASTER_SLAVE_CONFIG:
             self._configure_role(data)
         elif self.role == "leader":

@@ -320,3 +320,21 @@ def test_a_leader_that_goes_quiet_mid_teleop_is_reported_not_replayed():
             assert time.monotonic() - started < 1.0  # one grace period, not a hang
         finally:
             leader.disconnect()
+
+
+def test_control_log_is_bounded_and_since_counts_across_dropped_frames():
+    import can
+
+    with PiperEmulator(unique_channel("log"), role="follower", manual=True, control_log_size=10) as emu:
+        with can.Bus(interface="virtual", channel=emu.channel) as pc:
+            for i in range(20):
+                pc.send(can.Message(arbitration_id=p.GRIPPER_CTRL, data=p.pack_gripper_ctrl(i, 0, 0), is_extended_id=False))
+            pc.send(can.Message(arbitration_id=p.END_POSE_CTRL[0], data=bytes(8), is_extended_id=False))
+            pc.send(can.Message(arbitration_id=p.FIRMWARE, data=bytes([1] + [0] * 7), is_extended_id=False))  # a query
+        emu.tick(0.005)
+        assert emu.control_frame_count == 21 and len(emu.control_frames()) == 10
+        tail = emu.control_frames(since=15)
+        assert [f.seq for f in tail] == [15, 16, 17, 18, 19, 20]
+        assert [p.unpack_gripper_ctrl(f.data)[0] for f in tail[:5]] == [15, 16, 17, 18, 19]
+        assert tail[-1].arbitration_id == p.END_POSE_CTRL[0]
+        assert emu.control_frames(frozenset(p.JOINT_CTRL)) == []

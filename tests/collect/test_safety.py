@@ -55,10 +55,10 @@ def test_every_frame_on_the_bus_is_within_limits_and_step_bounds(follower, follo
     if not follower.enabled:
         follower.enable()
         time.sleep(0.05)  # the enable's own gripper frame is not part of this example
-    already = len(follower_emulator.control_frames())
+    mark = follower_emulator.control_frame_count
     returned = [follower.send_action(dict(zip(MOTOR_KEYS, action, strict=True))) for action in sequence]
-    assert wait_until(lambda: len(follower_emulator.control_frames()) >= already + 5 * len(sequence))
-    frames = follower_emulator.control_frames()[already:]
+    assert wait_until(lambda: follower_emulator.control_frame_count >= mark + 5 * len(sequence))
+    frames = follower_emulator.control_frames(since=mark)
     audit_frames(frames, follower.safety.max_step_rad, follower.safety.max_step_m)
     # send_action returns what reached the arm (the frames carry it rounded into the integer limits).
     joint_frames = [f for f in frames if f.arbitration_id in p.JOINT_CTRL]
@@ -73,15 +73,15 @@ def test_every_frame_on_the_bus_is_within_limits_and_step_bounds(follower, follo
 def test_commands_at_the_limits_stay_inside_them_on_the_bus(follower, follower_emulator):
     """1.22 rad is 69900.85 mdeg: rounding alone would put 69901 on the bus, past the 69900 limit."""
     follower.enable()
-    already = len(follower_emulator.control_frames())
+    mark = follower_emulator.control_frame_count
     corners = ([hi for _, hi in MOTOR_LIMITS], [lo for lo, _ in MOTOR_LIMITS])
     for corner in corners:
         for _ in range(80):  # enough steps to walk there from home at the step bound
             sent = follower.send_action(dict(zip(MOTOR_KEYS, corner, strict=True)))
         assert all(lo <= v <= hi for v, (lo, hi) in zip(sent.values(), MOTOR_LIMITS, strict=True))
         assert list(sent.values()) == pytest.approx(corner)  # got there
-    assert wait_until(lambda: len(follower_emulator.control_frames()) >= already + 5 * 160)
-    audit_frames(follower_emulator.control_frames()[already:], follower.safety.max_step_rad, follower.safety.max_step_m)
+    assert wait_until(lambda: follower_emulator.control_frame_count >= mark + 5 * 160)
+    audit_frames(follower_emulator.control_frames(since=mark), follower.safety.max_step_rad, follower.safety.max_step_m)
     assert follower_emulator.limit_error_bits == 0
 
 

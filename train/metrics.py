@@ -84,6 +84,14 @@ class MetricsFollower:
         return out
 
 
+def format_eta(seconds) -> str:
+    """h:mm:ss, or --:-- when unknown."""
+    if seconds is None:
+        return "--:--"
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
 def progress(run_dir: str | Path) -> dict:
     """The latest training record and validation record: what a progress bar needs."""
     last_train, last_val = {}, {}

@@ -63,17 +63,10 @@ def _bar(fraction: float, width: int = 30) -> str:
     return "#" * filled + "-" * (width - filled)
 
 
-def _fmt_eta(seconds) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
-
-
 def follow(run_dir, stream=sys.stderr, poll_s: float = 1.0):
     """Print a progress line until the job ends; returns its final record."""
     from train.jobs import read_job
-    from train.metrics import progress
+    from train.metrics import format_eta, progress
 
     record = read_job(run_dir)
     while record.active:
@@ -81,7 +74,7 @@ def follow(run_dir, stream=sys.stderr, poll_s: float = 1.0):
         loss = f"{p['loss']:.4f}" if p["loss"] is not None else "-"
         stream.write(
             f"\r[{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
-            f"loss {loss} ETA {_fmt_eta(p['eta_s'])}  "
+            f"loss {loss} ETA {format_eta(p['eta_s'])}  "
         )
         stream.flush()
         time.sleep(poll_s)

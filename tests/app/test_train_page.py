@@ -108,3 +108,15 @@ def test_a_crashed_job_shows_failed_with_its_error(qtbot, page_factory, workspac
     assert "failed" in later.status_label.text()
     assert "Traceback" in later.log_view.toPlainText()
     assert [r.state for r in list_jobs(workspace.runs_dir)] == ["failed"]
+
+
+def test_cli_lists_presets_and_refuses_bad_input(workspace, capsys):
+    from app.cli import main
+
+    assert main(["--workspace", str(workspace.root), "train", "--presets"]) == 0
+    assert "smolvla-lora_sp" in capsys.readouterr().out
+    assert main(["--workspace", str(workspace.root), "train", "--list"]) == 0
+    assert "no runs" in capsys.readouterr().out
+    assert main(["--workspace", str(workspace.root), "train", "--dataset", "x", "--preset", "smolvla-lorsp"]) == 2
+    assert "closest: smolvla-lora_sp" in capsys.readouterr().err
+    assert main(["--workspace", str(workspace.root), "train", "--resume"]) == 2

@@ -34,20 +34,13 @@ from PySide6.QtWidgets import (
 
 from app.gui.context import AppContext
 from train.jobs import list_jobs
-from train.metrics import MetricsFollower
+from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
 
 POLL_MS = 1000
 LOG_TAIL_BYTES = 6000
 RUN_COLUMNS = ["Run", "State", "Strategy", "Step", "Trainable %", "Final loss", "Final val"]
 CURVE_COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2"]
-
-
-def _fmt_eta(seconds) -> str:
-    if seconds is None:
-        return "--:--"
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 def _read_tail(path: Path, size: int = LOG_TAIL_BYTES) -> str:
@@ -388,7 +381,7 @@ class TrainPage(QWidget):
         self.progress.setValue(int(1000 * min(1.0, step / total)))
         text = f"{record.run_name}: {record.state}, step {step}/{total}"
         if record.active:
-            text += f", ETA {_fmt_eta(last.get('eta_s'))}"
+            text += f", ETA {format_eta(last.get('eta_s'))}"
         if record.state == "failed" and record.error:
             text += f" — {record.error}"
         self.status_label.setText(text)

@@ -23,20 +23,19 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from lerobot.cameras import CameraConfig
 from lerobot.cameras.utils import make_cameras_from_configs
-from lerobot.robots import Robot, RobotConfig
+from lerobot.robots import Robot
 
 from collect import can_protocol as p
 from collect.cameras import connect_camera
+from collect.config_follower import PiperFollowerConfig
 from collect.limits import CAMERA_NAMES, MOTOR_KEYS
-from collect.safety import DEFAULT_MAX_STEP_M, DEFAULT_MAX_STEP_RAD, SafetyFilter, action_to_vector
+from collect.safety import SafetyFilter, action_to_vector
 from collect.sdk import ArmError, close_sdk, open_sdk, wait_for_feedback
-from collect.teleop import DEFAULT_MAX_GAP_M, DEFAULT_MAX_GAP_RAD, check_gap
+from collect.teleop import check_gap
 
 LEADER_FRAMES_FRESH_S = 0.1
 ESTOP_CLEAR_WAIT_S = 0.5  # the status frame reports a resume within a few 200 Hz ticks
@@ -44,26 +43,6 @@ ESTOP_CLEAR_WAIT_S = 0.5  # the status frame reports a resume within a few 200 H
 
 class EStopActive(ArmError):
     """A command was refused because the e-stop is active."""
-
-
-@RobotConfig.register_subclass("piper_follower")
-@dataclass(kw_only=True)
-class PiperFollowerConfig(RobotConfig):
-    port: str = "can0"
-    interface: str = "socketcan"  # "socketcan" (real arm) or "virtual" (simulated arm)
-    cameras: dict[str, CameraConfig] = field(default_factory=dict)
-    max_step_rad: float = DEFAULT_MAX_STEP_RAD  # per send_action
-    max_step_m: float = DEFAULT_MAX_STEP_M
-    speed_percent: int = 100
-    gripper_effort_nm: float = 1.0
-    yield_to_leader: bool = True  # one bus shared with a leader: its frames drive the arm
-    # enable() on a bus with a leader refuses when the two arms are further apart than this
-    max_gap_rad: float = DEFAULT_MAX_GAP_RAD
-    max_gap_m: float = DEFAULT_MAX_GAP_M
-    enable_on_connect: bool = False  # lerobot's own tools expect a ready arm after connect()
-    feedback_timeout_s: float = 2.0
-    enable_timeout_s: float = 3.0
-    camera_timeout_ms: float = 1000.0
 
 
 class PiperFollower(Robot):

@@ -15,24 +15,14 @@ is what the SDK decodes from those frames (`GetArmJointCtrl` / `GetArmGripperCtr
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from functools import cached_property
 
-from lerobot.teleoperators import Teleoperator, TeleoperatorConfig
+from lerobot.teleoperators import Teleoperator
 
 from collect import can_protocol as p
+from collect.config_leader import PiperLeaderConfig
 from collect.limits import MOTOR_KEYS
 from collect.sdk import ArmError, CanPortError, close_sdk, open_sdk
-
-
-@TeleoperatorConfig.register_subclass("piper_leader")
-@dataclass(kw_only=True)
-class PiperLeaderConfig(TeleoperatorConfig):
-    port: str = "can0"
-    interface: str = "socketcan"  # "socketcan" (real arm) or "virtual" (simulated arm)
-    two_bus: bool = False
-    frames_timeout_s: float = 2.0  # connect() waits this long for the first command frames
-    stale_after_s: float = 0.5  # get_action() refuses commands older than this
 
 
 class PiperLeader(Teleoperator):

@@ -217,10 +217,16 @@ def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, f
     events = {"exit_early": False, "rerecord_episode": False, "stop_recording": False}
     clock.stamps.clear()
     began = time.perf_counter()
-    record_loop(follower, events, fps, teleop_proc, robot_proc, obs_proc, dataset=dataset, teleop=leader,
-                control_time_s=seconds, single_task="open the pot")
+    failure = ""
+    try:
+        record_loop(follower, events, fps, teleop_proc, robot_proc, obs_proc, dataset=dataset, teleop=leader,
+                    control_time_s=seconds, single_task="open the pot")
+    except Exception as exc:  # e.g. the leader's frames went stale while the loop starved: report it
+        failure = f"{type(exc).__name__}: {exc}"
     ended = time.perf_counter()
     figures = clock.figures(began, ended)
+    figures["failure"] = failure
+    figures["ran_s"] = ended - began
     figures["saved_frames"] = dataset.writer.episode_buffer["size"]
     encoder = dataset.writer._streaming_encoder
     figures["video_dropped"] = sum(encoder._dropped_frames.values()) if encoder is not None else 0
@@ -236,6 +242,8 @@ def show(label: str, f: dict) -> None:
           f"late {f['late']:4d}  encoder drops {f['video_dropped']:4d}  p99 period {f['p99_ms']:6.1f} ms  "
           f"wait between episodes {f['wait_s']:6.2f} s"
           + (f" (+ dataset reopen {f['reopen_s']:.2f} s in the background)" if "reopen_s" in f else ""))
+    if f.get("failure"):
+        print(f"{'':34s} the loop FAILED after {f['ran_s']:.1f} s: {f['failure']}")
 
 
 def main() -> int:

@@ -70,6 +70,18 @@ def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord
         assert session.task == "press_button"  # open_pot reached its target: the task advanced
         session.switch_task("open_pot").result(60)
         assert session.task == "open_pot"
+
+        session.start().result(60)  # E-STOP mid-episode: the arm stops, the episode waits for review
+        session.estop()
+        wait_for(session, SessionState.REVIEW, timeout_s=30)
+        assert session.snapshot().estopped
+        session.discard().result(60)
+        wait_for(session, SessionState.READY)
+        with pytest.raises(RuntimeError, match="e-stop"):
+            session.start().result(60)
+        session.resume_arm().result(60)
+        session.start().result(60)
+        session.discard().result(60)
     ds = LeRobotDataset(plan.repo_id, root=plan.root(datasets_dir))
     assert ds.num_episodes == 5
     last = read_sidecar(plan.root(datasets_dir))[4]

@@ -107,6 +107,11 @@ class DatasetsPage(QWidget):
         splitter.addWidget(replay)
         self._update_buttons()
 
+    def showEvent(self, event) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        if not self.busy:
+            self.refresh()  # episodes kept on the Record page since the last look
+
     # -- loading --------------------------------------------------------------------------------
     def refresh(self) -> None:
         from collect.recording.library import list_datasets

@@ -164,7 +164,11 @@ class RecordPage(QWidget):
         self.auto_check.toggled.connect(lambda on: self.session is not None and self.session.set_auto(on))
         self.estop_button = EstopButton(22)
         self.estop_button.pressed.connect(self.context.estop)
+        self.resume_button = QPushButton("Release e-stop")
+        self.resume_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.resume_button.clicked.connect(lambda: self.session is not None and self._watch(self.session.resume_arm()))
         buttons.addWidget(self.estop_button)
+        buttons.addWidget(self.resume_button)
         middle.addLayout(buttons)
         review = QHBoxLayout()
         review.addWidget(self.success_combo)
@@ -344,7 +348,7 @@ class RecordPage(QWidget):
                 "ready": f"READY: {task_title(snap.task)} (Space to start)",
                 "finished": "PLAN COMPLETE"}.get(snap.state.value, snap.message)
         if snap.estopped:
-            text = "E-STOP: release it on the Station page before recording"
+            text = "E-STOP: the arm is stopped; press Release e-stop when it is safe"
         self.state_label.setText(text)
         timing = snap.timing
         if timing is not None:
@@ -387,6 +391,7 @@ class RecordPage(QWidget):
         self.start_button.setText("Stop  [Space]" if state == SessionState.RECORDING
                                   else "Re-record  [Space]" if state == SessionState.REVIEW else "Start  [Space]")
         self.keep_button.setEnabled(state == SessionState.REVIEW)
+        self.resume_button.setEnabled(self.session is not None)
         self.discard_button.setEnabled(state in (SessionState.REVIEW, SessionState.RECORDING))
 
     def _show(self, message: str) -> None:

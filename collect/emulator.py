@@ -95,6 +95,8 @@ class PiperEmulator:
         self.ticks = 0
         self.frames_sent = 0
         self.frames_received = 0
+        self.malformed_frames = 0  # ignored, as the firmware ignores them
+        self.error: Exception | None = None  # why the emulator's own thread stopped, if it did
         self._control_log: collections.deque[ControlFrame] = collections.deque(maxlen=control_log_size)
         self._control_count = 0
         self._log_lock = threading.Lock()
@@ -164,16 +166,19 @@ class PiperEmulator:
         self.ticks += 1
 
     def _run(self) -> None:
+        try:
+            self._loop()
+        except Exception as exc:  # noqa: BLE001 - a dead arm goes silent, as a real one would; say why
+            if self._stop.is_set():
+                return
+            self.error = exc
+            log.exception("emulator %s on %s stopped", self.role, self.channel)
+
+    def _loop(self) -> None:
         period = 1.0 / self.rate_hz
         next_tick = time.perf_counter()
         while not self._stop.is_set():
-            try:
-                self.tick(period)
-            except can.CanError:
-                if self._stop.is_set():
-                    return
-                log.exception("emulator %s on %s: bus error", self.role, self.channel)
-                return
+            self.tick(period)
             next_tick += period
             # Wait for the next tick while answering commands as they arrive.
             while (remaining := next_tick - time.perf_counter()) > 0 and not self._stop.is_set():
@@ -194,6 +199,9 @@ class PiperEmulator:
     # -- receiving ------------------------------------------------------------------------
     def _handle(self, msg: can.Message) -> None:
         frame_id, data = msg.arbitration_id, bytes(msg.data)
+        if len(data) != 8 or msg.is_extended_id:  # every PiPER frame is standard with DLC 8
+            self.malformed_frames += 1
+            return
         if frame_id in p.COMMAND_IDS:
             with self._log_lock:
                 self._control_log.append(ControlFrame(frame_id, data, msg.timestamp, self._control_count))

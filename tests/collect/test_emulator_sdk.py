@@ -338,3 +338,30 @@ def test_control_log_is_bounded_and_since_counts_across_dropped_frames():
         assert [p.unpack_gripper_ctrl(f.data)[0] for f in tail[:5]] == [15, 16, 17, 18, 19]
         assert tail[-1].arbitration_id == p.END_POSE_CTRL[0]
         assert emu.control_frames(frozenset(p.JOINT_CTRL)) == []
+
+
+def test_malformed_frames_are_ignored_and_a_failing_joint_source_is_reported():
+    import can
+
+    class BrokenSource(FirstOrderJoints):
+        fail = False
+
+        def advance(self, dt):
+            if self.fail:
+                raise RuntimeError("physics diverged")
+            super().advance(dt)
+
+    source = BrokenSource()
+    with PiperEmulator(unique_channel("garbage"), role="follower", joint_source=source) as emu:
+        with can.Bus(interface="virtual", channel=emu.channel) as pc:
+            pc.send(can.Message(arbitration_id=p.MOTOR_ENABLE, data=b"", is_extended_id=False))  # DLC 0
+            pc.send(can.Message(arbitration_id=p.MOTION_CTRL_1, data=b"\x01", is_extended_id=False))  # short e-stop
+            pc.send(can.Message(arbitration_id=p.MOTION_CTRL_1, data=bytes(8), is_extended_id=True))
+            assert wait_until(lambda: emu.malformed_frames == 3)
+            assert emu.error is None and not emu.estop and emu.running
+            source.fail = True
+            assert wait_until(lambda: emu.error is not None)
+            assert "physics diverged" in str(emu.error)
+            ticks = emu.ticks
+            time.sleep(0.05)
+            assert emu.ticks == ticks  # silent, as a dead arm is: the SDK side reports no frames

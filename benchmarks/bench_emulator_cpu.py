@@ -9,8 +9,8 @@ Scenarios, one after the other in this process (each on a fresh channel):
   + follower 30 Hz    PiperFollower enabled, send_action every 1/30 s (recording / policy rate)
   one-bus teleop      leader + follower emulators on one bus, the SDK hearing both (linkage)
 For each: process CPU time over wall time (% of one core), the CPU of each thread, the
-emulator's achieved tick rate and the frames/s the SDK decodes, and the ratio against
-the emulator-alone reference. The machine is shared: the load average is printed.
+emulators' achieved tick rate and frames/s put on the bus (the SDK's own windowed fps
+counter beside it), and the ratio against the emulator-alone reference. The machine is shared: the load average is printed.
 """
 
 from __future__ import annotations
@@ -56,6 +56,7 @@ def measure(label: str, seconds: float, emulators, sdk=None, work=None, referenc
     labels = {thread: f"SDK {role}" for role, thread in sdk_threads(sdk).items()} if sdk is not None else {}
     time.sleep(0.5)  # settle: threads started, queues drained
     ticks0 = [e.ticks for e in emulators]
+    frames0 = sum(e.frames_sent for e in emulators)
     threads0, cpu0, wall0 = cpu_by_thread(labels), time.process_time(), time.perf_counter()
     if work is None:
         time.sleep(seconds)
@@ -68,9 +69,10 @@ def measure(label: str, seconds: float, emulators, sdk=None, work=None, referenc
         ((100.0 * (threads1[n] - threads0.get(n, 0.0)) / wall, n) for n in threads1), reverse=True
     )
     tick_rates = ", ".join(f"{e.role} {(e.ticks - t0) / wall:.0f}" for e, t0 in zip(emulators, ticks0, strict=True))
-    line = f"{label:<20} process CPU {cpu:5.1f}% of one core | emulator ticks/s: {tick_rates}"
+    bus_rate = (sum(e.frames_sent for e in emulators) - frames0) / wall
+    line = f"{label:<20} process CPU {cpu:5.1f}% of one core | emulator ticks/s: {tick_rates}, {bus_rate:.0f} frames/s"
     if sdk is not None:
-        line += f" | SDK decodes {sdk.GetCanFps():.0f} frames/s"
+        line += f" | SDK's own fps counter {sdk.GetCanFps():.0f}"
     if reference:
         line += f" | x{cpu / reference:.2f} the emulator alone"
     print(line)

@@ -5,6 +5,7 @@
         ...
         arm.control_frames()   # every control frame the PC (or a leader) put on the bus
         mark = arm.control_frame_count; ...; arm.control_frames(since=mark)   # those after `mark`
+        arm.error              # why its thread stopped (a failing joint source), else None
 
 Roles:
 - follower: reports status, end pose, joints, gripper, high- and low-speed motor frames;

@@ -67,7 +67,7 @@ def adapter_config(variant: str):
     if variant == "lora":
         return LoraConfig(r=128, lora_alpha=128)
     if variant.startswith("lora_sp"):
-        return LoraSPConfig(r=128, eta=0.9)
+        return LoraSPConfig(r=128, eta=0.9, compile=variant.endswith("compiled"))
     raise ValueError(variant)
 
 
@@ -153,6 +153,8 @@ class InferVariant:
         if variant.startswith("lora_sp"):
             bias_router_to_rank(self.handle, PAPER_ACTIVE_RANK)
             self.handle.set_inference_path("gathered" if variant.endswith("gathered") else "dense")
+        if variant.endswith("compiled"):
+            self.handle.set_inference_path("dense")
         self.model.eval()
         self.x = torch.randn(batch, TOKENS_PER_SAMPLE, D_MODEL, device=args.device)
 
@@ -213,13 +215,13 @@ def report_training(args) -> None:
         f"\n## training step (fwd+bwd), {args.layers} blocks d={D_MODEL}/{D_MLP}, batch {args.batch} x "
         f"{TOKENS_PER_SAMPLE} tokens = {tokens}, {args.device}"
     )
-    names = ("frozen", "lora", "lora_sp")
+    names = ("frozen", "lora", "lora_sp") + (("lora_sp_compiled",) if args.compiled else ())
     rows = {v: run_child(v, args) for v in names}
     ms = interleaved_ms([TrainVariant(v, args, args.batch) for v in names], args.warmup, args.iters)
-    print(f"{'variant':<10} {'ms/step':>9} {'peak MB':>9} {'trainable':>11} {'active k':>9}")
+    print(f"{'variant':<17} {'ms/step':>9} {'peak MB':>9} {'trainable':>11} {'active k':>9}")
     for variant, row in rows.items():
         print(
-            f"{variant:<10} {ms[variant]:>9.1f} {row['peak_mb']:>9.0f} {row.get('trainable', 0):>11,} "
+            f"{variant:<17} {ms[variant]:>9.1f} {row['peak_mb']:>9.0f} {row.get('trainable', 0):>11,} "
             f"{row.get('active_rank', float('nan')):>9.1f}"
         )
     mem_ratio = rows["lora_sp"]["peak_mb"] / rows["lora"]["peak_mb"]
@@ -227,6 +229,11 @@ def report_training(args) -> None:
         f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.3), "
         f"memory {mem_ratio:.2f}x (goal <= 1.2)"
     )
+    if args.compiled:
+        mem_ratio = rows["lora_sp_compiled"]["peak_mb"] / rows["lora"]["peak_mb"]
+        print(
+            f"LoRA-SP compiled / LoRA: time {ms['lora_sp_compiled'] / ms['lora']:.2f}x, memory {mem_ratio:.2f}x"
+        )
     print(
         f"LoRA / frozen: time {ms['lora'] / ms['frozen']:.2f}x, "
         f"memory {rows['lora']['peak_mb'] / rows['frozen']['peak_mb']:.2f}x"
@@ -238,16 +245,16 @@ def report_inference(args) -> None:
         f"\n## inference latency ms (eval, no grad), {args.layers} blocks, router biased to about "
         f"k={PAPER_ACTIVE_RANK} of 128, {args.device}"
     )
-    print(
-        f"{'batch':>5} {'LoRA r128':>10} {'SP dense':>10} {'SP gathered':>12} {'active k':>9} {'gathered/dense':>15}"
-    )
+    names = ["lora", "lora_sp_dense", "lora_sp_gathered"] + (["lora_sp_compiled"] if args.compiled else [])
+    print(f"{'batch':>5} " + " ".join(f"{n:>17}" for n in names) + f" {'active k':>9} {'gathered/dense':>15}")
     for batch in args.infer_batches:
-        variants = [InferVariant(v, args, batch) for v in ("lora", "lora_sp_dense", "lora_sp_gathered")]
+        variants = [InferVariant(v, args, batch) for v in names]
         ms = interleaved_ms(variants, args.warmup, args.iters)
         k = variants[1].handle.active_rank().overall
         print(
-            f"{batch:>5} {ms['lora']:>10.1f} {ms['lora_sp_dense']:>10.1f} {ms['lora_sp_gathered']:>12.1f} "
-            f"{k:>9.1f} {ms['lora_sp_gathered'] / ms['lora_sp_dense']:>15.2f}"
+            f"{batch:>5} "
+            + " ".join(f"{ms[n]:>17.1f}" for n in names)
+            + f" {k:>9.1f} {ms['lora_sp_gathered'] / ms['lora_sp_dense']:>15.2f}"
         )
 
 
@@ -260,6 +267,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--infer-batches", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--skip", nargs="*", default=[], choices=["train", "infer", "smolvla"])
+    parser.add_argument("--compiled", action="store_true", help="also LoRA-SP with compile=True")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant")
     args = parser.parse_args()

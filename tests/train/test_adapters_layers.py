@@ -245,3 +245,38 @@ def test_adapter_layers_keep_the_base_layer_interface():
         apply_adapters(build(), LoraSPConfig(r=4), "re:nothing_here")
     with pytest.raises(ValueError, match="cannot be merged"):
         handle.merge()
+
+
+@pytest.mark.slow
+def test_compiled_forward_matches_eager_without_recompiling_per_layer():
+    """compile=True: the same outputs, aux losses, gradients and ranks as eager, and one
+    compiled graph for all layers of a shape (a per-layer recompile would be far too slow)."""
+    import torch._dynamo.utils as dynamo_utils
+
+    eager_model, compiled_model, x = build(), build(), inputs()
+    config = dict(r=8, router_hidden=6, eta=0.7, eta_schedule="linear", eta_warmup_steps=2)
+    eager = apply_adapters(eager_model, LoraSPConfig(**config), TARGETS)
+    compiled = apply_adapters(compiled_model, LoraSPConfig(**config, compile=True), TARGETS)
+    for layer in eager.modules.values():
+        nn.init.normal_(layer.lora_B, std=0.2)
+    compiled_model.load_state_dict(eager_model.state_dict())
+    dynamo_utils.counters.clear()
+    for step in range(3):
+        eager.set_step(step)
+        compiled.set_step(step)
+        losses = []
+        for model, handle in ((eager_model, eager), (compiled_model, compiled)):
+            out = model(x)
+            aux = handle.aux_losses()
+            (out.square().mean() + aux["total"]).backward()
+            losses.append((out, aux))
+        torch.testing.assert_close(losses[1][0], losses[0][0], rtol=1e-5, atol=1e-5)
+        for key in ("spectral", "balance", "z", "total"):
+            torch.testing.assert_close(losses[1][1][key], losses[0][1][key], rtol=1e-5, atol=1e-6)
+    for (name, p_eager), p_compiled in zip(
+        eager_model.named_parameters(), compiled_model.parameters(), strict=True
+    ):
+        if p_eager.grad is not None:
+            torch.testing.assert_close(p_compiled.grad, p_eager.grad, rtol=1e-4, atol=1e-5, msg=name)
+    assert eager.active_rank().per_module == compiled.active_rank().per_module
+    assert dynamo_utils.counters["stats"]["unique_graphs"] <= 6  # 3 layer shapes (+ a dynamic retrace)

@@ -51,6 +51,7 @@ class LoraSPConfig:
     z_weight: float = 1.0
     z_loss_form: Literal["square", "log1p"] = "square"  # ST-MoE mean(lse^2) | authors' log1p(lse)
     dropout: float = 0.0
+    compile: bool = False  # torch.compile the layer's forward: far fewer kernels (GPU); slow first steps
 
     @property
     def scale(self) -> float:

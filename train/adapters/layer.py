@@ -30,7 +30,7 @@ class AdapterLinear(nn.Module):
         self.adapter_enabled = True
         #: the auxiliary losses of the last training forward (scalar tensors), or {}
         self.last_aux: dict[str, torch.Tensor] = {}
-        self._rank_hist: torch.Tensor | None = None
+        self._reset_ranks()
 
     # Model code reads `q_proj.weight.dtype` etc.: answer for the frozen layer.
     @property
@@ -57,19 +57,34 @@ class AdapterLinear(nn.Module):
             x = x.to(self.adapter_dtype())
         return out + self.adapter_delta(x).to(out.dtype)
 
-    # Active-rank bookkeeping: a histogram of k over every row since the last reset, kept
-    # on the layer's device so that training steps never wait for a host sync.
-    def record_ranks(self, k: torch.Tensor) -> None:
-        k = k.detach().reshape(-1).long()
-        if self._rank_hist is None or self._rank_hist.device != k.device:
-            self._rank_hist = torch.zeros(self.max_rank + 1, dtype=torch.long, device=k.device)
-        # index_add_, not bincount: bincount on CUDA reads the max back to the host.
-        self._rank_hist.index_add_(0, k, torch.ones_like(k))
+    # Active-rank bookkeeping since the last reset, without host syncs in training steps.
+    # LoRA-SP adds, per forward, how many rows kept the vector at each ascending-score
+    # position (position p is kept iff k > max_rank - 1 - p, so these are the counts of
+    # k > i read backwards); layers of a fixed rank just count rows.
+    def record_kept_counts(self, kept_counts: torch.Tensor, rows: int) -> None:
+        if self._kept_counts is None or self._kept_counts.device != kept_counts.device:
+            self._kept_counts = torch.zeros(self.max_rank, dtype=torch.long, device=kept_counts.device)
+        self._kept_counts += kept_counts
+        self._kept_rows += rows
+
+    def record_fixed_rank(self, rank: int, rows: int) -> None:
+        self._fixed_rank_rows[rank] = self._fixed_rank_rows.get(rank, 0) + rows
 
     def rank_histogram(self, reset: bool = False) -> torch.Tensor:
-        """Counts of rows per active rank 0..max_rank (a CPU int64 tensor)."""
-        hist = self._rank_hist
-        out = torch.zeros(self.max_rank + 1, dtype=torch.long) if hist is None else hist.cpu()
+        """Counts of rows (tokens or samples) per active rank 0..max_rank (CPU int64)."""
+        hist = torch.zeros(self.max_rank + 1, dtype=torch.long)
+        if self._kept_counts is not None and self._kept_rows:
+            above = self._kept_counts.cpu().flip(0)  # above[i]: rows with k > i
+            hist[0] += self._kept_rows - above[0]
+            hist[1:-1] += above[:-1] - above[1:]
+            hist[-1] += above[-1]
+        for rank, rows in self._fixed_rank_rows.items():
+            hist[rank] += rows
         if reset:
-            self._rank_hist = None
-        return out
+            self._reset_ranks()
+        return hist
+
+    def _reset_ranks(self) -> None:
+        self._kept_counts: torch.Tensor | None = None
+        self._kept_rows = 0
+        self._fixed_rank_rows: dict[int, int] = {}

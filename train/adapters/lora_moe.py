@@ -45,8 +45,7 @@ class LoraMoELinear(AdapterLinear):
     def adapter_delta(self, x: torch.Tensor) -> torch.Tensor:
         n, r_e = self.config.num_experts, self.config.expert_rank
         logits, gates, top1 = self.expert_gates(x)
-        active = torch.full(x.shape[:-1], r_e if self.config.routing == "top1" else n * r_e, device=x.device)
-        self.record_ranks(active)
+        self.record_fixed_rank(r_e if self.config.routing == "top1" else n * r_e, x.shape[:-1].numel())
         if self.training and torch.is_grad_enabled():
             self.last_aux = {
                 "balance": balance_loss(logits, top1),

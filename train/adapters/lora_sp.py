@@ -7,6 +7,7 @@ y = W0 x + scale * B((m(x) * s(x)) * (A x))     m: the top-k* mask (hard, no str
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -23,7 +24,35 @@ _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 class EnergySelection:
     k: torch.Tensor  # [...] long: vectors kept per row
     mask: torch.Tensor  # [..., r] bool: the kept vectors, in bank order
-    order: torch.Tensor  # [..., r] long: bank indices sorted by descending score
+    keep_ascending: torch.Tensor  # [..., r] bool: the same, in ascending-score order
+    order_ascending: torch.Tensor  # [..., r] long: bank indices sorted by ascending score
+
+    @property
+    def order(self) -> torch.Tensor:
+        """Bank indices by descending score: the first k of a row are its kept vectors."""
+        return self.order_ascending.flip(-1)
+
+
+def _select(scores: torch.Tensor, eta, k_rule: str):
+    """(k, mask, keep_ascending, order_ascending); see `energy_select`. Tuple-valued so that
+    torch.compile traces it without a dataclass."""
+    energy = scores.detach().float().square()
+    ascending, order = energy.sort(dim=-1)
+    # prefix[j]: the energy of the j+1 smallest scores, summed from the smallest up so that
+    # tiny tails are not lost to rounding. Dropping the m smallest leaves E >= eta iff
+    # prefix[m-1] <= (1 - eta) * total; prefix is non-decreasing, so the most we may drop
+    # is how many prefixes pass, and k* = r - m. At eta = 1 exactly the zero scores drop;
+    # an all-zero row drops everything (k* = 0).
+    prefix = ascending.cumsum(dim=-1)
+    dropped = (prefix <= (1.0 - eta) * prefix[..., -1:]).sum(dim=-1)
+    r = energy.shape[-1]
+    if k_rule == "one_fewer":
+        dropped = (dropped + 1).clamp(max=r)
+    elif k_rule != "smallest":
+        raise ValueError(f"k_rule must be smallest|one_fewer, got {k_rule!r}")
+    keep_ascending = torch.arange(r, device=energy.device) >= dropped.unsqueeze(-1)
+    mask = torch.zeros_like(keep_ascending).scatter(-1, order, keep_ascending)
+    return r - dropped, mask, keep_ascending, order
 
 
 def energy_select(scores: torch.Tensor, eta: float, k_rule: str = "smallest") -> EnergySelection:
@@ -33,23 +62,7 @@ def energy_select(scores: torch.Tensor, eta: float, k_rule: str = "smallest") ->
     ("one_fewer" keeps k* - 1, as the authors' code does). Rows of all-zero scores get
     k* = 0. Ties are broken by sort order, so exactly k* vectors are kept.
     """
-    energy = scores.detach().float().square()
-    sorted_energy, order = energy.sort(dim=-1, descending=True)
-    # tail[j]: energy left out when keeping the top j (suffix sums, added from the smallest
-    # up so that tiny tails are not lost to rounding). E(j) >= eta <=> tail[j] <= (1-eta)*total;
-    # tail is non-increasing, so k* = how many j fail. At eta = 1 this keeps exactly the
-    # non-zero scores; all-zero rows get k* = 0.
-    tail = sorted_energy.flip(-1).cumsum(dim=-1).flip(-1)
-    total = tail[..., :1]
-    k = (tail > (1.0 - eta) * total).sum(dim=-1)
-    if k_rule == "one_fewer":
-        k = (k - 1).clamp(min=0)
-    elif k_rule != "smallest":
-        raise ValueError(f"k_rule must be smallest|one_fewer, got {k_rule!r}")
-    positions = torch.arange(energy.shape[-1], device=energy.device)
-    keep_sorted = positions < k.unsqueeze(-1)
-    mask = torch.zeros_like(keep_sorted).scatter(-1, order, keep_sorted)
-    return EnergySelection(k=k, mask=mask, order=order)
+    return EnergySelection(*_select(scores, eta, k_rule))
 
 
 def spectral_loss(scores: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
@@ -98,13 +111,80 @@ class Router(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        """(W1, b1, W2, b2) or (W, b): what `router_logits` needs, so that a compiled forward
+        sees tensors, not one module per layer (a module argument recompiles per layer)."""
+        return tuple(
+            t for layer in self.net if isinstance(layer, nn.Linear) for t in (layer.weight, layer.bias)
+        )
+
+
+def router_logits(x: torch.Tensor, tensors: tuple[torch.Tensor, ...], activation: str) -> torch.Tensor:
+    if len(tensors) == 2:
+        return F.linear(x, *tensors)
+    w1, b1, w2, b2 = tensors
+    hidden = F.linear(x, w1, b1)
+    if activation == "gelu":
+        hidden = F.gelu(hidden)
+    elif activation == "relu":
+        hidden = F.relu(hidden)
+    else:
+        hidden = F.silu(hidden)
+    return F.linear(hidden, w2, b2)
+
+
+def router_scores(logits: torch.Tensor, score_fn: str) -> torch.Tensor:
+    if score_fn == "softplus":
+        return F.softplus(logits)
+    if score_fn == "relu":
+        return F.relu(logits)
+    if score_fn == "none":
+        return logits
+    raise ValueError(f"score_fn must be softplus|relu|none, got {score_fn!r}")
+
+
+def lora_sp_forward(
+    x: torch.Tensor,
+    lora_A: torch.Tensor,
+    lora_B: torch.Tensor,
+    router: tuple[torch.Tensor, ...],
+    eta: torch.Tensor,
+    config: LoraSPConfig,
+    want_aux: bool,
+):
+    """The dense LoRA-SP update of one layer, as a pure function (torch.compile fuses it).
+
+    Returns (delta, kept-vector counts per ascending-score position summed over rows,
+    (spectral, balance, z) or None).
+    """
+    route_in = x
+    if config.routing == "sample" and x.dim() >= 3:
+        route_in = x.mean(dim=tuple(range(1, x.dim() - 1)), keepdim=True)
+    logits = router_logits(route_in, router, config.router_activation)
+    scores = router_scores(logits, config.score_fn)
+    _, mask, keep_ascending, _ = _select(scores, eta, config.k_rule)
+    gate = scores * mask
+    aux = None
+    if want_aux:
+        aux = (spectral_loss(scores, gate), balance_loss(logits, mask), z_loss(logits, config.z_loss_form))
+    if config.scale != 1.0:  # folded into the r-wide gate, not the d_out-wide output
+        gate = gate * config.scale
+    delta = F.linear(F.linear(x, lora_A) * gate, lora_B)
+    kept_counts = keep_ascending.reshape(-1, keep_ascending.shape[-1]).sum(dim=0)
+    return delta, kept_counts, aux
+
+
+@functools.cache
+def compiled_lora_sp_forward():
+    """One compiled copy shared by all layers (recompiled per input shape, then dynamic)."""
+    return torch.compile(lora_sp_forward)
+
 
 class LoraSPLinear(AdapterLinear):
     def __init__(self, base_layer: nn.Linear, config: LoraSPConfig) -> None:
         super().__init__(base_layer)
         self.config = config
         self.max_rank = config.r
-        self.scale = config.scale
         w = base_layer.weight
         dtype = w.dtype if w.dtype in (torch.float32, torch.float64) else torch.float32
         self.lora_A = nn.Parameter(torch.empty(config.r, self.in_features, device=w.device, dtype=dtype))
@@ -114,56 +194,71 @@ class LoraSPLinear(AdapterLinear):
             self.in_features, config.r, config.router_hidden, config.router_depth, config.router_activation
         ).to(device=w.device, dtype=dtype)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self.eta = config.eta_at(0)
+        # eta lives on the device as a tensor: no host transfer per forward, and a compiled
+        # forward does not recompile while the schedule moves it.
+        self.register_buffer("_eta", torch.tensor(config.eta_at(0), device=w.device), persistent=False)
+        self.register_buffer("_inference_eta", torch.tensor(1.0, device=w.device), persistent=False)
         self.inference_eta = config.eta_inference
         #: "dense" (masked, every vector computed) or "gathered" (kept vectors only); eval only
         self.inference_path = "dense"
 
+    @property
+    def eta(self) -> float:
+        return float(self._eta)
+
+    @eta.setter
+    def eta(self, value: float) -> None:
+        self._eta.fill_(value)
+
+    @property
+    def inference_eta(self) -> float | None:
+        return self._inference_eta_value
+
+    @inference_eta.setter
+    def inference_eta(self, value: float | None) -> None:
+        self._inference_eta_value = value
+        if value is not None:
+            self._inference_eta.fill_(value)
+
     def adapter_dtype(self) -> torch.dtype:
         return self.lora_A.dtype
 
-    def current_eta(self) -> float:
-        if not self.training and self.inference_eta is not None:
-            return self.inference_eta
-        return self.eta
+    def current_eta(self) -> torch.Tensor:
+        if not self.training and self._inference_eta_value is not None:
+            return self._inference_eta
+        return self._eta
 
     def scores(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(pre-activation logits, non-negative scores); per sample when routing == "sample"."""
         if self.config.routing == "sample" and x.dim() >= 3:
             x = x.mean(dim=tuple(range(1, x.dim() - 1)), keepdim=True)
         logits = self.router(x)
-        fn = self.config.score_fn
-        if fn == "softplus":
-            scores = F.softplus(logits)
-        elif fn == "relu":
-            scores = F.relu(logits)
-        elif fn == "none":
-            scores = logits
-        else:
-            raise ValueError(f"score_fn must be softplus|relu|none, got {fn!r}")
-        return logits, scores
+        return logits, router_scores(logits, self.config.score_fn)
 
     def adapter_delta(self, x: torch.Tensor) -> torch.Tensor:
-        logits, scores = self.scores(x)
-        selection = energy_select(scores, self.current_eta(), self.config.k_rule)
-        self.record_ranks(selection.k)
-        gate = scores * selection.mask
-        if self.training and torch.is_grad_enabled():
-            self.last_aux = {
-                "spectral": spectral_loss(scores, gate),
-                "balance": balance_loss(logits, selection.mask),
-                "z": z_loss(logits, self.config.z_loss_form),
-            }
-        # scale folded into the r-wide gate: one multiply of r, not d_out, columns per row
-        gate = gate * self.scale if self.scale != 1.0 else gate
         x = self.dropout(x)
         if self.inference_path == "gathered" and not self.training:
-            return self._gathered(x, gate, selection)
-        return F.linear(F.linear(x, self.lora_A) * gate, self.lora_B)
+            return self._gathered(x)
+        want_aux = self.training and torch.is_grad_enabled()
+        forward = compiled_lora_sp_forward() if self.config.compile else lora_sp_forward
+        delta, kept_counts, aux = forward(
+            x, self.lora_A, self.lora_B, self.router.tensors(), self.current_eta(), self.config, want_aux
+        )
+        sample = self.config.routing == "sample" and x.dim() >= 3
+        self.record_kept_counts(kept_counts, x.shape[0] if sample else x.shape[:-1].numel())
+        if aux is not None:
+            self.last_aux = dict(zip(("spectral", "balance", "z"), aux, strict=True))
+        return delta
 
-    def _gathered(self, x: torch.Tensor, gate: torch.Tensor, selection: EnergySelection) -> torch.Tensor:
+    def _gathered(self, x: torch.Tensor) -> torch.Tensor:
         """Compute only kept vectors: per sample (bmm on each sample's own set) when routing
         by sample, else on the union of the rows' kept sets."""
+        _, scores = self.scores(x)
+        selection = energy_select(scores, self.current_eta(), self.config.k_rule)
+        self.record_kept_counts(
+            selection.keep_ascending.reshape(-1, self.max_rank).sum(dim=0), selection.k.numel()
+        )
+        gate = scores * selection.mask * self.config.scale
         if self.config.routing == "sample" and x.dim() == 3:
             k_max = int(selection.k.max())
             index = selection.order[:, 0, :k_max]  # [batch, k_max]

@@ -334,7 +334,8 @@ class Trainer:
                 step_time = elapsed / window_steps
                 means = {k: v / window_steps for k, v in window_sums.items()}
                 last_loss = means["loss"]
-                ranks = self.handle.active_rank(reset=True).as_log() if self.handle.strategy != "full" else {}
+                stats = self.handle.active_rank(reset=True) if self.handle.strategy != "full" else None
+                ranks = stats.as_log() if stats else {}
                 if main:
                     self.metrics.write(
                         "train",
@@ -347,6 +348,8 @@ class Trainer:
                         **means,
                         **ranks,
                     )
+                if main and stats and self.step == cfg.steps:  # the paper's end-of-training distribution
+                    self.metrics.write("event", self.step, event="active_rank_distribution", histogram=stats.histogram)
                 log.info("step %d/%d loss %.4f (%.2f steps/s)", self.step, cfg.steps, last_loss, 1 / step_time)
                 window_start, window_steps, window_sums = time.perf_counter(), 0, {}
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:

@@ -48,6 +48,8 @@ def test_each_strategy_trains_and_writes_a_complete_run(preset, backbone_cache, 
         # the paper's three groups each report an active rank within the bank
         for group in ("vision", "language", "action"):
             assert 0 < train[-1][f"active_rank/{group}"] <= 8
+        final = [e for e in read_metrics(tmp_path / "run", kind="event") if e["event"] == "active_rank_distribution"]
+        assert len(final[0]["histogram"]["action"]) == 9 and sum(final[0]["histogram"]["action"]) > 0
     val = read_metrics(tmp_path / "run", kind="val")
     assert set(val[-1]) >= {"val/open the pot", "val/press the button", "val/mean"}
     saved = tmp_path / "run" / "checkpoints" / "000002" / "pretrained_model"
@@ -62,7 +64,11 @@ def test_each_strategy_trains_and_writes_a_complete_run(preset, backbone_cache, 
 
 @pytest.mark.slow
 def test_overfitting_one_batch_lowers_lora_sp_loss_substantially(backbone_cache, train_workspace, tmp_path):
-    cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=40, lr=3e-3, lr_schedule="constant", grad_clip=0.0)
+    # LoRA-SP on the action expert and heads (the VLM frozen, so the check stays fast)
+    cfg = tiny_config(
+        "smolvla-lora_sp", backbone_cache, steps=30, lr=1e-2, grad_clip=0.0, targets="smolvla:action",
+        policy={"train_expert_only": True},
+    )  # fmt: skip
     trainer = Trainer(cfg, tmp_path / "run", datasets_dir(train_workspace))
     batch = next(trainer.batches())
 
@@ -70,8 +76,10 @@ def test_overfitting_one_batch_lowers_lora_sp_loss_substantially(backbone_cache,
         torch.manual_seed(0)  # the same flow-matching noise and time every step
         return trainer.train_step([dict(batch)])["task_loss"]
 
-    losses = [step_on_fixed_batch() for _ in range(cfg.steps)]
-    assert min(losses[-5:]) < 0.5 * losses[0], losses
+    losses = [step_on_fixed_batch()]
+    while len(losses) < cfg.steps and min(losses) > 0.3 * losses[0]:
+        losses.append(step_on_fixed_batch())
+    assert min(losses) < 0.3 * losses[0], losses
 
 
 @pytest.mark.slow

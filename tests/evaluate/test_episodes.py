@@ -18,6 +18,7 @@ class HoldStill:
         return {k: observation[k] for k in MOTOR_KEYS}
 
 
+@pytest.mark.slow  # lerobot import + h264 encoding: ~15-30 s on 2 loaded cores
 def test_finished_trials_become_episodes_and_aborted_ones_do_not(tmp_path):
     pytest.importorskip("lerobot")
     from lerobot.datasets import LeRobotDataset

@@ -41,6 +41,7 @@ def agent():
     return PolicyAgent(*tiny_act(), name="tiny-act")
 
 
+@pytest.mark.slow  # ~10-30 s on 2 loaded cores (CPU inference of the tiny ACT)
 def test_policy_runs_sim_trials_with_action_chunking_and_writes_rows(agent, tmp_path, monkeypatch):
     inferences = []
     predict = agent.policy.predict_action_chunk

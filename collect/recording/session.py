@@ -272,13 +272,17 @@ class RecordingSession:
         return sum(row.get("frames", 0) for row in read_sidecar(self.writer.root).values()) / self.plan.fps
 
     def _open_station(self, task: str) -> None:
+        was_estopped = self.station is not None and getattr(self.station.follower, "estopped", False)
         if self.station is not None and self._borrowed is None:
             self.station.disconnect()
             self.station = None
         station = self._borrowed if self._borrowed is not None else self._station_factory(self.plan, task)
         if not station.is_connected:
             station.connect()
-        station.enable()
+        if was_estopped:
+            station.estop()  # a new sim scene must not clear the operator's e-stop
+        else:
+            station.enable()
         self.station = station
         from collect.teleop import TeleopRelay
 
@@ -322,8 +326,17 @@ class RecordingSession:
         if recording and self._operator is not None:
             self._drive_virtual_leader()
         observation = self.station.follower.get_observation()
+        if recording and getattr(self.station.follower, "estopped", False):
+            self._do_stop()  # e-stop (from any thread): the episode ends here and waits for review
+            return
         if recording:
-            action, _ = self._relay.step()
+            try:
+                action, _ = self._relay.step()
+            except RuntimeError:
+                if getattr(self.station.follower, "estopped", False):  # e-stop between the check and the send
+                    self._do_stop()
+                    return
+                raise
         else:
             action = self.station.leader.get_action()
         state = [float(observation[k]) for k in MOTOR_KEYS]

@@ -69,7 +69,12 @@ def test_kept_episodes_read_back_with_plain_lerobot_and_discard_leaves_no_trace(
     assert tuple(image.shape) == (3, 96, 128)
     assert abs(float(image.mean()) * 255 - 80) < 4  # pixels of level 2.0, frame 0 (h264 is lossy)
 
+    from collect.recording.library import episode_video
+
+    for camera in plan.cameras:  # every recorded frame is in the video, none dropped by the encoder
+        assert len(episode_video(plan.root(datasets_dir), 1, camera)) == 15
     sidecar = read_sidecar(plan.root(datasets_dir))
+    assert sidecar[1]["timing"]["video_frames_dropped"] == 0
     assert sidecar[0]["success"] is True and sidecar[0]["note"] == "clean grasp" and sidecar[0]["seed"] == 7
     assert sidecar[1]["task"] == "press_button" and sidecar[1]["frames"] == 15 and sidecar[1]["operator"] == "tester"
     after = tree_digest(plan.root(datasets_dir))

@@ -258,6 +258,70 @@ def report_inference(args) -> None:
         )
 
 
+class TinySmolVLAVariant:
+    """A training step of the tiny SmolVLA (train.backbones) with one strategy."""
+
+    def __init__(self, variant: str, backbone, device: str):
+        import torch
+
+        from train.backbones import load_base_policy, load_processors
+
+        self.name, self.device = variant, device
+        self.policy = load_base_policy(backbone, train_expert_only=False, freeze_vision_encoder=False)
+        self.policy.to(device).train()
+        self.handle = None
+        if variant == "frozen":
+            self.policy.requires_grad_(False)
+            self.policy.model.action_out_proj.requires_grad_(True)  # something to backprop into
+        else:
+            from train.adapters import apply_adapters
+
+            self.handle = apply_adapters(self.policy, adapter_config(variant), "smolvla")
+        generator = torch.Generator().manual_seed(0)
+        chunk, batch = self.policy.config.chunk_size, 8
+        pre, _ = load_processors(backbone, self.policy.config, device=device)
+        self.batch = pre(
+            {
+                "observation.state": torch.randn(batch, 7, generator=generator),
+                "action": torch.randn(batch, chunk, 7, generator=generator),
+                "action_is_pad": torch.zeros(batch, chunk, dtype=torch.bool),
+                "observation.images.side": torch.rand(batch, 3, 64, 80, generator=generator),
+                "observation.images.wrist": torch.rand(batch, 3, 64, 80, generator=generator),
+                "task": ["open the pot"] * batch,
+            }
+        )
+
+    def step(self) -> float:
+        sync(self.device)
+        start = time.perf_counter()
+        loss = self.policy.forward(self.batch)[0]
+        if self.handle:
+            loss = loss + self.handle.aux_losses()["total"]
+        loss.backward()
+        sync(self.device)
+        elapsed = time.perf_counter() - start
+        self.policy.zero_grad(set_to_none=True)
+        return elapsed
+
+
+def report_tiny_smolvla(args) -> None:
+    import tempfile
+
+    from train.backbones import resolve_backbone
+
+    cache = os.environ.get("PIPER_WS_MODEL_CACHE") or tempfile.mkdtemp(prefix="bench_backbones_")
+    backbone = resolve_backbone("tiny-smolvla", cache)
+    names = ("frozen", "lora", "lora_sp")
+    variants = [TinySmolVLAVariant(v, backbone, args.device) for v in names]
+    ms = interleaved_ms(variants, args.warmup, args.iters)
+    print(f"\n## tiny SmolVLA training step (fwd+bwd), batch 8, adapters r=128 on all groups, {args.device}")
+    print(f"{'variant':<10} {'ms/step':>9} {'trainable %':>12}")
+    for v in variants:
+        percent = v.handle.parameter_counts().percent if v.handle else 0.0
+        print(f"{v.name:<10} {ms[v.name]:>9.1f} {percent:>12.1f}")
+    print(f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.3)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
@@ -279,6 +343,8 @@ def main() -> None:
         report_training(args)
     if "infer" not in args.skip:
         report_inference(args)
+    if "smolvla" not in args.skip:
+        report_tiny_smolvla(args)
     print(f"\nload after: {os.getloadavg()}")
 
 

@@ -119,7 +119,9 @@ def remove_partial_episode(dataset_root: Path) -> list[Path]:
     """Delete what an interrupted episode left: the streaming encoder's temp dirs, temp images."""
     removed = []
     for path in Path(dataset_root).glob("tmp*"):
-        if path.is_dir() and any(path.glob("*_streaming.mp4")) or (path.is_dir() and not any(path.iterdir())):
+        if not path.is_dir():
+            continue
+        if any(path.glob("*_streaming.mp4")) or not any(path.iterdir()):
             shutil.rmtree(path, ignore_errors=True)
             removed.append(path)
     images = Path(dataset_root) / "images"

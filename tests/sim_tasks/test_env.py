@@ -87,3 +87,16 @@ def test_episode_starts_at_home_with_objects_at_rest(state_envs):
 def test_unknown_task_names_the_known_ones():
     with pytest.raises(KeyError, match="pick_grape"):
         PiperSimEnv("pick_grapes", obs_type="agent_pos", image_size=SMALL)
+
+
+def test_task_table_is_import_light_and_matches_the_classes():
+    import subprocess
+    import sys
+
+    code = "import sys, collect.sim.tasks as t; t.INSTRUCTIONS, t.TASK_KEYS; print('mujoco' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+    from collect.sim.tasks import TASKS
+
+    assert {key: cls.instruction for key, cls in TASKS.items()} == INSTRUCTIONS
+    assert all(cls.key == key for key, cls in TASKS.items())

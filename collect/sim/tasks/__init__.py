@@ -6,30 +6,53 @@
 | `pour_block`   | pour the block into the basket                |
 | `press_button` | press the button                              |
 | `pick_grape`   | pick up the grape and place it in the basket  |
+
+`TASK_KEYS` and `INSTRUCTIONS` are plain data: importing them does not load MuJoCo (the
+GUI reads them at start-up). The task classes load on first use (`TASKS`, `make_task`).
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
 
-from collect.sim.tasks.base import ExpertStyle, Move, SimTask
-from collect.sim.tasks.open_pot import OpenPot
-from collect.sim.tasks.pick_grape import PickGrape
-from collect.sim.tasks.pour_block import PourBlock
-from collect.sim.tasks.press_button import PressButton
+# key -> (module, class); the instruction is repeated in the class (a test keeps them equal)
+_CLASSES: dict[str, tuple[str, str]] = {
+    "open_pot": ("collect.sim.tasks.open_pot", "OpenPot"),
+    "pour_block": ("collect.sim.tasks.pour_block", "PourBlock"),
+    "press_button": ("collect.sim.tasks.press_button", "PressButton"),
+    "pick_grape": ("collect.sim.tasks.pick_grape", "PickGrape"),
+}
+INSTRUCTIONS: dict[str, str] = {
+    "open_pot": "open the pot",
+    "pour_block": "pour the block into the basket",
+    "press_button": "press the button",
+    "pick_grape": "pick up the grape and place it in the basket",
+}
+TASK_KEYS: tuple[str, ...] = tuple(_CLASSES)
 
-TASKS: dict[str, type[SimTask]] = {cls.key: cls for cls in (OpenPot, PourBlock, PressButton, PickGrape)}
-TASK_KEYS: tuple[str, ...] = tuple(TASKS)
-INSTRUCTIONS: dict[str, str] = {key: cls.instruction for key, cls in TASKS.items()}
 
-
-def make_task(key: str) -> SimTask:
-    """A new task object (tasks keep per-episode state, so each env/operator owns one)."""
-    if key not in TASKS:
+def task_class(key: str):
+    """The `SimTask` subclass of `key` (imports MuJoCo)."""
+    if key not in _CLASSES:
         close = difflib.get_close_matches(key, TASK_KEYS, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise KeyError(f"unknown sim task {key!r}.{hint} Known tasks: {', '.join(TASK_KEYS)}")
-    return TASKS[key]()
+    module, name = _CLASSES[key]
+    return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["TASKS", "TASK_KEYS", "INSTRUCTIONS", "ExpertStyle", "Move", "SimTask", "make_task"]
+def make_task(key: str):
+    """A new task object (tasks keep per-episode state, so each env/operator owns one)."""
+    return task_class(key)()
+
+
+def __getattr__(name: str):
+    if name == "TASKS":
+        return {key: task_class(key) for key in TASK_KEYS}
+    if name in ("ExpertStyle", "Move", "SimTask"):
+        return getattr(importlib.import_module("collect.sim.tasks.base"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["TASKS", "TASK_KEYS", "INSTRUCTIONS", "ExpertStyle", "Move", "SimTask", "make_task", "task_class"]

@@ -108,7 +108,9 @@ def test_spectral_loss_is_energy_outside_the_kept_set():
     for row, k in zip(scores.tolist(), sel.k.tolist(), strict=True):
         energies = sorted((v * v for v in row), reverse=True)
         expected.append(0.0 if sum(energies) == 0 else 1 - sum(energies[:k]) / sum(energies))
-    assert spectral_loss(scores, scores * sel.mask).item() == pytest.approx(sum(expected) / len(expected), rel=1e-5)
+    assert spectral_loss(scores, scores * sel.mask).item() == pytest.approx(
+        sum(expected) / len(expected), rel=1e-5
+    )
 
 
 def test_spectral_loss_pushes_kept_scores_up():

@@ -10,21 +10,19 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-DEFAULT_TASKS = ("open_pot", "pour_block", "press_button", "pick_grape")
-CAMERAS = ("side", "wrist")
+from collect.limits import CAMERA_NAMES
+from collect.sim.tasks import INSTRUCTIONS, TASK_KEYS
+
+DEFAULT_TASKS = TASK_KEYS
+CAMERAS = CAMERA_NAMES
+
 REPO_PREFIX = "local/"  # repo_id of a workspace dataset: local/<name> (never pushed)
 SIDECAR_DIR = "piper"  # <dataset>/piper/: our own files, ignored by lerobot
 
 
-# Task key -> instruction, the language label stored with every frame. The same table as
-# collect.sim.tasks.INSTRUCTIONS (a test keeps them equal), held here because importing the
-# sim tasks loads MuJoCo (~4 s), too slow for the GUI thread.
-TASK_INSTRUCTIONS = {
-    "open_pot": "open the pot",
-    "pour_block": "pour the block into the basket",
-    "press_button": "press the button",
-    "pick_grape": "pick up the grape and place it in the basket",
-}
+# Task key -> instruction, the language label stored with every frame (plain data: this
+# import does not load MuJoCo).
+TASK_INSTRUCTIONS = INSTRUCTIONS
 
 
 def task_instructions() -> dict[str, str]:

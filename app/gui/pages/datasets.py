@@ -25,8 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
-
-CAMERAS = ("side", "wrist")
+from collect.limits import CAMERA_NAMES as CAMERAS
 
 
 def _table(headers: list[str]) -> QTableWidget:

@@ -251,8 +251,12 @@ class PiperFollower(Robot):
     def _gripper_effort(self) -> int:
         return round(self.config.gripper_effort_nm * 1000)
 
+    def leader_is_commanding(self) -> bool:
+        """True while a leader arm's control frames arrive on this bus (firmware linkage)."""
+        return self._leader_frames_fresh()
+
     def _leader_frames_fresh(self) -> bool:
-        stamp = self.sdk.GetArmJointCtrl().time_stamp
+        stamp = self._require_sdk().GetArmJointCtrl().time_stamp
         return stamp > 0 and time.time() - stamp < LEADER_FRAMES_FRESH_S
 
     def _leader_command(self) -> dict[str, float]:

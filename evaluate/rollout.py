@@ -168,6 +168,12 @@ class StationExecutor:
     def reset(self, slot: TrialSlot) -> None:
         """Sim: seeded scene reset with the arm at home. Real arm: the operator has reset the
         scene; the arm drives itself home (clamped and step-limited) so every trial starts alike."""
+        if self.station.follower.leader_is_commanding():
+            # On one bus the firmware obeys the leader: the policy's commands would never act.
+            raise RolloutError(
+                "a leader arm is commanding the follower's CAN bus, so the policy cannot drive it: "
+                "unplug or power off the leader, or give the leader its own CAN port (two buses)"
+            )
         if self.station.sim is not None:
             if self.station.sim.task_key != slot.task:
                 raise RolloutError(

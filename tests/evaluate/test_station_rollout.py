@@ -82,3 +82,14 @@ def test_go_home_drives_the_arm_back_through_send_action(station):
     assert executor.go_home(timeout_s=5.0)
     observation = station.follower.get_observation()
     assert all(abs(observation[k] - HOME_ACTION[k]) <= 0.03 for k in MOTOR_KEYS)
+
+
+def test_a_leader_driving_the_bus_is_refused_before_the_trial():
+    """On one bus the firmware obeys the leader, so a policy's commands would silently not act."""
+    from collect.station import StationConfig, open_station
+    from evaluate.rollout import RolloutError
+
+    with open_station(StationConfig(backend="sim", task="press_button", image_size=(48, 64))) as single_bus:
+        executor = StationExecutor(single_bus, {"r": Reckless()}, {}, max_duration_s=0.1)
+        with pytest.raises(RolloutError, match="leader arm is commanding"):
+            executor.reset(TrialSlot("r", "press_button", 0, seed=0))

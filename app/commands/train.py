@@ -68,18 +68,27 @@ def follow(run_dir, stream=sys.stderr, poll_s: float = 1.0):
     from train.jobs import read_job
     from train.metrics import format_eta, progress
 
+    # On a terminal one line is redrawn; in a log file a line is written only when the step moves.
+    interactive = stream.isatty()
+    last_step = None
     record = read_job(run_dir)
     while record.active:
         p = progress(run_dir)
         loss = f"{p['loss']:.4f}" if p["loss"] is not None else "-"
-        stream.write(
-            f"\r[{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
-            f"loss {loss} ETA {format_eta(p['eta_s'])}  "
+        line = (
+            f"[{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
+            f"loss {loss} ETA {format_eta(p['eta_s'])}"
         )
+        if interactive:
+            stream.write(f"\r{line}  ")
+        elif p["step"] != last_step:
+            stream.write(line + "\n")
+        last_step = p["step"]
         stream.flush()
         time.sleep(poll_s)
         record = read_job(run_dir)
-    stream.write("\n")
+    if interactive:
+        stream.write("\n")
     return record
 
 

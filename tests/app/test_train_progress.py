@@ -1,0 +1,24 @@
+"""`piper-ws train` progress: a redrawn line on a terminal, one line per step in a log."""
+
+import io
+from types import SimpleNamespace
+
+import train.jobs
+import train.metrics
+from app.commands.train import follow
+
+
+def test_progress_writes_one_line_per_step_when_not_a_terminal(monkeypatch):
+    # The job is active for four polls; the step moves on polls 1, 2 and 4.
+    steps = iter([5, 10, 10, 15])
+    states = iter([True, True, True, True, False])
+    monkeypatch.setattr(train.jobs, "read_job", lambda run_dir: SimpleNamespace(active=next(states), total_steps=20))
+    monkeypatch.setattr(
+        train.metrics, "progress",
+        lambda run_dir: {"step": next(steps), "total_steps": 20, "fraction": 0.5, "loss": 1.0, "eta_s": 3.0},
+    )
+    log = io.StringIO()  # not a tty
+    follow("run", stream=log, poll_s=0)
+    lines = log.getvalue().splitlines()
+    assert [line.split(" step ")[1].split()[0] for line in lines] == ["5/20", "10/20", "15/20"]
+    assert "\r" not in log.getvalue()

@@ -1,6 +1,6 @@
 """`piper-ws demo`: the whole loop, headless, on the simulated PiPER, at a small scale.
 
-    piper-ws demo                      # ~15 min on a 2-core CPU
+    piper-ws demo                      # ~5 min on an idle 2-core CPU (record 3 min, train 1, eval 1.5)
     piper-ws demo --tasks press_button --steps 30 --trials 1   # a quick look
 
 1. record a few episodes per task with the virtual operator   (`piper-ws record`)

@@ -109,6 +109,7 @@ class RecordingSession:
         self._on_event = on_event
         self._clock = clock
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+        self._accepting = False  # guarded by _lock: commands are queued only while the loop serves them
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._stop_loop = threading.Event()
@@ -139,6 +140,8 @@ class RecordingSession:
     # -- life cycle ---------------------------------------------------------------------------
     def open(self, timeout_s: float = 180.0) -> RecordingSession:
         """Open the dataset (match-checked on resume) and the station; start the loop thread."""
+        with self._lock:
+            self._accepting = True
         self._thread = threading.Thread(target=self._run, name="recording-loop", daemon=True)
         self._thread.start()
         self._opened.result(timeout_s)
@@ -196,10 +199,11 @@ class RecordingSession:
 
     def _post(self, fn: Callable[[], Any]) -> Future:
         future: Future = Future()
-        if self._thread is None or not self._thread.is_alive():
-            future.set_exception(RuntimeError("the recording session is not open"))
-            return future
-        self._commands.put((fn, future))
+        with self._lock:
+            if not self._accepting:
+                future.set_exception(RuntimeError(f"the recording session is not open ({self.state.value})"))
+                return future
+            self._commands.put((fn, future))
         return future
 
     # -- what the GUI/CLI shows ---------------------------------------------------------------
@@ -314,6 +318,8 @@ class RecordingSession:
                 future.set_exception(exc)
 
     def _fail_pending(self) -> None:
+        with self._lock:  # from now on _post refuses at once instead of queueing forever
+            self._accepting = False
         while True:
             try:
                 _, future = self._commands.get_nowait()

@@ -81,3 +81,14 @@ def test_instruction_table_matches_the_sim_tasks():
     from collect.sim.tasks import INSTRUCTIONS
 
     assert TASK_INSTRUCTIONS == INSTRUCTIONS
+
+
+def test_commands_to_a_session_that_is_not_serving_fail_at_once(tmp_path):
+    """A command posted when no loop serves it (not opened, closed, or failed) must not wait forever."""
+    from collect.recording.session import RecordingSession
+
+    session = RecordingSession(RecordingPlan("idle"), tmp_path)
+    future = session.keep()
+    assert future.done()
+    with pytest.raises(RuntimeError, match="not open"):
+        future.result(timeout=0)

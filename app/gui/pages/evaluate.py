@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -39,17 +39,12 @@ from PySide6.QtWidgets import (
 
 from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
+from app.gui.workers.bridge import EventBridge
 from collect.limits import CAMERA_NAMES
 
 TASKS = ("open_pot", "pour_block", "press_button", "pick_grape")  # the paper's four, as in collect.sim.tasks
 PERTURBATIONS = ("none", "lighting", "camera", "distractors", "color", "size", "all")
 PREVIEW_INTERVAL_S = 0.1  # live views at ~10 Hz: the rollout thread must not wait on painting
-
-
-class _Bridge(QObject):
-    """Carries the driver's events (worker thread) to the GUI thread."""
-
-    event = Signal(str, object)
 
 
 class EvaluatePage(QWidget):
@@ -61,7 +56,7 @@ class EvaluatePage(QWidget):
         self.last_scored: Any = None  # the trial Success/Failure overrides in sim
         self._awaiting_score = False
         self._last_preview = 0.0
-        self._bridge = _Bridge()
+        self._bridge = EventBridge()
         self._bridge.event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
         # Tests (and other front ends) may replace these two factories.
         self.make_agents = self._load_agents

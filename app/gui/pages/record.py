@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
 from app.gui.widgets.estop import EstopButton
+from app.gui.workers.bridge import EventBridge
 
 IMAGE_SIZES = ("480x640", "240x320", "120x160", "96x128")
 POLL_MS = 66
@@ -55,12 +56,6 @@ def format_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes:02d} min" if hours else f"{minutes} min {secs:02d} s"
 
 
-class _Bridge(QObject):
-    """Carries session events and command errors from the loop thread to the GUI thread."""
-
-    event = Signal(str, object)
-
-
 class RecordPage(QWidget):
     def __init__(self, context: AppContext, parent: QWidget | None = None):
         super().__init__(parent)
@@ -68,7 +63,7 @@ class RecordPage(QWidget):
         self.session: Any = None
         self._opening = False
         self._dataset_bytes = 0
-        self._bridge = _Bridge()
+        self._bridge = EventBridge()
         self._bridge.event.connect(self._on_event)
         self._build()
         self._timer = QTimer(self)

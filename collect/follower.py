@@ -129,7 +129,7 @@ class PiperFollower(Robot):
         if self._estopped or self._arm_reports_estop():
             self._estopped = True
             raise EStopActive("the arm is in e-stop: release the e-stop, press Resume, then Enable")
-        if self.config.yield_to_leader and self._leader_frames_fresh():
+        if self.config.yield_to_leader and self.leader_is_commanding():
             # Linkage: once enabled, the firmware drives this arm straight to the leader's command.
             here = dict(zip(MOTOR_KEYS, self.read_joints(), strict=True))
             check_gap(self._leader_command(), here, self.config.max_gap_rad, self.config.max_gap_m)
@@ -209,7 +209,7 @@ class PiperFollower(Robot):
         self._refuse_if_estopped()
         if not self._enabled:
             raise ArmError("the follower is not enabled: call enable() (Enable on the Station page) first")
-        if self.config.yield_to_leader and self._leader_frames_fresh():
+        if self.config.yield_to_leader and self.leader_is_commanding():
             return self._leader_command()
         safe = self.safety.filter(action_to_vector(action))
         with self._send_lock:
@@ -253,9 +253,6 @@ class PiperFollower(Robot):
 
     def leader_is_commanding(self) -> bool:
         """True while a leader arm's control frames arrive on this bus (firmware linkage)."""
-        return self._leader_frames_fresh()
-
-    def _leader_frames_fresh(self) -> bool:
         stamp = self._require_sdk().GetArmJointCtrl().time_stamp
         return stamp > 0 and time.time() - stamp < LEADER_FRAMES_FRESH_S
 

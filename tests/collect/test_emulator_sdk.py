@@ -206,7 +206,7 @@ def test_one_bus_enable_refuses_while_the_leader_is_far_and_says_how_far():
         follower = PiperFollower(PiperFollowerConfig(port=channel, interface="virtual"), cameras={})
         follower.connect()
         try:
-            assert wait_until(follower._leader_frames_fresh)
+            assert wait_until(follower.leader_is_commanding)
             with pytest.raises(GapTooLarge, match=r"joint_1.pos \+0.800 rad"):
                 follower.enable()
             assert not follower.enabled and follower_emu.enabled == [False] * 6

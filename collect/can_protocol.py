@@ -87,6 +87,21 @@ def um_to_m(value_um: float) -> float:
     return value_um / 1_000_000.0
 
 
+def as_reported(motor_values) -> list[float]:
+    """Seven motor values (6 joints rad, gripper m) as the arm reports them: rounded to 1 mdeg / 1 um.
+
+    The feedback frames carry these units, so this is what the SDK decodes from an arm at
+    `motor_values`; the sim env reports the same, so its states compare with recorded ones."""
+    values = [float(v) for v in motor_values]
+    return [mdeg_to_rad(rad_to_mdeg(v)) for v in values[:6]] + [um_to_m(m_to_um(values[6]))]
+
+
+def as_commanded(motor_values) -> list[float]:
+    """Seven motor targets as a follower decodes them from control frames (rounded, inside the limits)."""
+    values = [float(v) for v in motor_values]
+    return [mdeg_to_rad(v) for v in joint_targets_mdeg(values[:6])] + [um_to_m(gripper_target_um(values[6]))]
+
+
 def pack_i32_pair(first: int, second: int) -> bytes:
     return struct.pack(">ii", int(first), int(second))
 

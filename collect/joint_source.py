@@ -54,6 +54,19 @@ class FirstOrderJoints:
             self._target = [float(v) for v in joints_rad]
             self._grip_target = float(gripper_m)
 
+    def jump_to(self, joints_rad: tuple[float, ...], gripper_m: float) -> None:
+        """Be at (and aim at) this pose now: a simulated reset, not a motion."""
+        with self._lock:
+            self._q = [float(v) for v in joints_rad]
+            self._target = list(self._q)
+            self._qd = [0.0] * 6
+            self._grip = self._grip_target = float(gripper_m)
+
+    def target(self) -> tuple[tuple[float, ...], float]:
+        """The pose it is moving to (joints rad, gripper m)."""
+        with self._lock:
+            return tuple(self._target), self._grip_target
+
     def set_motion_allowed(self, allowed: bool) -> None:
         with self._lock:
             self._allowed = allowed

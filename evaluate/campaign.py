@@ -39,6 +39,9 @@ class CampaignSpec:
     eta: float | None = None  # LoRA-SP energy threshold at inference; None keeps the trained one
     max_duration_s: float = 30.0
     save_episodes: bool = False
+    # Sim scenes given per task (e.g. a recorded dataset's episode seeds, to test memorisation);
+    # trial i of a task gets its i-th seed. Empty: seeds derived from `seed`.
+    scene_seeds: dict[str, tuple[int, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.runs or not self.tasks:
@@ -52,6 +55,14 @@ class CampaignSpec:
         object.__setattr__(self, "perturbation", parse_perturbations(self.perturbation).name or "none")
         if self.eta is not None and not 0.0 < self.eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {self.eta}")
+        object.__setattr__(self, "scene_seeds", {t: tuple(int(v) for v in s) for t, s in self.scene_seeds.items()})
+        for task in self.tasks if self.scene_seeds else ():
+            have = len(self.scene_seeds.get(task, ()))
+            if have < self.trials:
+                raise ValueError(
+                    f"only {have} scene seeds given for {task!r}, {self.trials} trials asked: "
+                    f"ask for --trials {have} or fewer, or record more {task} episodes"
+                )
 
     @property
     def auto_scored(self) -> bool:
@@ -59,6 +70,8 @@ class CampaignSpec:
 
     def seed_for(self, task: str, trial_index: int) -> int:
         """Deterministic per (task, trial) and independent of the run: runs see the same scenes."""
+        if self.scene_seeds:
+            return self.scene_seeds[task][trial_index]
         return self.seed * 100_003 + (zlib.crc32(task.encode()) % 10_000) * 1000 + trial_index
 
     def slots(self) -> list[TrialSlot]:

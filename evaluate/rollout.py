@@ -24,14 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from collect.limits import CAMERA_NAMES, GRIPPER_LIMITS_M, HOME_JOINTS_RAD, MOTOR_KEYS
+from collect.episode_start import EPISODE_START
+from collect.limits import CAMERA_NAMES, MOTOR_KEYS
 from evaluate.campaign import RolloutResult, TrialSlot
 
 log = logging.getLogger(__name__)
 
 STATE_KEY = "observation.state"
-HOME_ACTION = dict(zip(MOTOR_KEYS, (*HOME_JOINTS_RAD, GRIPPER_LIMITS_M[1]), strict=True))  # arm ready, gripper open
-HOME_TOLERANCE = 0.03  # rad (and m for the gripper): close enough to start a trial
 IMAGE_PREFIX = "observation.images."
 
 
@@ -166,8 +165,9 @@ class StationExecutor:
         return agent
 
     def reset(self, slot: TrialSlot) -> None:
-        """Sim: seeded scene reset with the arm at home. Real arm: the operator has reset the
-        scene; the arm drives itself home (clamped and step-limited) so every trial starts alike."""
+        """Every trial starts from EPISODE_START, as every recorded episode does. Sim: the seeded
+        scene reset. Real arm: the operator has reset the scene; the arm drives itself to the
+        start pose (clamped and step-limited)."""
         if self.station.follower.leader_is_commanding():
             # On one bus the firmware obeys the leader: the policy's commands would never act.
             raise RolloutError(
@@ -181,22 +181,15 @@ class StationExecutor:
                 )
             self.station.sim.reset(seed=slot.seed)
         elif not self.go_home():
-            raise RolloutError("the arm did not reach its home pose; check for an obstacle or an e-stop")
+            raise RolloutError("the arm did not reach the start pose; check for an obstacle or an e-stop")
         self.agent(slot.run).reset()
 
-    def go_home(self, timeout_s: float = 8.0, tolerance: float = HOME_TOLERANCE) -> bool:
-        """Command the home pose tick by tick through send_action until the arm is there."""
-        follower, period = self.station.follower, 1.0 / self.fps
-        for _ in range(max(1, round(timeout_s * self.fps))):
-            observation = follower.get_observation()
-            if all(abs(observation[k] - HOME_ACTION[k]) <= tolerance for k in MOTOR_KEYS):
-                return True
-            follower.send_action(dict(HOME_ACTION))
-            if self.lockstep:
-                self.station.sim.advance(period)
-            else:
-                time.sleep(period)
-        return False
+    def go_home(self, timeout_s: float = 8.0) -> bool:
+        """Drive the arm to the episode start pose through send_action."""
+        from collect.motion import drive_to
+
+        sim = self.station.sim if self.lockstep else None
+        return drive_to(self.station.follower, EPISODE_START, fps=self.fps, timeout_s=timeout_s, sim=sim)
 
     def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
         agent = self.agent(slot.run)
@@ -213,6 +206,10 @@ class StationExecutor:
             if stop.is_set():
                 return self._finish(slot, started, step - 1, None, aborted=True)
             tick_start = time.monotonic()
+            if self.lockstep:
+                from collect.sim.lockstep import sync_reports
+
+                sync_reports(self.station)  # the observation of this simulated instant
             observation = follower.get_observation()
             action = agent.act(observation, instruction)
             sent = follower.send_action(action)

@@ -3,6 +3,7 @@
     piper-ws eval --run smolvla-sp --backend sim --tasks all --trials 15
     piper-ws eval --run a --run b --tasks open_pot,press_button --eta 0.8 --perturbation lighting
     piper-ws eval --run smolvla-sp --backend piper --tasks open_pot       # you score each trial
+    piper-ws eval --run memo --seeds-from-dataset press10                 # on the recorded scenes
 
 Sim trials are seeded and scored by the task predicate. On the real arm the terminal asks
 you to reset the scene before each trial and to score it after. Every trial is committed
@@ -19,9 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--run", action="append", required=True, metavar="NAME", help="run under runs/ (repeatable)")
     parser.add_argument("--backend", choices=("sim", "piper"), default="sim")
     parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
-    parser.add_argument("--trials", type=int, default=15, help="trials per task and run (default: 15, as the paper)")
+    parser.add_argument("--trials", type=int, help="trials per task and run (default: 15, as the paper; "
+                        "with --seeds-from-dataset at most the episodes recorded per task)")
     parser.add_argument("--campaign", help="campaign name (default: from runs, backend and settings)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the sim scenes")
+    parser.add_argument("--seeds-from-dataset", metavar="NAME",
+                        help="sim: evaluate on the scenes of this recorded dataset's episodes (memorisation check)")
     parser.add_argument("--perturbation", default="none", help="sim: none, all, or e.g. lighting+camera")
     parser.add_argument("--eta", type=float, help="LoRA-SP energy threshold at inference (default: as trained)")
     parser.add_argument("--checkpoint", default="last", help="checkpoint of each run (default: last)")
@@ -32,8 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("md", "csv"), default="md", help="table printed at the end")
 
 
-def default_campaign_name(args: argparse.Namespace) -> str:
-    name = f"{'+'.join(args.run)}-{args.backend}-{args.trials}x"
+def default_campaign_name(args: argparse.Namespace, trials: int) -> str:
+    name = f"{'+'.join(args.run)}-{args.backend}-{trials}x"
+    if args.seeds_from_dataset:
+        name += f"-on-{args.seeds_from_dataset}"
     if args.eta is not None:
         name += f"-eta{args.eta:g}"
     if args.perturbation not in ("none", ""):
@@ -61,11 +67,13 @@ def run(args: argparse.Namespace) -> int:
     workspace = Workspace.open(args.workspace)
     try:
         height, width = (int(v) for v in args.image_size.lower().split("x"))
+        tasks, trials, scene_seeds = _scenes(args, workspace)
         spec = CampaignSpec(
-            name=args.campaign or default_campaign_name(args),
+            name=args.campaign or default_campaign_name(args, trials),
             runs=tuple(args.run),
-            tasks=parse_tasks(args.tasks),
-            trials=args.trials,
+            tasks=tasks,
+            trials=trials,
+            scene_seeds=scene_seeds,
             backend=args.backend,
             seed=args.seed,
             perturbation=args.perturbation,
@@ -105,6 +113,25 @@ def run(args: argparse.Namespace) -> int:
         print("\nstopped; every scored trial is saved. Run the same command to resume.", file=sys.stderr)
         return 130
     return 0
+
+
+def _scenes(args, workspace) -> tuple[tuple[str, ...], int, dict[str, tuple[int, ...]]]:
+    """Tasks, trials per task and explicit scene seeds (only with --seeds-from-dataset)."""
+    from evaluate.campaign import DEFAULT_TRIALS
+
+    if not args.seeds_from_dataset:
+        return parse_tasks(args.tasks), args.trials or DEFAULT_TRIALS, {}
+    if args.backend != "sim":
+        raise ValueError("--seeds-from-dataset sets simulated scenes: use it with --backend sim")
+    from collect.recording.library import scene_seeds
+
+    seeds = scene_seeds(workspace.datasets_dir / args.seeds_from_dataset)
+    tasks = tuple(seeds) if args.tasks.strip() == "all" else parse_tasks(args.tasks)
+    missing = [t for t in tasks if t not in seeds]
+    if missing:
+        raise ValueError(f"{args.seeds_from_dataset} has no episodes of {', '.join(missing)}; it has {', '.join(seeds)}")
+    trials = args.trials or min(DEFAULT_TRIALS, *(len(seeds[t]) for t in tasks))
+    return tasks, trials, {t: tuple(seeds[t]) for t in tasks}
 
 
 def _open_campaign(store, spec, workspace):

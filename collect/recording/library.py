@@ -80,6 +80,21 @@ def episode_rows(root: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: r["episode_index"])
 
 
+def scene_seeds(root: str | Path) -> dict[str, list[int]]:
+    """Task -> the sim scene seeds of its kept episodes, in episode order (evaluate on the
+    recorded scenes). Raises ValueError when the dataset holds no seeded sim episode."""
+    root = Path(root)
+    if not (root / "meta" / "info.json").is_file():
+        raise ValueError(f"{root} is not a recorded dataset (no meta/info.json); list them with `piper-ws datasets`")
+    seeds: dict[str, list[int]] = {}
+    for _, row in sorted(read_sidecar(root).items()):
+        if row.get("backend") == "sim" and row.get("seed") is not None:
+            seeds.setdefault(row["task"], []).append(int(row["seed"]))
+    if not seeds:
+        raise ValueError(f"{root.name} has no simulated episodes with a scene seed (recorded on the real arm?)")
+    return seeds
+
+
 def episode_signals(root: Path, episode_index: int) -> tuple[Any, Any]:
     """(state, action) of one episode as (N, 7) float arrays."""
     import numpy as np

@@ -9,9 +9,17 @@ view), writes frames while RECORDING, and executes the commands other threads po
 (`start()` etc. return a Future). Nothing a caller does touches the station directly
 except `estop()`, which must work from anywhere at once.
 
+Every episode starts from `collect.episode_start.EPISODE_START`, the state evaluation
+starts from: in sim the scene is reset to it from the episode's seed; on the real arm
+`home()` drives the follower there (two buses) or asks the operator to bring the leader
+there (one bus), and the snapshot says how far the arm is from it.
+
 On the sim backend the virtual operator drives the leader arm during an episode and the
-loop runs in lockstep with physics; `auto=True` also keeps every finished episode and
-starts the next one, so a whole plan records unattended.
+loop runs in lockstep with physics: each recorded frame is followed by exactly 1/fps of
+simulated time, and the state, action and images of a frame are of the same simulated
+instant (`collect.sim.lockstep`), so no frame is ever dropped, whatever the CPU.
+`auto=True` also keeps every finished episode and starts the next one, so a whole plan
+records unattended; an episode ended by E-STOP is never kept automatically.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from collect.episode_start import EPISODE_START
 from collect.limits import MOTOR_KEYS
 from collect.recording.pacing import make_pacer
 from collect.recording.plan import RecordingPlan
@@ -70,6 +79,7 @@ class Snapshot:
     estopped: bool = False
     kept_seconds: float = 0.0  # recorded duration of the kept episodes (for the ETA)
     backlog: int = 0  # frames recorded but not yet handed to the video encoder
+    start_gap: float | None = None  # how far the follower is from the episode start pose (rad / m)
 
 
 def default_station_factory(plan: RecordingPlan, task: str, hardware=None):
@@ -136,6 +146,10 @@ class RecordingSession:
         self._started_at = ""
         self._kept_seconds = 0.0
         self._relay: Any = None
+        self._sim_started_at: float | None = None  # sim time of the episode's first frame
+        self._sim_seconds: float | None = None  # simulated time the episode covered
+        self._ended_by_estop = False
+        self._start_gap: float | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
     def open(self, timeout_s: float = 180.0) -> RecordingSession:
@@ -183,6 +197,10 @@ class RecordingSession:
     def skip_reset(self) -> Future:
         return self._post(self._do_skip_reset)
 
+    def home(self) -> Future:
+        """Bring the arm to the episode start pose (between episodes)."""
+        return self._post(self._do_home)
+
     def set_auto(self, auto: bool) -> None:
         self.auto = auto
 
@@ -218,7 +236,7 @@ class RecordingSession:
                 countdown_s=countdown, images=dict(self._images), leader=list(self._leader),
                 follower=list(self._follower), timing=self._last_timing, last_success=self._last_success,
                 message=self._message, estopped=estopped, kept_seconds=self._kept_seconds,
-                backlog=self.writer.pending_frames if self.writer is not None else 0,
+                backlog=self.writer.pending_frames if self.writer is not None else 0, start_gap=self._start_gap,
             )
 
     def eta_s(self) -> float | None:
@@ -292,6 +310,7 @@ class RecordingSession:
 
         self._relay = TeleopRelay(station.leader, station.follower)
         self._pacer = make_pacer(station, self.plan.fps)
+        self._timer.lockstep = self._pacer.lockstep
 
     def _teardown(self) -> None:
         for closer in (lambda: self.writer is not None and self.writer.close(),
@@ -331,6 +350,10 @@ class RecordingSession:
         recording = self.state == SessionState.RECORDING
         if recording and self._operator is not None:
             self._drive_virtual_leader()
+        if self._pacer.lockstep:
+            from collect.sim.lockstep import sync_reports
+
+            sync_reports(self.station)  # state, action and images of one simulated instant
         observation = self.station.follower.get_observation()
         if recording and getattr(self.station.follower, "estopped", False):
             self._do_stop()  # e-stop (from any thread): the episode ends here and waits for review
@@ -352,24 +375,25 @@ class RecordingSession:
             self._images = images
             self._leader.append(leader)
             self._follower.append(state)
+            self._start_gap = EPISODE_START.gap(dict(zip(MOTOR_KEYS, state, strict=True)))
         if recording:
             self.writer.add_frame(state, leader, images, self.plan.instruction(self.task))
             self._timer.tick(images)
             self._frames += 1
+            # The frame's action acts for one period; in sim, exactly 1/fps of physics.
+            self._pacer.wait()
             self._episode_t += 1.0 / self.plan.fps
             if self._frames % self.plan.fps == 0:
                 self._last_timing = self._timer.stats()
             if self._episode_over():
                 self._do_stop()
-                return
-            self._pacer.wait()
             return
         if self.state == SessionState.RESETTING and self._clock() >= self._reset_until:
             self._set_state(SessionState.READY, "ready")
             if self.auto:
                 self._do_start()
                 return
-        elif self.state == SessionState.REVIEW and self.auto:
+        elif self.state == SessionState.REVIEW and self.auto and not self._ended_by_estop:
             self._do_keep(self._last_success, "auto")
             return
         time.sleep(1.0 / IDLE_FPS)
@@ -413,12 +437,15 @@ class RecordingSession:
         self._finish_at = None
         self._last_success = None
         self._frames = 0
+        self._ended_by_estop = False
+        self._sim_seconds = None
         if self.station.sim is not None:
             from collect.sim.operator import VirtualOperator
 
             index = self.plan.tasks.index(self.task)
             self._seed = self.plan.seed + 1000 * index + self.counts[self.task] + 100 * self._retries
-            self.station.sim.reset(seed=self._seed)
+            self.station.sim.reset(seed=self._seed)  # the start state evaluation uses for this seed
+            self._sim_started_at = self.station.sim.sim_time
             self._operator = VirtualOperator(self.task, seed=self._seed)
         else:
             self._seed = None
@@ -446,8 +473,15 @@ class RecordingSession:
     def _do_stop(self) -> None:
         self._require(SessionState.RECORDING, verb="stop")
         self._last_timing = self._timer.stats()
-        self._last_success = self._sim_success() if self.station.sim is not None else None
-        self._set_state(SessionState.REVIEW, f"{self._frames} frames: keep or discard")
+        self._ended_by_estop = bool(getattr(self.station.follower, "estopped", False))
+        sim = self.station.sim
+        self._last_success = self._sim_success() if sim is not None else None
+        if sim is not None and self._sim_started_at is not None:
+            self._sim_seconds = sim.sim_time - self._sim_started_at
+        message = f"{self._frames} frames: keep or discard"
+        if self._ended_by_estop:
+            message = f"E-STOP: {self._frames} frames held for review (not kept automatically)"
+        self._set_state(SessionState.REVIEW, message)
 
     def _do_keep(self, success: bool | None, note: str) -> dict:
         from collect.recording.writer import EpisodeRecord
@@ -455,10 +489,14 @@ class RecordingSession:
         self._require(SessionState.REVIEW, verb="keep")
         if success is None:
             success = self._last_success
+        timing = self._last_timing.as_dict() if self._last_timing else {}
+        if self._sim_seconds is not None:
+            timing["sim_seconds"] = round(self._sim_seconds, 6)
+            timing["lockstep_misses"] = self.station.sim.lockstep_misses
         record = EpisodeRecord(
             task=self.task, instruction=self.plan.instruction(self.task), operator=self.plan.operator,
             backend=self.plan.backend, seed=self._seed, success=success, note=note, started_at=self._started_at,
-            timing=self._last_timing.as_dict() if self._last_timing else {},
+            timing=timing,
         )
         began = time.perf_counter()
         saved = self.writer.keep(record)
@@ -486,6 +524,24 @@ class RecordingSession:
         self._reset_until = 0.0
         self._set_state(SessionState.READY, "ready")
         self._do_start()
+
+    def _do_home(self) -> None:
+        """Sim: the scene back to its start state now. Real arm, two buses: the PC drives the
+        follower to the start pose (clamped, step-limited); one bus: the leader commands the
+        follower, so only the operator can, by moving the leader (the page shows the gap)."""
+        self._require(SessionState.READY, SessionState.RESETTING, SessionState.REVIEW, verb="home")
+        if self.station.sim is not None:
+            self.station.sim.reset(seed=self._seed)
+            return
+        if self.station.follower.leader_is_commanding():
+            raise RuntimeError(
+                "the leader arm drives the follower on this bus: move the leader to the start pose "
+                f"(within {EPISODE_START.tolerance} rad of home, gripper open)"
+            )
+        from collect.motion import drive_to
+
+        if not drive_to(self.station.follower, EPISODE_START, fps=self.plan.fps):
+            raise RuntimeError("the arm did not reach the start pose; check for an obstacle or an e-stop")
 
     def _do_skip_reset(self) -> None:
         if self.state == SessionState.RESETTING:

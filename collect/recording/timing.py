@@ -5,6 +5,10 @@ A recorder samples at a fixed rate, so a tick that takes 2.4 periods has lost fr
 over 1.5 target periods. A camera whose frame did not change since the last tick (the same
 array object, the way lerobot's async readers hand out their latest frame) counts a
 repeated frame for that camera. `behind` turns on when the last second fell short.
+
+In lockstep simulation (`lockstep = True`) a frame is a period of simulated time however
+long it took, so no frame slot can be lost: dropped and late stay 0 and the periods
+measured are the recording's wall-clock speed only.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class TimingStats:
     camera_fps: dict[str, float] = field(default_factory=dict)
     camera_repeats: dict[str, int] = field(default_factory=dict)
     behind: bool = False
+    lockstep: bool = False  # sim: frames are periods of simulated time, none can be dropped
 
     def warning(self) -> str:
         if not self.behind:
@@ -46,10 +51,11 @@ class TimingStats:
 class LoopTimer:
     """Call `tick(frames)` once per loop iteration, with the camera frames read in it."""
 
-    def __init__(self, fps: float, clock=time.perf_counter):
+    def __init__(self, fps: float, clock=time.perf_counter, lockstep: bool = False):
         self.fps = float(fps)
         self.period = 1.0 / self.fps
         self._clock = clock
+        self.lockstep = lockstep
         self.reset()
 
     def reset(self) -> None:
@@ -70,9 +76,10 @@ class LoopTimer:
         if self._last is not None:
             period = now - self._last
             self._periods.append(period)
-            if period > LATE_FACTOR * self.period:
-                self._late += 1
-            self._dropped += max(0, round(period / self.period) - 1)
+            if not self.lockstep:
+                if period > LATE_FACTOR * self.period:
+                    self._late += 1
+                self._dropped += max(0, round(period / self.period) - 1)
         self._last = now
         self._recent.append(now)
         while self._recent and now - self._recent[0] > 1.0:
@@ -85,7 +92,9 @@ class LoopTimer:
             self._previous[name] = frame
 
     def stats(self) -> TimingStats:
-        stats = TimingStats(target_fps=self.fps, ticks=len(self._periods) + (self._start is not None))
+        stats = TimingStats(
+            target_fps=self.fps, ticks=len(self._periods) + (self._start is not None), lockstep=self.lockstep
+        )
         if not self._periods:
             return stats
         ordered = sorted(self._periods)
@@ -100,5 +109,5 @@ class LoopTimer:
         stats.camera_repeats = dict(self._camera_repeats)
         window = self._recent[-1] - self._recent[0] if len(self._recent) > 1 else 0.0
         recent_fps = (len(self._recent) - 1) / window if window > 0.5 else stats.achieved_fps
-        stats.behind = recent_fps < BEHIND_FPS_FRACTION * self.fps
+        stats.behind = not self.lockstep and recent_fps < BEHIND_FPS_FRACTION * self.fps
         return stats

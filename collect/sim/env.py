@@ -13,7 +13,9 @@ gym-pusht). Importing this module registers them:
     obs, info = env.reset(seed=0)   # obs: {"pixels": {"side", "wrist"}: HxWx3 uint8, "agent_pos": float32[7]}
     obs, reward, terminated, truncated, info = env.step(action)   # 7-D absolute joints (rad) + gripper (m)
 
-Lockstep: one `step` simulates exactly 1/fps seconds of sim time, however long it takes,
+Each reset starts where a recorded episode of the same seed starts (`collect.sim.episode`),
+and `agent_pos` is what the arm reports over CAN, so a recorded dataset's first frame
+equals the reset observation. Lockstep: one `step` simulates exactly 1/fps seconds of sim time, however long it takes,
 so a seed gives the same episode on any machine. The action goes straight to the arm's
 position actuators, clamped to `collect.limits`. `info["is_success"]` at reset and step;
 the episode terminates on success (reward 1) and is truncated at the task's time limit.
@@ -26,19 +28,19 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from collect.limits import HOME_JOINTS_RAD, MOTOR_LIMITS
+from collect.can_protocol import as_reported
+from collect.limits import MOTOR_LIMITS
+from collect.sim.episode import begin_episode
 from collect.sim.perturb import (
     DISTRACTOR_NAMES,
     ScenePerturber,
     distractor_worldbody_xml,
     parse_perturbations,
-    place_distractors,
 )
 from collect.sim.tasks import TASKS, make_task
-from collect.sim.tasks.base import GRIPPER_OPEN_M, geom_id
+from collect.sim.tasks.base import geom_id
 from collect.sim.world import CAMERA_NAMES, PiperWorld, SceneExtra
 
-SETTLE_S = 0.2  # objects drop onto the table this long before an episode starts
 OBS_TYPES = ("pixels_agent_pos", "agent_pos", "pixels")
 
 
@@ -104,15 +106,11 @@ class PiperSimEnv(gym.Env):
     # --- gym API --------------------------------------------------------------------------
     def reset(self, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        rng = self.np_random
-        self.world.reset(HOME_JOINTS_RAD, GRIPPER_OPEN_M)
-        self._perturber.apply(rng)
-        self.sim_task.place(self.world, rng)
-        if self.perturbations.distractors:
-            self.world.forward()
-            place_distractors(self.world, rng, self.sim_task.keepout(self.world))
-        self.world.forward()
-        self.world.advance(SETTLE_S)
+        # the same start as a recorded episode of this seed (collect.sim.episode)
+        begin_episode(
+            self.world, self.sim_task, self.np_random,
+            perturber=self._perturber, distractors=self.perturbations.distractors,
+        )
         self._t0 = self.world.time
         self._tick = 0
         return self._observation(), {"is_success": self.sim_task.is_success(self.world)}
@@ -146,7 +144,8 @@ class PiperSimEnv(gym.Env):
         return self.world.time - self._t0
 
     def agent_pos(self) -> np.ndarray:
-        return np.append(self.world.arm_q(), self.world.gripper_opening())
+        """Joints and gripper as the arm reports them over CAN (1 mdeg, 1 um), like a recorded state."""
+        return np.asarray(as_reported(np.append(self.world.arm_q(), self.world.gripper_opening())))
 
     def _observation(self) -> dict:
         obs = {}

@@ -30,15 +30,40 @@ class MujocoJointSource:
         self._allowed = True
         self._hold_requested = False
         self.commands_received = 0
+        self.last_command: tuple[tuple[float, ...], float] | None = None  # newest received, applied or not
 
     # -- JointSource (emulator thread) --------------------------------------------------
     def command(self, joints_rad: Sequence[float], gripper_m: float) -> None:
         with self._lock:
             if not self._allowed:  # disabled / e-stop / not in CAN mode: the arm holds
                 return
-            self._pending = (tuple(float(v) for v in joints_rad), float(gripper_m))
+            self._pending = self.last_command = (tuple(float(v) for v in joints_rad), float(gripper_m))
             self.commands_received += 1
             self._new_command.notify_all()
+
+    def forget_commands(self) -> None:
+        """Drop a command not yet applied (the world was reset; it belonged to the old episode)."""
+        with self._lock:
+            self._pending = self.last_command = None
+
+    def wait_for_value(self, expected: list[float], timeout_s: float) -> bool:
+        """Block until the newest command, as the emulator decoded it, equals `expected`
+        (7 motor values as the bus carries them); False after `timeout_s`. Lockstep simulation
+        calls this so that the command of this tick, not an older one, is applied."""
+        deadline = time.monotonic() + timeout_s
+        with self._new_command:
+            while not self._matches(expected):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or not self._allowed:
+                    return self._matches(expected)
+                self._new_command.wait(remaining)
+            return True
+
+    def _matches(self, expected: list[float]) -> bool:
+        if self.last_command is None:
+            return False
+        joints, gripper = self.last_command
+        return list(joints) + [gripper] == expected
 
     def set_motion_allowed(self, allowed: bool) -> None:
         with self._lock:

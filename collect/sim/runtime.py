@@ -13,7 +13,13 @@ that the worker executes between physics steps:
     rt.stop()
 
 Clock: `realtime=True` steps physics against the wall clock; `realtime=False` (lockstep,
-for recording and evaluation) advances only when asked: `rt.advance(1 / fps)`.
+for recording and evaluation) advances only when asked: `rt.advance(1 / fps)`. In lockstep
+the simulated leader arm goes where it is told at once (the virtual operator's motion is
+already smooth), and `advance` applies the leader's command of this tick, never an older
+one still on the bus (see `collect.sim.lockstep` for the reading side).
+
+`reset(seed=...)` starts an episode exactly as the gym env's reset does
+(`collect.sim.episode.begin_episode`): the same seed gives the same first frame.
 
 Buses: with `single_bus=True` (the PiPER's leader-follower linkage) leader and follower
 emulators share one channel and the follower obeys the leader's control frames, as the
@@ -32,8 +38,9 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from typing import Any
 
+from collect.can_protocol import as_commanded
+from collect.episode_start import EPISODE_START
 from collect.joint_source import FirstOrderJoints, JointState
-from collect.limits import HOME_JOINTS_RAD
 from collect.sim.joints import MujocoJointSource
 
 log = logging.getLogger(__name__)
@@ -42,6 +49,8 @@ _channel_ids = itertools.count()
 PHYSICS_QUANTUM_S = 0.004  # the worker wakes this often in real-time mode
 MAX_CATCH_UP_S = 0.1  # behind by more than this (a slow render): drop time rather than race
 COMMAND_WAIT_S = 0.02  # lockstep: how long advance() waits for a command still on the bus
+LEADER_COMMAND_WAIT_S = 0.5  # lockstep, leader on the bus: its command reaches the follower well within this
+LEADER_TAU_S = 0.05  # real-time mode: the simulated leader's lag behind what it is told
 
 
 def unique_channel(label: str) -> str:
@@ -59,8 +68,8 @@ class SimRuntime:
         realtime: bool = True,
         single_bus: bool = True,
         start_emulators: bool = True,
-        initial_q: Sequence[float] = HOME_JOINTS_RAD,
-        initial_gripper_m: float = 0.0,
+        initial_q: Sequence[float] = EPISODE_START.arm_q,
+        initial_gripper_m: float = EPISODE_START.gripper_m,
         seed: int | None = None,
     ):
         self.task_key = task
@@ -77,7 +86,9 @@ class SimRuntime:
         initial_state = JointState(tuple(initial_q), (0.0,) * 6, float(initial_gripper_m))
         self.follower_source = MujocoJointSource(initial_state)
         # The leader arm has no physics: the virtual operator (or a test) commands it.
-        self.leader_source = FirstOrderJoints(tuple(initial_q), float(initial_gripper_m), tau_s=0.05)
+        self.leader_source = FirstOrderJoints(
+            tuple(initial_q), float(initial_gripper_m), tau_s=LEADER_TAU_S if realtime else 0.0
+        )
         self.emulators: dict[str, Any] = {}
         self._requests: queue.Queue[tuple[Callable, Future] | None] = queue.Queue()
         self._thread: threading.Thread | None = None
@@ -86,6 +97,7 @@ class SimRuntime:
         self.physics_steps = 0
         self._commands_seen: int | None = None  # follower commands counted at the last advance()
         self._lockstep_due: float | None = None  # sim time lockstep advances aim at
+        self.lockstep_misses = 0  # advances that stepped before the leader's command arrived (should stay 0)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self, timeout_s: float = 60.0) -> SimRuntime:
@@ -163,10 +175,17 @@ class SimRuntime:
             raise RuntimeError("advance() is for lockstep mode; this runtime runs in real time")
         source = self.follower_source
         if command_wait_s > 0 and source.motion_allowed:
-            # Commands counted up to the previous advance were applied then; the first time,
-            # only a command arriving from now on is known to be this tick's.
-            since = self._commands_seen if self._commands_seen is not None else source.commands_received
-            source.wait_for_command(since, command_wait_s)
+            expected = self.leader_command_on_bus()
+            if expected is not None:  # the leader drives the follower: wait for its current command
+                if not source.wait_for_value(expected, LEADER_COMMAND_WAIT_S):
+                    self.lockstep_misses += 1
+                    log.warning("lockstep: the leader's command had not reached the follower after %.1f s",
+                                LEADER_COMMAND_WAIT_S)
+            else:
+                # Commands counted up to the previous advance were applied then; the first time,
+                # only a command arriving from now on is known to be this tick's.
+                since = self._commands_seen if self._commands_seen is not None else source.commands_received
+                source.wait_for_command(since, command_wait_s)
         self._commands_seen = source.commands_received
 
         def step(world):
@@ -178,28 +197,35 @@ class SimRuntime:
 
         return self.call(step, timeout_s)
 
-    def reset(self, arm_q: Sequence[float] | None = None, gripper_m: float | None = None, seed: int | None = None):
-        """World back to its start (arm at `arm_q`, task objects re-placed from `seed`)."""
-        q = tuple(arm_q) if arm_q is not None else self._initial[0]
-        grip = float(gripper_m) if gripper_m is not None else self._initial[1]
+    def leader_command_on_bus(self) -> list[float] | None:
+        """On one bus with a commanding leader: the follower target its frames carry now."""
+        leader = self.emulators.get("leader")
+        if not self.single_bus or leader is None or not leader.sends_commands:
+            return None
+        joints, gripper = self.leader_source.target()
+        return as_commanded([*joints, gripper])
+
+    def reset(self, seed: int | None = None, start=EPISODE_START) -> None:
+        """Start an episode: `start` pose, the task's objects placed from `seed`, settled
+        (`collect.sim.episode`); the leader arm is put at the start pose too."""
+        from collect.sim.episode import begin_episode, episode_rng
 
         def do_reset(world):
-            world.reset(q, grip, seed=seed)
-            if self.task is not None:
-                self.task.place(world, world.rng)
-                world.forward()
+            begin_episode(world, self.task, episode_rng(seed), start=start)
+            self.follower_source.forget_commands()  # a command still queued belongs to the old episode
             self.follower_source.publish_from(world)
             self._anchor_clock(world)
 
         self._commands_seen = None
+        self.leader_source.jump_to(start.arm_q, start.gripper_m)
         self.call(do_reset)
-        self.leader_source.command(q, grip)
 
     def set_realtime(self, realtime: bool) -> None:
         self._commands_seen = None
 
         def switch(world):
             self._realtime = realtime
+            self.leader_source.tau_s = LEADER_TAU_S if realtime else 0.0
             self._anchor_clock(world)
 
         self.call(switch)
@@ -241,10 +267,11 @@ class SimRuntime:
             self.task = make_task(self.task_key)
             extras.append(SceneExtra(self.task_key, asset=self.task.assets_xml(), worldbody=self.task.worldbody_xml()))
         world = PiperWorld(extras=extras, image_size=self.image_size)
-        world.reset(*self._initial, seed=self._seed)
-        if self.task is not None:
-            self.task.place(world, world.rng)
-            world.forward()
+        from collect.episode_start import EpisodeStart
+        from collect.sim.episode import begin_episode, episode_rng
+
+        start = EpisodeStart(arm_q=self._initial[0], gripper_m=self._initial[1])
+        begin_episode(world, self.task, episode_rng(self._seed), start=start)
         self.follower_source.publish_from(world)
         self._anchor_clock(world)
         return world

@@ -52,3 +52,51 @@ def test_eval_of_a_run_without_checkpoint_is_a_clear_error(workspace, capsys):
     argv = ["--workspace", str(workspace.root), "eval", "--run", "empty", "--tasks", "press_button", "--trials", "1"]
     assert main(argv) == 1
     assert "no checkpoint" in capsys.readouterr().err
+
+
+def _dataset_with_seeds(datasets_dir):
+    """A dataset written by the real EpisodeWriter: sim episodes with scene seeds, as `record` keeps them."""
+    import numpy as np
+
+    from collect.recording.plan import RecordingPlan
+    from collect.recording.writer import EpisodeRecord, EpisodeWriter
+
+    plan = RecordingPlan("seeded", tasks=["open_pot", "press_button"], image_size=(48, 64))
+    writer = EpisodeWriter.open(plan, datasets_dir)
+    for task, seed in (("press_button", 1000), ("open_pot", 7), ("press_button", 1001), ("press_button", 1102)):
+        for i in range(3):
+            state = np.full(7, 0.01 * i, np.float32)
+            writer.add_frame(state, state, {c: np.zeros((48, 64, 3), np.uint8) for c in plan.cameras},
+                             plan.instruction(task))
+        writer.keep(EpisodeRecord(task=task, instruction=plan.instruction(task), backend="sim", seed=seed))
+    writer.close()
+
+
+def test_seeds_from_dataset_evaluates_on_the_recorded_scenes(workspace, capsys):
+    import argparse
+
+    from app.commands.eval import _scenes, add_arguments
+    from evaluate.campaign import CampaignSpec
+
+    _dataset_with_seeds(workspace.datasets_dir)
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    tasks, trials, seeds = _scenes(parser.parse_args(["--run", "r", "--seeds-from-dataset", "seeded"]), workspace)
+    assert tasks == ("press_button", "open_pot") and trials == 1  # open_pot has one episode
+    assert seeds == {"press_button": (1000, 1001, 1102), "open_pot": (7,)}
+    args = parser.parse_args(["--run", "r", "--seeds-from-dataset", "seeded", "--tasks", "press_button"])
+    tasks, trials, seeds = _scenes(args, workspace)
+    spec = CampaignSpec(name="memo", runs=("r",), tasks=tasks, trials=trials, scene_seeds=seeds)
+    assert [slot.seed for slot in spec.slots()] == [1000, 1001, 1102]
+    assert CampaignSpec.from_dict(spec.to_dict()) == spec  # a resumed campaign keeps its scenes
+
+    (workspace.runs_dir / "r").mkdir(parents=True)
+    ws = ["--workspace", str(workspace.root), "eval", "--run", "r"]
+    assert main([*ws, "--seeds-from-dataset", "seeded", "--tasks", "press_button", "--trials", "5"]) == 1
+    assert "only 3 scene seeds given for 'press_button'" in capsys.readouterr().err
+    assert main([*ws, "--seeds-from-dataset", "nosuch"]) == 1
+    assert "not a recorded dataset" in capsys.readouterr().err
+    assert main([*ws, "--seeds-from-dataset", "seeded", "--tasks", "pick_grape"]) == 1
+    assert "has no episodes of pick_grape" in capsys.readouterr().err
+    assert main([*ws, "--seeds-from-dataset", "seeded", "--backend", "piper"]) == 1
+    assert "--backend sim" in capsys.readouterr().err

@@ -72,16 +72,17 @@ def test_wrong_task_scene_is_a_clear_error(station):
 
 
 def test_go_home_drives_the_arm_back_through_send_action(station):
-    from evaluate.rollout import HOME_ACTION
+    from collect.episode_start import EPISODE_START
 
+    home = EPISODE_START.action()
     executor = StationExecutor(station, {"r": Reckless()}, {}, max_duration_s=0.5)
     slot = TrialSlot("r", "press_button", 2, seed=5)
     executor.reset(slot)
     executor.run(slot, threading.Event())  # joint_1 driven away from home
-    assert abs(station.follower.get_observation()["joint_1.pos"] - HOME_ACTION["joint_1.pos"]) > 0.5
+    assert abs(station.follower.get_observation()["joint_1.pos"] - home["joint_1.pos"]) > 0.5
     assert executor.go_home(timeout_s=5.0)
     observation = station.follower.get_observation()
-    assert all(abs(observation[k] - HOME_ACTION[k]) <= 0.03 for k in MOTOR_KEYS)
+    assert all(abs(observation[k] - home[k]) <= EPISODE_START.tolerance for k in MOTOR_KEYS)
 
 
 def test_a_leader_driving_the_bus_is_refused_before_the_trial():

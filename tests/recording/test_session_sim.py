@@ -86,3 +86,27 @@ def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord
     assert ds.num_episodes == 5
     last = read_sidecar(plan.root(datasets_dir))[4]
     assert last["note"] == "re-recorded" and last["success"] is True and last["frames"] == ds.meta.episodes["length"][4]
+
+
+@pytest.mark.slow
+def test_auto_holds_an_episode_ended_by_estop_and_home_restores_the_start(make_plan, datasets_dir):
+    import time
+
+    from collect.episode_start import EPISODE_START
+
+    plan = make_plan("estop_auto", tasks=["pick_grape"], episodes_per_task=2, max_episode_s=20.0)
+    with RecordingSession(plan, datasets_dir, auto=True) as session:
+        session.start().result(60)
+        while session.snapshot().frames < 40:  # the operator has moved the arm away from the start
+            time.sleep(0.02)
+        session.estop()
+        wait_for(session, SessionState.REVIEW, timeout_s=30)
+        time.sleep(1.0)  # Auto keeps a finished episode within a tick: this one must wait for the operator
+        snap = session.snapshot()
+        assert session.state == SessionState.REVIEW and session.counts["pick_grape"] == 0
+        assert "E-STOP" in snap.message and snap.start_gap > EPISODE_START.tolerance
+        session.resume_arm().result(30)
+        session.home().result(30)  # sim: the scene and the arm back to the start state
+        time.sleep(0.5)
+        assert session.snapshot().start_gap == pytest.approx(0.0, abs=1e-4)
+        session.discard().result(30)

@@ -5,6 +5,7 @@ import pytest
 from lerobot.cameras.camera import Camera
 from lerobot.utils.errors import DeviceNotConnectedError
 
+from collect.episode_start import EpisodeStart
 from collect.sim.camera import SimCamera, SimCameraConfig
 from collect.sim.runtime import SimRuntime
 
@@ -36,9 +37,9 @@ def test_both_cameras_give_distinct_non_blank_frames(cameras):
 
 
 def test_frames_follow_the_arm(runtime, cameras):
-    runtime.reset(arm_q=(0.0, 1.57, -1.3485, 0, 0, 0))
+    runtime.reset(start=EpisodeStart(arm_q=(0.0, 1.57, -1.3485, 0, 0, 0)))
     before = cameras["side"].read()
-    runtime.reset(arm_q=(1.2, 1.2, -1.0, 0, 0.8, 0))
+    runtime.reset(start=EpisodeStart(arm_q=(1.2, 1.2, -1.0, 0, 0.8, 0)))
     after = cameras["side"].read()
     assert np.abs(before.astype(int) - after.astype(int)).mean() > 1.0
 

@@ -165,7 +165,13 @@ class RecordPage(QWidget):
         buttons.addWidget(self.estop_button)
         buttons.addWidget(self.resume_button)
         middle.addLayout(buttons)
+        # Every episode starts where evaluation trials start (collect.episode_start).
+        self.home_button = QPushButton("Home")
+        self.home_button.setToolTip("bring the arm to the episode start pose (sim: reset the scene)")
+        self.home_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+        self.home_button.clicked.connect(lambda: self.session is not None and self._watch(self.session.home()))
         review = QHBoxLayout()
+        review.addWidget(self.home_button)
         review.addWidget(self.success_combo)
         review.addWidget(self.note_edit, 1)
         review.addWidget(self.auto_check)
@@ -340,7 +346,7 @@ class RecordPage(QWidget):
                           + ("" if snap.last_success is None else (" (success)" if snap.last_success else " (failure)"))
                           + ": Keep or Discard",
                 "resetting": f"RESET the scene: {snap.countdown_s:.1f} s",
-                "ready": f"READY: {task_title(snap.task)} (Space to start)",
+                "ready": f"READY: {task_title(snap.task)} (Space to start){_start_pose_hint(snap.start_gap)}",
                 "finished": "PLAN COMPLETE"}.get(snap.state.value, snap.message)
         if snap.estopped:
             text = "E-STOP: the arm is stopped; press Release e-stop when it is safe"
@@ -386,6 +392,7 @@ class RecordPage(QWidget):
         self.start_button.setText("Stop  [Space]" if state == SessionState.RECORDING
                                   else "Re-record  [Space]" if state == SessionState.REVIEW else "Start  [Space]")
         self.keep_button.setEnabled(state == SessionState.REVIEW)
+        self.home_button.setEnabled(state in (SessionState.READY, SessionState.RESETTING, SessionState.REVIEW))
         self.resume_button.setEnabled(self.session is not None)
         self.discard_button.setEnabled(state in (SessionState.REVIEW, SessionState.RECORDING))
 
@@ -398,3 +405,12 @@ class RecordPage(QWidget):
         session, self.session = self.session, None
         if session is not None:
             session.close()
+
+
+def _start_pose_hint(gap: float | None) -> str:
+    """Where the arm is against the episode start pose, for the READY line."""
+    from collect.episode_start import EPISODE_START
+
+    if gap is None or gap <= EPISODE_START.tolerance:
+        return ""
+    return f"; the arm is {gap:.2f} from the start pose: Home"

@@ -1,0 +1,1 @@
+"""The test suite (a package, so `tests/collect` never shadows the `collect` package)."""

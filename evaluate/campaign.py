@@ -165,7 +165,9 @@ class Campaign:
         return campaign
 
     @classmethod
-    def open_or_create(cls, store: ResultsStore, spec: CampaignSpec, runs: list[RunInfo] | None = None) -> Campaign:
+    def open_or_create(
+        cls, store: ResultsStore, spec: CampaignSpec, runs: list[RunInfo] | None = None
+    ) -> Campaign:
         if not store.has_campaign(spec.name):
             return cls.create(store, spec, runs)
         stored = CampaignSpec.from_dict(store.campaign(spec.name).spec)

@@ -218,7 +218,9 @@ class ResultsStore:
 
     @staticmethod
     def _campaign_from_row(row: sqlite3.Row) -> CampaignInfo:
-        return CampaignInfo(row["name"], row["backend"], json.loads(row["spec_json"]), row["status"], row["created_at"])
+        return CampaignInfo(
+            row["name"], row["backend"], json.loads(row["spec_json"]), row["status"], row["created_at"]
+        )
 
     def _campaign_id(self, name: str) -> int:
         rows = self._read("SELECT id FROM campaigns WHERE name = ?", (name,))
@@ -268,9 +270,20 @@ class ResultsStore:
                     "predicate_outcome, duration_s, seed, note, episode_ref, scored_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        cid, record.run, record.strategy, record.checkpoint, record.task, record.trial_index,
-                        record.outcome, record.scorer, record.predicate_outcome, record.duration_s, record.seed,
-                        record.note, record.episode_ref, scored_at,
+                        cid,
+                        record.run,
+                        record.strategy,
+                        record.checkpoint,
+                        record.task,
+                        record.trial_index,
+                        record.outcome,
+                        record.scorer,
+                        record.predicate_outcome,
+                        record.duration_s,
+                        record.seed,
+                        record.note,
+                        record.episode_ref,
+                        scored_at,
                     ),
                 )
                 self._db.execute("COMMIT")

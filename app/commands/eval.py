@@ -16,19 +16,27 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", action="append", required=True, metavar="NAME", help="run under runs/ (repeatable)")
+    parser.add_argument(
+        "--run", action="append", required=True, metavar="NAME", help="run under runs/ (repeatable)"
+    )
     parser.add_argument("--backend", choices=("sim", "piper"), default="sim")
     parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
-    parser.add_argument("--trials", type=int, default=15, help="trials per task and run (default: 15, as the paper)")
+    parser.add_argument(
+        "--trials", type=int, default=15, help="trials per task and run (default: 15, as the paper)"
+    )
     parser.add_argument("--campaign", help="campaign name (default: from runs, backend and settings)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the sim scenes")
     parser.add_argument("--perturbation", default="none", help="sim: none, all, or e.g. lighting+camera")
-    parser.add_argument("--eta", type=float, help="LoRA-SP energy threshold at inference (default: as trained)")
+    parser.add_argument(
+        "--eta", type=float, help="LoRA-SP energy threshold at inference (default: as trained)"
+    )
     parser.add_argument("--checkpoint", default="last", help="checkpoint of each run (default: last)")
     parser.add_argument("--max-duration", type=float, default=30.0, metavar="S", help="seconds per trial")
     parser.add_argument("--fps", type=int, default=30, help="control rate")
     parser.add_argument("--image-size", default="480x640", metavar="HxW", help="camera frames (sim)")
-    parser.add_argument("--save-episodes", action="store_true", help="keep each trial as an evaluation episode")
+    parser.add_argument(
+        "--save-episodes", action="store_true", help="keep each trial as an evaluation episode"
+    )
     parser.add_argument("--format", choices=("md", "csv"), default="md", help="table printed at the end")
 
 
@@ -79,7 +87,9 @@ def run(args: argparse.Namespace) -> int:
             from evaluate.runs import list_runs
 
             known = ", ".join(list_runs(workspace.runs_dir)) or "none (train one with `piper-ws train`)"
-            raise RolloutError(f"no run named {', '.join(missing)} under {workspace.runs_dir}; known runs: {known}")
+            raise RolloutError(
+                f"no run named {', '.join(missing)} under {workspace.runs_dir}; known runs: {known}"
+            )
         with ResultsStore(workspace.results_db) as store:
             campaign = _open_campaign(store, spec, workspace)
             done, total = campaign.progress()
@@ -129,16 +139,23 @@ def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
         sink = EvalEpisodeWriter(workspace.datasets_dir, f"eval_{spec.name}", fps=fps, image_size=image_size)
     if spec.backend == "sim":
         return GymSimExecutor(
-            agents, image_size=image_size, fps=fps, max_duration_s=spec.max_duration_s,
-            perturbation=spec.perturbation, episode_sink=sink,
+            agents,
+            image_size=image_size,
+            fps=fps,
+            max_duration_s=spec.max_duration_s,
+            perturbation=spec.perturbation,
+            episode_sink=sink,
         )
     from collect.sim.tasks import INSTRUCTIONS
     from collect.station import open_station
 
     hardware = workspace.load_hardware()
     station = open_station(
-        backend="piper", follower_port=hardware.follower_port, leader_port=hardware.leader_port,
-        cameras=dict(hardware.cameras), fps=fps,
+        backend="piper",
+        follower_port=hardware.follower_port,
+        leader_port=hardware.leader_port,
+        cameras=dict(hardware.cameras),
+        fps=fps,
     )
     station.connect()
     station.enable()
@@ -175,8 +192,14 @@ def _run_with_operator(campaign, executor, spec) -> None:
     stop = threading.Event()
     while (slot := campaign.start_trial()) is not None:
         instruction = INSTRUCTIONS.get(slot.task, slot.task)
-        answer = input(f"\n{slot.run} / {slot.task} #{slot.trial_index}: reset the scene for '{instruction}', "
-                       "then Enter to run (q to stop): ").strip().lower()
+        answer = (
+            input(
+                f"\n{slot.run} / {slot.task} #{slot.trial_index}: reset the scene for '{instruction}', "
+                "then Enter to run (q to stop): "
+            )
+            .strip()
+            .lower()
+        )
         if answer == "q":
             campaign.abort("campaign stopped before the rollout")
             return

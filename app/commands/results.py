@@ -1,8 +1,8 @@
 """`piper-ws results`: the success table from results.sqlite, as Markdown or CSV.
 
-    piper-ws results                         # every campaign, Markdown on stdout
-    piper-ws results --campaign smolvla-sp --format csv --output table.csv
-    piper-ws results --trials                # the raw trial rows, newest last
+piper-ws results                         # every campaign, Markdown on stdout
+piper-ws results --campaign smolvla-sp --format csv --output table.csv
+piper-ws results --trials                # the raw trial rows, newest last
 """
 
 from __future__ import annotations
@@ -17,7 +17,9 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("md", "csv"), default="md", help="output format (default: md)")
     parser.add_argument("--campaign", help="only this campaign (default: all)")
-    parser.add_argument("--sort", default=None, help="sort rows by 'average', a task key, 'trainable_pct' or 'run'")
+    parser.add_argument(
+        "--sort", default=None, help="sort rows by 'average', a task key, 'trainable_pct' or 'run'"
+    )
     parser.add_argument("--trials", action="store_true", help="list the scored trials instead of the table")
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
 
@@ -29,14 +31,19 @@ def run(args: argparse.Namespace) -> int:
 
     workspace = Workspace.open(args.workspace)
     if not workspace.results_db.exists():
-        print(f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first", file=sys.stderr)
+        print(
+            f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first",
+            file=sys.stderr,
+        )
         return 1
     try:
         with ResultsStore(workspace.results_db) as store:
             if args.campaign:
                 store.campaign(args.campaign)  # a clear error for an unknown name
             if args.trials:
-                text = _trials_text(store.trials(args.campaign), args.format, [f.name for f in fields(TrialRecord)])
+                text = _trials_text(
+                    store.trials(args.campaign), args.format, [f.name for f in fields(TrialRecord)]
+                )
             else:
                 table = comparison_from_store(store, args.campaign)
                 if args.sort:

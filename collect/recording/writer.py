@@ -87,7 +87,9 @@ def check_matches(dataset_root: Path, plan: RecordingPlan) -> None:
     try:
         info = json.loads(info_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetMismatch(f"{info_path} cannot be read ({exc}); is {dataset_root} a LeRobot dataset?") from exc
+        raise DatasetMismatch(
+            f"{info_path} cannot be read ({exc}); is {dataset_root} a LeRobot dataset?"
+        ) from exc
     fix = f"record with the same settings, or choose a new dataset name instead of {plan.dataset!r}"
     problems = []
     if info.get("fps") != plan.fps:
@@ -104,15 +106,22 @@ def check_matches(dataset_root: Path, plan: RecordingPlan) -> None:
         if key.startswith("observation.images.") and have_cams != want_cams:
             continue
         if key not in have or key not in want:
-            problems.append(f"feature {key!r}: {'only in the plan' if key in want else 'only in the dataset'}")
+            problems.append(
+                f"feature {key!r}: {'only in the plan' if key in want else 'only in the dataset'}"
+            )
             continue
-        if tuple(have[key].get("shape", ())) != tuple(want[key]["shape"]) or have[key].get("dtype") != want[key]["dtype"]:
+        if (
+            tuple(have[key].get("shape", ())) != tuple(want[key]["shape"])
+            or have[key].get("dtype") != want[key]["dtype"]
+        ):
             problems.append(
                 f"feature {key!r}: dataset {have[key].get('dtype')} {tuple(have[key].get('shape', ()))}, "
                 f"plan {want[key]['dtype']} {tuple(want[key]['shape'])}"
             )
     if problems:
-        raise DatasetMismatch(f"cannot resume dataset {plan.dataset!r}: " + "; ".join(problems) + f". To go on, {fix}.")
+        raise DatasetMismatch(
+            f"cannot resume dataset {plan.dataset!r}: " + "; ".join(problems) + f". To go on, {fix}."
+        )
 
 
 def remove_partial_episode(dataset_root: Path) -> list[Path]:
@@ -396,6 +405,8 @@ def episode_instructions(dataset_root: Path) -> list[str]:
     pairs: list[tuple[int, str]] = []
     for path in files:
         table = pq.read_table(path, columns=["episode_index", "tasks"])
-        for index, tasks in zip(table.column("episode_index").to_pylist(), table.column("tasks").to_pylist(), strict=True):
+        for index, tasks in zip(
+            table.column("episode_index").to_pylist(), table.column("tasks").to_pylist(), strict=True
+        ):
             pairs.append((int(index), tasks[0] if tasks else ""))
     return [task for _, task in sorted(pairs)]

@@ -71,7 +71,9 @@ def test_operator_scores_trials_by_clicking_and_the_tables_update(qtbot, app_con
 
     rows = ResultsStore(workspace.results_db).trials()
     assert [(t.outcome, t.scorer, t.note) for t in rows] == [
-        ("success", "operator", "clean grasp"), ("failure", "operator", "")]
+        ("success", "operator", "clean grasp"),
+        ("failure", "operator", ""),
+    ]
     results = ResultsPage(app_context)
     qtbot.addWidget(results)
     qtbot.waitUntil(lambda: results.table.rowCount() == 1, timeout=10_000)
@@ -83,7 +85,8 @@ def test_sim_trial_scored_by_predicate_then_overridden_by_click(qtbot, app_conte
     page = _page(qtbot, app_context, workspace, runs=("hold",))
     page.make_agents = lambda spec: {"hold": HoldStill()}
     page.make_executor = lambda spec, agents, on_tick: GymSimExecutor(
-        agents, image_size=(48, 64), max_duration_s=spec.max_duration_s, on_tick=on_tick)
+        agents, image_size=(48, 64), max_duration_s=spec.max_duration_s, on_tick=on_tick
+    )
     page.backend_combo.setCurrentText("sim")
     page.trials_spin.setValue(1)
     page.duration_spin.setValue(1.0)

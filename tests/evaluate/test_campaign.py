@@ -23,7 +23,9 @@ class PatternExecutor:
 
 
 def _spec(**kw):
-    return CampaignSpec(**({"name": "c", "runs": ("a", "b"), "tasks": ("open_pot", "press_button"), "trials": 3} | kw))
+    return CampaignSpec(
+        **({"name": "c", "runs": ("a", "b"), "tasks": ("open_pot", "press_button"), "trials": 3} | kw)
+    )
 
 
 def test_headless_sim_campaign_writes_every_slot(tmp_path):
@@ -75,7 +77,12 @@ def test_operator_flow_on_real_arm(tmp_path):
     assert campaign.finish_run(RolloutResult(4.0)) is None and campaign.state is State.AWAITING_SCORE
     assert store.trials("c") == []
     record = campaign.score(False, note="lid slipped")
-    assert (record.outcome, record.scorer, record.note, record.seed) == ("failure", "operator", "lid slipped", None)
+    assert (record.outcome, record.scorer, record.note, record.seed) == (
+        "failure",
+        "operator",
+        "lid slipped",
+        None,
+    )
     assert record.duration_s == 4.0 and record.trial_index == slot.trial_index
     with pytest.raises(CampaignError):
         campaign.score(True)  # nothing awaiting a score
@@ -131,7 +138,9 @@ def test_bad_spec_messages():
 
 def test_listeners_see_state_changes(tmp_path):
     seen = []
-    campaign = Campaign.create(ResultsStore(tmp_path / "r.sqlite"), _spec(trials=1, runs=("a",), tasks=("open_pot",)))
+    campaign = Campaign.create(
+        ResultsStore(tmp_path / "r.sqlite"), _spec(trials=1, runs=("a",), tasks=("open_pot",))
+    )
     campaign.listeners.append(lambda c: seen.append(c.state))
     run_campaign(campaign, PatternExecutor(), stop=threading.Event())
     assert seen == [State.RESETTING, State.RUNNING, State.READY, State.DONE]

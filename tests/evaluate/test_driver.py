@@ -86,8 +86,12 @@ def test_sim_campaign_on_the_gym_env_is_scored_by_the_predicate_and_overridable(
     ticks = []
 
     def make_executor(on_tick):
-        return GymSimExecutor({"hold": HoldStill()}, image_size=(48, 64), max_duration_s=0.3,
-                              on_tick=lambda t: (ticks.append(t.step), on_tick(t)))
+        return GymSimExecutor(
+            {"hold": HoldStill()},
+            image_size=(48, 64),
+            max_duration_s=0.3,
+            on_tick=lambda t: (ticks.append(t.step), on_tick(t)),
+        )
 
     driver = CampaignDriver(Campaign.create(store, spec), make_executor, emit).start()
     try:

@@ -6,8 +6,15 @@ from evaluate.store import SCHEMA_VERSION, ResultsStore, ResultsStoreError, RunI
 
 
 def _trial(idx, outcome="success", **kw):
-    return TrialRecord(campaign="c1", run="r1", task="open_pot", trial_index=idx, outcome=outcome,
-                       scorer=kw.pop("scorer", "operator"), **kw)
+    return TrialRecord(
+        campaign="c1",
+        run="r1",
+        task="open_pot",
+        trial_index=idx,
+        outcome=outcome,
+        scorer=kw.pop("scorer", "operator"),
+        **kw,
+    )
 
 
 def test_wal_and_schema_version(tmp_path):
@@ -21,12 +28,23 @@ def test_trial_round_trip_and_commit_visible_to_another_connection(tmp_path):
     store = ResultsStore(path)
     store.create_campaign("c1", "sim", {"trials": 2})
     store.register_run(RunInfo("c1", "r1", strategy="lora_sp", trainable_pct=17.1, active_rank=60))
-    rec = store.add_trial(_trial(0, seed=7, duration_s=3.5, note="clean", episode_ref="eval_c1/ep0",
-                                 strategy="lora_sp", checkpoint="last"))
+    rec = store.add_trial(
+        _trial(
+            0,
+            seed=7,
+            duration_s=3.5,
+            note="clean",
+            episode_ref="eval_c1/ep0",
+            strategy="lora_sp",
+            checkpoint="last",
+        )
+    )
     assert rec.id is not None and rec.scored_at
     # A second, independent connection sees it at once: the commit happened.
     other = sqlite3.connect(path)
-    row = other.execute("SELECT run, task, trial_index, outcome, scorer, seed, note, episode_ref FROM trials").fetchone()
+    row = other.execute(
+        "SELECT run, task, trial_index, outcome, scorer, seed, note, episode_ref FROM trials"
+    ).fetchone()
     assert row == ("r1", "open_pot", 0, "success", "operator", 7, "clean", "eval_c1/ep0")
     other.close()
     (back,) = store.trials("c1")

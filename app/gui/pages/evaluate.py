@@ -147,8 +147,10 @@ class EvaluatePage(QWidget):
         self.failure_button = QPushButton("Failure  (F)")
         for button, colour in ((self.success_button, "#2e7d32"), (self.failure_button, "#c62828")):
             button.setMinimumHeight(72)
-            button.setStyleSheet(f"QPushButton {{ background: {colour}; color: white; font-size: 20px; }}"
-                                 "QPushButton:disabled { background: #9e9e9e; }")
+            button.setStyleSheet(
+                f"QPushButton {{ background: {colour}; color: white; font-size: 20px; }}"
+                "QPushButton:disabled { background: #9e9e9e; }"
+            )
         self.success_button.clicked.connect(lambda: self.score(True))
         self.failure_button.clicked.connect(lambda: self.score(False))
         self.note_edit = QLineEdit()
@@ -167,15 +169,26 @@ class EvaluatePage(QWidget):
         self.tally.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.score_box.setMinimumWidth(340)
         layout = QVBoxLayout(self.score_box)
-        for widget in (self.success_button, self.failure_button, self.note_edit, self.go_button,
-                       self.abort_button, self.pause_button, self.progress_label):
+        for widget in (
+            self.success_button,
+            self.failure_button,
+            self.note_edit,
+            self.go_button,
+            self.abort_button,
+            self.pause_button,
+            self.progress_label,
+        ):
             layout.addWidget(widget)
         layout.addWidget(QLabel("Tally"))
         layout.addWidget(self.tally, 1)
 
     def _shortcuts(self) -> None:
-        for key, slot in (("S", lambda: self.score(True)), ("F", lambda: self.score(False)),
-                          ("Space", self.run_trial), ("Esc", self.abort_trial)):
+        for key, slot in (
+            ("S", lambda: self.score(True)),
+            ("F", lambda: self.score(False)),
+            ("Space", self.run_trial),
+            ("Esc", self.abort_trial),
+        ):
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(slot)
@@ -208,11 +221,18 @@ class EvaluatePage(QWidget):
         backend = self.backend_combo.currentText()
         eta = self.eta_spin.value() or None
         name = self.name_edit.text().strip() or f"{'+'.join(runs)}-{backend}-{self.trials_spin.value()}x" + (
-            f"-eta{eta:g}" if eta else "")
+            f"-eta{eta:g}" if eta else ""
+        )
         return CampaignSpec(
-            name=name, runs=runs, tasks=tasks, trials=self.trials_spin.value(), backend=backend,
-            seed=self.seed_spin.value(), perturbation=self.perturbation_combo.currentText(),
-            eta=eta, max_duration_s=self.duration_spin.value(),
+            name=name,
+            runs=runs,
+            tasks=tasks,
+            trials=self.trials_spin.value(),
+            backend=backend,
+            seed=self.seed_spin.value(),
+            perturbation=self.perturbation_combo.currentText(),
+            eta=eta,
+            max_duration_s=self.duration_spin.value(),
             save_episodes=self.save_episodes_check.isChecked(),
         )
 
@@ -248,7 +268,9 @@ class EvaluatePage(QWidget):
         from evaluate.rollout import PolicyAgent
 
         runs_dir = self.context.workspace.runs_dir
-        return {r: (lambda r=r: PolicyAgent.from_run(runs_dir / r, spec.checkpoint, spec.eta)) for r in spec.runs}
+        return {
+            r: (lambda r=r: PolicyAgent.from_run(runs_dir / r, spec.checkpoint, spec.eta)) for r in spec.runs
+        }
 
     def _default_executor(self, spec, agents, on_tick):
         from evaluate.rollout import GymSimExecutor, StationExecutor
@@ -261,10 +283,18 @@ class EvaluatePage(QWidget):
             from evaluate.episodes import EvalEpisodeWriter
 
             size = (240, 320) if spec.backend == "sim" else tuple(worker.station.config.image_size)
-            sink = EvalEpisodeWriter(self.context.workspace.datasets_dir, f"eval_{spec.name}", fps=30, image_size=size)
+            sink = EvalEpisodeWriter(
+                self.context.workspace.datasets_dir, f"eval_{spec.name}", fps=30, image_size=size
+            )
         if spec.backend == "sim":
-            return GymSimExecutor(agents, image_size=(240, 320), max_duration_s=spec.max_duration_s,
-                                  perturbation=spec.perturbation, on_tick=on_tick, episode_sink=sink)
+            return GymSimExecutor(
+                agents,
+                image_size=(240, 320),
+                max_duration_s=spec.max_duration_s,
+                perturbation=spec.perturbation,
+                on_tick=on_tick,
+                episode_sink=sink,
+            )
         from collect.sim.tasks import INSTRUCTIONS
 
         worker.set_preview_enabled(False)  # this loop reads the arm; it feeds the previews itself
@@ -273,8 +303,14 @@ class EvaluatePage(QWidget):
             worker.publish(info.observation, info.action)
             on_tick(info)
 
-        executor = StationExecutor(worker.station, agents, INSTRUCTIONS, max_duration_s=spec.max_duration_s,
-                                   on_tick=tick, episode_sink=sink)
+        executor = StationExecutor(
+            worker.station,
+            agents,
+            INSTRUCTIONS,
+            max_duration_s=spec.max_duration_s,
+            on_tick=tick,
+            episode_sink=sink,
+        )
 
         def close() -> None:
             worker.set_preview_enabled(True)
@@ -344,7 +380,9 @@ class EvaluatePage(QWidget):
             self.go_button.setEnabled(not self.campaign.spec.auto_scored)
         elif kind == "await":
             self._awaiting_score = True
-            self.trial_label.setText(f"Trial over after {payload.duration_s:.1f} s: Success (S) or Failure (F)?")
+            self.trial_label.setText(
+                f"Trial over after {payload.duration_s:.1f} s: Success (S) or Failure (F)?"
+            )
         elif kind == "scored":
             self.last_scored = payload
             self._add_recent(payload)
@@ -379,8 +417,11 @@ class EvaluatePage(QWidget):
         self.tally.setRowCount(len(keys))
         for row, key in enumerate(keys):
             rate = rates.get(key)
-            cells = (f"{key[0]} / {key[1]}", f"{rate.successes}/{rate.trials}" if rate else "0/0",
-                     rate.percent() if rate else "-")
+            cells = (
+                f"{key[0]} / {key[1]}",
+                f"{rate.successes}/{rate.trials}" if rate else "0/0",
+                rate.percent() if rate else "-",
+            )
             for column, text in enumerate(cells):
                 self.tally.setItem(row, column, QTableWidgetItem(text))
 

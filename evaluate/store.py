@@ -307,6 +307,15 @@ class ResultsStore:
         )
         return cursor.rowcount
 
+    def counts(self, campaign: str) -> dict[str, int]:
+        """Live scored trials and aborted trials on record, as every view reports them."""
+        rows = self._read(
+            "SELECT SUM(t.outcome != 'aborted' AND t.superseded = 0), SUM(t.outcome = 'aborted') "
+            "FROM trials t JOIN campaigns c ON c.id = t.campaign_id WHERE c.name = ?",
+            (campaign,),
+        )
+        return {"scored": rows[0][0] or 0, "aborted": rows[0][1] or 0}
+
     def change_stamp(self) -> tuple[int, int]:
         """Changes whenever a trial is added or superseded: lets a view skip re-reading."""
         row = self._read("SELECT COALESCE(MAX(id), 0), COALESCE(SUM(superseded), 0) FROM trials")[0]

@@ -92,8 +92,9 @@ def run(args: argparse.Namespace) -> int:
             )
         with ResultsStore(workspace.results_db) as store:
             campaign = _open_campaign(store, spec, workspace)
-            done, total = campaign.progress()
-            print(f"campaign {spec.name!r}: {done}/{total} trials already scored", file=sys.stderr)
+            print(f"campaign {spec.name!r}: {campaign.summary()} so far", file=sys.stderr)
+            if campaign.pause_requested:  # running the command again is the operator's explicit resume
+                print("the campaign was paused (or e-stopped); resuming it now", file=sys.stderr)
             executor = _make_executor(spec, workspace, args.fps, (height, width))
             try:
                 if spec.auto_scored:
@@ -167,10 +168,9 @@ def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
 
 
 def _report(record, campaign) -> None:
-    done, total = campaign.progress()
     seed = f" seed={record.seed}" if record.seed is not None else ""
     print(
-        f"[{done:>4}/{total}] {record.run} {record.task} #{record.trial_index}{seed}: "
+        f"[{campaign.summary()}] {record.run} {record.task} #{record.trial_index}{seed}: "
         f"{record.outcome} ({record.duration_s or 0:.1f} s)",
         file=sys.stderr,
         flush=True,
@@ -190,6 +190,8 @@ def _run_with_operator(campaign, executor, spec) -> None:
     from collect.sim.tasks import INSTRUCTIONS
 
     stop = threading.Event()
+    if campaign.pause_requested:
+        campaign.resume()
     while (slot := campaign.start_trial()) is not None:
         instruction = INSTRUCTIONS.get(slot.task, slot.task)
         answer = (
@@ -209,9 +211,12 @@ def _run_with_operator(campaign, executor, spec) -> None:
             result = executor.run(slot, stop)
         except KeyboardInterrupt:
             executor.station.estop()
+            campaign.estop()  # paused in the database: the next run of this command resumes it
             campaign.abort("Ctrl-C during the rollout (e-stop)")
             raise
-        campaign.finish_run(result)
+        if (aborted := campaign.finish_run(result)) is not None:
+            _report(aborted, campaign)
+            continue
         while True:
             verdict = input("success? [s]uccess / [f]ailure / [a]bort (re-run later): ").strip().lower()
             if verdict[:1] in ("s", "f", "a"):

@@ -151,3 +151,33 @@ def test_perturbation_preset_is_checked_and_canonical():
     assert _spec(perturbation="").perturbation == "none"
     with pytest.raises(ValueError, match="lighting"):
         _spec(perturbation="lightning")
+
+
+def test_estop_aborts_pauses_and_holds_until_the_arm_is_released(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    campaign = Campaign.create(store, _spec(runs=("a",), tasks=("open_pot",), trials=2))
+    first = campaign.start_trial()
+    campaign.mark_running()
+    campaign.estop()  # the rollout then ends (even 'successfully'): it is void, not scored
+    record = campaign.finish_run(RolloutResult(1.0, success=True))
+    assert (record.outcome, record.note) == ("aborted", "E-STOP")
+    assert campaign.state is State.PAUSED and campaign.start_trial() is None  # no re-run at once
+    assert store.campaign("c").status == "paused" and store.trials("c") == []
+    with pytest.raises(CampaignError, match="Resume on the Station page"):
+        campaign.resume()
+    campaign.release_estop()
+    assert campaign.state is State.PAUSED  # released is not resumed
+    campaign.resume()
+    assert campaign.start_trial() == first
+    assert campaign.summary() == "0 / 2 trials scored, 1 aborted"
+    assert store.counts("c") == {"scored": 0, "aborted": 1}
+
+
+def test_estop_between_trials_and_after_the_end_pauses_too(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    campaign = Campaign.create(store, _spec(runs=("a",), tasks=("open_pot",), trials=1))
+    run_campaign(campaign, PatternExecutor())
+    assert campaign.state is State.DONE
+    campaign.estop()
+    campaign.rerun(("a", "open_pot", 0))
+    assert campaign.state is State.PAUSED and campaign.start_trial() is None

@@ -41,9 +41,14 @@ from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
 from app.gui.workers.bridge import EventBridge
 from collect.limits import CAMERA_NAMES
+from evaluate.campaign import ESTOP_NOTE
 
 TASKS = ("open_pot", "pour_block", "press_button", "pick_grape")  # the paper's four, as in collect.sim.tasks
 PERTURBATIONS = ("none", "lighting", "camera", "distractors", "color", "size", "all")
+ESTOP_TEXT = (
+    "E-STOP: the trial was aborted and kept on record; the campaign is paused. "
+    "Release the arm (Resume on the Station page), then Resume campaign."
+)
 PREVIEW_INTERVAL_S = 0.1  # live views at ~10 Hz: the rollout thread must not wait on painting
 
 
@@ -70,7 +75,8 @@ class EvaluatePage(QWidget):
         layout.addWidget(self.live_box, 1)
         layout.addWidget(self.score_box, 0)
         self._shortcuts()
-        context.estop_triggered.connect(self.abort_trial)
+        context.estop_triggered.connect(self.on_estop)
+        context.station.state_changed.connect(self._on_arm_state)
         self._set_running(False)
         self.refresh_runs()
 
@@ -354,10 +360,55 @@ class EvaluatePage(QWidget):
         self.driver.rerun(key)
 
     def _toggle_pause(self, paused: bool) -> None:
+        from evaluate.campaign import CampaignError
+
         if self.driver is None:
             return
-        self.pause_button.setText("Resume" if paused else "Pause")
-        (self.driver.pause if paused else self.driver.resume)()
+        try:
+            (self.driver.pause if paused else self.driver.resume)()
+        except CampaignError as exc:  # e-stopped: the campaign stays paused
+            self.trial_label.setText(f"Cannot resume: {exc}")
+            paused = True
+        self._show_paused(paused)
+
+    def _show_paused(self, paused: bool) -> None:
+        blocked = self.pause_button.blockSignals(True)  # showing the state is not a click
+        self.pause_button.setChecked(paused)
+        self.pause_button.blockSignals(blocked)
+        self.pause_button.setText("Resume campaign" if paused else "Pause")
+
+    # -- E-STOP ----------------------------------------------------------------------
+
+    def on_estop(self) -> None:
+        """E-STOP: abort the trial in flight (kept as aborted) and pause; nothing resumes by itself."""
+        if self.driver is None or not self.driver.running:
+            return
+        self._hold_for_estop()
+        if self.context.station.station is None:  # no arm to release (sim env campaign, no station)
+            self.driver.release_estop()
+
+    def _hold_for_estop(self) -> None:
+        self._awaiting_score = False
+        self.driver.estop()
+        self._show_paused(True)
+        self.trial_label.setText(ESTOP_TEXT)
+        self._update_buttons()
+
+    def _on_arm_state(self, state: str, message: str = "") -> None:
+        from app.gui.workers.station_worker import CLOSED, ENABLED, ESTOP, READY
+
+        if self.driver is None or not self.driver.running:
+            return
+        if state == ESTOP:
+            self._hold_for_estop()  # the arm reports it (e.g. sent from another page)
+        elif state in (READY, ENABLED, CLOSED) and self.campaign.estop_held and not self._arm_estopped():
+            self.driver.release_estop()
+            self.trial_label.setText("The arm was released. Resume the campaign when the scene is safe.")
+
+    def _arm_estopped(self) -> bool:
+        station = self.context.station.station
+        follower = getattr(station, "follower", None)
+        return bool(getattr(follower, "estopped", False))
 
     # -- driver events (GUI thread) --------------------------------------------------
 
@@ -388,7 +439,22 @@ class EvaluatePage(QWidget):
             self._add_recent(payload)
             self._refresh_tally()
         elif kind == "aborted":
-            self.trial_label.setText("Trial aborted; it will be run again.")
+            self.go_button.setEnabled(False)
+            self._add_recent(payload)
+            self._refresh_tally()
+            paused = self.campaign.estop_held or self.campaign.pause_requested
+            self.trial_label.setText(
+                ESTOP_TEXT
+                if payload.note == ESTOP_NOTE
+                else (
+                    "Trial aborted (kept on record); "
+                    + ("the campaign is paused." if paused else "it runs again next.")
+                )
+            )
+        elif kind == "state":
+            from evaluate.campaign import State
+
+            self._show_paused(payload is State.PAUSED or self.campaign.pause_requested)
         elif kind == "done":
             self.trial_label.setText(f"Campaign {self.campaign.name!r} complete. See the Results page.")
             self.go_button.setEnabled(False)
@@ -411,8 +477,7 @@ class EvaluatePage(QWidget):
         from evaluate.tables import tally
 
         rates = tally(self.campaign.scored())
-        done, total = self.campaign.progress()
-        self.progress_label.setText(f"{done} / {total} trials scored")
+        self.progress_label.setText(self.campaign.summary())
         keys = [(r, t) for t in self.campaign.spec.tasks for r in self.campaign.spec.runs]
         self.tally.setRowCount(len(keys))
         for row, key in enumerate(keys):

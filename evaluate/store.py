@@ -132,7 +132,9 @@ class ResultsStore:
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":  # every connection must share WAL: mixed modes break the readers' view
+                raise sqlite3.DatabaseError(f"journal mode is {mode!r}, WAL is needed (a local disk)")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()

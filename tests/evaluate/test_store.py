@@ -102,3 +102,51 @@ def test_reopen_keeps_data_and_does_not_remigrate(tmp_path):
     with ResultsStore(path) as store:
         assert store.campaign("c1").spec == {"a": 1}
         assert len(store.trials()) == 1
+
+
+def test_a_commit_in_one_process_is_seen_at_once_by_gui_and_cli_readers_in_others(tmp_path):
+    """Writer, GUI-like reader (one long-lived connection) and CLI-like readers (a fresh process
+    each time) in separate processes: each commit is visible at once, the WAL files stay."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    peer = Path(__file__).with_name("_store_peer.py")
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[2]))
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path) as setup:
+        setup.create_campaign("c1", "sim", {})
+    gui = ResultsStore(path)  # the window: open for the whole session
+    writer = subprocess.Popen(
+        [sys.executable, str(peer), str(path), "write", "3"],
+        env=env,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    try:
+        for n in (1, 2, 3):
+            writer.stdin.write("\n")
+            writer.stdin.flush()
+            assert writer.stdout.readline().strip() == f"COMMITTED {n}"
+            assert len(gui.trials()) == n  # the GUI-like reader, no reopen
+            cli = subprocess.run(
+                [sys.executable, str(peer), str(path), "count"],
+                env=env,
+                text=True,
+                capture_output=True,
+                check=True,
+            )
+            assert cli.stdout.split() == [str(n), "wal"]  # the CLI-like reader, then it closes
+            assert (
+                path.with_name("results.sqlite-wal").exists()
+                and path.with_name("results.sqlite-shm").exists()
+            )
+            assert len(gui.trials()) == n and gui.change_stamp()[0] == n  # still readable after the CLI left
+    finally:
+        writer.stdin.write("\n")
+        writer.stdin.close()
+        writer.wait(30)
+    assert len(gui.trials()) == 3
+    gui.close()

@@ -24,6 +24,7 @@ from typing import Protocol
 from evaluate.store import ResultsStore, ResultsStoreError, RunInfo, TrialRecord
 
 DEFAULT_TRIALS = 15  # the paper's trials per task
+ESTOP_NOTE = "E-STOP"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class CampaignSpec:
         object.__setattr__(self, "perturbation", parse_perturbations(self.perturbation).name or "none")
         if self.eta is not None and not 0.0 < self.eta <= 1.0:
             raise ValueError(f"eta must be in (0, 1], got {self.eta}")
-        object.__setattr__(self, "scene_seeds", {t: tuple(int(v) for v in s) for t, s in self.scene_seeds.items()})
+        object.__setattr__(
+            self, "scene_seeds", {t: tuple(int(v) for v in s) for t, s in self.scene_seeds.items()}
+        )
         for task in self.tasks if self.scene_seeds else ():
             have = len(self.scene_seeds.get(task, ()))
             if have < self.trials:
@@ -155,6 +158,7 @@ class Campaign:
     listeners: list[Callable[[Campaign], None]] = field(default_factory=list)
     _current: _Current | None = None
     _pause_requested: bool = False
+    _estop_hold: bool = False  # set by estop(); only release_estop() (the arm was released) clears it
     _lock: threading.RLock = field(default_factory=threading.RLock)
 
     # -- creation and resumption -----------------------------------------------------
@@ -178,7 +182,9 @@ class Campaign:
         return campaign
 
     @classmethod
-    def open_or_create(cls, store: ResultsStore, spec: CampaignSpec, runs: list[RunInfo] | None = None) -> Campaign:
+    def open_or_create(
+        cls, store: ResultsStore, spec: CampaignSpec, runs: list[RunInfo] | None = None
+    ) -> Campaign:
         if not store.has_campaign(spec.name):
             return cls.create(store, spec, runs)
         stored = CampaignSpec.from_dict(store.campaign(spec.name).spec)
@@ -213,6 +219,13 @@ class Campaign:
     def progress(self) -> tuple[int, int]:
         total = len(self.spec.slots())
         return total - len(self.pending()), total
+
+    def summary(self) -> str:
+        """What the page and `piper-ws eval` show, e.g. '1 / 2 trials scored, 1 aborted'
+        (the counts of `ResultsStore.counts`, which `piper-ws results` prints)."""
+        done, total = self.progress()
+        aborted = self.store.counts(self.name)["aborted"]
+        return f"{done} / {total} trials scored" + (f", {aborted} aborted" if aborted else "")
 
     def _run_info(self, run: str) -> RunInfo:
         for info in self.store.runs(self.name):
@@ -251,6 +264,8 @@ class Campaign:
         with self._lock:
             self._expect(State.RUNNING)
             self._current.result = result
+            if self._estop_hold:  # e-stopped before the rollout was scored: the trial is void
+                return self._commit_abort(ESTOP_NOTE)
             if result.aborted:
                 return self._commit_abort("stopped during the rollout")
             if self.spec.auto_scored and result.success is not None:
@@ -294,12 +309,12 @@ class Campaign:
                 episode_ref=previous.episode_ref,
             )
 
-    def abort(self, note: str = "aborted by the operator") -> TrialRecord | None:
+    def abort(self, note: str | None = None) -> TrialRecord | None:
         """Abort the current trial: an 'aborted' row is kept for the record, the slot stays pending."""
         with self._lock:
             if self.state not in (State.RESETTING, State.RUNNING, State.AWAITING_SCORE):
                 return None
-            return self._commit_abort(note)
+            return self._commit_abort(note or (ESTOP_NOTE if self._estop_hold else "aborted by the operator"))
 
     def rerun(self, slot_key: tuple[str, str, int]) -> TrialSlot:
         """Re-run a trial: its score stops counting (kept, superseded) and the slot is pending again."""
@@ -319,8 +334,35 @@ class Campaign:
             else:
                 self._pause_requested = True
 
+    def estop(self) -> None:
+        """The arm was e-stopped: pause now and hold the pause until `release_estop()`.
+
+        A trial in flight is not scored: the caller aborts it (`abort`, or the rollout ends
+        aborted), which commits an 'aborted' row and lands in PAUSED, never in a re-run.
+        """
+        with self._lock:
+            self._estop_hold = True
+            self.store.set_campaign_status(self.name, "paused")
+            if self.state in (State.READY, State.DONE, State.PAUSED):
+                self._set(State.PAUSED)
+            else:
+                self._pause_requested = True
+
+    def release_estop(self) -> None:
+        """The arm left e-stop (Resume on the Station). The campaign stays paused until `resume()`."""
+        with self._lock:
+            self._estop_hold = False
+
+    @property
+    def estop_held(self) -> bool:
+        return self._estop_hold
+
     def resume(self) -> None:
         with self._lock:
+            if self._estop_hold:
+                raise CampaignError(
+                    "the arm is e-stopped: release it with Resume on the Station page, then resume the campaign"
+                )
             self._pause_requested = False
             self.store.set_campaign_status(self.name, "running")
             if self.state is State.PAUSED:

@@ -11,6 +11,7 @@ bound to the thread that made it) and reports through `on_event(kind, payload)`:
 | `await`   | RolloutResult    | real arm: the rollout ended, `score()` it               |
 | `scored`  | TrialRecord      | a score (predicate, operator, override) was committed   |
 | `aborted` | TrialRecord      | a trial was aborted (kept on record, slot stays pending)|
+|           |                  | after `estop()` the campaign is then paused, not re-run |
 | `state`   | State            | the campaign's state changed                            |
 | `done`    | None             | no pending trial is left                                |
 | `error`   | str              | the worker stopped on an error (scored trials are safe) |
@@ -21,11 +22,12 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
 
-from evaluate.campaign import Campaign, State, TrialExecutor
+from evaluate.campaign import Campaign, RolloutResult, State, TrialExecutor
 from evaluate.rollout import TickInfo
 
 log = logging.getLogger(__name__)
@@ -69,11 +71,24 @@ class CampaignDriver:
         self._trial_stop.set()  # a running rollout checks this every tick
         self._commands.put(("abort", None))
 
+    def estop(self) -> None:
+        """The arm was e-stopped: abort the trial in flight (kept as 'aborted', never re-run at once)
+        and pause the campaign until `release_estop()` and then `resume()`."""
+        self.campaign.estop()
+        self._trial_stop.set()
+        self._commands.put(("abort", None))
+
+    def release_estop(self) -> None:
+        """The arm was released (Resume on the Station); the campaign stays paused until `resume()`."""
+        self.campaign.release_estop()
+        self._emit("state", self.campaign.state)
+
     def pause(self) -> None:
         self.campaign.pause()
         self._commands.put(("wake", None))
 
     def resume(self) -> None:
+        """Raises CampaignError while the arm is e-stopped (the message says what to do)."""
         self.campaign.resume()
         self._commands.put(("wake", None))
 
@@ -112,29 +127,59 @@ class CampaignDriver:
             if self.campaign.pause_requested:
                 self._wait_for(())  # only side commands until resumed
                 continue
+            self._trial_stop.clear()  # before start_trial: an e-stop from now on reaches this trial
             slot = self.campaign.start_trial()
             if slot is None:
-                self._emit("done", None)
+                if self.campaign.state is State.DONE:
+                    self._emit("done", None)
                 self._wait_for(())
                 continue
-            self._trial_stop.clear()
             self._emit("trial", slot)
             if not self.campaign.spec.auto_scored and self._wait_for(("go", "abort")) == "abort":
                 self._abort()
                 continue
-            executor.reset(slot)
-            self.campaign.mark_running()
-            result = executor.run(slot, self._trial_stop)
-            record = self.campaign.finish_run(result)
-            if result.aborted:
-                self._emit("aborted", record)
+            if not self._reset(executor, slot):
+                self._abort()
                 continue
+            self.campaign.mark_running()
+            result = self._run(executor, slot)
+            record = self.campaign.finish_run(result)
             if record is not None:
-                self._emit("scored", record)
+                self._emit("aborted" if record.outcome == "aborted" else "scored", record)
                 continue
             self._emit("await", result)
             if self._wait_for(("score", "abort")) == "abort":
                 self._abort()
+
+    def _reset(self, executor: TrialExecutor, slot) -> bool:
+        """False when the trial was stopped (e-stop, abort) during the reset."""
+        try:
+            executor.reset(slot)
+        except Exception as exc:
+            if not self._stopped_by(exc):
+                raise
+            log.info("reset of %s stopped (%s); the trial is aborted", slot, exc)
+        return not self._trial_stop.is_set()
+
+    def _run(self, executor: TrialExecutor, slot) -> RolloutResult:
+        """A rollout that fails because it was stopped (e.g. the e-stopped arm refuses commands) is aborted."""
+        started = time.monotonic()
+        try:
+            return executor.run(slot, self._trial_stop)
+        except Exception as exc:
+            if not self._stopped_by(exc):
+                raise
+            log.info("rollout of %s stopped (%s); the trial is aborted", slot, exc)
+            return RolloutResult(time.monotonic() - started, aborted=True)
+
+    def _stopped_by(self, exc: Exception) -> bool:
+        """True when `exc` comes from a stop: ours, or the arm refusing commands after an e-stop
+        that reached it before it reached us (the E-STOP button signals both at once)."""
+        from collect.follower import EStopActive  # only on this error path: it imports lerobot
+
+        if isinstance(exc, EStopActive):
+            self.estop()
+        return self._trial_stop.is_set()
 
     def _abort(self) -> None:
         record = self.campaign.abort()

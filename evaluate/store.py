@@ -132,7 +132,9 @@ class ResultsStore:
         try:
             self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=10)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if mode != "wal":  # every connection must share WAL: mixed modes break the readers' view
+                raise sqlite3.DatabaseError(f"journal mode is {mode!r}, WAL is needed (a local disk)")
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._migrate()
@@ -218,7 +220,9 @@ class ResultsStore:
 
     @staticmethod
     def _campaign_from_row(row: sqlite3.Row) -> CampaignInfo:
-        return CampaignInfo(row["name"], row["backend"], json.loads(row["spec_json"]), row["status"], row["created_at"])
+        return CampaignInfo(
+            row["name"], row["backend"], json.loads(row["spec_json"]), row["status"], row["created_at"]
+        )
 
     def _campaign_id(self, name: str) -> int:
         rows = self._read("SELECT id FROM campaigns WHERE name = ?", (name,))
@@ -268,9 +272,20 @@ class ResultsStore:
                     "predicate_outcome, duration_s, seed, note, episode_ref, scored_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        cid, record.run, record.strategy, record.checkpoint, record.task, record.trial_index,
-                        record.outcome, record.scorer, record.predicate_outcome, record.duration_s, record.seed,
-                        record.note, record.episode_ref, scored_at,
+                        cid,
+                        record.run,
+                        record.strategy,
+                        record.checkpoint,
+                        record.task,
+                        record.trial_index,
+                        record.outcome,
+                        record.scorer,
+                        record.predicate_outcome,
+                        record.duration_s,
+                        record.seed,
+                        record.note,
+                        record.episode_ref,
+                        scored_at,
                     ),
                 )
                 self._db.execute("COMMIT")
@@ -293,6 +308,15 @@ class ResultsStore:
             (cid, run, task, trial_index),
         )
         return cursor.rowcount
+
+    def counts(self, campaign: str) -> dict[str, int]:
+        """Live scored trials and aborted trials on record, as every view reports them."""
+        rows = self._read(
+            "SELECT SUM(t.outcome != 'aborted' AND t.superseded = 0), SUM(t.outcome = 'aborted') "
+            "FROM trials t JOIN campaigns c ON c.id = t.campaign_id WHERE c.name = ?",
+            (campaign,),
+        )
+        return {"scored": rows[0][0] or 0, "aborted": rows[0][1] or 0}
 
     def change_stamp(self) -> tuple[int, int]:
         """Changes whenever a trial is added or superseded: lets a view skip re-reading."""

@@ -17,22 +17,35 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--run", action="append", required=True, metavar="NAME", help="run under runs/ (repeatable)")
+    parser.add_argument(
+        "--run", action="append", required=True, metavar="NAME", help="run under runs/ (repeatable)"
+    )
     parser.add_argument("--backend", choices=("sim", "piper"), default="sim")
     parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
-    parser.add_argument("--trials", type=int, help="trials per task and run (default: 15, as the paper; "
-                        "with --seeds-from-dataset at most the episodes recorded per task)")
+    parser.add_argument(
+        "--trials",
+        type=int,
+        help="trials per task and run (default: 15, as the paper; "
+        "with --seeds-from-dataset at most the episodes recorded per task)",
+    )
     parser.add_argument("--campaign", help="campaign name (default: from runs, backend and settings)")
     parser.add_argument("--seed", type=int, default=0, help="base seed of the sim scenes")
-    parser.add_argument("--seeds-from-dataset", metavar="NAME",
-                        help="sim: evaluate on the scenes of this recorded dataset's episodes (memorisation check)")
+    parser.add_argument(
+        "--seeds-from-dataset",
+        metavar="NAME",
+        help="sim: evaluate on the scenes of this recorded dataset's episodes (memorisation check)",
+    )
     parser.add_argument("--perturbation", default="none", help="sim: none, all, or e.g. lighting+camera")
-    parser.add_argument("--eta", type=float, help="LoRA-SP energy threshold at inference (default: as trained)")
+    parser.add_argument(
+        "--eta", type=float, help="LoRA-SP energy threshold at inference (default: as trained)"
+    )
     parser.add_argument("--checkpoint", default="last", help="checkpoint of each run (default: last)")
     parser.add_argument("--max-duration", type=float, default=30.0, metavar="S", help="seconds per trial")
     parser.add_argument("--fps", type=int, default=30, help="control rate")
     parser.add_argument("--image-size", default="480x640", metavar="HxW", help="camera frames (sim)")
-    parser.add_argument("--save-episodes", action="store_true", help="keep each trial as an evaluation episode")
+    parser.add_argument(
+        "--save-episodes", action="store_true", help="keep each trial as an evaluation episode"
+    )
     parser.add_argument("--format", choices=("md", "csv"), default="md", help="table printed at the end")
 
 
@@ -87,11 +100,14 @@ def run(args: argparse.Namespace) -> int:
             from evaluate.runs import list_runs
 
             known = ", ".join(list_runs(workspace.runs_dir)) or "none (train one with `piper-ws train`)"
-            raise RolloutError(f"no run named {', '.join(missing)} under {workspace.runs_dir}; known runs: {known}")
+            raise RolloutError(
+                f"no run named {', '.join(missing)} under {workspace.runs_dir}; known runs: {known}"
+            )
         with ResultsStore(workspace.results_db) as store:
             campaign = _open_campaign(store, spec, workspace)
-            done, total = campaign.progress()
-            print(f"campaign {spec.name!r}: {done}/{total} trials already scored", file=sys.stderr)
+            print(f"campaign {spec.name!r}: {campaign.summary()} so far", file=sys.stderr)
+            if campaign.pause_requested:  # running the command again is the operator's explicit resume
+                print("the campaign was paused (or e-stopped); resuming it now", file=sys.stderr)
             executor = _make_executor(spec, workspace, args.fps, (height, width))
             try:
                 if spec.auto_scored:
@@ -129,7 +145,9 @@ def _scenes(args, workspace) -> tuple[tuple[str, ...], int, dict[str, tuple[int,
     tasks = tuple(seeds) if args.tasks.strip() == "all" else parse_tasks(args.tasks)
     missing = [t for t in tasks if t not in seeds]
     if missing:
-        raise ValueError(f"{args.seeds_from_dataset} has no episodes of {', '.join(missing)}; it has {', '.join(seeds)}")
+        raise ValueError(
+            f"{args.seeds_from_dataset} has no episodes of {', '.join(missing)}; it has {', '.join(seeds)}"
+        )
     trials = args.trials or min(DEFAULT_TRIALS, *(len(seeds[t]) for t in tasks))
     return tasks, trials, {t: tuple(seeds[t]) for t in tasks}
 
@@ -156,16 +174,23 @@ def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
         sink = EvalEpisodeWriter(workspace.datasets_dir, f"eval_{spec.name}", fps=fps, image_size=image_size)
     if spec.backend == "sim":
         return GymSimExecutor(
-            agents, image_size=image_size, fps=fps, max_duration_s=spec.max_duration_s,
-            perturbation=spec.perturbation, episode_sink=sink,
+            agents,
+            image_size=image_size,
+            fps=fps,
+            max_duration_s=spec.max_duration_s,
+            perturbation=spec.perturbation,
+            episode_sink=sink,
         )
     from collect.sim.tasks import INSTRUCTIONS
     from collect.station import open_station
 
     hardware = workspace.load_hardware()
     station = open_station(
-        backend="piper", follower_port=hardware.follower_port, leader_port=hardware.leader_port,
-        cameras=dict(hardware.cameras), fps=fps,
+        backend="piper",
+        follower_port=hardware.follower_port,
+        leader_port=hardware.leader_port,
+        cameras=dict(hardware.cameras),
+        fps=fps,
     )
     station.connect()
     station.enable()
@@ -177,10 +202,9 @@ def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
 
 
 def _report(record, campaign) -> None:
-    done, total = campaign.progress()
     seed = f" seed={record.seed}" if record.seed is not None else ""
     print(
-        f"[{done:>4}/{total}] {record.run} {record.task} #{record.trial_index}{seed}: "
+        f"[{campaign.summary()}] {record.run} {record.task} #{record.trial_index}{seed}: "
         f"{record.outcome} ({record.duration_s or 0:.1f} s)",
         file=sys.stderr,
         flush=True,
@@ -200,10 +224,18 @@ def _run_with_operator(campaign, executor, spec) -> None:
     from collect.sim.tasks import INSTRUCTIONS
 
     stop = threading.Event()
+    if campaign.pause_requested:
+        campaign.resume()
     while (slot := campaign.start_trial()) is not None:
         instruction = INSTRUCTIONS.get(slot.task, slot.task)
-        answer = input(f"\n{slot.run} / {slot.task} #{slot.trial_index}: reset the scene for '{instruction}', "
-                       "then Enter to run (q to stop): ").strip().lower()
+        answer = (
+            input(
+                f"\n{slot.run} / {slot.task} #{slot.trial_index}: reset the scene for '{instruction}', "
+                "then Enter to run (q to stop): "
+            )
+            .strip()
+            .lower()
+        )
         if answer == "q":
             campaign.abort("campaign stopped before the rollout")
             return
@@ -213,9 +245,12 @@ def _run_with_operator(campaign, executor, spec) -> None:
             result = executor.run(slot, stop)
         except KeyboardInterrupt:
             executor.station.estop()
+            campaign.estop()  # paused in the database: the next run of this command resumes it
             campaign.abort("Ctrl-C during the rollout (e-stop)")
             raise
-        campaign.finish_run(result)
+        if (aborted := campaign.finish_run(result)) is not None:
+            _report(aborted, campaign)
+            continue
         while True:
             verdict = input("success? [s]uccess / [f]ailure / [a]bort (re-run later): ").strip().lower()
             if verdict[:1] in ("s", "f", "a"):

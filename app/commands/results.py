@@ -1,8 +1,8 @@
 """`piper-ws results`: the success table from results.sqlite, as Markdown or CSV.
 
-    piper-ws results                         # every campaign, Markdown on stdout
-    piper-ws results --campaign smolvla-sp --format csv --output table.csv
-    piper-ws results --trials                # the raw trial rows, newest last
+piper-ws results                         # every campaign, Markdown on stdout
+piper-ws results --campaign smolvla-sp --format csv --output table.csv
+piper-ws results --trials                # the raw trial rows, newest last
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from pathlib import Path
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("md", "csv"), default="md", help="output format (default: md)")
     parser.add_argument("--campaign", help="only this campaign (default: all)")
-    parser.add_argument("--sort", default=None, help="sort rows by 'average', a task key, 'trainable_pct' or 'run'")
+    parser.add_argument(
+        "--sort", default=None, help="sort rows by 'average', a task key, 'trainable_pct' or 'run'"
+    )
     parser.add_argument("--trials", action="store_true", help="list the scored trials instead of the table")
+    parser.add_argument("--aborted", action="store_true", help="with --trials: list the aborted trials too")
     parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE instead of stdout")
 
 
@@ -29,14 +32,19 @@ def run(args: argparse.Namespace) -> int:
 
     workspace = Workspace.open(args.workspace)
     if not workspace.results_db.exists():
-        print(f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first", file=sys.stderr)
+        print(
+            f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first",
+            file=sys.stderr,
+        )
         return 1
     try:
         with ResultsStore(workspace.results_db) as store:
             if args.campaign:
                 store.campaign(args.campaign)  # a clear error for an unknown name
+            _print_counts(store, args.campaign)
             if args.trials:
-                text = _trials_text(store.trials(args.campaign), args.format, [f.name for f in fields(TrialRecord)])
+                trials = store.trials(args.campaign, include_aborted=args.aborted)
+                text = _trials_text(trials, args.format, [f.name for f in fields(TrialRecord)])
             else:
                 table = comparison_from_store(store, args.campaign)
                 if args.sort:
@@ -51,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def _print_counts(store, campaign: str | None) -> None:
+    """The counts the Evaluate page shows, on stderr so that stdout stays a clean table."""
+    for name in [campaign] if campaign else [c.name for c in store.campaigns()]:
+        counts = store.counts(name)
+        aborted = f", {counts['aborted']} aborted" if counts["aborted"] else ""
+        print(f"campaign {name!r}: {counts['scored']} trials scored{aborted}", file=sys.stderr)
 
 
 def _trials_text(trials, fmt: str, columns: list[str]) -> str:

@@ -8,13 +8,16 @@
 
 Frames go to a single writer thread, so encoding never runs on the control loop.
 
-Crash safety: lerobot keeps its parquet writers open until `finalize()` (a killed
-process leaves files without a footer). After every kept episode the writer finalizes
-and reopens the dataset with `LeRobotDataset.resume` (on the writer thread, during the
-reset countdown), so on disk there is only ever a finalized dataset plus the streaming
-encoder's temporary files of the episode in progress, which reopening removes. Each
-episode then has its own data/video files, which also keeps "keep" from re-muxing a
-growing video file.
+Crash safety: the dataset folder only ever holds a finalized dataset, whatever instant
+the process dies. lerobot writes into a staging copy (`<datasets>/.piper-staging/<name>`:
+meta and sidecar copied, data and videos hard-linked, as lerobot never rewrites them once
+finalized); "keep" saves and finalizes the episode there, appends the sidecar row there,
+then swaps the staging folder and the dataset folder in one atomic rename
+(`renameat2(RENAME_EXCHANGE)`), and deletes the old copy. A kill before the swap leaves the
+dataset as it was (the staging copy is removed on the next open), a kill after it leaves
+the new one. The staging copy is made again for the next episode (on the writer thread,
+during the reset countdown), so each episode has its own data/video files, which also
+keeps "keep" from re-muxing a growing video file.
 
 Per-episode facts lerobot has no column for (operator, backend, seed, success, review
 note, timing) go to `<dataset>/piper/episodes.jsonl`, one JSON object per kept episode,
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +43,8 @@ log = logging.getLogger(__name__)
 
 ROBOT_TYPE = "piper"
 EPISODES_SIDECAR = "episodes.jsonl"
+STAGING_DIR = ".piper-staging"  # beside the datasets, hidden from the Library and the trainer
+_LINKED_DIRS = ("data", "videos")  # immutable once finalized: hard-linked into the staging copy
 ENCODER_WAIT_S = 30.0  # give up waiting for the encoder (it is stuck) and let lerobot drop
 _DEFAULT_KEYS = {"timestamp", "frame_index", "episode_index", "index", "task_index"}
 
@@ -87,7 +93,9 @@ def check_matches(dataset_root: Path, plan: RecordingPlan) -> None:
     try:
         info = json.loads(info_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
-        raise DatasetMismatch(f"{info_path} cannot be read ({exc}); is {dataset_root} a LeRobot dataset?") from exc
+        raise DatasetMismatch(
+            f"{info_path} cannot be read ({exc}); is {dataset_root} a LeRobot dataset?"
+        ) from exc
     fix = f"record with the same settings, or choose a new dataset name instead of {plan.dataset!r}"
     problems = []
     if info.get("fps") != plan.fps:
@@ -104,15 +112,22 @@ def check_matches(dataset_root: Path, plan: RecordingPlan) -> None:
         if key.startswith("observation.images.") and have_cams != want_cams:
             continue
         if key not in have or key not in want:
-            problems.append(f"feature {key!r}: {'only in the plan' if key in want else 'only in the dataset'}")
+            problems.append(
+                f"feature {key!r}: {'only in the plan' if key in want else 'only in the dataset'}"
+            )
             continue
-        if tuple(have[key].get("shape", ())) != tuple(want[key]["shape"]) or have[key].get("dtype") != want[key]["dtype"]:
+        if (
+            tuple(have[key].get("shape", ())) != tuple(want[key]["shape"])
+            or have[key].get("dtype") != want[key]["dtype"]
+        ):
             problems.append(
                 f"feature {key!r}: dataset {have[key].get('dtype')} {tuple(have[key].get('shape', ()))}, "
                 f"plan {want[key]['dtype']} {tuple(want[key]['shape'])}"
             )
     if problems:
-        raise DatasetMismatch(f"cannot resume dataset {plan.dataset!r}: " + "; ".join(problems) + f". To go on, {fix}.")
+        raise DatasetMismatch(
+            f"cannot resume dataset {plan.dataset!r}: " + "; ".join(problems) + f". To go on, {fix}."
+        )
 
 
 def remove_partial_episode(dataset_root: Path) -> list[Path]:
@@ -129,6 +144,76 @@ def remove_partial_episode(dataset_root: Path) -> list[Path]:
         shutil.rmtree(images, ignore_errors=True)
         removed.append(images)
     return removed
+
+
+# -- staging and the atomic swap ---------------------------------------------------------------
+def staging_path(dataset_root: Path) -> Path:
+    return Path(dataset_root).parent / STAGING_DIR / Path(dataset_root).name
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:  # no hard links on this file system: a copy is slower, as safe
+        shutil.copy2(src, dst)
+
+
+def stage_copy(dataset_root: Path) -> Path:
+    """A fresh staging copy of the dataset (without the leftovers of an interrupted episode)."""
+    root, staging = Path(dataset_root), staging_path(dataset_root)
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.parent.mkdir(parents=True, exist_ok=True)
+    staging.mkdir()
+    for child in root.iterdir():
+        if child.name.startswith("tmp") or child.name == "images":
+            continue
+        if child.is_dir():
+            copy = _link_or_copy if child.name in _LINKED_DIRS else shutil.copy2
+            shutil.copytree(child, staging / child.name, copy_function=copy)
+        else:
+            shutil.copy2(child, staging / child.name)
+    return staging
+
+
+def swap_into_place(staging: Path, dataset_root: Path) -> None:
+    """Make `staging` the dataset in one atomic step; the old dataset is removed afterwards."""
+    staging, root = Path(staging), Path(dataset_root)
+    if not root.exists():
+        staging.rename(root)
+    elif not _rename_exchange(staging, root):
+        # No RENAME_EXCHANGE (old kernel or file system): a short window without the dataset.
+        old = staging.with_name(staging.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        root.rename(old)
+        staging.rename(root)
+        staging = old
+    shutil.rmtree(staging, ignore_errors=True)  # now the old version
+
+
+def _rename_exchange(a: Path, b: Path) -> bool:
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (AttributeError, OSError):
+        return False
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    errno = ctypes.get_errno()
+    if errno in (22, 38, 95):  # EINVAL, ENOSYS, EOPNOTSUPP: not supported here
+        return False
+    raise OSError(errno, os.strerror(errno), str(b))
+
+
+def remove_interrupted_save(dataset_root: Path) -> None:
+    """What a killed keep left beside the dataset: its staging copy (the dataset itself is whole)."""
+    staging = staging_path(dataset_root)
+    old = staging.with_name(staging.name + ".old")
+    if not (Path(dataset_root) / "meta" / "info.json").exists() and (old / "meta" / "info.json").exists():
+        old.rename(dataset_root)  # killed inside the fallback swap, between its two renames
+    for leftover in (staging, old):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 # -- sidecar ----------------------------------------------------------------------------------
@@ -160,8 +245,6 @@ def write_sidecar(dataset_root: Path, rows: dict[int, dict]) -> None:
 
 
 def _append_sidecar(dataset_root: Path, row: dict) -> None:
-    import os
-
     path = sidecar_path(dataset_root)
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as f:
@@ -193,24 +276,29 @@ class EpisodeWriter:
     def open(cls, plan: RecordingPlan, datasets_dir: str | Path, *, resume: bool = False) -> EpisodeWriter:
         """Create the dataset, or (with `resume`) reopen it after the match check."""
         root = plan.root(datasets_dir)
-        exists = (root / "meta" / "info.json").exists()
-        if exists and not resume:
+        if (root / "meta" / "info.json").exists() and not resume:
             raise FileExistsError(
                 f"dataset {plan.dataset!r} already exists in {root.parent}: resume it (--resume / the Resume "
                 "button) or choose a new name"
             )
+        remove_interrupted_save(root)
+        exists = (root / "meta" / "info.json").exists()
         if exists:
             check_matches(root, plan)
-            remove_partial_episode(root)
+            remove_partial_episode(root)  # from versions that recorded in place
             cls._reconcile_sidecar(root)
-            dataset = cls._resume_dataset(plan, root)
+            plan.save(root)
+            dataset = cls._resume_dataset(plan, stage_copy(root))
         else:
             if root.exists() and any(p.name != SIDECAR_DIR for p in root.iterdir()):
                 raise FileExistsError(
                     f"{root} exists but is not a LeRobot dataset (no meta/info.json); move it away or choose another name"
                 )
-            dataset = cls._create_dataset(plan, root)
-        plan.save(root)
+            plan.save(root)
+            staging = staging_path(root)
+            staging.parent.mkdir(parents=True, exist_ok=True)
+            dataset = cls._create_dataset(plan, staging)  # the first keep puts it in place
+            plan.save(staging)
         return cls(plan, root, dataset)
 
     @staticmethod
@@ -336,14 +424,18 @@ class EpisodeWriter:
             raise self._error
         record.episode_index = self._dataset.meta.total_episodes
         record.timing = {**record.timing, "video_frames_dropped": self.video_frames_dropped()}
+        staging = Path(self._dataset.root)
         self._dataset.save_episode()
         self._dataset.finalize()
-        _append_sidecar(self.root, asdict(record))
+        self._dataset = None
+        remove_partial_episode(staging)
+        _append_sidecar(staging, asdict(record))
+        swap_into_place(staging, self.root)  # the one instant the dataset changes
         return record
 
     def _reopen_dataset(self) -> None:
         try:
-            self._dataset = self._resume_dataset(self.plan, self.root)
+            self._dataset = self._resume_dataset(self.plan, stage_copy(self.root))
         except BaseException as exc:
             self._dataset = None
             self._error = exc
@@ -356,10 +448,12 @@ class EpisodeWriter:
 
     def _clear(self) -> None:
         if self._dataset is None:  # a failed reopen: try again now
-            self._dataset = self._resume_dataset(self.plan, self.root)
+            self._reopen_dataset()
+            if self._dataset is None:
+                raise self._error
         if self._dataset.writer is not None and self._dataset.has_pending_frames():
             self._dataset.clear_episode_buffer()
-        remove_partial_episode(self.root)
+        remove_partial_episode(Path(self._dataset.root))
 
     def close(self, timeout_s: float = 60.0) -> None:
         """Discard an unkept episode and release the dataset (it stays loadable)."""
@@ -373,8 +467,8 @@ class EpisodeWriter:
             if self._dataset.writer is not None and self._dataset.has_pending_frames():
                 self._dataset.clear_episode_buffer()
             self._dataset.finalize()
-            remove_partial_episode(self.root)
             self._dataset = None
+        remove_interrupted_save(self.root)  # the staging copy of the unkept episode
 
     def _raise_pending_error(self) -> None:
         if self._error is not None:
@@ -396,6 +490,8 @@ def episode_instructions(dataset_root: Path) -> list[str]:
     pairs: list[tuple[int, str]] = []
     for path in files:
         table = pq.read_table(path, columns=["episode_index", "tasks"])
-        for index, tasks in zip(table.column("episode_index").to_pylist(), table.column("tasks").to_pylist(), strict=True):
+        for index, tasks in zip(
+            table.column("episode_index").to_pylist(), table.column("tasks").to_pylist(), strict=True
+        ):
             pairs.append((int(index), tasks[0] if tasks else ""))
     return [task for _, task in sorted(pairs)]

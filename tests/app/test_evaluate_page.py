@@ -71,7 +71,9 @@ def test_operator_scores_trials_by_clicking_and_the_tables_update(qtbot, app_con
 
     rows = ResultsStore(workspace.results_db).trials()
     assert [(t.outcome, t.scorer, t.note) for t in rows] == [
-        ("success", "operator", "clean grasp"), ("failure", "operator", "")]
+        ("success", "operator", "clean grasp"),
+        ("failure", "operator", ""),
+    ]
     results = ResultsPage(app_context)
     qtbot.addWidget(results)
     qtbot.waitUntil(lambda: results.table.rowCount() == 1, timeout=10_000)
@@ -83,7 +85,8 @@ def test_sim_trial_scored_by_predicate_then_overridden_by_click(qtbot, app_conte
     page = _page(qtbot, app_context, workspace, runs=("hold",))
     page.make_agents = lambda spec: {"hold": HoldStill()}
     page.make_executor = lambda spec, agents, on_tick: GymSimExecutor(
-        agents, image_size=(48, 64), max_duration_s=spec.max_duration_s, on_tick=on_tick)
+        agents, image_size=(48, 64), max_duration_s=spec.max_duration_s, on_tick=on_tick
+    )
     page.backend_combo.setCurrentText("sim")
     page.trials_spin.setValue(1)
     page.duration_spin.setValue(1.0)
@@ -108,3 +111,45 @@ def test_real_arm_without_an_open_station_says_what_to_do(qtbot, app_context, wo
         qtbot.waitUntil(lambda: "Station page" in page.trial_label.text(), timeout=10_000)
     finally:
         page.shutdown()
+
+
+def test_estop_pauses_the_campaign_keeps_the_aborted_row_and_resumes_only_when_released(
+    qtbot, app_context, workspace
+):
+    page = _page(qtbot, app_context, workspace)
+    page.make_agents = lambda spec: {}
+    page.make_executor = lambda spec, agents, on_tick: OperatorArm()
+    page.backend_combo.setCurrentText("piper")
+    page.trials_spin.setValue(2)
+    page.start_campaign()
+    try:
+        qtbot.waitUntil(page.go_button.isEnabled, timeout=10_000)
+        page.run_trial()
+        qtbot.waitUntil(page.success_button.isEnabled, timeout=10_000)
+        page.score(True)
+        qtbot.waitUntil(page.go_button.isEnabled, timeout=10_000)  # trial 2: waiting for the scene
+        app_context.station.state_changed.emit("estop", "E-STOP sent")  # what the station worker reports
+        qtbot.waitUntil(lambda: page.recent.rowCount() == 2, timeout=10_000)
+        assert page.recent.item(0, 3).text() == "aborted"  # the aborted trial is listed
+        assert page.progress_label.text() == "1 / 2 trials scored, 1 aborted"
+        assert "E-STOP" in page.trial_label.text() and page.pause_button.text() == "Resume campaign"
+        qtbot.wait(500)
+        assert not page.go_button.isEnabled() and "E-STOP" in page.trial_label.text()  # nothing re-runs
+
+        page.pause_button.click()  # Resume campaign while the arm is still e-stopped: refused
+        assert "Station page" in page.trial_label.text() and page.pause_button.isChecked()
+        app_context.station.state_changed.emit("ready", "resume: done")  # Resume on the Station
+        qtbot.wait(500)
+        assert not page.go_button.isEnabled() and page.pause_button.isChecked()  # released is not resumed
+        page.pause_button.click()
+        qtbot.waitUntil(page.go_button.isEnabled, timeout=10_000)
+        assert "Reset the scene" in page.trial_label.text() and "#2" in page.trial_label.text()
+    finally:
+        page.shutdown()
+    store = ResultsStore(workspace.results_db)
+    assert [(t.trial_index, t.outcome, t.note) for t in store.trials(include_aborted=True)][1] == (
+        1,
+        "aborted",
+        "E-STOP",
+    )
+    assert store.counts(page.campaign.name) == {"scored": 1, "aborted": 2}  # + the shutdown's own abort

@@ -23,7 +23,9 @@ class PatternExecutor:
 
 
 def _spec(**kw):
-    return CampaignSpec(**({"name": "c", "runs": ("a", "b"), "tasks": ("open_pot", "press_button"), "trials": 3} | kw))
+    return CampaignSpec(
+        **({"name": "c", "runs": ("a", "b"), "tasks": ("open_pot", "press_button"), "trials": 3} | kw)
+    )
 
 
 def test_headless_sim_campaign_writes_every_slot(tmp_path):
@@ -75,7 +77,12 @@ def test_operator_flow_on_real_arm(tmp_path):
     assert campaign.finish_run(RolloutResult(4.0)) is None and campaign.state is State.AWAITING_SCORE
     assert store.trials("c") == []
     record = campaign.score(False, note="lid slipped")
-    assert (record.outcome, record.scorer, record.note, record.seed) == ("failure", "operator", "lid slipped", None)
+    assert (record.outcome, record.scorer, record.note, record.seed) == (
+        "failure",
+        "operator",
+        "lid slipped",
+        None,
+    )
     assert record.duration_s == 4.0 and record.trial_index == slot.trial_index
     with pytest.raises(CampaignError):
         campaign.score(True)  # nothing awaiting a score
@@ -131,7 +138,9 @@ def test_bad_spec_messages():
 
 def test_listeners_see_state_changes(tmp_path):
     seen = []
-    campaign = Campaign.create(ResultsStore(tmp_path / "r.sqlite"), _spec(trials=1, runs=("a",), tasks=("open_pot",)))
+    campaign = Campaign.create(
+        ResultsStore(tmp_path / "r.sqlite"), _spec(trials=1, runs=("a",), tasks=("open_pot",))
+    )
     campaign.listeners.append(lambda c: seen.append(c.state))
     run_campaign(campaign, PatternExecutor(), stop=threading.Event())
     assert seen == [State.RESETTING, State.RUNNING, State.READY, State.DONE]
@@ -142,3 +151,33 @@ def test_perturbation_preset_is_checked_and_canonical():
     assert _spec(perturbation="").perturbation == "none"
     with pytest.raises(ValueError, match="lighting"):
         _spec(perturbation="lightning")
+
+
+def test_estop_aborts_pauses_and_holds_until_the_arm_is_released(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    campaign = Campaign.create(store, _spec(runs=("a",), tasks=("open_pot",), trials=2))
+    first = campaign.start_trial()
+    campaign.mark_running()
+    campaign.estop()  # the rollout then ends (even 'successfully'): it is void, not scored
+    record = campaign.finish_run(RolloutResult(1.0, success=True))
+    assert (record.outcome, record.note) == ("aborted", "E-STOP")
+    assert campaign.state is State.PAUSED and campaign.start_trial() is None  # no re-run at once
+    assert store.campaign("c").status == "paused" and store.trials("c") == []
+    with pytest.raises(CampaignError, match="Resume on the Station page"):
+        campaign.resume()
+    campaign.release_estop()
+    assert campaign.state is State.PAUSED  # released is not resumed
+    campaign.resume()
+    assert campaign.start_trial() == first
+    assert campaign.summary() == "0 / 2 trials scored, 1 aborted"
+    assert store.counts("c") == {"scored": 0, "aborted": 1}
+
+
+def test_estop_between_trials_and_after_the_end_pauses_too(tmp_path):
+    store = ResultsStore(tmp_path / "r.sqlite")
+    campaign = Campaign.create(store, _spec(runs=("a",), tasks=("open_pot",), trials=1))
+    run_campaign(campaign, PatternExecutor())
+    assert campaign.state is State.DONE
+    campaign.estop()
+    campaign.rerun(("a", "open_pot", 0))
+    assert campaign.state is State.PAUSED and campaign.start_trial() is None

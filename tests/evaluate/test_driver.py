@@ -86,8 +86,12 @@ def test_sim_campaign_on_the_gym_env_is_scored_by_the_predicate_and_overridable(
     ticks = []
 
     def make_executor(on_tick):
-        return GymSimExecutor({"hold": HoldStill()}, image_size=(48, 64), max_duration_s=0.3,
-                              on_tick=lambda t: (ticks.append(t.step), on_tick(t)))
+        return GymSimExecutor(
+            {"hold": HoldStill()},
+            image_size=(48, 64),
+            max_duration_s=0.3,
+            on_tick=lambda t: (ticks.append(t.step), on_tick(t)),
+        )
 
     driver = CampaignDriver(Campaign.create(store, spec), make_executor, emit).start()
     try:
@@ -125,3 +129,73 @@ def test_pause_between_trials_and_shutdown_mid_trial_keeps_the_record(tmp_path):
     driver.shutdown()  # waiting for the scene reset: the trial is recorded as aborted
     assert not driver.running
     assert [t.outcome for t in store.trials("p", include_aborted=True)] == ["success", "aborted"]
+
+
+@pytest.fixture(scope="module")
+def sim_station():
+    from collect.station import StationConfig, open_station
+
+    with open_station(
+        StationConfig(
+            backend="sim", task="press_button", image_size=(48, 64), realtime=False, leader_port="leader"
+        )
+    ) as station:
+        station.enable()
+        yield station
+
+
+@pytest.mark.parametrize("arm_first", [False, True], ids=["driver-first", "arm-first"])
+def test_estop_mid_trial_pauses_the_campaign_until_released_and_resumed(tmp_path, sim_station, arm_first):
+    """The seen bug: the e-stopped trial was re-run and scored at once while the arm was still stopped."""
+    from collect.sim.tasks import INSTRUCTIONS
+    from evaluate.campaign import CampaignError
+    from evaluate.rollout import StationExecutor
+
+    store = ResultsStore(tmp_path / "r.sqlite")
+    spec = CampaignSpec(name="e", runs=("hold",), tasks=("press_button",), trials=2, max_duration_s=2.0)
+    emit, expect = _events()
+    holder = {}
+
+    def on_tick(tick):  # the E-STOP button: it reaches the arm and the driver in either order
+        if tick.slot.trial_index == 1 and tick.step == 5 and not holder.get("fired"):
+            holder["fired"] = True
+            sim_station.estop()
+            if not arm_first:
+                holder["driver"].estop()
+
+    def make_executor(on_tick_):
+        return StationExecutor(
+            sim_station, {"hold": HoldStill()}, INSTRUCTIONS, max_duration_s=2.0, on_tick=on_tick
+        )
+
+    campaign = Campaign.create(store, spec)
+    driver = holder["driver"] = CampaignDriver(campaign, make_executor, emit).start()
+    try:
+        assert expect("scored").trial_index == 0
+        aborted = expect("aborted")
+        assert (aborted.trial_index, aborted.outcome, aborted.note) == (1, "aborted", "E-STOP")
+        with pytest.raises(queue.Empty):  # no re-run, no score while e-stopped
+            expect("trial", timeout=1.0)
+        assert campaign.state is State.PAUSED and store.campaign("e").status == "paused"
+        with pytest.raises(CampaignError, match="Station page"):
+            driver.resume()
+        sim_station.resume()  # Resume on the Station, then Enable
+        sim_station.enable()
+        driver.release_estop()
+        with pytest.raises(queue.Empty):  # released is not resumed: nothing starts by itself
+            expect("trial", timeout=1.0)
+        driver.resume()
+        assert expect("trial").trial_index == 1
+        assert expect("scored").trial_index == 1
+        expect("done")
+    finally:
+        driver.shutdown()
+        if sim_station.follower.estopped:
+            sim_station.resume()
+            sim_station.enable()
+    rows = store.trials("e", include_aborted=True)
+    assert [(t.trial_index, t.outcome) for t in rows] == [(0, "failure"), (1, "aborted"), (1, "failure")]
+    assert (
+        store.counts("e") == {"scored": 2, "aborted": 1}
+        and campaign.summary() == "2 / 2 trials scored, 1 aborted"
+    )

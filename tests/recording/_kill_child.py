@@ -10,7 +10,7 @@ import time
 from _frames import SMALL, synthetic_episode  # run as a script: this folder is on sys.path
 
 from collect.recording.plan import RecordingPlan
-from collect.recording.writer import EpisodeRecord, EpisodeWriter
+from collect.recording.writer import EpisodeRecord, EpisodeWriter, staging_path
 
 
 def main(datasets_dir: str) -> None:
@@ -22,7 +22,9 @@ def main(datasets_dir: str) -> None:
         print(f"KEPT {saved.episode_index}", flush=True)
     synthetic_episode(writer, 30, 2.0, plan.instruction("open_pot"))
     deadline = time.monotonic() + 10
-    while (writer.pending_frames or len(list(writer.root.glob("tmp*/*_streaming.mp4"))) < 2) and time.monotonic() < deadline:
+    while (
+        writer.pending_frames or len(list(staging_path(writer.root).glob("tmp*/*_streaming.mp4"))) < 2
+    ) and time.monotonic() < deadline:
         time.sleep(0.01)  # frames handed to the encoder threads, their files open
     print("RECORDING", flush=True)
     while True:  # an episode that never ends: the parent kills us here

@@ -17,15 +17,20 @@ from collect.recording.writer import (
     EpisodeWriter,
     episode_instructions,
     read_sidecar,
+    staging_path,
 )
 
-from ._frames import synthetic_episode
+from ._frames import SMALL, episode_length, synthetic_episode
 
 HERE = Path(__file__).parent
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha1(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def load(plan, datasets_dir):
@@ -36,7 +41,9 @@ def load(plan, datasets_dir):
 
 def keep(writer, task, **extra):
     plan = writer.plan
-    return writer.keep(EpisodeRecord(task=task, instruction=plan.instruction(task), operator=plan.operator, **extra))
+    return writer.keep(
+        EpisodeRecord(task=task, instruction=plan.instruction(task), operator=plan.operator, **extra)
+    )
 
 
 def test_kept_episodes_read_back_with_plain_lerobot_and_discard_leaves_no_trace(make_plan, datasets_dir):
@@ -76,7 +83,11 @@ def test_kept_episodes_read_back_with_plain_lerobot_and_discard_leaves_no_trace(
     sidecar = read_sidecar(plan.root(datasets_dir))
     assert sidecar[1]["timing"]["video_frames_dropped"] == 0
     assert sidecar[0]["success"] is True and sidecar[0]["note"] == "clean grasp" and sidecar[0]["seed"] == 7
-    assert sidecar[1]["task"] == "press_button" and sidecar[1]["frames"] == 15 and sidecar[1]["operator"] == "tester"
+    assert (
+        sidecar[1]["task"] == "press_button"
+        and sidecar[1]["frames"] == 15
+        and sidecar[1]["operator"] == "tester"
+    )
     after = tree_digest(plan.root(datasets_dir))
     for path, digest in before.items():  # the first episode's files were never rewritten
         if path.startswith(("videos/", "data/")):
@@ -108,8 +119,13 @@ def test_resume_refuses_other_settings_and_names_the_mismatch(make_plan, dataset
 @pytest.mark.slow
 def test_kill_9_mid_episode_keeps_every_kept_episode(datasets_dir):
     env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))
-    child = subprocess.Popen([sys.executable, str(HERE / "_kill_child.py"), str(datasets_dir)],
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, str(HERE / "_kill_child.py"), str(datasets_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
     lines = []
     try:
         for line in child.stdout:
@@ -122,7 +138,8 @@ def test_kill_9_mid_episode_keeps_every_kept_episode(datasets_dir):
         child.wait(30)
     assert lines == ["KEPT 0", "KEPT 1", "RECORDING"], lines
     root = datasets_dir / "crashy"
-    assert any(root.glob("tmp*/*_streaming.mp4")), "the killed episode was being encoded"
+    assert any(staging_path(root).glob("tmp*/*_streaming.mp4")), "the killed episode was being encoded"
+    assert not any(root.glob("tmp*")), "the dataset folder holds finalized files only"
 
     from lerobot.datasets import LeRobotDataset
 
@@ -135,9 +152,54 @@ def test_kill_9_mid_episode_keeps_every_kept_episode(datasets_dir):
 
     plan = RecordingPlan.load(root)  # resume: the plan was saved beside the dataset
     writer = EpisodeWriter.open(plan, datasets_dir, resume=True)
-    assert not any(root.glob("tmp*")), "the partial episode's files are gone"
+    assert not any(root.glob("tmp*")) and not any(staging_path(root).glob("tmp*")), (
+        "the partial episode is gone"
+    )
     assert writer.episode_tasks() == ["open the pot", "press the button"]
     synthetic_episode(writer, 8, 5.0, plan.instruction("open_pot"))
     assert keep(writer, "open_pot").episode_index == 2
     writer.close()
     assert LeRobotDataset("local/crashy", root=root).num_episodes == 3
+
+
+@pytest.mark.slow
+def test_a_kill_at_any_instant_leaves_every_kept_episode_loadable_by_plain_lerobot(datasets_dir):
+    """SIGKILL at random instants (opening, recording, saving, swapping, reopening), each run
+    resuming the last one's dataset: plain lerobot loads every kept episode right after each kill."""
+    import random
+    import time
+
+    from lerobot.datasets import LeRobotDataset
+
+    env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))
+    root, rng = datasets_dir / "anytime", random.Random(7)
+    kept, loaded, instants = -1, 0, int(os.environ.get("PIPER_KILL_INSTANTS", "12"))
+    for _ in range(instants):
+        child = subprocess.Popen(
+            [sys.executable, str(HERE / "_kill_anytime_child.py"), str(datasets_dir)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert child.stdout.readline().strip() == "OPEN", child.stderr.read()
+            time.sleep(rng.uniform(0.0, 1.5))  # keeps take ~0.1-0.3 s here: most instants fall in one
+        finally:
+            child.send_signal(signal.SIGKILL)
+            out, _ = child.communicate(timeout=30)
+        kept = max([kept] + [int(line.split()[1]) for line in out.splitlines() if line.startswith("KEPT")])
+        if kept < 0:
+            continue  # nothing kept yet: nothing to load
+        ds = LeRobotDataset("local/anytime", root=root)
+        lengths = list(ds.meta.episodes["length"])
+        assert ds.num_episodes >= kept + 1, (ds.num_episodes, kept)  # a keep may land just before the kill
+        assert lengths == [episode_length(i) for i in range(ds.num_episodes)]
+        assert tuple(ds[len(ds) - 1]["observation.images.wrist"].shape) == (
+            3,
+            *SMALL,
+        )  # the last video decodes
+        assert sorted(read_sidecar(root)) == list(range(ds.num_episodes))
+        kept, loaded = ds.num_episodes - 1, loaded + 1
+    print(f"kill instants: {instants}, loaded after the kill: {loaded}, episodes: {kept + 1}")
+    assert loaded >= instants - 2 and kept >= 3

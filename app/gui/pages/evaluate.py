@@ -41,9 +41,14 @@ from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
 from app.gui.workers.bridge import EventBridge
 from collect.limits import CAMERA_NAMES
+from evaluate.campaign import ESTOP_NOTE
 
 TASKS = ("open_pot", "pour_block", "press_button", "pick_grape")  # the paper's four, as in collect.sim.tasks
 PERTURBATIONS = ("none", "lighting", "camera", "distractors", "color", "size", "all")
+ESTOP_TEXT = (
+    "E-STOP: the trial was aborted and kept on record; the campaign is paused. "
+    "Release the arm (Resume on the Station page), then Resume campaign."
+)
 PREVIEW_INTERVAL_S = 0.1  # live views at ~10 Hz: the rollout thread must not wait on painting
 
 
@@ -70,7 +75,8 @@ class EvaluatePage(QWidget):
         layout.addWidget(self.live_box, 1)
         layout.addWidget(self.score_box, 0)
         self._shortcuts()
-        context.estop_triggered.connect(self.abort_trial)
+        context.estop_triggered.connect(self.on_estop)
+        context.station.state_changed.connect(self._on_arm_state)
         self._set_running(False)
         self.refresh_runs()
 
@@ -147,8 +153,10 @@ class EvaluatePage(QWidget):
         self.failure_button = QPushButton("Failure  (F)")
         for button, colour in ((self.success_button, "#2e7d32"), (self.failure_button, "#c62828")):
             button.setMinimumHeight(72)
-            button.setStyleSheet(f"QPushButton {{ background: {colour}; color: white; font-size: 20px; }}"
-                                 "QPushButton:disabled { background: #9e9e9e; }")
+            button.setStyleSheet(
+                f"QPushButton {{ background: {colour}; color: white; font-size: 20px; }}"
+                "QPushButton:disabled { background: #9e9e9e; }"
+            )
         self.success_button.clicked.connect(lambda: self.score(True))
         self.failure_button.clicked.connect(lambda: self.score(False))
         self.note_edit = QLineEdit()
@@ -167,15 +175,26 @@ class EvaluatePage(QWidget):
         self.tally.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.score_box.setMinimumWidth(340)
         layout = QVBoxLayout(self.score_box)
-        for widget in (self.success_button, self.failure_button, self.note_edit, self.go_button,
-                       self.abort_button, self.pause_button, self.progress_label):
+        for widget in (
+            self.success_button,
+            self.failure_button,
+            self.note_edit,
+            self.go_button,
+            self.abort_button,
+            self.pause_button,
+            self.progress_label,
+        ):
             layout.addWidget(widget)
         layout.addWidget(QLabel("Tally"))
         layout.addWidget(self.tally, 1)
 
     def _shortcuts(self) -> None:
-        for key, slot in (("S", lambda: self.score(True)), ("F", lambda: self.score(False)),
-                          ("Space", self.run_trial), ("Esc", self.abort_trial)):
+        for key, slot in (
+            ("S", lambda: self.score(True)),
+            ("F", lambda: self.score(False)),
+            ("Space", self.run_trial),
+            ("Esc", self.abort_trial),
+        ):
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             shortcut.activated.connect(slot)
@@ -208,11 +227,18 @@ class EvaluatePage(QWidget):
         backend = self.backend_combo.currentText()
         eta = self.eta_spin.value() or None
         name = self.name_edit.text().strip() or f"{'+'.join(runs)}-{backend}-{self.trials_spin.value()}x" + (
-            f"-eta{eta:g}" if eta else "")
+            f"-eta{eta:g}" if eta else ""
+        )
         return CampaignSpec(
-            name=name, runs=runs, tasks=tasks, trials=self.trials_spin.value(), backend=backend,
-            seed=self.seed_spin.value(), perturbation=self.perturbation_combo.currentText(),
-            eta=eta, max_duration_s=self.duration_spin.value(),
+            name=name,
+            runs=runs,
+            tasks=tasks,
+            trials=self.trials_spin.value(),
+            backend=backend,
+            seed=self.seed_spin.value(),
+            perturbation=self.perturbation_combo.currentText(),
+            eta=eta,
+            max_duration_s=self.duration_spin.value(),
             save_episodes=self.save_episodes_check.isChecked(),
         )
 
@@ -248,7 +274,9 @@ class EvaluatePage(QWidget):
         from evaluate.rollout import PolicyAgent
 
         runs_dir = self.context.workspace.runs_dir
-        return {r: (lambda r=r: PolicyAgent.from_run(runs_dir / r, spec.checkpoint, spec.eta)) for r in spec.runs}
+        return {
+            r: (lambda r=r: PolicyAgent.from_run(runs_dir / r, spec.checkpoint, spec.eta)) for r in spec.runs
+        }
 
     def _default_executor(self, spec, agents, on_tick):
         from evaluate.rollout import GymSimExecutor, StationExecutor
@@ -261,10 +289,18 @@ class EvaluatePage(QWidget):
             from evaluate.episodes import EvalEpisodeWriter
 
             size = (240, 320) if spec.backend == "sim" else tuple(worker.station.config.image_size)
-            sink = EvalEpisodeWriter(self.context.workspace.datasets_dir, f"eval_{spec.name}", fps=30, image_size=size)
+            sink = EvalEpisodeWriter(
+                self.context.workspace.datasets_dir, f"eval_{spec.name}", fps=30, image_size=size
+            )
         if spec.backend == "sim":
-            return GymSimExecutor(agents, image_size=(240, 320), max_duration_s=spec.max_duration_s,
-                                  perturbation=spec.perturbation, on_tick=on_tick, episode_sink=sink)
+            return GymSimExecutor(
+                agents,
+                image_size=(240, 320),
+                max_duration_s=spec.max_duration_s,
+                perturbation=spec.perturbation,
+                on_tick=on_tick,
+                episode_sink=sink,
+            )
         from collect.sim.tasks import INSTRUCTIONS
 
         worker.set_preview_enabled(False)  # this loop reads the arm; it feeds the previews itself
@@ -273,8 +309,14 @@ class EvaluatePage(QWidget):
             worker.publish(info.observation, info.action)
             on_tick(info)
 
-        executor = StationExecutor(worker.station, agents, INSTRUCTIONS, max_duration_s=spec.max_duration_s,
-                                   on_tick=tick, episode_sink=sink)
+        executor = StationExecutor(
+            worker.station,
+            agents,
+            INSTRUCTIONS,
+            max_duration_s=spec.max_duration_s,
+            on_tick=tick,
+            episode_sink=sink,
+        )
 
         def close() -> None:
             worker.set_preview_enabled(True)
@@ -318,10 +360,55 @@ class EvaluatePage(QWidget):
         self.driver.rerun(key)
 
     def _toggle_pause(self, paused: bool) -> None:
+        from evaluate.campaign import CampaignError
+
         if self.driver is None:
             return
-        self.pause_button.setText("Resume" if paused else "Pause")
-        (self.driver.pause if paused else self.driver.resume)()
+        try:
+            (self.driver.pause if paused else self.driver.resume)()
+        except CampaignError as exc:  # e-stopped: the campaign stays paused
+            self.trial_label.setText(f"Cannot resume: {exc}")
+            paused = True
+        self._show_paused(paused)
+
+    def _show_paused(self, paused: bool) -> None:
+        blocked = self.pause_button.blockSignals(True)  # showing the state is not a click
+        self.pause_button.setChecked(paused)
+        self.pause_button.blockSignals(blocked)
+        self.pause_button.setText("Resume campaign" if paused else "Pause")
+
+    # -- E-STOP ----------------------------------------------------------------------
+
+    def on_estop(self) -> None:
+        """E-STOP: abort the trial in flight (kept as aborted) and pause; nothing resumes by itself."""
+        if self.driver is None or not self.driver.running:
+            return
+        self._hold_for_estop()
+        if self.context.station.station is None:  # no arm to release (sim env campaign, no station)
+            self.driver.release_estop()
+
+    def _hold_for_estop(self) -> None:
+        self._awaiting_score = False
+        self.driver.estop()
+        self._show_paused(True)
+        self.trial_label.setText(ESTOP_TEXT)
+        self._update_buttons()
+
+    def _on_arm_state(self, state: str, message: str = "") -> None:
+        from app.gui.workers.station_worker import CLOSED, ENABLED, ESTOP, READY
+
+        if self.driver is None or not self.driver.running:
+            return
+        if state == ESTOP:
+            self._hold_for_estop()  # the arm reports it (e.g. sent from another page)
+        elif state in (READY, ENABLED, CLOSED) and self.campaign.estop_held and not self._arm_estopped():
+            self.driver.release_estop()
+            self.trial_label.setText("The arm was released. Resume the campaign when the scene is safe.")
+
+    def _arm_estopped(self) -> bool:
+        station = self.context.station.station
+        follower = getattr(station, "follower", None)
+        return bool(getattr(follower, "estopped", False))
 
     # -- driver events (GUI thread) --------------------------------------------------
 
@@ -344,13 +431,30 @@ class EvaluatePage(QWidget):
             self.go_button.setEnabled(not self.campaign.spec.auto_scored)
         elif kind == "await":
             self._awaiting_score = True
-            self.trial_label.setText(f"Trial over after {payload.duration_s:.1f} s: Success (S) or Failure (F)?")
+            self.trial_label.setText(
+                f"Trial over after {payload.duration_s:.1f} s: Success (S) or Failure (F)?"
+            )
         elif kind == "scored":
             self.last_scored = payload
             self._add_recent(payload)
             self._refresh_tally()
         elif kind == "aborted":
-            self.trial_label.setText("Trial aborted; it will be run again.")
+            self.go_button.setEnabled(False)
+            self._add_recent(payload)
+            self._refresh_tally()
+            paused = self.campaign.estop_held or self.campaign.pause_requested
+            self.trial_label.setText(
+                ESTOP_TEXT
+                if payload.note == ESTOP_NOTE
+                else (
+                    "Trial aborted (kept on record); "
+                    + ("the campaign is paused." if paused else "it runs again next.")
+                )
+            )
+        elif kind == "state":
+            from evaluate.campaign import State
+
+            self._show_paused(payload is State.PAUSED or self.campaign.pause_requested)
         elif kind == "done":
             self.trial_label.setText(f"Campaign {self.campaign.name!r} complete. See the Results page.")
             self.go_button.setEnabled(False)
@@ -373,14 +477,16 @@ class EvaluatePage(QWidget):
         from evaluate.tables import tally
 
         rates = tally(self.campaign.scored())
-        done, total = self.campaign.progress()
-        self.progress_label.setText(f"{done} / {total} trials scored")
+        self.progress_label.setText(self.campaign.summary())
         keys = [(r, t) for t in self.campaign.spec.tasks for r in self.campaign.spec.runs]
         self.tally.setRowCount(len(keys))
         for row, key in enumerate(keys):
             rate = rates.get(key)
-            cells = (f"{key[0]} / {key[1]}", f"{rate.successes}/{rate.trials}" if rate else "0/0",
-                     rate.percent() if rate else "-")
+            cells = (
+                f"{key[0]} / {key[1]}",
+                f"{rate.successes}/{rate.trials}" if rate else "0/0",
+                rate.percent() if rate else "-",
+            )
             for column, text in enumerate(cells):
                 self.tally.setItem(row, column, QTableWidgetItem(text))
 

@@ -182,7 +182,9 @@ class ResultsPage(QWidget):
             ]
             for task in data.tasks:
                 rate = row.per_task.get(task)
-                item = _SortableItem(rate.percent() if rate else "-", rate.value if rate and rate.trials else None)
+                item = _SortableItem(
+                    rate.percent() if rate else "-", rate.value if rate and rate.trials else None
+                )
                 if rate and rate.trials:
                     item.setToolTip(f"{rate.successes}/{rate.trials} successes")
                 cells.append(item)
@@ -194,7 +196,9 @@ class ResultsPage(QWidget):
         self.table.setSortingEnabled(True)
         self._draw_chart(data)
         trials = sum(row.overall.trials for row in data.rows)
-        self.status.setText(f"{len(data.rows)} run(s), {trials} scored trial(s) - {self.context.workspace.results_db}")
+        self.status.setText(
+            f"{len(data.rows)} run(s), {trials} scored trial(s) - {self.context.workspace.results_db}"
+        )
 
     def _draw_chart(self, data: ComparisonTable) -> None:
         import pyqtgraph as pg
@@ -216,9 +220,13 @@ class ResultsPage(QWidget):
                 highs.append(100 * (rate.high - rate.value))
             if not xs:
                 continue
-            self.chart.addItem(pg.BarGraphItem(x=xs, height=heights, width=width * 0.9, brush=color, name=row.run))
             self.chart.addItem(
-                pg.ErrorBarItem(x=_arr(xs), y=_arr(heights), top=_arr(highs), bottom=_arr(lows), beam=width * 0.3)
+                pg.BarGraphItem(x=xs, height=heights, width=width * 0.9, brush=color, name=row.run)
+            )
+            self.chart.addItem(
+                pg.ErrorBarItem(
+                    x=_arr(xs), y=_arr(heights), top=_arr(highs), bottom=_arr(lows), beam=width * 0.3
+                )
             )
         axis = self.chart.getAxis("bottom")
         axis.setTicks([[(t, TASK_HEADERS.get(task, task)) for t, task in enumerate(data.tasks)]])

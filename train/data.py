@@ -27,9 +27,41 @@ def resolve_dataset_path(dataset: str, datasets_dir: str | Path | None) -> Path:
         if (path / "meta" / "info.json").is_file():
             return path.resolve()
     where = f" in {datasets_dir}" if datasets_dir else ""
-    available = sorted(p.name for p in Path(datasets_dir).iterdir() if (p / "meta").is_dir()) if datasets_dir and Path(datasets_dir).is_dir() else []
-    hint = f"; datasets there: {', '.join(available)}" if available else "; record one first (piper-ws record)"
+    available = (
+        sorted(p.name for p in Path(datasets_dir).iterdir() if (p / "meta").is_dir())
+        if datasets_dir and Path(datasets_dir).is_dir()
+        else []
+    )
+    hint = (
+        f"; datasets there: {', '.join(available)}" if available else "; record one first (piper-ws record)"
+    )
     raise DatasetError(f"no LeRobot dataset {dataset!r}{where} (expected DIR/meta/info.json){hint}")
+
+
+def check_dataset_files(root: str | Path) -> dict:
+    """Open every metadata JSON and the footer of every parquet file of the dataset at `root`
+    (no lerobot, no torch); returns info.json. A damaged file raises DatasetError naming it
+    and the fix, instead of lerobot's bare JSONDecodeError or DatasetGenerationError."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    root = Path(root)
+    fix = f"restore it from a backup, or delete {root} and record the dataset again"
+    info = {}
+    for path in sorted((root / "meta").glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise DatasetError(f"{path} is damaged ({exc}): {fix}") from None
+        if path.name == "info.json":
+            info = data
+    for path in sorted(root.glob("meta/**/*.parquet")) + sorted(root.glob("data/**/*.parquet")):
+        try:
+            pq.read_metadata(path)
+        except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+            raise DatasetError(f"{path} is damaged ({exc}): {fix}") from None
+    return info
 
 
 @dataclass

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .config import TrainConfig
+from .metrics import METRICS_NAME
 
 JOB_FILE = "job.json"
 LOG_FILE = "train.log"
@@ -110,7 +112,9 @@ def read_job(run_dir: str | Path) -> JobRecord:
         record = JobRecord(**{k: v for k, v in data.items() if k in JobRecord.__dataclass_fields__})
         if record.active and not _alive(record):
             record.state = "failed"
-            record.error = record.error or "the training process died without a final state (killed?); see train.log"
+            record.error = (
+                record.error or "the training process died without a final state (killed?); see train.log"
+            )
     return record
 
 
@@ -179,21 +183,26 @@ def start_job(
         run_dir = runs_dir / run_name
         previous = read_job(run_dir)
         if previous.active:
-            raise JobError(f"run {run_name!r} is still {previous.state} (pid {previous.pid}); cancel it first")
+            raise JobError(
+                f"run {run_name!r} is still {previous.state} (pid {previous.pid}); cancel it first"
+            )
         if not (run_dir / "checkpoints" / "last").exists():
-            raise JobError(f"run {run_name!r} has no checkpoint to resume from; start it again instead")
+            raise JobError(
+                f"run {run_name!r} has no checkpoint to resume from; start it again under the same name "
+                f"(piper-ws train --dataset {previous.dataset or 'NAME'} --run {run_name})"
+            )
         config = TrainConfig.load(run_dir / "config.json")
     else:
         if config is None:
             raise JobError("a new job needs a TrainConfig")
         run_name = run_name or config.run_name or time.strftime("run-%Y%m%d-%H%M%S")
         run_dir = runs_dir / run_name
-        if (run_dir / JOB_FILE).exists():
-            raise JobError(f"run {run_name!r} already exists in {runs_dir}: pick another name or resume it")
+        _check_name_free(run_dir)
     if overrides:
         config = config.with_overrides(**overrides)
     config = config.with_overrides(run_name=run_name)
     device = device or (config.device if config.device not in ("auto", "cuda") else default_device())
+    preflight(config, datasets_dir, device)
     busy = _device_busy(runs_dir, device)
     if busy is not None:
         raise JobError(
@@ -201,6 +210,8 @@ def start_job(
             "one training job per device: wait for it to finish or cancel it"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
+    if not resume:  # a restarted run that never checkpointed starts with empty metrics
+        (run_dir / METRICS_NAME).unlink(missing_ok=True)
     config.save(run_dir / "config.json")
     (run_dir / CANCEL_FILE).unlink(missing_ok=True)
     record = JobRecord(
@@ -246,6 +257,64 @@ def start_job(
     if current.get("pid") is None:
         _write_record(record)
     return read_job(run_dir)
+
+
+def _check_name_free(run_dir: Path) -> None:
+    """A new run may reuse the name of one that never saved a checkpoint (failed or never started)."""
+    if not (run_dir / JOB_FILE).exists():
+        return
+    previous = read_job(run_dir)
+    if previous.active:
+        raise JobError(
+            f"run {run_dir.name!r} is still {previous.state} (pid {previous.pid}); cancel it first"
+        )
+    if (run_dir / "checkpoints" / "last").exists():
+        raise JobError(
+            f"run {run_dir.name!r} already exists in {run_dir.parent} with a checkpoint: "
+            "pick another name or resume it (--resume)"
+        )
+
+
+def gpu_count() -> int:
+    """GPUs this process may use, from the device nodes and CUDA_VISIBLE_DEVICES (no torch)."""
+    present = len([p for p in Path("/dev").glob("nvidia[0-9]*") if p.name[6:].isdigit()])
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return present
+    return min(present, len([v for v in visible.split(",") if v.strip() and v.strip() != "-1"]))
+
+
+def check_device(device: str) -> None:
+    match = re.fullmatch(r"cuda(?::(\d+))?", device)
+    if device == "cpu":
+        return
+    if match is None:
+        raise JobError(f"device {device!r} unknown: use cpu, cuda or cuda:N")
+    count = gpu_count()
+    if int(match.group(1) or 0) >= count:
+        have = f"GPUs cuda:0..cuda:{count - 1}" if count else "no GPU"
+        raise JobError(f"device {device}: this machine has {have}; pick one of those or --device cpu")
+
+
+def preflight(config: TrainConfig, datasets_dir: str | Path | None, device: str) -> None:
+    """What the job would otherwise find wrong ~20 s later in the background, checked before
+    anything is written: device, dataset files and features, backbone, adapter knobs."""
+    from types import SimpleNamespace
+
+    from .backbones import TINY_NAMES, resolve_backbone
+    from .data import check_dataset_files, check_features, resolve_dataset_path
+    from .loop import adapter_config
+
+    check_device(device)
+    root = resolve_dataset_path(config.dataset, datasets_dir)
+    info = check_dataset_files(root)
+    check_features(SimpleNamespace(root=root, features=info.get("features", {})))
+    if config.backbone not in TINY_NAMES:  # tiny ones are built on first use, by the job
+        resolve_backbone(config.backbone, config.backbone_cache)
+    try:
+        adapter_config(config)  # imports peft and torch: the GUI calls start_job off its thread
+    except (TypeError, ValueError) as exc:
+        raise JobError(f"adapter knobs {config.adapter} for {config.strategy}: {exc}") from None
 
 
 def cancel_job(run_dir: str | Path, wait_s: float = 0.0) -> JobRecord:
@@ -297,7 +366,9 @@ def _child_main(argv: list[str]) -> int:
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
+    )
 
     record = read_job(run_dir)
     record.pid = record.pgid = os.getpid()
@@ -321,7 +392,10 @@ def _child_main(argv: list[str]) -> int:
     signal.signal(signal.SIGINT, on_term)
     record.state, record.started = "running", time.time()
     _write_record(record)
-    print(f"== {'resuming' if args.resume else 'starting'} run {record.run_name} (pid {os.getpid()}) ==", flush=True)
+    print(
+        f"== {'resuming' if args.resume else 'starting'} run {record.run_name} (pid {os.getpid()}) ==",
+        flush=True,
+    )
     try:
         from .loop import run_training
 

@@ -56,7 +56,12 @@ def test_default_form_is_the_lora_sp_preset_on_the_chosen_dataset(page_factory, 
     assert page.finetune_button.text() == "Fine-tune"
     assert not page.advanced_box.isVisibleTo(page)
     config = page.config_from_form()
-    assert (config.preset, config.strategy, config.dataset, config.tasks) == ("smolvla-lora_sp", "lora_sp", "demo", None)
+    assert (config.preset, config.strategy, config.dataset, config.tasks) == (
+        "smolvla-lora_sp",
+        "lora_sp",
+        "demo",
+        None,
+    )
     page.preset_combo.setCurrentText("smolvla-lora128")
     page.rank_spin.setValue(16)
     page.tasks_edit.setText("open the pot; press the button")
@@ -94,7 +99,7 @@ def test_fine_tune_then_cancel_and_a_later_window_sees_it(qtbot, page_factory, w
 
 
 @pytest.mark.slow
-def test_a_crashed_job_shows_failed_with_its_error(qtbot, page_factory, workspace):
+def test_a_dataset_the_trainer_cannot_use_is_refused_before_a_run_is_written(qtbot, page_factory, workspace):
     broken = workspace.datasets_dir / "broken" / "meta"
     broken.mkdir(parents=True)
     (broken / "info.json").write_text(json.dumps({"codebase_version": "v3.0"}))  # no features, no data
@@ -102,12 +107,10 @@ def test_a_crashed_job_shows_failed_with_its_error(qtbot, page_factory, workspac
     page.dataset_combo.setCurrentText("broken")
     page.run_edit.setText("crash-run")
     page.finetune_button.click()
-    qtbot.waitUntil(lambda: _state(page, "crash-run") == "failed", timeout=JOB_TIMEOUT_MS)
-    later = page_factory()
-    later._select("crash-run", reload=True)
-    assert "failed" in later.status_label.text()
-    assert "Traceback" in later.log_view.toPlainText()
-    assert [r.state for r in list_jobs(workspace.runs_dir)] == ["failed"]
+    qtbot.waitUntil(lambda: "start failed" in page.status_label.text(), timeout=JOB_TIMEOUT_MS)
+    assert "lacks ['observation.state', 'action', 'observation.images.*']" in page.status_label.text()
+    assert page.finetune_button.isEnabled()
+    assert not (workspace.runs_dir / "crash-run").exists() and list_jobs(workspace.runs_dir) == []
 
 
 def test_cli_lists_presets_and_refuses_bad_input(workspace, capsys):
@@ -117,6 +120,9 @@ def test_cli_lists_presets_and_refuses_bad_input(workspace, capsys):
     assert "smolvla-lora_sp" in capsys.readouterr().out
     assert main(["--workspace", str(workspace.root), "train", "--list"]) == 0
     assert "no runs" in capsys.readouterr().out
-    assert main(["--workspace", str(workspace.root), "train", "--dataset", "x", "--preset", "smolvla-lorsp"]) == 2
+    assert (
+        main(["--workspace", str(workspace.root), "train", "--dataset", "x", "--preset", "smolvla-lorsp"])
+        == 2
+    )
     assert "closest: smolvla-lora_sp" in capsys.readouterr().err
     assert main(["--workspace", str(workspace.root), "train", "--resume"]) == 2

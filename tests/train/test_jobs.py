@@ -84,14 +84,86 @@ def test_a_killed_job_reads_failed_and_frees_the_device(backbone_cache, train_wo
     assert record.state == "failed" and "died" in record.error
 
 
-def test_resume_without_checkpoint_and_duplicate_names_are_refused(backbone_cache, train_workspace, tmp_path):
-    runs = tmp_path / "runs"
-    start_job(job_config(backbone_cache, "k", steps=3), runs, train_workspace / "datasets")
+def test_a_run_without_checkpoint_restarts_under_its_name_one_with_a_checkpoint_does_not(
+    backbone_cache, train_workspace, tmp_path
+):
+    runs, data = tmp_path / "runs", train_workspace / "datasets"
+    start_job(job_config(backbone_cache, "k", steps=3), runs, data)
+    kill_job(runs / "k")
+    assert wait_job(runs / "k", 10).state == "failed"
+    with pytest.raises(JobError, match="no checkpoint.*start it again under the same name.*--run k"):
+        start_job(None, runs, data, run_name="k", resume=True)
+    restarted = start_job(job_config(backbone_cache, "k", steps=3), runs, data)  # the name is not stuck
+    assert restarted.active and restarted.resumes == 0
     kill_job(runs / "k")
     wait_job(runs / "k", 10)
-    with pytest.raises(JobError, match="already exists"):
-        start_job(job_config(backbone_cache, "k", steps=3), runs)
-    with pytest.raises(JobError, match="no checkpoint"):
-        start_job(None, runs, run_name="k", resume=True)
+    (runs / "k" / "checkpoints").mkdir()
+    (runs / "k" / "checkpoints" / "last").write_text("000001")
+    with pytest.raises(JobError, match="already exists .* with a checkpoint.*--resume"):
+        start_job(job_config(backbone_cache, "k", steps=3), runs, data)
     with pytest.raises(JobError, match="not a training run"):
         read_job(tmp_path)
+
+
+def _damage(datasets, name, relative, text):
+    copy = datasets / name
+    shutil.copytree(datasets / "tiny_tasks", copy)
+    target = next(copy.glob(relative))
+    target.write_text(text)
+    return target
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"dataset": "nope"}, "no LeRobot dataset 'nope'.*datasets there: .*tiny_tasks"),
+        ({"backbone": "lerobot/smolvla_base"}, "Hugging Face name.*--backbone DIR"),
+        ({"backbone": "/no/such/dir"}, "no such directory"),
+        ({"adapter": {"r": -1}}, "adapter knobs .*r and router_hidden must be >= 1"),
+        ({"adapter": {"rank": 8}}, "adapter knobs .*unexpected keyword argument 'rank'"),
+        ({"device": "cuda:7"}, "device cuda:7: this machine has .*--device cpu"),
+        ({"device": "tpu"}, "device 'tpu' unknown: use cpu, cuda or cuda:N"),
+    ],
+)
+def test_bad_input_is_refused_before_anything_is_written(
+    backbone_cache, train_workspace, tmp_path, overrides, message
+):
+    runs = tmp_path / "runs"
+    with pytest.raises((ValueError, JobError), match=message):
+        start_job(job_config(backbone_cache, "bad", steps=3, **overrides), runs, train_workspace / "datasets")
+    assert not (runs / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("relative", "text"),
+    [("meta/info.json", '{"fps": 30,'), ("data/chunk-000/file-000.parquet", "garbage"),
+     ("meta/episodes/chunk-000/file-000.parquet", "")],
+)  # fmt: skip
+def test_a_damaged_dataset_file_is_named_with_the_fix(
+    backbone_cache, train_workspace, tmp_path, relative, text
+):
+    datasets = tmp_path / "datasets"
+    datasets.mkdir()
+    shutil.copytree(train_workspace / "datasets" / "tiny_tasks", datasets / "tiny_tasks")
+    target = _damage(datasets, "damaged", relative, text)
+    with pytest.raises(ValueError, match=f"{target} is damaged .*restore it from a backup, or delete"):
+        start_job(job_config(backbone_cache, "bad", dataset="damaged"), tmp_path / "runs", datasets)
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [(["--device", "cuda:7"], "error: device cuda:7: this machine has"),
+     (["--set", 'adapter={"r": -1}'], "error: adapter knobs {'r': -1, 'eta': 0.9} for lora_sp: LoraSPConfig: r ")],
+)  # fmt: skip
+def test_cli_refuses_in_the_foreground_with_one_line(train_workspace, tmp_path, capsys, extra, message):
+    from app.cli import main
+
+    workspace = tmp_path / "ws"
+    (workspace / "datasets").mkdir(parents=True)
+    (workspace / "datasets" / "tiny_tasks").symlink_to(train_workspace / "datasets" / "tiny_tasks")
+    argv = ["--workspace", str(workspace), "train", "--dataset", "tiny_tasks", "--run", "g", *extra]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert not (workspace / "runs" / "g").exists()

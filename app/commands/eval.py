@@ -103,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
             raise RolloutError(
                 f"no run named {', '.join(missing)} under {workspace.runs_dir}; known runs: {known}"
             )
+        _check_checkpoints(workspace.runs_dir, spec.runs, spec.checkpoint)  # before a campaign is written
         with ResultsStore(workspace.results_db) as store:
             campaign = _open_campaign(store, spec, workspace)
             print(f"campaign {spec.name!r}: {campaign.summary()} so far", file=sys.stderr)
@@ -129,6 +130,19 @@ def run(args: argparse.Namespace) -> int:
         print("\nstopped; every scored trial is saved. Run the same command to resume.", file=sys.stderr)
         return 130
     return 0
+
+
+def _check_checkpoints(runs_dir, runs, checkpoint: str) -> None:
+    from train.checkpoint import checkpoint_dir
+
+    for run in runs:
+        try:
+            checkpoint_dir(runs_dir / run, checkpoint)
+        except FileNotFoundError as exc:
+            raise ValueError(
+                f"run {run!r} cannot be evaluated: {exc}; let it train to a checkpoint "
+                f"(piper-ws train --resume --run {run}) or pick another --checkpoint"
+            ) from None
 
 
 def _scenes(args, workspace) -> tuple[tuple[str, ...], int, dict[str, tuple[int, ...]]]:

@@ -42,16 +42,32 @@ def test_terminal_scoring_on_the_real_arm(tmp_path, monkeypatch):
     _run_with_operator(campaign, Arm(), spec)
     rows = store.trials("real", include_aborted=True)
     assert [(r.trial_index, r.outcome, r.note) for r in rows] == [
-        (0, "success", "lid off"), (1, "aborted", "aborted by the operator"), (1, "failure", ""),
-        (2, "aborted", "campaign stopped before the rollout")]
+        (0, "success", "lid off"),
+        (1, "aborted", "aborted by the operator"),
+        (1, "failure", ""),
+        (2, "aborted", "campaign stopped before the rollout"),
+    ]
     assert campaign.progress() == (2, 3)
 
 
 def test_eval_of_a_run_without_checkpoint_is_a_clear_error(workspace, capsys):
     (workspace.runs_dir / "empty").mkdir(parents=True)
-    argv = ["--workspace", str(workspace.root), "eval", "--run", "empty", "--tasks", "press_button", "--trials", "1"]
+    argv = [
+        "--workspace",
+        str(workspace.root),
+        "eval",
+        "--run",
+        "empty",
+        "--tasks",
+        "press_button",
+        "--trials",
+        "1",
+    ]
     assert main(argv) == 1
-    assert "no checkpoint" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("error: run 'empty' cannot be evaluated:") and "no checkpoint" in err
+    assert err.count("\n") == 1
+    assert not workspace.results_db.exists()  # refused before any campaign was written
 
 
 def _dataset_with_seeds(datasets_dir):
@@ -63,11 +79,20 @@ def _dataset_with_seeds(datasets_dir):
 
     plan = RecordingPlan("seeded", tasks=["open_pot", "press_button"], image_size=(48, 64))
     writer = EpisodeWriter.open(plan, datasets_dir)
-    for task, seed in (("press_button", 1000), ("open_pot", 7), ("press_button", 1001), ("press_button", 1102)):
+    for task, seed in (
+        ("press_button", 1000),
+        ("open_pot", 7),
+        ("press_button", 1001),
+        ("press_button", 1102),
+    ):
         for i in range(3):
             state = np.full(7, 0.01 * i, np.float32)
-            writer.add_frame(state, state, {c: np.zeros((48, 64, 3), np.uint8) for c in plan.cameras},
-                             plan.instruction(task))
+            writer.add_frame(
+                state,
+                state,
+                {c: np.zeros((48, 64, 3), np.uint8) for c in plan.cameras},
+                plan.instruction(task),
+            )
         writer.keep(EpisodeRecord(task=task, instruction=plan.instruction(task), backend="sim", seed=seed))
     writer.close()
 
@@ -81,7 +106,9 @@ def test_seeds_from_dataset_evaluates_on_the_recorded_scenes(workspace, capsys):
     _dataset_with_seeds(workspace.datasets_dir)
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    tasks, trials, seeds = _scenes(parser.parse_args(["--run", "r", "--seeds-from-dataset", "seeded"]), workspace)
+    tasks, trials, seeds = _scenes(
+        parser.parse_args(["--run", "r", "--seeds-from-dataset", "seeded"]), workspace
+    )
     assert tasks == ("press_button", "open_pot") and trials == 1  # open_pot has one episode
     assert seeds == {"press_button": (1000, 1001, 1102), "open_pot": (7,)}
     args = parser.parse_args(["--run", "r", "--seeds-from-dataset", "seeded", "--tasks", "press_button"])

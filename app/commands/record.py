@@ -17,19 +17,34 @@ import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--dataset", required=True, help="dataset name (a folder under the workspace's datasets/)")
-    parser.add_argument("--backend", choices=("sim", "piper"), default=None,
-                        help="sim (no arm) or piper (the real arm); default: the workspace's set-up")
-    parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys (e.g. open_pot,press_button)")
+    parser.add_argument(
+        "--dataset", required=True, help="dataset name (a folder under the workspace's datasets/)"
+    )
+    parser.add_argument(
+        "--backend",
+        choices=("sim", "piper"),
+        default=None,
+        help="sim (no arm) or piper (the real arm); default: the workspace's set-up",
+    )
+    parser.add_argument(
+        "--tasks", default="all", help="'all' or comma-separated task keys (e.g. open_pot,press_button)"
+    )
     parser.add_argument("--episodes", type=int, default=120, help="episodes per task (default 120)")
     parser.add_argument("--fps", type=int, default=30)
     parser.add_argument("--max-episode-s", type=float, default=30.0, metavar="S", help="episode length limit")
-    parser.add_argument("--reset-s", type=float, default=None, metavar="S",
-                        help="pause between episodes (default: 0 in sim, 5 s on the real arm)")
+    parser.add_argument(
+        "--reset-s",
+        type=float,
+        default=None,
+        metavar="S",
+        help="pause between episodes (default: 0 in sim, 5 s on the real arm)",
+    )
     parser.add_argument("--image-size", default="480x640", metavar="HxW", help="camera image size")
     parser.add_argument("--operator", default=None, help="operator name stored with every episode")
     parser.add_argument("--seed", type=int, default=0, help="sim: first scene seed")
-    parser.add_argument("--resume", action="store_true", help="continue an existing dataset (settings must match)")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue an existing dataset (settings must match)"
+    )
 
 
 def build_plan(args: argparse.Namespace, hardware):
@@ -40,14 +55,28 @@ def build_plan(args: argparse.Namespace, hardware):
     except ValueError as exc:
         raise ValueError(f"--image-size {args.image_size!r}: write it as HxW, e.g. 480x640") from exc
     backend = args.backend or hardware.backend
-    tasks = list(DEFAULT_TASKS) if args.tasks == "all" else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = (
+        list(DEFAULT_TASKS)
+        if args.tasks == "all"
+        else [t.strip() for t in args.tasks.split(",") if t.strip()]
+    )
     reset_s = args.reset_s if args.reset_s is not None else (0.0 if backend == "sim" else 5.0)
-    operator = args.operator if args.operator is not None else (hardware.operator or
-                                                                 ("virtual operator" if backend == "sim" else ""))
+    operator = (
+        args.operator
+        if args.operator is not None
+        else (hardware.operator or ("virtual operator" if backend == "sim" else ""))
+    )
     return RecordingPlan(
-        dataset=args.dataset, tasks=tasks, episodes_per_task=args.episodes, fps=args.fps,
-        max_episode_s=args.max_episode_s, reset_s=reset_s, image_size=(height, width), backend=backend,
-        operator=operator, seed=args.seed,
+        dataset=args.dataset,
+        tasks=tasks,
+        episodes_per_task=args.episodes,
+        fps=args.fps,
+        max_episode_s=args.max_episode_s,
+        reset_s=reset_s,
+        image_size=(height, width),
+        backend=backend,
+        operator=operator,
+        seed=args.seed,
     )
 
 
@@ -58,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         hardware = workspace.load_hardware()
         plan = build_plan(args, hardware)
+        if args.resume and (workspace.datasets_dir / plan.dataset).is_dir():
+            from train.data import check_dataset_files  # names a damaged file instead of lerobot's traceback
+
+            check_dataset_files(workspace.datasets_dir / plan.dataset)
     except ValueError as exc:
         print(f"piper-ws record: {exc}", file=sys.stderr)
         return 2
@@ -68,8 +101,14 @@ def run(args: argparse.Namespace) -> int:
         return default_station_factory(plan_, task, hardware)
 
     started = time.monotonic()
-    session = RecordingSession(plan, workspace.datasets_dir, resume=args.resume, auto=plan.backend == "sim",
-                               station_factory=factory, on_event=_printer(plan, started))
+    session = RecordingSession(
+        plan,
+        workspace.datasets_dir,
+        resume=args.resume,
+        auto=plan.backend == "sim",
+        station_factory=factory,
+        on_event=_printer(plan, started),
+    )
     try:
         session.open()
     except (DatasetMismatch, FileExistsError, ConnectionError, RuntimeError, ValueError) as exc:
@@ -86,8 +125,10 @@ def run(args: argparse.Namespace) -> int:
         while session.state not in (SessionState.FINISHED, SessionState.FAILED, SessionState.CLOSED):
             time.sleep(0.2)
     except KeyboardInterrupt:
-        print("\ninterrupted: the episode in progress is discarded, kept ones are safe; --resume continues",
-              file=sys.stderr)
+        print(
+            "\ninterrupted: the episode in progress is discarded, kept ones are safe; --resume continues",
+            file=sys.stderr,
+        )
     finally:
         failed = session.state == SessionState.FAILED
         message = session.snapshot().message
@@ -95,8 +136,10 @@ def run(args: argparse.Namespace) -> int:
     if failed:
         print(f"piper-ws record: {message}", file=sys.stderr)
         return 1
-    print(f"done in {(time.monotonic() - started) / 60:.1f} min: {_counts_line(plan, session.counts)}",
-          file=sys.stderr)
+    print(
+        f"done in {(time.monotonic() - started) / 60:.1f} min: {_counts_line(plan, session.counts)}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -108,11 +151,16 @@ def _printer(plan, started: float):
     def on_event(event: str, info: dict) -> None:
         if event == "kept":
             flag = {True: "success", False: "failure", None: "unscored"}[info["success"]]
-            print(f"[{(time.monotonic() - started):6.0f} s] kept {info['task']} {info['count']}/"
-                  f"{plan.episodes_per_task} (episode {info['episode_index']}, {info['frames']} frames, {flag}, "
-                  f"saved in {info['keep_s']:.2f} s)", file=sys.stderr, flush=True)
+            print(
+                f"[{(time.monotonic() - started):6.0f} s] kept {info['task']} {info['count']}/"
+                f"{plan.episodes_per_task} (episode {info['episode_index']}, {info['frames']} frames, {flag}, "
+                f"saved in {info['keep_s']:.2f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
         elif event in ("failed", "estop"):
             print(f"{event}: {info}", file=sys.stderr, flush=True)
+
     return on_event
 
 

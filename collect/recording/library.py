@@ -38,8 +38,28 @@ def folder_size(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
+def damaged(path: Path, root: Path, exc: Exception) -> ValueError:
+    """The one-line error for an unreadable dataset file: which file, and what to do."""
+    return ValueError(
+        f"{path} is damaged ({exc}): restore it from a backup, or delete {root} and record it again"
+    )
+
+
 def read_info(root: Path) -> dict:
-    return json.loads((Path(root) / "meta" / "info.json").read_text())
+    path = Path(root) / "meta" / "info.json"
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise damaged(path, Path(root), exc) from None
+
+
+def _read_table(path: Path, root: Path, **kwargs):
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path, **kwargs)
+    except (OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise damaged(path, Path(root), exc) from None
 
 
 def list_datasets(datasets_dir: str | Path) -> list[DatasetSummary]:
@@ -55,23 +75,30 @@ def list_datasets(datasets_dir: str | Path) -> list[DatasetSummary]:
             for row in episode_rows(root):
                 per_task[row["task"]] = per_task.get(row["task"], 0) + 1
         except (OSError, ValueError, KeyError) as exc:  # one broken dataset must not hide the rest
-            summaries.append(DatasetSummary(root.name, root, 0, 0, 0, folder_size(root), {f"unreadable: {exc}": 0}))
+            summaries.append(
+                DatasetSummary(root.name, root, 0, 0, 0, folder_size(root), {f"unreadable: {exc}": 0})
+            )
             continue
-        summaries.append(DatasetSummary(
-            root.name, root, int(info.get("total_episodes", 0)), int(info.get("total_frames", 0)),
-            int(info.get("fps", 0)), folder_size(root), per_task,
-        ))
+        summaries.append(
+            DatasetSummary(
+                root.name,
+                root,
+                int(info.get("total_episodes", 0)),
+                int(info.get("total_frames", 0)),
+                int(info.get("fps", 0)),
+                folder_size(root),
+                per_task,
+            )
+        )
     return summaries
 
 
 def episode_rows(root: Path) -> list[dict[str, Any]]:
     """One dict per episode (lerobot's episode metadata + our sidecar row), by episode index."""
-    import pyarrow.parquet as pq
-
     sidecar = read_sidecar(root)
     rows = []
     for path in sorted((Path(root) / "meta" / "episodes").glob("chunk-*/file-*.parquet")):
-        table = pq.read_table(path)
+        table = _read_table(path, root)
         names = [n for n in table.column_names if not n.startswith("stats/")]
         for raw in table.select(names).to_pylist():
             index = int(raw["episode_index"])
@@ -85,26 +112,35 @@ def scene_seeds(root: str | Path) -> dict[str, list[int]]:
     recorded scenes). Raises ValueError when the dataset holds no seeded sim episode."""
     root = Path(root)
     if not (root / "meta" / "info.json").is_file():
-        raise ValueError(f"{root} is not a recorded dataset (no meta/info.json); list them with `piper-ws datasets`")
+        raise ValueError(
+            f"{root} is not a recorded dataset (no meta/info.json); list them with `piper-ws datasets`"
+        )
     seeds: dict[str, list[int]] = {}
     for _, row in sorted(read_sidecar(root).items()):
         if row.get("backend") == "sim" and row.get("seed") is not None:
             seeds.setdefault(row["task"], []).append(int(row["seed"]))
     if not seeds:
-        raise ValueError(f"{root.name} has no simulated episodes with a scene seed (recorded on the real arm?)")
+        raise ValueError(
+            f"{root.name} has no simulated episodes with a scene seed (recorded on the real arm?)"
+        )
     return seeds
 
 
 def episode_signals(root: Path, episode_index: int) -> tuple[Any, Any]:
     """(state, action) of one episode as (N, 7) float arrays."""
     import numpy as np
-    import pyarrow.parquet as pq
 
     row = _episode_row(root, episode_index)
     info = read_info(root)
-    path = Path(root) / info["data_path"].format(chunk_index=row["data/chunk_index"], file_index=row["data/file_index"])
-    table = pq.read_table(path, columns=["episode_index", "observation.state", "action"],
-                          filters=[("episode_index", "=", episode_index)])
+    path = Path(root) / info["data_path"].format(
+        chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]
+    )
+    table = _read_table(
+        path,
+        root,
+        columns=["episode_index", "observation.state", "action"],
+        filters=[("episode_index", "=", episode_index)],
+    )
     state = np.asarray(table.column("observation.state").to_pylist(), dtype=np.float32)
     action = np.asarray(table.column("action").to_pylist(), dtype=np.float32)
     return state, action
@@ -119,7 +155,9 @@ def episode_video(root: Path, episode_index: int, camera: str, max_frames: int |
     info = read_info(root)
     key = f"observation.images.{camera}"
     path = Path(root) / info["video_path"].format(
-        video_key=key, chunk_index=row[f"videos/{key}/chunk_index"], file_index=row[f"videos/{key}/file_index"]
+        video_key=key,
+        chunk_index=row[f"videos/{key}/chunk_index"],
+        file_index=row[f"videos/{key}/file_index"],
     )
     start, end = row[f"videos/{key}/from_timestamp"], row[f"videos/{key}/to_timestamp"]
     frames = []
@@ -167,10 +205,15 @@ def delete_episode(root: str | Path, episode_index: int) -> Path:
     check = LeRobotDataset(repo_id, root=staging)
     if check.meta.total_episodes != total - 1:
         shutil.rmtree(staging, ignore_errors=True)
-        raise RuntimeError(f"the edited copy of {root.name} has {check.meta.total_episodes} episodes, expected {total - 1}")
+        raise RuntimeError(
+            f"the edited copy of {root.name} has {check.meta.total_episodes} episodes, expected {total - 1}"
+        )
     rows = read_sidecar(root)
-    moved = {(i if i < episode_index else i - 1): {**row, "episode_index": i if i < episode_index else i - 1}
-             for i, row in rows.items() if i != episode_index}
+    moved = {
+        (i if i < episode_index else i - 1): {**row, "episode_index": i if i < episode_index else i - 1}
+        for i, row in rows.items()
+        if i != episode_index
+    }
     for extra in (p for p in root.iterdir() if p.name == "piper"):
         shutil.copytree(extra, staging / extra.name, dirs_exist_ok=True)
     write_sidecar(staging, moved)

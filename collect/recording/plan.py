@@ -29,6 +29,15 @@ def task_instructions() -> dict[str, str]:
     return dict(TASK_INSTRUCTIONS)
 
 
+def check_image_size(size: tuple[int, int]) -> None:
+    """Refuse sizes the h264 encoder cannot take (it needs positive, even sides)."""
+    height, width = size
+    if height < 2 or width < 2 or height % 2 or width % 2:
+        raise ValueError(
+            f"image size {height}x{width}: height and width must be positive and even (h264), e.g. 480x640"
+        )
+
+
 @dataclass
 class RecordingPlan:
     dataset: str  # folder name under the workspace's datasets/
@@ -58,9 +67,12 @@ class RecordingPlan:
         if unknown:
             raise ValueError(f"unknown task(s) {unknown}; known tasks: {', '.join(known)}")
         if self.episodes_per_task < 1 or self.fps < 1 or self.max_episode_s <= 0 or self.reset_s < 0:
-            raise ValueError("episodes per task, fps and max episode length must be positive, reset time >= 0")
+            raise ValueError(
+                "episodes per task, fps and max episode length must be positive, reset time >= 0"
+            )
         if self.backend not in ("sim", "piper"):
             raise ValueError(f"unknown backend {self.backend!r}: use 'sim' or 'piper'")
+        check_image_size(self.image_size)
 
     @property
     def repo_id(self) -> str:

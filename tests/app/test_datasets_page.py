@@ -17,7 +17,9 @@ def record_three_episodes(datasets_dir):
             state = np.full(7, n + 0.01 * i, np.float32)
             images = {cam: np.full((96, 128, 3), 60 * n + i, np.uint8) for cam in plan.cameras}
             writer.add_frame(state, state + 0.2, images, plan.instruction(task))
-        writer.keep(EpisodeRecord(task=task, instruction=plan.instruction(task), success=n != 1, note=f"take {n}"))
+        writer.keep(
+            EpisodeRecord(task=task, instruction=plan.instruction(task), success=n != 1, note=f"take {n}")
+        )
     writer.close()
     return plan
 
@@ -37,7 +39,9 @@ def test_datasets_page_lists_replays_and_deletes_an_episode(qtbot, app_context):
 
     page.episode_table.selectRow(1)
     qtbot.waitUntil(lambda: page.replay is not None and page.replay["episode_index"] == 1, timeout=30_000)
-    assert page.replay["state"].shape == (15, 7) and np.allclose(page.replay["action"] - page.replay["state"], 0.2)
+    assert page.replay["state"].shape == (15, 7) and np.allclose(
+        page.replay["action"] - page.replay["state"], 0.2
+    )
     assert len(page.replay["frames"]["side"]) == 15 and page.slider.maximum() == 14
     page.slider.setValue(14)
     assert abs(int(page.views["wrist"].last_frame.mean()) - (60 + 14)) <= 3  # the episode's own last frame
@@ -58,3 +62,21 @@ def test_datasets_page_lists_replays_and_deletes_an_episode(qtbot, app_context):
     assert ds.num_episodes == 2 and list(ds.meta.episodes["length"]) == [10, 20]
     assert ds[10]["task"] == "open the pot" and np.allclose(ds[10]["observation.state"].numpy(), 2.0)
     page.shutdown()
+
+
+def test_a_damaged_file_is_named_on_the_datasets_page(qtbot, app_context):
+    from app.gui.pages.datasets import DatasetsPage
+
+    record_three_episodes(app_context.workspace.datasets_dir)
+    root = app_context.workspace.datasets_dir / "shelf"
+    episodes = next((root / "meta" / "episodes").rglob("*.parquet"))
+    episodes.write_bytes(b"garbage")
+    page = DatasetsPage(app_context)
+    qtbot.addWidget(page)
+    page.show()
+    qtbot.waitUntil(lambda: page.dataset_table.rowCount() == 1, timeout=30_000)
+    shown = page.dataset_table.item(0, 2).text()
+    assert shown.startswith(f"unreadable: {episodes} is damaged (") and "restore it from a backup" in shown
+    (root / "meta" / "info.json").write_text('{"fps": 30,')
+    page.refresh()
+    qtbot.waitUntil(lambda: "info.json is damaged" in page.dataset_table.item(0, 2).text(), timeout=30_000)

@@ -13,14 +13,42 @@ def test_unknown_task_and_bad_size_are_refused(workspace, capsys):
     assert "HxW" in capsys.readouterr().err
 
 
-def test_resume_with_other_settings_names_the_mismatch(workspace, make_plan, capsys):
-    plan = make_plan("cli_mm", tasks=["open_pot"])
+def record(workspace, *args: str) -> int:
+    return main(["--workspace", str(workspace.root), "record", "--backend", "sim", *args])
+
+
+def one_episode_dataset(workspace, make_plan, name: str):
+    plan = make_plan(name, tasks=["open_pot"])
     writer = EpisodeWriter.open(plan, workspace.datasets_dir)
     synthetic_episode(writer, 4, 0.0, plan.instruction("open_pot"))
     writer.keep(EpisodeRecord(task="open_pot", instruction=plan.instruction("open_pot")))
     writer.close()
-    argv = ["--workspace", str(workspace.root), "record", "--backend", "sim", "--dataset", "cli_mm",
-            "--tasks", "open_pot", "--image-size", "120x160"]
+    return workspace.datasets_dir / name
+
+
+def test_odd_or_empty_image_sizes_are_refused_before_anything_is_created(workspace, capsys):
+    for size in ("97x129", "0x0", "480x-640"):
+        assert record(workspace, "--dataset", "odd", "--image-size", size) == 2
+        err = capsys.readouterr().err
+        assert "must be positive and even (h264)" in err and err.count("\n") == 1, err
+    assert not (workspace.datasets_dir / "odd").exists()
+
+
+def test_resume_of_a_damaged_dataset_names_the_file(workspace, make_plan, capsys):
+    info = one_episode_dataset(workspace, make_plan, "hurt") / "meta" / "info.json"
+    info.write_text(info.read_text()[:200])  # cut short, as by a full disk
+    assert (
+        record(workspace, "--dataset", "hurt", "--tasks", "open_pot", "--image-size", "96x128", "--resume")
+        == 2
+    )
+    last = capsys.readouterr().err.splitlines()[-1]  # above it: the writer's progress making the dataset
+    assert last.startswith(f"piper-ws record: {info} is damaged (") and "restore it from a backup" in last
+
+
+def test_resume_with_other_settings_names_the_mismatch(workspace, make_plan, capsys):
+    one_episode_dataset(workspace, make_plan, "cli_mm")
+    argv = ["--workspace", str(workspace.root), "record", "--backend", "sim", "--dataset", "cli_mm"]
+    argv += ["--tasks", "open_pot", "--image-size", "120x160"]
     assert main(argv) == 2
     assert "already exists" in capsys.readouterr().err
     assert main(argv + ["--resume"]) == 2

@@ -1,7 +1,8 @@
 """The last gate before the bus: every arm command passes through a `SafetyFilter`.
 
 It turns any 7-vector (6 joints in rad, gripper opening in m) into one that is safe to
-send: a NaN or infinite entry holds that motor where it was, every entry is clamped to
+send: a value that is not a real number (a string, None, a bool) is refused, a NaN or
+infinite entry holds that motor where it was, every entry is clamped to
 `MOTOR_LIMITS`, and no motor moves more than `max_step_rad` (joints) or `max_step_m`
 (gripper) from the previous command in one tick. Far targets are therefore reached over
 several ticks, never in one jump.
@@ -10,6 +11,7 @@ several ticks, never in one jump.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -46,10 +48,12 @@ class SafetyFilter:
         if self._last is None:
             raise RuntimeError("SafetyFilter.reset(current_position) must be called before filter()")
         if len(target) != len(MOTOR_LIMITS):
-            raise ValueError(f"an action has {len(MOTOR_LIMITS)} values ({', '.join(MOTOR_KEYS)}), got {len(target)}")
+            raise ValueError(
+                f"an action has {len(MOTOR_LIMITS)} values ({', '.join(MOTOR_KEYS)}), got {len(target)}"
+            )
         safe = []
         for i, (value, previous, (lo, hi)) in enumerate(zip(target, self._last, MOTOR_LIMITS, strict=True)):
-            value = float(value) if _is_number(value) else math.nan
+            value = _number(MOTOR_KEYS[i], value)
             if not math.isfinite(value):
                 value = previous
             step = self.max_step_m if i == len(MOTOR_LIMITS) - 1 else self.max_step_rad
@@ -60,17 +64,23 @@ class SafetyFilter:
 
 
 def action_to_vector(action: dict[str, float]) -> list[float]:
-    """A lerobot action dict to the 7-vector in MOTOR_KEYS order (missing keys are NaN: hold)."""
-    return [action.get(key, math.nan) for key in MOTOR_KEYS]
+    """A lerobot action dict to the 7-vector in MOTOR_KEYS order (missing keys are NaN: hold).
+
+    An unknown key (a typo such as "J1") is an error, not a silent hold."""
+    unknown = sorted(str(k) for k in action if k not in MOTOR_KEYS)
+    if unknown:
+        raise ValueError(f"unknown action key(s) {unknown}: an action uses {', '.join(MOTOR_KEYS)}")
+    return [_number(key, action[key]) if key in action else math.nan for key in MOTOR_KEYS]
 
 
 def _clamp(value: float, lo: float, hi: float) -> float:
     return lo if value < lo else hi if value > hi else value
 
 
-def _is_number(value) -> bool:
-    try:
-        float(value)
-    except (TypeError, ValueError, OverflowError):
-        return False
-    return True
+def _number(key: str, value) -> float:
+    """`value` as a float; strings, None and bools are refused rather than coerced ("1e9", True)."""
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(
+        f"action {key}={value!r} is not a number: send floats (rad, gripper m); NaN holds the motor"
+    )

@@ -63,8 +63,14 @@ def test_every_frame_on_the_bus_is_within_limits_and_step_bounds(follower, follo
         follower.enable()
         time.sleep(0.05)  # the enable's own gripper frame is not part of this example
     mark = follower_emulator.control_frame_count
-    returned = [follower.send_action(action) for action in sequence]
-    assert wait_until(lambda: follower_emulator.control_frame_count >= mark + 5 * len(sequence))
+    returned = []
+    for action in sequence:
+        if all(isinstance(v, float) for v in action.values()):  # numbers, NaN and inf included
+            returned.append(follower.send_action(action))
+        else:  # junk is refused before the filter: no frame, the filter's state unchanged
+            with pytest.raises(ValueError, match="is not a number"):
+                follower.send_action(action)
+    assert wait_until(lambda: follower_emulator.control_frame_count >= mark + 5 * len(returned))
     frames = follower_emulator.control_frames(since=mark)
     audit_frames(frames, follower.safety.max_step_rad, follower.safety.max_step_m)
     # send_action returns what reached the arm (the frames carry it rounded into the integer limits).
@@ -75,6 +81,32 @@ def test_every_frame_on_the_bus_is_within_limits_and_step_bounds(follower, follo
         assert on_bus == list(p.joint_targets_mdeg([sent[key] for key in MOTOR_KEYS[:6]]))
         assert p.unpack_gripper_ctrl(gripper_frames[k].data)[0] == p.gripper_target_um(sent["gripper.pos"])
     assert follower_emulator.limit_error_bits == 0  # the arm never saw a target beyond a limit
+
+
+@pytest.mark.parametrize(
+    ("action", "message"),
+    [({"J1": 0.1}, r"unknown action key\(s\) \['J1'\]: an action uses joint_1.pos"),
+     ({"joint_1.pos": "1e9"}, "action joint_1.pos='1e9' is not a number"),
+     ({"joint_1.pos": True}, "action joint_1.pos=True is not a number"),
+     ({"gripper.pos": None}, "action gripper.pos=None is not a number")],
+)  # fmt: skip
+def test_unknown_keys_and_non_numbers_are_refused_with_nothing_sent(
+    follower, follower_emulator, action, message
+):
+    if not follower.enabled:
+        follower.enable()
+        time.sleep(0.05)
+    mark = follower_emulator.control_frame_count
+    before = follower.safety.last
+    with pytest.raises(ValueError, match=message):
+        follower.send_action(action)
+    time.sleep(0.05)
+    assert follower_emulator.control_frame_count == mark and follower.safety.last == before
+    # numpy numbers (what policies return) stay welcome
+    import numpy as np
+
+    sent = follower.send_action({"joint_1.pos": np.float32(0.0), "gripper.pos": np.float64(0.01)})
+    assert set(sent) == set(MOTOR_KEYS)
 
 
 def test_commands_at_the_limits_stay_inside_them_on_the_bus(follower, follower_emulator):
@@ -88,7 +120,9 @@ def test_commands_at_the_limits_stay_inside_them_on_the_bus(follower, follower_e
         assert all(lo <= v <= hi for v, (lo, hi) in zip(sent.values(), MOTOR_LIMITS, strict=True))
         assert list(sent.values()) == pytest.approx(corner)  # got there
     assert wait_until(lambda: follower_emulator.control_frame_count >= mark + 5 * 160)
-    audit_frames(follower_emulator.control_frames(since=mark), follower.safety.max_step_rad, follower.safety.max_step_m)
+    audit_frames(
+        follower_emulator.control_frames(since=mark), follower.safety.max_step_rad, follower.safety.max_step_m
+    )
     assert follower_emulator.limit_error_bits == 0
 
 
@@ -113,6 +147,6 @@ def audit_frames(frames, max_step_rad, max_step_m):
         if frame.arbitration_id in last:
             previous = last[frame.arbitration_id]
             assert all(abs(a - b) <= step for a, b in zip(values, previous, strict=True)), (
-                f"frame 0x{frame.arbitration_id:X} jumped from {previous} to {values}")
+                f"frame 0x{frame.arbitration_id:X} jumped from {previous} to {values}"
+            )
         last[frame.arbitration_id] = values
-

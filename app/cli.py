@@ -13,12 +13,27 @@ import sys
 # name -> (module, one-line help). Add a command by adding a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("app.commands.doctor", "check CAN ports, cameras, MuJoCo GL, GPUs and disk"),
-    "spectrum": ("app.commands.spectrum", "rank needed per module/group by a fine-tune (energy of W_tuned - W_base)"),
+    "spectrum": (
+        "app.commands.spectrum",
+        "rank needed per module/group by a fine-tune (energy of W_tuned - W_base)",
+    ),
     "eval": ("app.commands.eval", "run a scored evaluation campaign (sim: auto-scored; real arm: you score)"),
-    "results": ("app.commands.results", "print the success table (per task, with Wilson intervals) as Markdown or CSV"),
-    "record": ("app.commands.record", "record demonstrations into a LeRobotDataset (sim: the virtual operator records the plan)"),
-    "train": ("app.commands.train", "fine-tune SmolVLA/pi0 (LoRA-SP by default) in a background job; --resume, --list, --cancel"),
-    "demo": ("app.commands.demo", "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table"),
+    "results": (
+        "app.commands.results",
+        "print the success table (per task, with Wilson intervals) as Markdown or CSV",
+    ),
+    "record": (
+        "app.commands.record",
+        "record demonstrations into a LeRobotDataset (sim: the virtual operator records the plan)",
+    ),
+    "train": (
+        "app.commands.train",
+        "fine-tune SmolVLA/pi0 (LoRA-SP by default) in a background job; --resume, --list, --cancel",
+    ),
+    "demo": (
+        "app.commands.demo",
+        "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table",
+    ),
 }
 
 
@@ -36,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from train.video_backend import quiet
+
+    quiet()  # one line instead of lerobot's torchcodec traceback; no libx264 statistics
     if args.command is None:
         from app.gui.launch import launch_gui
 

@@ -369,6 +369,9 @@ def _child_main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stdout
     )
+    from .video_backend import quiet
+
+    quiet()  # train.log gets one line about the decoder, not torchcodec's ~100-line traceback
 
     record = read_job(run_dir)
     record.pid = record.pgid = os.getpid()

@@ -1,7 +1,8 @@
 """`piper-ws doctor`: what this machine offers the workstation, and how to fix what is missing.
 
 Sections: CAN interfaces (state, bitrate), cameras (index, device path, resolution), the
-MuJoCo GL backend that renders, CUDA GPUs, free disk in the workspace. Missing CAN ports,
+MuJoCo GL backend that renders, CUDA GPUs, the video decoder (torchcodec's FFmpeg
+libraries or pyav), free disk in the workspace. Missing CAN ports,
 cameras or GPUs are warnings (the simulated PiPER and CPU training still work); no GL
 backend or too little disk is a failure (exit status 1).
 """
@@ -124,11 +125,34 @@ def check_gpu() -> Section:
     return section
 
 
+def check_video() -> Section:
+    """Which decoder reads dataset videos: torchcodec needs FFmpeg 4-8's shared libraries."""
+    import importlib.util
+
+    from train.video_backend import TORCHCODEC_FFMPEG, torchcodec_ffmpeg
+
+    section = Section("video")
+    major = torchcodec_ffmpeg() if importlib.util.find_spec("torchcodec") else None
+    section.items = [{"decoder": f"torchcodec (FFmpeg {major})" if major else "pyav"}]
+    section.items += [
+        {"ffmpeg": m, "library": lib, "present": m == major} for m, lib in TORCHCODEC_FFMPEG.items()
+    ]
+    if major is None:
+        section.warn(
+            "torchcodec cannot load: none of the FFmpeg 4-8 libraries it needs "
+            f"({', '.join(TORCHCODEC_FFMPEG.values())}) is installed; datasets decode with pyav "
+            "(works, slower). For torchcodec: `sudo apt install ffmpeg` (FFmpeg 4-8)"
+        )
+    return section
+
+
 def check_disk(workspace_root) -> Section:
     section = Section("disk")
     usage = shutil.disk_usage(workspace_root)
     free_gb = usage.free / 2**30
-    section.items = [{"path": str(workspace_root), "free_gb": round(free_gb, 1), "total_gb": round(usage.total / 2**30, 1)}]
+    section.items = [
+        {"path": str(workspace_root), "free_gb": round(free_gb, 1), "total_gb": round(usage.total / 2**30, 1)}
+    ]
     if free_gb < MIN_FREE_DISK_GB:
         section.warn(
             f"only {free_gb:.1f} GB free in {workspace_root}: free space or move the workspace "
@@ -138,7 +162,7 @@ def check_disk(workspace_root) -> Section:
     return section
 
 
-CHECKS = ("can", "cameras", "mujoco_gl", "gpu", "disk")
+CHECKS = ("can", "cameras", "mujoco_gl", "gpu", "video", "disk")
 
 
 def collect_report(workspace_root, skip: tuple[str, ...] = ()) -> list[Section]:
@@ -147,6 +171,7 @@ def collect_report(workspace_root, skip: tuple[str, ...] = ()) -> list[Section]:
         "cameras": check_cameras,
         "mujoco_gl": check_gl,
         "gpu": check_gpu,
+        "video": check_video,
         "disk": lambda: check_disk(workspace_root),
     }
     sections = []
@@ -181,7 +206,11 @@ def format_report(sections: list[Section]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument(
-        "--skip", action="append", default=[], choices=CHECKS, metavar="CHECK",
+        "--skip",
+        action="append",
+        default=[],
+        choices=CHECKS,
+        metavar="CHECK",
         help=f"leave a check out (repeatable): {', '.join(CHECKS)}",
     )
 
@@ -192,7 +221,11 @@ def run(args: argparse.Namespace) -> int:
     workspace = Workspace.open(args.workspace)
     sections = collect_report(workspace.root, skip=tuple(args.skip))
     if args.json:
-        print(json.dumps({s.name: {"status": s.status, "items": s.items, "fixes": s.fixes} for s in sections}, indent=2))
+        print(
+            json.dumps(
+                {s.name: {"status": s.status, "items": s.items, "fixes": s.fixes} for s in sections}, indent=2
+            )
+        )
     else:
         print(format_report(sections))
     return 1 if any(s.status == FAIL for s in sections) else 0

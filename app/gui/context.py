@@ -37,6 +37,7 @@ define `shutdown()`: the window calls it on close (stop your threads there).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -54,13 +55,33 @@ class AppContext(QObject):
     estop_triggered = Signal()
     status_message = Signal(str)
 
-    def __init__(self, workspace: Workspace, station_worker: StationWorker | None = None, parent: QObject | None = None):
+    def __init__(
+        self, workspace: Workspace, station_worker: StationWorker | None = None, parent: QObject | None = None
+    ):
         super().__init__(parent)
         self.workspace = workspace
         self._hardware = workspace.load_hardware()
         self.station = station_worker or StationWorker()
         self.backend: str | None = None  # what the open station runs on, once chosen
+        self._results_store: Any = None
+        self._results_lock = threading.Lock()
         self.station.start()
+
+    def results_store(self) -> Any:
+        """The window's one connection to results.sqlite, shared by every page and worker.
+
+        A second handle in this process (another connection, or anything that opens and
+        closes the -wal/-shm files) drops the process's POSIX locks on them; an `eval` process
+        closing its own connection then believes it is the last one and deletes -wal/-shm."""
+        with self._results_lock:
+            if self._results_store is None:
+                from evaluate.store import ResultsStore
+
+                self._results_store = ResultsStore(self.workspace.results_db)
+            return self._results_store
+
+    def has_results(self) -> bool:
+        return self._results_store is not None or self.workspace.results_db.exists()
 
     @property
     def hardware(self) -> HardwareConfig:
@@ -122,3 +143,7 @@ class AppContext(QObject):
 
     def shutdown(self) -> None:
         self.station.shutdown()
+        with self._results_lock:
+            if self._results_store is not None:
+                self._results_store.close()
+                self._results_store = None

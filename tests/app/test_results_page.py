@@ -43,8 +43,12 @@ def test_table_fills_from_the_database_and_updates(qtbot, app_context, workspace
     # a new trial scored elsewhere shows up on the next refresh
     _add(store, "lora", "press_button", [1])
     page.refresh()
-    qtbot.waitUntil(lambda: "Press" in [page.table.horizontalHeaderItem(c).text()
-                                        for c in range(page.table.columnCount())], timeout=5000)
+    qtbot.waitUntil(
+        lambda: (
+            "Press" in [page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount())]
+        ),
+        timeout=5000,
+    )
     assert page.table_data.rows[1].per_task["press_button"].successes == 1
     # the campaign filter lists the campaign
     assert page.campaign_combo.findText("c") >= 0
@@ -56,3 +60,33 @@ def test_empty_workspace_shows_empty_table(qtbot, app_context):
     qtbot.waitUntil(lambda: page.table_data is not None, timeout=5000)
     assert page.table.rowCount() == 0
     page.shutdown()
+
+
+def _open_fds(path) -> int:
+    import os
+
+    fds = os.listdir("/proc/self/fd")
+    return sum(1 for fd in fds if os.path.realpath(f"/proc/self/fd/{fd}") == str(path.resolve()))
+
+
+def test_the_window_reads_results_on_its_one_connection_and_exports_away_from_them(
+    qtbot, app_context, workspace
+):
+    """A second handle on results.sqlite in the GUI process drops its POSIX locks, and the
+    next `eval` process closing its connection then deletes -wal/-shm (see AppContext)."""
+    from app.gui.pages.results import export_dir
+
+    writer = ResultsStore(workspace.results_db)  # another process's work, as far as the page knows
+    writer.create_campaign("c", "sim", {})
+    writer.register_run(RunInfo("c", "sp", strategy="lora_sp"))
+    _add(writer, "sp", "open_pot", [1])
+    writer.close()
+    page = _page(qtbot, app_context)
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=5000)
+    page.refresh(force=True)
+    qtbot.waitUntil(lambda: not page._loading, timeout=5000)
+    shared = app_context.results_store()
+    assert shared is app_context.results_store()  # every page and worker gets the same one
+    assert _open_fds(workspace.results_db) == 1  # held open for the window's life, not reopened per refresh
+    folder = export_dir(workspace)
+    assert folder != workspace.root and not list(folder.glob("results.sqlite*"))

@@ -246,14 +246,13 @@ class EvaluatePage(QWidget):
         from evaluate.campaign import Campaign
         from evaluate.driver import CampaignDriver
         from evaluate.runs import describe_run
-        from evaluate.store import ResultsStore
 
         if self.driver is not None:
             self.driver.shutdown()  # a finished or failed campaign's worker
             self.driver = None
         try:
             spec = self.build_spec()
-            self.store = self.store or ResultsStore(self.context.workspace.results_db)
+            self.store = self.context.results_store()  # the window's one connection
             runs_dir = self.context.workspace.runs_dir
             infos = [describe_run(runs_dir / r, spec.name, spec.checkpoint, spec.eta) for r in spec.runs]
             campaign = Campaign.open_or_create(self.store, spec, infos)
@@ -520,9 +519,7 @@ class EvaluatePage(QWidget):
         if self.driver is not None:
             self.driver.shutdown()
             self.driver = None
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+        self.store = None  # the context closes the shared connection
 
 
 def context_backend(context: AppContext) -> str:

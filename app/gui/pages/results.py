@@ -50,20 +50,25 @@ class _SortableItem(QTableWidgetItem):
         return a < b
 
 
-def load_results(db_path: Path, campaign: str | None) -> tuple[ComparisonTable, list[str], object]:
-    """(table, campaign names, data stamp); runs on a worker thread."""
-    from evaluate.store import ResultsStore
+def load_results(context: AppContext, campaign: str | None) -> tuple[ComparisonTable, list[str], object]:
+    """(table, campaign names, data stamp); runs on a worker thread, on the window's one connection."""
     from evaluate.tables import comparison_from_store, comparison_table
 
-    if not db_path.exists():
+    if not context.has_results():  # looking must not create the database
         return comparison_table([]), [], None
-    with ResultsStore(db_path) as store:
-        names = [c.name for c in store.campaigns()]
-        if campaign not in names:
-            campaign = None
-        table = comparison_from_store(store, campaign)
-        stamp = store.change_stamp()
-    return table, names, stamp
+    store = context.results_store()
+    names = [c.name for c in store.campaigns()]
+    if campaign not in names:
+        campaign = None
+    return comparison_from_store(store, campaign), names, store.change_stamp()
+
+
+def export_dir(workspace) -> Path:
+    """Where the Export dialog opens: not beside results.sqlite, whose -wal/-shm files the
+    dialog would open and close to guess their type (which drops this process's SQLite locks)."""
+    folder = workspace.root / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
 
 
 class ResultsPage(QWidget):
@@ -131,7 +136,7 @@ class ResultsPage(QWidget):
             self._stamp = -1
         self.context.run_in_background(
             load_results,
-            self.context.workspace.results_db,
+            self.context,
             self.selected_campaign,
             on_result=self._loaded,
             on_error=self._failed,
@@ -254,7 +259,7 @@ class ResultsPage(QWidget):
 
     def _export_dialog(self, fmt: str) -> None:
         suffix = {"csv": "CSV (*.csv)", "md": "Markdown (*.md)"}[fmt]
-        default = str(self.context.workspace.root / f"results.{fmt}")
+        default = str(export_dir(self.context.workspace) / f"results.{fmt}")
         path, _ = QFileDialog.getSaveFileName(self, "Export results", default, suffix)
         if path:
             self.export_to(path, fmt)

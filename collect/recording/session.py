@@ -19,7 +19,8 @@ loop runs in lockstep with physics: each recorded frame is followed by exactly 1
 simulated time, and the state, action and images of a frame are of the same simulated
 instant (`collect.sim.lockstep`), so no frame is ever dropped, whatever the CPU.
 `auto=True` also keeps every finished episode and starts the next one, so a whole plan
-records unattended; an episode ended by E-STOP is never kept automatically.
+records unattended; an episode ended by E-STOP, or on the real arm one whose loop fell
+behind its fps, is held for review and never kept automatically.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from collect.episode_start import EPISODE_START
 from collect.limits import MOTOR_KEYS
 from collect.recording.pacing import make_pacer
 from collect.recording.plan import RecordingPlan
-from collect.recording.timing import LoopTimer, TimingStats
+from collect.recording.timing import BEHIND_FPS_FRACTION, LoopTimer, TimingStats
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +150,7 @@ class RecordingSession:
         self._sim_started_at: float | None = None  # sim time of the episode's first frame
         self._sim_seconds: float | None = None  # simulated time the episode covered
         self._ended_by_estop = False
+        self._fell_behind = False  # real arm: the loop ran below BEHIND_FPS_FRACTION of its fps
         self._start_gap: float | None = None
 
     # -- life cycle ---------------------------------------------------------------------------
@@ -393,7 +395,7 @@ class RecordingSession:
             if self.auto:
                 self._do_start()
                 return
-        elif self.state == SessionState.REVIEW and self.auto and not self._ended_by_estop:
+        elif self.state == SessionState.REVIEW and self.auto and not (self._ended_by_estop or self._fell_behind):
             self._do_keep(self._last_success, "auto")
             return
         time.sleep(1.0 / IDLE_FPS)
@@ -438,6 +440,7 @@ class RecordingSession:
         self._last_success = None
         self._frames = 0
         self._ended_by_estop = False
+        self._fell_behind = False
         self._sim_seconds = None
         if self.station.sim is not None:
             from collect.sim.operator import VirtualOperator
@@ -474,6 +477,8 @@ class RecordingSession:
         self._require(SessionState.RECORDING, verb="stop")
         self._last_timing = self._timer.stats()
         self._ended_by_estop = bool(getattr(self.station.follower, "estopped", False))
+        stats = self._last_timing
+        self._fell_behind = not stats.lockstep and stats.achieved_fps < BEHIND_FPS_FRACTION * stats.target_fps
         sim = self.station.sim
         self._last_success = self._sim_success() if sim is not None else None
         if sim is not None and self._sim_started_at is not None:
@@ -481,6 +486,9 @@ class RecordingSession:
         message = f"{self._frames} frames: keep or discard"
         if self._ended_by_estop:
             message = f"E-STOP: {self._frames} frames held for review (not kept automatically)"
+        elif self._fell_behind:
+            message = (f"the loop fell behind ({stats.achieved_fps:.1f} of {stats.target_fps:.0f} fps): "
+                       f"{self._frames} frames held for review (not kept automatically)")
         self._set_state(SessionState.REVIEW, message)
 
     def _do_keep(self, success: bool | None, note: str) -> dict:
@@ -490,6 +498,7 @@ class RecordingSession:
         if success is None:
             success = self._last_success
         timing = self._last_timing.as_dict() if self._last_timing else {}
+        timing["fell_behind"] = self._fell_behind
         if self._sim_seconds is not None:
             timing["sim_seconds"] = round(self._sim_seconds, 6)
             timing["lockstep_misses"] = self.station.sim.lockstep_misses

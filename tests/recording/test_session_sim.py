@@ -1,5 +1,7 @@
 """End to end on the simulated PiPER: the session records a plan with the virtual operator."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -8,8 +10,6 @@ from collect.recording.writer import read_sidecar
 
 
 def wait_for(session, *states, timeout_s=240.0):
-    import time
-
     deadline = time.monotonic() + timeout_s
     while session.state not in states:
         assert session.state != SessionState.FAILED, session.snapshot().message
@@ -21,7 +21,9 @@ def wait_for(session, *states, timeout_s=240.0):
 def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord(make_plan, datasets_dir):
     plan = make_plan("sim22", max_episode_s=1.5, seed=3)
     events = []
-    with RecordingSession(plan, datasets_dir, auto=True, on_event=lambda e, i: events.append((e, i))) as session:
+    with RecordingSession(
+        plan, datasets_dir, auto=True, on_event=lambda e, i: events.append((e, i))
+    ) as session:
         assert session.state == SessionState.READY and session.task == "open_pot"
         session.start().result(60)
         wait_for(session, SessionState.FINISHED)
@@ -85,13 +87,15 @@ def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord
     ds = LeRobotDataset(plan.repo_id, root=plan.root(datasets_dir))
     assert ds.num_episodes == 5
     last = read_sidecar(plan.root(datasets_dir))[4]
-    assert last["note"] == "re-recorded" and last["success"] is True and last["frames"] == ds.meta.episodes["length"][4]
+    assert (
+        last["note"] == "re-recorded"
+        and last["success"] is True
+        and last["frames"] == ds.meta.episodes["length"][4]
+    )
 
 
 @pytest.mark.slow
 def test_auto_holds_an_episode_ended_by_estop_and_home_restores_the_start(make_plan, datasets_dir):
-    import time
-
     from collect.episode_start import EPISODE_START
 
     plan = make_plan("estop_auto", tasks=["pick_grape"], episodes_per_task=2, max_episode_s=20.0)
@@ -110,3 +114,24 @@ def test_auto_holds_an_episode_ended_by_estop_and_home_restores_the_start(make_p
         time.sleep(0.5)
         assert session.snapshot().start_gap == pytest.approx(0.0, abs=1e-4)
         session.discard().result(30)
+
+
+@pytest.mark.slow
+def test_a_wall_clock_loop_that_falls_behind_is_held_for_review_not_auto_kept(make_plan, datasets_dir):
+    """The real arm's loop keeps the wall clock: one that cannot keep its fps is never auto-kept.
+    A real-time sim station stands in for the arm, at an fps no 2-core PC renders two cameras at."""
+    from collect.station import StationConfig, open_station
+
+    def wall_clock_station(plan, task):
+        return open_station(StationConfig(backend="sim", image_size=plan.image_size, fps=plan.fps, task=task))
+
+    plan = make_plan("behind", tasks=["press_button"], episodes_per_task=1, max_episode_s=0.5, fps=600)
+    with RecordingSession(plan, datasets_dir, auto=True, station_factory=wall_clock_station) as session:
+        session.start().result(60)
+        wait_for(session, SessionState.REVIEW, timeout_s=60)
+        time.sleep(1.0)  # Auto keeps a finished episode within a tick
+        assert session.state == SessionState.REVIEW and session.counts["press_button"] == 0
+        assert "fell behind" in session.snapshot().message
+        info = session.keep(note="kept by hand").result(60)
+    row = read_sidecar(plan.root(datasets_dir))[info["episode_index"]]
+    assert row["timing"]["fell_behind"] and not row["timing"]["lockstep"]

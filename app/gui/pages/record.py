@@ -232,7 +232,15 @@ class RecordPage(QWidget):
         self._opening = True
         self._show(("resuming" if resume else "creating") + f" {plan.dataset}: opening the station...")
         self._update_buttons()
-        self.context.run_in_background(session.open, on_result=self._opened, on_error=self._open_failed)
+
+        def check_then_open():
+            if resume:  # a damaged file is named with the fix, not as lerobot's bare traceback
+                from train.data import check_dataset_files
+
+                check_dataset_files(plan.root(datasets_dir))
+            return session.open()
+
+        self.context.run_in_background(check_then_open, on_result=self._opened, on_error=self._open_failed)
 
     def _opened(self, session) -> None:
         self._opening = False

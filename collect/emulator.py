@@ -91,7 +91,9 @@ class PiperEmulator:
         self.sends_commands = True
         self._target_mdeg = [p.rad_to_mdeg(q) for q in self.joints.read().positions_rad]
         self._gripper_target_um = p.m_to_um(self.joints.read().gripper_m)
-        self._motion_allowed: bool | None = None
+        self._motion_allowed: bool | None = None  # the six joints obey commands
+        self._gripper_allowed: bool | None = None  # the gripper obeys 0x159, in any control mode
+        self._source_allowed: bool | None = None  # what the joint source was told
         # statistics
         self.ticks = 0
         self.frames_sent = 0
@@ -230,13 +232,17 @@ class PiperEmulator:
         self._update_motion_allowed()
 
     def _on_joint_ctrl(self, frame_id: int, data: bytes) -> None:
+        if not (self._motion_allowed and self.move_mode == p.MOVE_MODE_JOINT):
+            return  # a held arm keeps holding; re-enabling must not jump to a target sent meanwhile
         first = p.JOINT_CTRL.index(frame_id) * 2
         for joint, value in zip((first, first + 1), p.unpack_i32_pair(data), strict=True):
             low, high = p.JOINT_LIMITS_MDEG[joint]
             outside = not (low <= value <= high)
             # The real arm refuses to leave its limits and flags the joint.
             bit = 1 << (8 + joint)
-            self.limit_error_bits = (self.limit_error_bits | bit) if outside else (self.limit_error_bits & ~bit)
+            self.limit_error_bits = (
+                (self.limit_error_bits | bit) if outside else (self.limit_error_bits & ~bit)
+            )
             self._target_mdeg[joint] = min(max(value, low), high)
         self._command_joints()
 
@@ -246,13 +252,17 @@ class PiperEmulator:
             self.gripper_enabled = True
         elif code in (0x00, 0x02):
             self.gripper_enabled = False
+        self._update_motion_allowed()  # code 0x01 enables the gripper for this very frame
+        if not self._gripper_allowed:
+            return
         self._gripper_target_um = min(max(stroke_um, 0), p.GRIPPER_MAX_UM)
         if set_zero == 0xAE:
             self._gripper_target_um = 0
         self._command_joints()
 
     def _command_joints(self) -> None:
-        if self._motion_allowed:
+        """Send the targets to the joint source; a part that may not move carries where it is."""
+        if self._source_allowed:
             self.joints.command(
                 tuple(p.mdeg_to_rad(v) for v in self._target_mdeg), p.um_to_m(self._gripper_target_um)
             )
@@ -294,18 +304,33 @@ class PiperEmulator:
             self._send(p.MOTOR_MAX_ACC_REPLY, p.pack_max_acc_reply(motor, 500))
 
     def _update_motion_allowed(self) -> None:
-        allowed = (
-            self.role == "leader"
-            or (all(self.enabled) and self.ctrl_mode == p.CTRL_MODE_CAN and not self.estop
-                and self.move_mode == p.MOVE_MODE_JOINT)
+        leader = self.role == "leader"
+        arm = leader or (
+            all(self.enabled)
+            and self.ctrl_mode == p.CTRL_MODE_CAN
+            and not self.estop
+            and self.move_mode == p.MOVE_MODE_JOINT
         )
-        if allowed != self._motion_allowed:
-            self._motion_allowed = allowed
-            self.joints.set_motion_allowed(allowed)
-            if not allowed:  # re-enabling must not jump to an old target
-                state = self.joints.read()
-                self._target_mdeg = [p.rad_to_mdeg(q) for q in state.positions_rad]
-                self._gripper_target_um = p.m_to_um(state.gripper_m)
+        # The vendor's demos drive the gripper right after enabling, in standby: its own
+        # enable (0x471 motor 7/0xFF, or 0x159 code 0x01) is all it needs.
+        gripper = leader or (self.gripper_enabled and not self.estop)
+        stopped = False
+        if arm != self._motion_allowed:
+            self._motion_allowed = arm
+            if not arm:  # hold here (unrounded: holding must not move); re-enabling must not jump
+                stopped = True
+                self._target_mdeg = [math.degrees(q) * 1000.0 for q in self.joints.read().positions_rad]
+        if gripper != self._gripper_allowed:
+            self._gripper_allowed = gripper
+            if not gripper:
+                stopped = True
+                self._gripper_target_um = p.m_to_um(self.joints.read().gripper_m)
+        source = arm or gripper
+        if source != self._source_allowed:
+            self._source_allowed = source
+            self.joints.set_motion_allowed(source)
+        elif source and stopped:
+            self._command_joints()  # one part stopped while the other may move: hold it where it is
 
     # -- sending ----------------------------------------------------------------------------
     def _send(self, frame_id: int, data: bytes) -> None:
@@ -320,11 +345,15 @@ class PiperEmulator:
         q_mdeg = [p.rad_to_mdeg(q) for q in state.positions_rad]
         off = self.feedback_offset
         moving = any(abs(v) > 1e-3 for v in state.velocities_rad_s)
-        arm_status = p.ARM_STATUS_ESTOP if self.estop else (
-            p.ARM_STATUS_JOINT_LIMIT if self.limit_error_bits else p.ARM_STATUS_NORMAL
+        arm_status = (
+            p.ARM_STATUS_ESTOP
+            if self.estop
+            else (p.ARM_STATUS_JOINT_LIMIT if self.limit_error_bits else p.ARM_STATUS_NORMAL)
         )
-        self._send(p.ARM_STATUS + off, p.pack_status(
-            self.ctrl_mode, arm_status, self.move_mode, int(moving), self.limit_error_bits))
+        self._send(
+            p.ARM_STATUS + off,
+            p.pack_status(self.ctrl_mode, arm_status, self.move_mode, int(moving), self.limit_error_bits),
+        )
         if self._fk is not None:
             pose = self._fk.CalFK([math.radians(v / 1000.0) for v in q_mdeg])[-1]
             xyz_rpy = [round(v * 1000) for v in pose]  # mm -> 0.001 mm, deg -> 0.001 deg
@@ -332,12 +361,20 @@ class PiperEmulator:
                 self._send(frame_id + off, p.pack_i32_pair(*pair))
         for k, frame_id in enumerate(p.JOINT_FEEDBACK):
             self._send(frame_id + off, p.pack_i32_pair(q_mdeg[2 * k], q_mdeg[2 * k + 1]))
-        self._send(p.GRIPPER_FEEDBACK + off, p.pack_gripper_feedback(
-            p.m_to_um(state.gripper_m), round(state.gripper_effort_nm * 1000), self.gripper_enabled))
+        self._send(
+            p.GRIPPER_FEEDBACK + off,
+            p.pack_gripper_feedback(
+                p.m_to_um(state.gripper_m), round(state.gripper_effort_nm * 1000), self.gripper_enabled
+            ),
+        )
         if off == 0:
             for j in range(6):
-                self._send(p.HIGH_SPEED_BASE + j, p.pack_high_speed(
-                    round(state.velocities_rad_s[j] * 1000), 0, round(state.positions_rad[j] * 1000)))
+                self._send(
+                    p.HIGH_SPEED_BASE + j,
+                    p.pack_high_speed(
+                        round(state.velocities_rad_s[j] * 1000), 0, round(state.positions_rad[j] * 1000)
+                    ),
+                )
             if self.ticks % LOW_SPEED_EVERY_TICKS == 0:
                 for j in range(6):
                     self._send(p.LOW_SPEED_BASE + j, p.pack_low_speed(self.enabled[j]))

@@ -40,8 +40,9 @@ COMMAND_IDS = CONTROL_IDS | {MOTION_CTRL_1, *END_POSE_CTRL, MASTER_SLAVE_CONFIG,
 # 0x2A1 byte 0
 CTRL_MODE_STANDBY, CTRL_MODE_CAN, CTRL_MODE_TEACH, CTRL_MODE_LEADER = 0x00, 0x01, 0x02, 0x06
 # 0x2A1 byte 1
-ARM_STATUS_NORMAL, ARM_STATUS_ESTOP, ARM_STATUS_JOINT_LIMIT = 0x00, 0x01, 0x04
-MOVE_MODE_JOINT = 0x01
+ARM_STATUS_NORMAL, ARM_STATUS_ESTOP, ARM_STATUS_NO_SOLUTION, ARM_STATUS_JOINT_LIMIT = 0x00, 0x01, 0x02, 0x04
+# 0x151 byte 1 and 0x2A1 byte 2 (C, M and CPV are not emulated)
+MOVE_MODE_P, MOVE_MODE_JOINT, MOVE_MODE_L = 0x00, 0x01, 0x02
 ESTOP_STOP, ESTOP_RESUME = 0x01, 0x02
 ENABLE_FLAG, DISABLE_FLAG = 0x02, 0x01
 LEADER_CONFIG, FOLLOWER_CONFIG = 0xFA, 0xFC
@@ -53,6 +54,19 @@ JOINT_LIMITS_MDEG: tuple[tuple[int, int], ...] = tuple(
     (math.ceil(math.degrees(lo) * 1000), math.floor(math.degrees(hi) * 1000)) for lo, hi in JOINT_LIMITS_RAD
 )
 GRIPPER_MAX_UM = round(GRIPPER_LIMITS_M[1] * 1_000_000)
+
+
+END_POSE_PER_UNIT = 1000  # 0x152-0x154 and 0x2A2-0x2A4 carry 0.001 mm and 0.001 deg
+
+
+def end_pose_to_bus(xyz_mm_rpy_deg) -> tuple[int, ...]:
+    """X, Y, Z (mm), RX, RY, RZ (deg) as the six integers of an end-pose frame set."""
+    return tuple(round(v * END_POSE_PER_UNIT) for v in xyz_mm_rpy_deg)
+
+
+def end_pose_from_bus(values) -> tuple[float, ...]:
+    """The six integers of an end-pose frame set as X, Y, Z (mm), RX, RY, RZ (deg)."""
+    return tuple(v / END_POSE_PER_UNIT for v in values)
 
 
 def rad_to_mdeg(value_rad: float) -> int:
@@ -74,7 +88,8 @@ def joint_targets_mdeg(joints_rad) -> tuple[int, ...]:
     while the limit is 69900. Every command frame is encoded through here.
     """
     return tuple(
-        min(max(rad_to_mdeg(value), low), high) for value, (low, high) in zip(joints_rad, JOINT_LIMITS_MDEG, strict=True)
+        min(max(rad_to_mdeg(value), low), high)
+        for value, (low, high) in zip(joints_rad, JOINT_LIMITS_MDEG, strict=True)
     )
 
 
@@ -110,7 +125,9 @@ def unpack_i32_pair(data: bytes) -> tuple[int, int]:
     return struct.unpack(">ii", bytes(data[:8]))
 
 
-def pack_status(ctrl_mode: int, arm_status: int, move_mode: int, motion_status: int, error_bits: int) -> bytes:
+def pack_status(
+    ctrl_mode: int, arm_status: int, move_mode: int, motion_status: int, error_bits: int
+) -> bytes:
     return struct.pack(">BBBBBBH", ctrl_mode, arm_status, move_mode, 0, motion_status, 0, error_bits & 0xFFFF)
 
 

@@ -10,7 +10,9 @@
 Roles:
 - follower: reports status, end pose, joints, gripper, high- and low-speed motor frames;
   obeys enable/disable (0x471), e-stop/resume (0x150), motion mode (0x151), joint and
-  gripper control (0x155-0x159); answers the limit (0x472) and firmware (0x4AF) queries.
+  gripper control (0x155-0x159), end-pose control (0x152-0x154) in MOVE_P and MOVE_L
+  (inverse kinematics on the SDK's DH model, `collect.ik_dh`); answers the limit (0x472)
+  and firmware (0x4AF) queries.
   On a bus shared with a leader it follows the leader's control frames, as the real
   firmware's leader-follower linkage does.
 - leader: a teach arm moved by a person (or the virtual operator, through its
@@ -33,8 +35,10 @@ import time
 from dataclasses import dataclass
 
 import can
+import numpy as np
 
 from collect import can_protocol as p
+from collect.ik_dh import DhArm, Pose, interpolate
 from collect.joint_source import FirstOrderJoints, JointSource
 
 log = logging.getLogger(__name__)
@@ -42,6 +46,26 @@ log = logging.getLogger(__name__)
 ROLES = ("follower", "leader")
 LOW_SPEED_EVERY_TICKS = 10  # 20 Hz at 200 Hz, like the real arm's slower motor reports
 CONTROL_LOG_SIZE = 50_000  # the newest frames kept: ~50 s of a leader's traffic, ~10 MB
+# MOVE_L at 100 % speed (0x151 byte 2 scales it): chosen figures, the vendor publishes none.
+LINE_SPEED_MM_S = 200.0
+LINE_TURN_DEG_S = 90.0
+# Before a MOVE_L starts, its line is solved at points this far apart: one it cannot finish
+# is refused while the arm still stands.
+LINE_CHECK_MM = 10.0
+LINE_CHECK_DEG = 5.0
+END_POSE_MOVE_MODES = (p.MOVE_MODE_P, p.MOVE_MODE_L)
+OBEYED_MOVE_MODES = (p.MOVE_MODE_P, p.MOVE_MODE_JOINT, p.MOVE_MODE_L)
+
+
+@dataclass
+class _Line:
+    """A MOVE_L in progress: the flange goes from `start` to `end` in `duration_s`."""
+
+    start: Pose
+    end: Pose
+    duration_s: float
+    q: np.ndarray  # the joints solved for the latest point: the next solve continues from them
+    elapsed_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -77,7 +101,7 @@ class PiperEmulator:
         self.manual = manual
         self.firmware = firmware
         self.joints = joint_source or FirstOrderJoints()
-        self._fk = _sdk_forward_kinematics() if end_pose else None
+        self._fk, self._ik = _sdk_kinematics() if end_pose else (None, None)
         # protocol state (touched only by the thread that ticks)
         self.enabled = [False] * 6
         self.gripper_enabled = False
@@ -86,12 +110,18 @@ class PiperEmulator:
         self.move_mode = p.MOVE_MODE_JOINT
         self.speed_percent = 0
         self.limit_error_bits = 0
+        self.no_solution = False  # the last end-pose target was unreachable (0x2A1 arm_status 0x02)
         self.feedback_offset = p.LEADER_FEEDBACK_OFFSET if role == "leader" else 0
         # A leader can be silenced (a policy drives the follower on a shared bus in evaluation).
         self.sends_commands = True
         self._target_mdeg = [p.rad_to_mdeg(q) for q in self.joints.read().positions_rad]
         self._gripper_target_um = p.m_to_um(self.joints.read().gripper_m)
-        self._motion_allowed: bool | None = None
+        self._motion_allowed: bool | None = None  # the six joints obey commands
+        self._gripper_allowed: bool | None = None  # the gripper obeys 0x159, in any control mode
+        self._source_allowed: bool | None = None  # what the joint source was told
+        self._end_pose_frames: list[tuple[int, int] | None] = [None, None, None]  # 0x152-0x154
+        self._last_end_pose: tuple[int, ...] | None = None  # (move mode, 6 values) carried out
+        self._line: _Line | None = None
         # statistics
         self.ticks = 0
         self.frames_sent = 0
@@ -161,8 +191,10 @@ class PiperEmulator:
     # -- one cycle ------------------------------------------------------------------------
     def tick(self, dt: float | None = None) -> None:
         """Handle what arrived, move the joints by `dt`, report. Manual mode calls this."""
+        dt = dt if dt is not None else 1.0 / self.rate_hz
         self._drain(timeout=0.0)
-        self.joints.advance(dt if dt is not None else 1.0 / self.rate_hz)
+        self._follow_line(dt)
+        self.joints.advance(dt)
         self._send_feedback()
         self.ticks += 1
 
@@ -216,7 +248,9 @@ class PiperEmulator:
         elif frame_id == p.GRIPPER_CTRL:
             self._on_gripper_ctrl(data)
         elif frame_id == p.MOTION_CTRL_2:
-            self.ctrl_mode, self.move_mode, self.speed_percent = data[0], data[1], data[2]
+            self._on_motion_ctrl_2(data)
+        elif frame_id in p.END_POSE_CTRL:
+            self._on_end_pose_ctrl(frame_id, data)
         elif frame_id == p.MOTOR_ENABLE:
             self._on_enable(motor=data[0], flag=data[1])
         elif frame_id == p.MOTION_CTRL_1:
@@ -230,14 +264,98 @@ class PiperEmulator:
         self._update_motion_allowed()
 
     def _on_joint_ctrl(self, frame_id: int, data: bytes) -> None:
+        if not (self._motion_allowed and self.move_mode == p.MOVE_MODE_JOINT):
+            return  # a held arm keeps holding; re-enabling must not jump to a target sent meanwhile
         first = p.JOINT_CTRL.index(frame_id) * 2
         for joint, value in zip((first, first + 1), p.unpack_i32_pair(data), strict=True):
             low, high = p.JOINT_LIMITS_MDEG[joint]
             outside = not (low <= value <= high)
             # The real arm refuses to leave its limits and flags the joint.
             bit = 1 << (8 + joint)
-            self.limit_error_bits = (self.limit_error_bits | bit) if outside else (self.limit_error_bits & ~bit)
+            self.limit_error_bits = (
+                (self.limit_error_bits | bit) if outside else (self.limit_error_bits & ~bit)
+            )
             self._target_mdeg[joint] = min(max(value, low), high)
+        self.no_solution = False
+        self._command_joints()
+
+    def _on_motion_ctrl_2(self, data: bytes) -> None:
+        move_mode = data[1]
+        if move_mode != self.move_mode:  # a new mode starts afresh: no line, no remembered target
+            self._line, self._last_end_pose = None, None
+        self.ctrl_mode, self.move_mode, self.speed_percent = data[0], move_mode, data[2]
+
+    def _on_end_pose_ctrl(self, frame_id: int, data: bytes) -> None:
+        self._end_pose_frames[p.END_POSE_CTRL.index(frame_id)] = p.unpack_i32_pair(data)
+        if frame_id != p.END_POSE_CTRL[-1] or None in self._end_pose_frames:
+            return  # the SDK sends 0x152, 0x153, 0x154: the pose is complete with the last
+        values = tuple(v for pair in self._end_pose_frames for v in pair)
+        self._end_pose_frames = [None, None, None]
+        if self._ik is None or not (self._motion_allowed and self.move_mode in END_POSE_MOVE_MODES):
+            return
+        if (self.move_mode, *values) == self._last_end_pose:
+            return  # the vendor's demos repeat one target at 100 Hz: it is under way (or refused)
+        self._last_end_pose = (self.move_mode, *values)
+        xyz_rpy = p.end_pose_from_bus(values)
+        target = Pose.from_xyz_rpy(xyz_rpy[:3], xyz_rpy[3:])
+        q_now = np.array(self.joints.read().positions_rad)
+        if self.move_mode == p.MOVE_MODE_P:
+            self._move_p(target, q_now)
+        else:
+            self._move_l(target, q_now)
+
+    def _move_p(self, target: Pose, q_now: np.ndarray) -> None:
+        """Joint-space motion to the solution nearest the current joints."""
+        q = self._ik.solve(target, q_now)
+        if q is None:
+            self._refuse_pose()
+            return
+        self.no_solution, self._line = False, None
+        self._aim_joints(q)
+
+    def _move_l(self, target: Pose, q_now: np.ndarray) -> None:
+        """The flange along a straight line from where it is, at the 0x151 speed."""
+        start = self._ik.forward(q_now)
+        dist_mm, turn_rad = start.distance_to(target)
+        steps = max(1, math.ceil(max(dist_mm / LINE_CHECK_MM, math.degrees(turn_rad) / LINE_CHECK_DEG)))
+        q = q_now
+        for k in range(1, steps + 1):
+            q = self._ik.track(interpolate(start, target, k / steps), q)
+            if q is None:
+                self._refuse_pose()
+                return
+        speed = max(self.speed_percent, 1) / 100.0
+        duration = max(dist_mm / LINE_SPEED_MM_S, math.degrees(turn_rad) / LINE_TURN_DEG_S) / speed
+        self.no_solution = False
+        self._line = _Line(start, target, duration, q_now)
+
+    def _follow_line(self, dt: float) -> None:
+        """The next point of a MOVE_L, solved once per tick."""
+        line = self._line
+        if line is None:
+            return
+        line.elapsed_s += dt
+        s = min(1.0, line.elapsed_s / line.duration_s) if line.duration_s > 0 else 1.0
+        q = self._ik.track(interpolate(line.start, line.end, s), line.q)
+        if q is None:  # checked before it started, so only a rare numeric failure lands here
+            self._refuse_pose()
+            return
+        line.q = q
+        self._aim_joints(q)
+        if s >= 1.0:
+            self._line = None
+
+    def _refuse_pose(self) -> None:
+        """An unreachable pose: report NO_SOLUTION and hold where the arm is."""
+        self.no_solution, self._line = True, None
+        self._aim_joints(self.joints.read().positions_rad)
+
+    def _aim_joints(self, q_rad) -> None:
+        """Joint targets from the arm's own planning, inside the limits joint control keeps."""
+        self._target_mdeg = [
+            min(max(math.degrees(v) * 1000.0, low), high)
+            for v, (low, high) in zip(q_rad, p.JOINT_LIMITS_MDEG, strict=True)
+        ]
         self._command_joints()
 
     def _on_gripper_ctrl(self, data: bytes) -> None:
@@ -246,13 +364,17 @@ class PiperEmulator:
             self.gripper_enabled = True
         elif code in (0x00, 0x02):
             self.gripper_enabled = False
+        self._update_motion_allowed()  # code 0x01 enables the gripper for this very frame
+        if not self._gripper_allowed:
+            return
         self._gripper_target_um = min(max(stroke_um, 0), p.GRIPPER_MAX_UM)
         if set_zero == 0xAE:
             self._gripper_target_um = 0
         self._command_joints()
 
     def _command_joints(self) -> None:
-        if self._motion_allowed:
+        """Send the targets to the joint source; a part that may not move carries where it is."""
+        if self._source_allowed:
             self.joints.command(
                 tuple(p.mdeg_to_rad(v) for v in self._target_mdeg), p.um_to_m(self._gripper_target_um)
             )
@@ -274,6 +396,7 @@ class PiperEmulator:
             # Resume clears errors and powers the motors down; the PC enables again.
             self.estop = False
             self.limit_error_bits = 0
+            self.no_solution = False
             self.enabled = [False] * 6
             self.gripper_enabled = False
             self.ctrl_mode = p.CTRL_MODE_STANDBY
@@ -294,18 +417,34 @@ class PiperEmulator:
             self._send(p.MOTOR_MAX_ACC_REPLY, p.pack_max_acc_reply(motor, 500))
 
     def _update_motion_allowed(self) -> None:
-        allowed = (
-            self.role == "leader"
-            or (all(self.enabled) and self.ctrl_mode == p.CTRL_MODE_CAN and not self.estop
-                and self.move_mode == p.MOVE_MODE_JOINT)
+        leader = self.role == "leader"
+        arm = leader or (
+            all(self.enabled)
+            and self.ctrl_mode == p.CTRL_MODE_CAN
+            and not self.estop
+            and self.move_mode in OBEYED_MOVE_MODES
         )
-        if allowed != self._motion_allowed:
-            self._motion_allowed = allowed
-            self.joints.set_motion_allowed(allowed)
-            if not allowed:  # re-enabling must not jump to an old target
-                state = self.joints.read()
-                self._target_mdeg = [p.rad_to_mdeg(q) for q in state.positions_rad]
-                self._gripper_target_um = p.m_to_um(state.gripper_m)
+        # The vendor's demos drive the gripper right after enabling, in standby: its own
+        # enable (0x471 motor 7/0xFF, or 0x159 code 0x01) is all it needs.
+        gripper = leader or (self.gripper_enabled and not self.estop)
+        stopped = False
+        if arm != self._motion_allowed:
+            self._motion_allowed = arm
+            if not arm:  # hold here (unrounded: holding must not move); re-enabling must not jump
+                stopped = True
+                self._line, self._last_end_pose = None, None
+                self._target_mdeg = [math.degrees(q) * 1000.0 for q in self.joints.read().positions_rad]
+        if gripper != self._gripper_allowed:
+            self._gripper_allowed = gripper
+            if not gripper:
+                stopped = True
+                self._gripper_target_um = p.m_to_um(self.joints.read().gripper_m)
+        source = arm or gripper
+        if source != self._source_allowed:
+            self._source_allowed = source
+            self.joints.set_motion_allowed(source)
+        elif source and stopped:
+            self._command_joints()  # one part stopped while the other may move: hold it where it is
 
     # -- sending ----------------------------------------------------------------------------
     def _send(self, frame_id: int, data: bytes) -> None:
@@ -315,29 +454,45 @@ class PiperEmulator:
         bus.send(can.Message(arbitration_id=frame_id, data=data, is_extended_id=False))
         self.frames_sent += 1
 
+    def _arm_status(self) -> int:
+        if self.estop:
+            return p.ARM_STATUS_ESTOP
+        if self.no_solution:
+            return p.ARM_STATUS_NO_SOLUTION
+        return p.ARM_STATUS_JOINT_LIMIT if self.limit_error_bits else p.ARM_STATUS_NORMAL
+
     def _send_feedback(self) -> None:
         state = self.joints.read()
         q_mdeg = [p.rad_to_mdeg(q) for q in state.positions_rad]
         off = self.feedback_offset
         moving = any(abs(v) > 1e-3 for v in state.velocities_rad_s)
-        arm_status = p.ARM_STATUS_ESTOP if self.estop else (
-            p.ARM_STATUS_JOINT_LIMIT if self.limit_error_bits else p.ARM_STATUS_NORMAL
+        self._send(
+            p.ARM_STATUS + off,
+            p.pack_status(
+                self.ctrl_mode, self._arm_status(), self.move_mode, int(moving), self.limit_error_bits
+            ),
         )
-        self._send(p.ARM_STATUS + off, p.pack_status(
-            self.ctrl_mode, arm_status, self.move_mode, int(moving), self.limit_error_bits))
         if self._fk is not None:
             pose = self._fk.CalFK([math.radians(v / 1000.0) for v in q_mdeg])[-1]
-            xyz_rpy = [round(v * 1000) for v in pose]  # mm -> 0.001 mm, deg -> 0.001 deg
+            xyz_rpy = p.end_pose_to_bus(pose)
             for frame_id, pair in zip(p.END_POSE, (xyz_rpy[0:2], xyz_rpy[2:4], xyz_rpy[4:6]), strict=True):
                 self._send(frame_id + off, p.pack_i32_pair(*pair))
         for k, frame_id in enumerate(p.JOINT_FEEDBACK):
             self._send(frame_id + off, p.pack_i32_pair(q_mdeg[2 * k], q_mdeg[2 * k + 1]))
-        self._send(p.GRIPPER_FEEDBACK + off, p.pack_gripper_feedback(
-            p.m_to_um(state.gripper_m), round(state.gripper_effort_nm * 1000), self.gripper_enabled))
+        self._send(
+            p.GRIPPER_FEEDBACK + off,
+            p.pack_gripper_feedback(
+                p.m_to_um(state.gripper_m), round(state.gripper_effort_nm * 1000), self.gripper_enabled
+            ),
+        )
         if off == 0:
             for j in range(6):
-                self._send(p.HIGH_SPEED_BASE + j, p.pack_high_speed(
-                    round(state.velocities_rad_s[j] * 1000), 0, round(state.positions_rad[j] * 1000)))
+                self._send(
+                    p.HIGH_SPEED_BASE + j,
+                    p.pack_high_speed(
+                        round(state.velocities_rad_s[j] * 1000), 0, round(state.positions_rad[j] * 1000)
+                    ),
+                )
             if self.ticks % LOW_SPEED_EVERY_TICKS == 0:
                 for j in range(6):
                     self._send(p.LOW_SPEED_BASE + j, p.pack_low_speed(self.enabled[j]))
@@ -352,10 +507,11 @@ class PiperEmulator:
         self._send(p.GRIPPER_CTRL, p.pack_gripper_ctrl(gripper_um, 1000, 0x01))
 
 
-def _sdk_forward_kinematics():
-    """The SDK's own FK (modified DH, offset table), so the end pose agrees with the real arm."""
+def _sdk_kinematics():
+    """The SDK's own FK (modified DH, offset table), so the end pose agrees with the real arm,
+    and the IK on the same table; (None, None) without the SDK (no end-pose frames, no end-pose control)."""
     try:
         from piper_sdk.kinematics.piper_fk import C_PiperForwardKinematics
-    except ImportError:  # the SDK is a dependency; without it the end-pose frames are skipped
-        return None
-    return C_PiperForwardKinematics(0x01)
+    except ImportError:  # the SDK is a dependency; this is only a fallback
+        return None, None
+    return C_PiperForwardKinematics(0x01), DhArm.from_sdk()

@@ -127,6 +127,9 @@ class TrialExecutor(Protocol):
     def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
         """Run the policy until done, the time limit, or `stop` is set (abort)."""
 
+    def close(self) -> None:
+        """Release what the executor opened (env, evaluation episodes); never the arm."""
+
 
 class State(Enum):
     READY = "ready"  # between trials

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from collect.limits import CAMERA_NAMES, MOTOR_KEYS
+from collect.recording.plan import is_dataset
 
 REPO_PREFIX = "local/"
 
@@ -49,7 +50,7 @@ class EvalEpisodeWriter:
         from lerobot.datasets import LeRobotDataset
 
         encoder = RGBEncoderConfig(vcodec="h264")
-        if (self.root / "meta" / "info.json").exists():
+        if is_dataset(self.root):
             self._dataset = LeRobotDataset.resume(
                 REPO_PREFIX + self.name, root=self.root, rgb_encoder=encoder, streaming_encoding=True
             )

@@ -146,8 +146,10 @@ class StationExecutor:
         max_duration_s: float = 30.0,
         on_tick: Callable[[TickInfo], None] | None = None,
         episode_sink: Any | None = None,
+        on_close: Callable[[], None] | None = None,
     ):
         self.station = station
+        self._on_close = on_close
         self._agents = dict(agents)
         self.instructions = instructions
         self.fps = fps or station.config.fps
@@ -192,13 +194,21 @@ class StationExecutor:
         return drive_to(self.station.follower, EPISODE_START, fps=self.fps, timeout_s=timeout_s, sim=sim)
 
     def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
-        agent = self.agent(slot.run)
-        follower = self.station.follower
         instruction = self.instructions.get(slot.task, slot.task)
-        max_steps = max(1, round(self.max_duration_s * self.fps))
-        period = 1.0 / self.fps
         if self.episode_sink is not None:
             self.episode_sink.begin(slot, instruction)
+        try:
+            return self._rollout(slot, stop, instruction)
+        except BaseException:  # e.g. the e-stopped arm refuses a command: the episode is not kept
+            if self.episode_sink is not None:
+                self.episode_sink.end(keep=False)
+            raise
+
+    def _rollout(self, slot: TrialSlot, stop: threading.Event, instruction: str) -> RolloutResult:
+        agent = self.agent(slot.run)
+        follower = self.station.follower
+        max_steps = max(1, round(self.max_duration_s * self.fps))
+        period = 1.0 / self.fps
         started = time.monotonic()
         success: bool | None = None
         step = 0
@@ -231,6 +241,13 @@ class StationExecutor:
     def _sim_success(self) -> bool:
         sim = self.station.sim
         return bool(sim.call(lambda world: sim.task.is_success(world)))
+
+    def close(self) -> None:
+        """Finalize the evaluation episodes; the station stays open (its owner closes it)."""
+        if self.episode_sink is not None:
+            self.episode_sink.close()
+        if self._on_close is not None:
+            self._on_close()
 
     def _finish(self, slot: TrialSlot, started: float, steps: int, success: bool | None, aborted: bool = False):
         episode_ref = ""

@@ -47,6 +47,7 @@ def stages(args: argparse.Namespace, name: str) -> list[tuple[str, list[str]]]:
 
 def run(args: argparse.Namespace) -> int:
     from app.cli import COMMANDS, main
+    from collect.recording.plan import is_dataset
     from collect.workspace import Workspace
 
     workspace = Workspace.open(args.workspace)
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
             missing.append(argv[0])
             print(f"\n== {stage}: `piper-ws {argv[0]}` is not available in this build; skipped", file=sys.stderr)
             continue
-        if stage == "record" and (workspace.datasets_dir / name / "meta" / "info.json").exists():
+        if stage == "record" and is_dataset(workspace.datasets_dir / name):
             argv = [*argv, "--resume"]  # finishes a partly recorded plan; a complete one is left as is
         elif _already_done(stage, workspace, name):
             print(f"\n== {stage}: already done in {workspace.root}; skipped (use --fresh to redo)", file=sys.stderr)

@@ -116,11 +116,9 @@ def run(args: argparse.Namespace) -> int:
                 else:
                     _run_with_operator(campaign, executor, spec)
             finally:
-                close = getattr(executor, "close", None)
-                if close:
-                    close()
-                if executor_sink := getattr(executor, "episode_sink", None):
-                    executor_sink.close()
+                executor.close()
+                if station := getattr(executor, "station", None):
+                    station.disconnect()  # the real arm this command opened
             _print_table(store, spec.name, args.format)
     except (ValueError, KeyError, OSError, RuntimeError) as exc:  # incl. store, campaign, rollout, CAN errors
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
@@ -175,27 +173,11 @@ def _open_campaign(store, spec, workspace):
 
 
 def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
-    from evaluate.rollout import GymSimExecutor, PolicyAgent, StationExecutor
+    from evaluate.executors import build_executor, policy_agents
 
-    agents = {
-        run: (lambda run=run: PolicyAgent.from_run(workspace.runs_dir / run, spec.checkpoint, spec.eta))
-        for run in spec.runs
-    }
-    sink = None
-    if spec.save_episodes:
-        from evaluate.episodes import EvalEpisodeWriter
-
-        sink = EvalEpisodeWriter(workspace.datasets_dir, f"eval_{spec.name}", fps=fps, image_size=image_size)
+    agents = policy_agents(spec, workspace.runs_dir)
     if spec.backend == "sim":
-        return GymSimExecutor(
-            agents,
-            image_size=image_size,
-            fps=fps,
-            max_duration_s=spec.max_duration_s,
-            perturbation=spec.perturbation,
-            episode_sink=sink,
-        )
-    from collect.sim.tasks import INSTRUCTIONS
+        return build_executor(spec, agents, workspace.datasets_dir, fps=fps, image_size=image_size)
     from collect.station import open_station
 
     hardware = workspace.load_hardware()
@@ -207,13 +189,12 @@ def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
         fps=fps,
     )
     station.connect()
-    station.enable()
-    executor = StationExecutor(
-        station, agents, INSTRUCTIONS, fps=fps, max_duration_s=spec.max_duration_s, episode_sink=sink
-    )
-    executor.close = station.disconnect
-    return executor
-
+    try:
+        station.enable()
+        return build_executor(spec, agents, workspace.datasets_dir, station=station, fps=fps)
+    except BaseException:
+        station.disconnect()
+        raise
 
 def _report(record, campaign) -> None:
     seed = f" seed={record.seed}" if record.seed is not None else ""

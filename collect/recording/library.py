@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from collect.recording.plan import REPO_PREFIX
+from collect.recording.plan import REPO_PREFIX, is_dataset
 from collect.recording.writer import read_sidecar, write_sidecar
 
 
@@ -68,7 +68,7 @@ def list_datasets(datasets_dir: str | Path) -> list[DatasetSummary]:
     base = Path(datasets_dir)
     if not base.is_dir():
         return summaries
-    for root in sorted(p for p in base.iterdir() if (p / "meta" / "info.json").is_file()):
+    for root in sorted(p for p in base.iterdir() if is_dataset(p)):
         try:
             info = read_info(root)
             per_task: dict[str, int] = {}
@@ -111,7 +111,7 @@ def scene_seeds(root: str | Path) -> dict[str, list[int]]:
     """Task -> the sim scene seeds of its kept episodes, in episode order (evaluate on the
     recorded scenes). Raises ValueError when the dataset holds no seeded sim episode."""
     root = Path(root)
-    if not (root / "meta" / "info.json").is_file():
+    if not is_dataset(root):
         raise ValueError(
             f"{root} is not a recorded dataset (no meta/info.json); list them with `piper-ws datasets`"
         )

@@ -18,6 +18,12 @@ CAMERAS = CAMERA_NAMES
 
 REPO_PREFIX = "local/"  # repo_id of a workspace dataset: local/<name> (never pushed)
 SIDECAR_DIR = "piper"  # <dataset>/piper/: our own files, ignored by lerobot
+INFO_FILE = Path("meta") / "info.json"  # what makes a folder a LeRobot dataset
+
+
+def is_dataset(path: str | Path) -> bool:
+    """True when `path` holds a LeRobot dataset (its meta/info.json)."""
+    return (Path(path) / INFO_FILE).is_file()
 
 
 # Task key -> instruction, the language label stored with every frame (plain data: this

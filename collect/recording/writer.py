@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from collect.limits import MOTOR_KEYS
-from collect.recording.plan import SIDECAR_DIR, RecordingPlan
+from collect.recording.plan import SIDECAR_DIR, RecordingPlan, is_dataset
 
 log = logging.getLogger(__name__)
 
@@ -210,7 +210,7 @@ def remove_interrupted_save(dataset_root: Path) -> None:
     """What a killed keep left beside the dataset: its staging copy (the dataset itself is whole)."""
     staging = staging_path(dataset_root)
     old = staging.with_name(staging.name + ".old")
-    if not (Path(dataset_root) / "meta" / "info.json").exists() and (old / "meta" / "info.json").exists():
+    if not is_dataset(dataset_root) and is_dataset(old):
         old.rename(dataset_root)  # killed inside the fallback swap, between its two renames
     for leftover in (staging, old):
         shutil.rmtree(leftover, ignore_errors=True)
@@ -276,13 +276,13 @@ class EpisodeWriter:
     def open(cls, plan: RecordingPlan, datasets_dir: str | Path, *, resume: bool = False) -> EpisodeWriter:
         """Create the dataset, or (with `resume`) reopen it after the match check."""
         root = plan.root(datasets_dir)
-        if (root / "meta" / "info.json").exists() and not resume:
+        if is_dataset(root) and not resume:
             raise FileExistsError(
                 f"dataset {plan.dataset!r} already exists in {root.parent}: resume it (--resume / the Resume "
                 "button) or choose a new name"
             )
         remove_interrupted_save(root)
-        exists = (root / "meta" / "info.json").exists()
+        exists = is_dataset(root)
         if exists:
             check_matches(root, plan)
             remove_partial_episode(root)  # from versions that recorded in place

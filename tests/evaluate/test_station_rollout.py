@@ -29,10 +29,15 @@ class Reckless:
 def station():
     from collect.station import StationConfig, open_station
 
-    with open_station(StationConfig(
-        backend="sim", task="press_button", image_size=(48, 64), realtime=False,
-        leader_port="leader",  # two buses: no leader control frames for the follower to yield to
-    )) as st:
+    with open_station(
+        StationConfig(
+            backend="sim",
+            task="press_button",
+            image_size=(48, 64),
+            realtime=False,
+            leader_port="leader",  # two buses: no leader control frames for the follower to yield to
+        )
+    ) as st:
         st.enable()
         yield st
 
@@ -41,8 +46,13 @@ def test_actions_are_clamped_and_rate_limited_by_the_follower(station):
     from collect.sim.tasks import INSTRUCTIONS
 
     sent = []
-    executor = StationExecutor(station, {"r": Reckless()}, INSTRUCTIONS, max_duration_s=1.0,
-                               on_tick=lambda tick: sent.append(tick.action["joint_1.pos"]))
+    executor = StationExecutor(
+        station,
+        {"r": Reckless()},
+        INSTRUCTIONS,
+        max_duration_s=1.0,
+        on_tick=lambda tick: sent.append(tick.action["joint_1.pos"]),
+    )
     slot = TrialSlot("r", "press_button", 0, seed=3)
     executor.reset(slot)
     result = executor.run(slot, threading.Event())
@@ -94,3 +104,44 @@ def test_a_leader_driving_the_bus_is_refused_before_the_trial():
         executor = StationExecutor(single_bus, {"r": Reckless()}, {}, max_duration_s=0.1)
         with pytest.raises(RolloutError, match="leader arm is commanding"):
             executor.reset(TrialSlot("r", "press_button", 0, seed=0))
+
+
+class EStopsAt:
+    """Holds still; presses E-STOP on the station at tick `at` (0: never)."""
+
+    def __init__(self, station, at=0):
+        self.station, self.at, self.ticks = station, at, 0
+
+    def reset(self):
+        self.ticks = 0
+
+    def act(self, observation, instruction):
+        self.ticks += 1
+        if self.ticks == self.at:
+            self.station.estop()
+        return {k: observation[k] for k in MOTOR_KEYS}
+
+
+def test_a_rollout_the_estopped_arm_refuses_keeps_none_of_its_frames(station, tmp_path):
+    """The e-stopped arm refuses the next command: the trial's frames are dropped, never
+    prepended to the next trial's evaluation episode."""
+    from lerobot.datasets import LeRobotDataset
+
+    from collect.follower import EStopActive
+    from evaluate.episodes import EvalEpisodeWriter
+
+    sink = EvalEpisodeWriter(tmp_path, "eval_estop", fps=30, image_size=(48, 64))
+    agents = {"stop": EStopsAt(station, at=3), "hold": EStopsAt(station)}
+    executor = StationExecutor(station, agents, {}, max_duration_s=0.2, episode_sink=sink)
+    slot = TrialSlot("stop", "press_button", 0, seed=1)
+    executor.reset(slot)
+    with pytest.raises(EStopActive):
+        executor.run(slot, threading.Event())
+    station.resume()
+    station.enable()
+    slot = TrialSlot("hold", "press_button", 0, seed=1)
+    executor.reset(slot)
+    assert executor.run(slot, threading.Event()).steps == 6
+    executor.close()
+    dataset = LeRobotDataset("local/eval_estop", root=tmp_path / "eval_estop")
+    assert dataset.num_episodes == 1 and dataset.num_frames == 6

@@ -49,6 +49,7 @@ ESTOP_TEXT = (
     "E-STOP: the trial was aborted and kept on record; the campaign is paused. "
     "Release the arm (Resume on the Station page), then Resume campaign."
 )
+SIM_IMAGE_SIZE = (240, 320)  # sim trials' camera frames (the policy resizes them itself)
 PREVIEW_INTERVAL_S = 0.1  # live views at ~10 Hz: the rollout thread must not wait on painting
 
 
@@ -270,60 +271,27 @@ class EvaluatePage(QWidget):
         self.driver.start()
 
     def _load_agents(self, spec) -> dict[str, Any]:
-        from evaluate.rollout import PolicyAgent
+        from evaluate.executors import policy_agents
 
-        runs_dir = self.context.workspace.runs_dir
-        return {
-            r: (lambda r=r: PolicyAgent.from_run(runs_dir / r, spec.checkpoint, spec.eta)) for r in spec.runs
-        }
+        return policy_agents(spec, self.context.workspace.runs_dir)
 
     def _default_executor(self, spec, agents, on_tick):
-        from evaluate.rollout import GymSimExecutor, StationExecutor
+        from evaluate.executors import build_executor
 
         worker = self.context.station
-        if spec.backend == "piper" and worker.station is None:
-            raise RuntimeError("open the station on the Station page first: the real arm runs the trials")
-        sink = None
-        if spec.save_episodes:
-            from evaluate.episodes import EvalEpisodeWriter
-
-            size = (240, 320) if spec.backend == "sim" else tuple(worker.station.config.image_size)
-            sink = EvalEpisodeWriter(
-                self.context.workspace.datasets_dir, f"eval_{spec.name}", fps=30, image_size=size
-            )
+        datasets_dir = self.context.workspace.datasets_dir
         if spec.backend == "sim":
-            return GymSimExecutor(
-                agents,
-                image_size=(240, 320),
-                max_duration_s=spec.max_duration_s,
-                perturbation=spec.perturbation,
-                on_tick=on_tick,
-                episode_sink=sink,
-            )
-        from collect.sim.tasks import INSTRUCTIONS
+            return build_executor(spec, agents, datasets_dir, image_size=SIM_IMAGE_SIZE, on_tick=on_tick)
 
-        worker.set_preview_enabled(False)  # this loop reads the arm; it feeds the previews itself
-
-        def tick(info) -> None:
+        def tick(info) -> None:  # this loop reads the arm: it feeds the previews itself
             worker.publish(info.observation, info.action)
             on_tick(info)
 
-        executor = StationExecutor(
-            worker.station,
-            agents,
-            INSTRUCTIONS,
-            max_duration_s=spec.max_duration_s,
-            on_tick=tick,
-            episode_sink=sink,
-        )
-
-        def close() -> None:
-            worker.set_preview_enabled(True)
-            if sink is not None:
-                sink.close()
-
-        executor.close = close
-        return executor
+        worker.set_preview_enabled(False)
+        return build_executor(
+            spec, agents, datasets_dir, station=worker.station, on_tick=tick,
+            on_close=lambda: worker.set_preview_enabled(True),
+        )  # fmt: skip
 
     # -- operator verbs --------------------------------------------------------------
 

@@ -216,10 +216,11 @@ class RecordPage(QWidget):
         except ValueError as exc:
             self._show(str(exc))
             return
+        from collect.recording.plan import is_dataset
         from collect.recording.session import RecordingSession
 
         datasets_dir = self.context.workspace.datasets_dir
-        resume = (plan.root(datasets_dir) / "meta" / "info.json").exists()
+        resume = is_dataset(plan.root(datasets_dir))
         borrowed = None
         if plan.backend == "piper":
             borrowed = self.context.station.station

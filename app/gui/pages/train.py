@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.context import AppContext
+from collect.recording.plan import is_dataset
 from train.jobs import list_jobs
 from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
@@ -226,7 +227,7 @@ class TrainPage(QWidget):
     def refresh_datasets(self) -> None:
         current = self.dataset_combo.currentText()
         root = self.context.workspace.datasets_dir
-        names = sorted(p.name for p in root.iterdir() if (p / "meta" / "info.json").is_file()) if root.is_dir() else []
+        names = sorted(p.name for p in root.iterdir() if is_dataset(p)) if root.is_dir() else []
         self.dataset_combo.clear()
         self.dataset_combo.addItems(names)
         if current in names:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from collect.limits import CAMERA_NAMES
-from collect.sim.tasks import INSTRUCTIONS, TASK_KEYS
+from collect.sim.tasks import INSTRUCTIONS, SOURCE_INSTRUCTIONS, TASK_KEYS
 
 DEFAULT_TASKS = TASK_KEYS
 CAMERAS = CAMERA_NAMES
@@ -28,7 +28,7 @@ def is_dataset(path: str | Path) -> bool:
 
 # Task key -> instruction, the language label stored with every frame (plain data: this
 # import does not load MuJoCo).
-TASK_INSTRUCTIONS = INSTRUCTIONS
+TASK_INSTRUCTIONS = {**INSTRUCTIONS, **SOURCE_INSTRUCTIONS}  # source tasks: the pretraining corpus
 
 
 def task_instructions() -> dict[str, str]:

@@ -362,6 +362,10 @@ class PiperWorld:
         scale = 1.0 + self.rng.uniform(-light_scale, light_scale, (self.model.nlight, 1))
         self.model.light_diffuse[:] = np.clip(self._nominal_light_diffuse * scale, 0.0, 1.0)
 
+    def nominal_camera_pos(self, camera: str) -> np.ndarray:
+        """Where `camera` sits in the model as built (before any jitter or task edit)."""
+        return self._nominal_cam_pos[self.model.camera(camera).id].copy()
+
     def render(self, camera: str, size: tuple[int, int] | None = None) -> np.ndarray:
         """A fresh HxWx3 uint8 frame from `camera` ("side" or "wrist") at `size` (h, w)."""
         me = threading.get_ident()

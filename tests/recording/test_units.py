@@ -77,10 +77,11 @@ def test_wall_clock_pacer_keeps_the_grid_and_skips_missed_slots():
 
 
 def test_instruction_table_matches_the_sim_tasks():
+    """A plan records the four evaluated tasks and the pretraining corpus's source tasks."""
     from collect.recording.plan import TASK_INSTRUCTIONS
-    from collect.sim.tasks import INSTRUCTIONS
+    from collect.sim.tasks import INSTRUCTIONS, SOURCE_INSTRUCTIONS
 
-    assert TASK_INSTRUCTIONS == INSTRUCTIONS
+    assert TASK_INSTRUCTIONS == {**INSTRUCTIONS, **SOURCE_INSTRUCTIONS}
 
 
 def test_commands_to_a_session_that_is_not_serving_fail_at_once(tmp_path):

@@ -78,6 +78,13 @@ def down(tilt: float = 0.0, towards: float = 0.0) -> np.ndarray:
     return np.array([np.sin(tilt) * np.cos(towards), np.sin(tilt) * np.sin(towards), -np.cos(tilt)])
 
 
+def top_down_frame(target, style: ExpertStyle, tilt_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(approach, closing) to come down on `target` from above: fingers facing away from the
+    base along the line to the target, varied by the style's yaw and (scaled) tilt."""
+    yaw = float(np.arctan2(target[1], target[0])) + style.approach_yaw
+    return down(tilt_scale * style.approach_tilt, yaw), np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+
+
 def horizontal(yaw: float) -> np.ndarray:
     return np.array([np.cos(yaw), np.sin(yaw), 0.0])
 

@@ -26,6 +26,7 @@ from collect.sim.tasks.base import (
     sample_layout,
     set_fixed_pose,
     set_free_pose,
+    top_down_frame,
 )
 from collect.sim.tasks.props import BASKET_INNER_HALF, basket_geom_names, basket_xml, inside_basket
 
@@ -80,9 +81,7 @@ class PickGrape(SimTask):
     def script(self, world, style: ExpertStyle) -> list[Move]:
         grape = body_pos(world, "grape")
         basket = body_pos(world, "basket")
-        yaw = float(np.arctan2(grape[1], grape[0])) + style.approach_yaw
-        approach = down(style.approach_tilt, yaw)
-        closing = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+        approach, closing = top_down_frame(grape, style)
         grasp = np.array([grape[0], grape[1], max(grape[2], TABLE_Z + FINGERTIP_BEYOND_TCP_M + 0.004)])
         drop = basket + np.array([*(0.35 * BASKET_INNER_HALF * np.array(style.spot)), 0.0])
         drop_yaw = float(np.arctan2(drop[1], drop[0]))

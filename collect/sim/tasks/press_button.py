@@ -18,10 +18,10 @@ from collect.sim.tasks.base import (
     SimTask,
     body_id,
     body_pos,
-    down,
     finger_body_ids,
     sample_layout,
     set_fixed_pose,
+    top_down_frame,
     touching,
 )
 
@@ -86,9 +86,7 @@ class PressButton(SimTask):
     def script(self, world, style: ExpertStyle) -> list[Move]:
         # where the tool point is when the fingertips touch the cap's top
         cap = body_pos(world, "button") + [0, 0, CAP_HALF_HEIGHT + FINGERTIP_BEYOND_TCP_M]
-        yaw = float(np.arctan2(cap[1], cap[0])) + style.approach_yaw
-        approach = down(0.5 * style.approach_tilt, yaw)
-        closing = np.array([-np.sin(yaw), np.cos(yaw), 0.0])
+        approach, closing = top_down_frame(cap, style, tilt_scale=0.5)
         return [
             Move("close", gripper=GRIPPER_CLOSED_M, duration=0.5),
             Move("above button", cap + [0, 0, style.hover], approach, closing, duration=1.6, settle=True),

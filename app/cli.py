@@ -30,6 +30,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.commands.train",
         "fine-tune SmolVLA/pi0 (LoRA-SP by default) in a background job; --resume, --list, --cancel",
     ),
+    "pretrain": (
+        "app.commands.pretrain",
+        "make the in-house backbone mini-smolvla in sim: source corpus, full training, export (resumable)",
+    ),
     "demo": (
         "app.commands.demo",
         "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table",

@@ -7,6 +7,12 @@ layout: `config.json`, `model.safetensors`, processor JSON files). Two kinds:
 - `tiny-smolvla` / `tiny-pi0`: built offline from scratch (random weights, a tokenizer
   trained with `tokenizers`) the first time they are asked for, then cached under
   `<cache_dir>/<name>/`, so every run and the evaluator start from the same weights.
+  They are for tests: far too small for results.
+- `scratch-mini-smolvla`: SmolVLA's architecture at a size a 2-core CPU trains (about
+  14 M parameters, 128 px images), random weights, built the same way; what in-house
+  pretraining starts from, and the "no pretraining" baseline.
+- `mini-smolvla`: `scratch-mini-smolvla` after `piper-ws pretrain` (full training on the
+  simulated source corpus), exported to `<cache_dir>/mini-smolvla/` with `card.json`.
 
 pi0 hard-codes Gemma 2B / 300M sizes, a 27-layer SigLIP and a PaliGemma tokenizer name;
 the tiny pi0 shrinks those inside `tiny_pi0_sizes()`, which must be active whenever the
@@ -23,7 +29,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-TINY_NAMES = ("tiny-smolvla", "tiny-pi0")
+TINY_NAMES = ("tiny-smolvla", "tiny-pi0", "scratch-mini-smolvla")  # built from scratch on first use
+# made by `piper-ws pretrain` from the scratch model named; the tiny one is for tests
+PRETRAINED_NAMES = {"mini-smolvla": "scratch-mini-smolvla", "tiny-smolvla-pretrained": "tiny-smolvla"}
+CARD_FILE = "card.json"  # written into a pretrained backbone dir: corpus, steps, seed, loss, parameters
 HUB_NAMES = {"lerobot/smolvla_base": "smolvla", "lerobot/pi0": "pi0"}
 TINY_MARKER = "tiny_backbone.json"  # written into tiny backbone dirs: {"name": ..., "version": ...}
 TINY_VERSION = 1
@@ -32,6 +41,7 @@ TINY_VERSION = 1
 TINY_IMAGE = 64
 TINY_PI0_IMAGE = 28
 TINY_CHUNK = 10
+MINI_IMAGE = 128  # 8x8 patches of 16 px, 16 visual tokens per camera after the pixel shuffle
 
 STATE_DIM = 7
 ACTION_DIM = 7
@@ -68,12 +78,20 @@ def resolve_backbone(spec: str, cache_dir: str | Path | None = None) -> Backbone
         path = cache / spec
         if not _tiny_is_current(path, spec):
             build_tiny_backbone(spec, path)
-        return Backbone(spec, "smolvla" if spec == "tiny-smolvla" else "pi0", path, True)
+        return Backbone(spec, "pi0" if spec == "tiny-pi0" else "smolvla", path, True)
+    if spec in PRETRAINED_NAMES:
+        path = cache / spec
+        if not (path / CARD_FILE).is_file():
+            raise BackboneError(
+                f"backbone {spec!r} is made in house: run `piper-ws pretrain` first (resumable: the same "
+                f"command continues where it stopped), or start from {PRETRAINED_NAMES[spec]!r}"
+            )
+        return Backbone(spec, "smolvla", path, False)
     if spec in HUB_NAMES:
         raise BackboneError(
             f"backbone {spec!r} is a Hugging Face name, and nothing is downloaded at run time: "
             f"download the snapshot once (e.g. `huggingface-cli download {spec} --local-dir DIR`) "
-            f"and pass --backbone DIR, or use one of {', '.join(TINY_NAMES)} for an offline tiny model"
+            f"and pass --backbone DIR, or use an offline one: {', '.join((*TINY_NAMES, *PRETRAINED_NAMES))}"
         )
     path = Path(spec).expanduser()
     if not path.is_dir():
@@ -196,7 +214,9 @@ def _default_features():
     return inputs, outputs
 
 
-def _train_tokenizer(bos: str, eos: str, pad: str, unk: str, extra_specials: dict[str, str], vocab_size=512):
+def _train_tokenizer(
+    bos: str, eos: str, pad: str, unk: str, extra_specials: dict[str, str], vocab_size=512, extra_text=()
+):
     """A byte-level BPE tokenizer trained offline on the lab's task vocabulary."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -212,6 +232,7 @@ def _train_tokenizer(bos: str, eos: str, pad: str, unk: str, extra_specials: dic
         "pick up the grape and place it in the basket",
         "move the arm, close the gripper, open the gripper",
         "User: what should the robot do? Assistant:",
+        *extra_text,
     ]
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -237,6 +258,15 @@ TINY_SMOLVLM = dict(
     vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
     image=TINY_IMAGE, scale_factor=2, vocab_size=None,
 )  # fmt: skip
+MINI_SMOLVLM = dict(
+    text=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=8, num_attention_heads=4,
+              num_key_value_heads=2, head_dim=64, max_position_embeddings=512),
+    vision=dict(hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3),
+    image=MINI_IMAGE, scale_factor=2, vocab_size=None,
+    # the source corpus's instructions join the tokenizer's training text
+    vocabulary=("lift the green cube", "put the green cube on the plate", "touch the orange ball",
+                "push the blue switch down"),
+)  # fmt: skip
 SMOLVLM2_500M = dict(
     text=dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
               num_key_value_heads=5, head_dim=64, max_position_embeddings=8192),
@@ -253,6 +283,7 @@ def _write_smolvlm(vlm_dir: Path, sizes: dict) -> None:
     from transformers.models.smolvlm.video_processing_smolvlm import SmolVLMVideoProcessor
 
     tokenizer = _train_tokenizer(
+        extra_text=sizes.get("vocabulary", ()),
         bos="<|im_start|>",
         eos="<end_of_utterance>",
         pad="<|im_end|>",
@@ -315,21 +346,31 @@ def smolvla_sized_policy(cache_dir: str | Path | None = None, chunk_size: int = 
 
 
 def _tiny_smolvla(work: Path):
+    return _scratch_smolvla(work, TINY_SMOLVLM)
+
+
+def _scratch_mini_smolvla(work: Path):
+    return _scratch_smolvla(work, MINI_SMOLVLM)
+
+
+def _scratch_smolvla(work: Path, sizes: dict):
+    """A SmolVLA with random weights at `sizes` (its VLM's layers all used, expert 0.75x wide)."""
     from lerobot.policies.factory import make_pre_post_processors
     from lerobot.policies.smolvla.configuration_smolvla import SmolVLAConfig
     from lerobot.policies.smolvla.modeling_smolvla import SmolVLAPolicy
 
     vlm_dir = work / "vlm"
-    _write_smolvlm(vlm_dir, TINY_SMOLVLM)
+    _write_smolvlm(vlm_dir, sizes)
     inputs, outputs = _default_features()
+    image = sizes["image"]
     config = SmolVLAConfig(
         vlm_model_name=str(vlm_dir),
         load_vlm_weights=False,
-        num_vlm_layers=4,
+        num_vlm_layers=sizes["text"]["num_hidden_layers"],
         num_expert_layers=-1,  # equal to the VLM's: other values break cross-attention shapes
         self_attn_every_n_layers=2,
         expert_width_multiplier=0.75,
-        resize_imgs_with_padding=(TINY_IMAGE, TINY_IMAGE),
+        resize_imgs_with_padding=(image, image),
         chunk_size=TINY_CHUNK,
         n_action_steps=TINY_CHUNK,
         tokenizer_max_length=24,
@@ -443,7 +484,7 @@ def build_tiny_backbone(name: str, path: str | Path, seed: int = 0) -> Path:
 
     import torch
 
-    builders = {"tiny-smolvla": _tiny_smolvla, "tiny-pi0": _tiny_pi0}
+    builders = {"tiny-smolvla": _tiny_smolvla, "tiny-pi0": _tiny_pi0, "scratch-mini-smolvla": _scratch_mini_smolvla}
     if name not in builders:
         raise BackboneError(f"unknown tiny backbone {name!r}; choose one of {', '.join(TINY_NAMES)}")
     path = Path(path)
@@ -462,9 +503,38 @@ def build_tiny_backbone(name: str, path: str | Path, seed: int = 0) -> Path:
     return path
 
 
-def _repoint(work: Path, final: Path) -> None:
-    """The saved JSON names the tokenizer/VLM dirs by the build path; point them at the final dir."""
+def _repoint(work: Path, final: Path, old: Path | None = None) -> None:
+    """The saved JSON names the tokenizer/VLM dirs by the build path (or `old`); point them at `final`."""
+    old = old or work
     for json_file in work.glob("*.json"):
         text = json_file.read_text()
-        if str(work) in text:
-            json_file.write_text(text.replace(str(work), str(final)))
+        if str(old) in text:
+            json_file.write_text(text.replace(str(old), str(final)))
+
+
+def export_pretrained(weights_dir: str | Path, name: str, card: dict, cache_dir: str | Path | None = None) -> Path:
+    """Install a full-training checkpoint (`.../pretrained_model`) as backbone `name`, with the
+    VLM files its config names and `card.json`; atomically, so a half-exported dir is never used."""
+    import shutil
+
+    if name not in PRETRAINED_NAMES:
+        raise BackboneError(f"{name!r} is not an in-house backbone name; those are {', '.join(PRETRAINED_NAMES)}")
+    weights_dir = Path(weights_dir)
+    final = (Path(cache_dir) if cache_dir else default_cache_dir()) / name
+    work = final.with_name(final.name + f".exporting-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.copytree(weights_dir, work)
+    (work / TINY_MARKER).unlink(missing_ok=True)  # the copied scratch marker: this one is not rebuilt
+    vlm = Path(json.loads((work / "config.json").read_text())["vlm_model_name"])
+    shutil.copytree(vlm, work / "vlm")
+    _repoint(work, final / "vlm", old=vlm)
+    (work / CARD_FILE).write_text(json.dumps(card, indent=2))
+    shutil.rmtree(final, ignore_errors=True)
+    work.rename(final)
+    return final
+
+
+def read_card(name: str, cache_dir: str | Path | None = None) -> dict | None:
+    """The card of in-house backbone `name`, or None when it has not been made yet."""
+    path = (Path(cache_dir) if cache_dir else default_cache_dir()) / name / CARD_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

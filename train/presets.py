@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 from types import MappingProxyType
 from typing import Any
 
@@ -21,11 +22,40 @@ _ALL_GROUPS = {"train_expert_only": False, "freeze_vision_encoder": False}
 
 _SMOLVLA = dict(backbone="tiny-smolvla", targets="smolvla", policy=_ALL_GROUPS)
 _PI0 = dict(backbone="tiny-pi0", targets="pi0", policy=_ALL_GROUPS)
+# The in-house mini SmolVLA (train/backbones.py). The paper chose its ranks for SmolVLA's
+# 960-wide VLM; on a narrower model the same rank is a far larger share of the weights
+# (r=128 would be 46% of mini-smolvla, against the paper's 9.1%). So the mini presets scale
+# every rank by the width ratio, to the nearest power of two: 8 -> 2, 32 -> 8, 128 -> 32
+# (1.3%, 5.0% and 17.3% of mini-smolvla's parameters). Preset names keep the paper's ranks.
+PAPER_WIDTH = 960  # SmolVLM2-500M's hidden size, SmolVLA's VLM
+MINI_WIDTH = 256  # mini-smolvla's hidden size (train.backbones.MINI_SMOLVLM)
+
+
+def scaled_rank(paper_rank: int, width: int = MINI_WIDTH) -> int:
+    """The rank that is to a `width`-wide model what `paper_rank` is to SmolVLA."""
+    return max(1, 2 ** round(math.log2(paper_rank * width / PAPER_WIDTH)))
+
+
+_MINI = dict(backbone="mini-smolvla", targets="smolvla", policy=_ALL_GROUPS)
 _ADAPTER_LR = dict(lr=1e-3, lr_schedule="cosine", warmup_steps=20)  # adapters train at LoRA's usual higher lr
 
 
 def _preset(name: str, family: dict, strategy: str, adapter: dict | None = None, **fields: Any) -> TrainConfig:
     return TrainConfig(preset=name, strategy=strategy, adapter=adapter or {}, **family, **fields)
+
+
+def _mini_presets() -> list[TrainConfig]:
+    """The paper's comparison on mini-smolvla, ranks scaled by `scaled_rank`."""
+    r8, r32, r128 = scaled_rank(8), scaled_rank(32), scaled_rank(128)
+    return [
+        _preset("mini-full", _MINI, "full", {"scope": "all"}, lr=1e-4, lr_schedule="cosine", warmup_steps=20),
+        _preset("mini-lora8", _MINI, "lora", {"r": r8, "lora_alpha": r8}, **_ADAPTER_LR),
+        _preset("mini-lora32", _MINI, "lora", {"r": r32, "lora_alpha": r32}, **_ADAPTER_LR),
+        _preset("mini-lora128", _MINI, "lora", {"r": r128, "lora_alpha": r128}, **_ADAPTER_LR),
+        _preset("mini-adalora", _MINI, "adalora", {"init_r": r128, "target_r": r128 // 2}, **_ADAPTER_LR),
+        _preset("mini-lora_moe", _MINI, "lora_moe", {"r": r128, "num_experts": 4, "routing": "top1"}, **_ADAPTER_LR),
+        _preset("mini-lora_sp", _MINI, "lora_sp", {"r": r128, "eta": 0.9}, **_ADAPTER_LR),
+    ]
 
 
 _PRESETS: dict[str, TrainConfig] = {
@@ -53,6 +83,7 @@ _PRESETS: dict[str, TrainConfig] = {
             **_ADAPTER_LR,
         ),
         _preset("smolvla-full", _SMOLVLA, "full", {"scope": "all"}, lr=1e-4, lr_schedule="cosine", warmup_steps=20),
+        *_mini_presets(),
         _preset("pi0-lora_sp", _PI0, "lora_sp", {"r": 128, "eta": 0.9}, **_ADAPTER_LR),
         _preset("pi0-lora128", _PI0, "lora", {"r": 128, "lora_alpha": 128}, **_ADAPTER_LR),
         _preset("pi0-full", _PI0, "full", {"scope": "all"}, lr=5e-5, lr_schedule="cosine", warmup_steps=20),

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.context import AppContext
+from app.gui.widgets.wrap_label import WrapLabel
 from train.jobs import list_jobs
 from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
@@ -107,7 +108,7 @@ class TrainPage(QWidget):
         progress_row = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
-        self.status_label = QLabel("no run selected")
+        self.status_label = WrapLabel("no run selected")  # errors can be long: never push Cancel off
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_selected)
         self.resume_button = QPushButton("Resume")
@@ -181,7 +182,9 @@ class TrainPage(QWidget):
         self.preset_combo.setCurrentText(DEFAULT_PRESET)
         self.preset_combo.currentTextChanged.connect(self._load_preset_fields)
         self.backbone_edit = QLineEdit()
-        self.backbone_edit.setPlaceholderText("tiny-smolvla | tiny-pi0 | path to a smolvla_base / pi0 snapshot")
+        self.backbone_edit.setPlaceholderText(
+            "tiny-smolvla | tiny-pi0 | path to a smolvla_base / pi0 snapshot"
+        )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 10_000_000)
         self.batch_spin = QSpinBox()
@@ -226,7 +229,11 @@ class TrainPage(QWidget):
     def refresh_datasets(self) -> None:
         current = self.dataset_combo.currentText()
         root = self.context.workspace.datasets_dir
-        names = sorted(p.name for p in root.iterdir() if (p / "meta" / "info.json").is_file()) if root.is_dir() else []
+        names = (
+            sorted(p.name for p in root.iterdir() if (p / "meta" / "info.json").is_file())
+            if root.is_dir()
+            else []
+        )
         self.dataset_combo.clear()
         self.dataset_combo.addItems(names)
         if current in names:
@@ -268,7 +275,9 @@ class TrainPage(QWidget):
         if not config.run_name:
             import time
 
-            config = config.with_overrides(run_name=f"{config.dataset}-{config.preset}-{time.strftime('%m%d-%H%M%S')}")
+            config = config.with_overrides(
+                run_name=f"{config.dataset}-{config.preset}-{time.strftime('%m%d-%H%M%S')}"
+            )
         self._run_job_call(
             "start", config=config, runs_dir=self.runs_dir, datasets_dir=self.context.workspace.datasets_dir
         )

@@ -360,17 +360,8 @@ class RecordPage(QWidget):
             return
         snap = self.session.snapshot()
         self._refresh_tasks(snap)
-        for name, view in self.views.items():
-            frame = snap.images.get(name)
-            if frame is not None:
-                view.set_frame(frame)
-        if snap.leader:
-            import numpy as np
-
-            leader, follower = np.asarray(snap.leader), np.asarray(snap.follower)
-            for j in range(7):
-                self.leader_curves[j].setData(leader[:, j])
-                self.follower_curves[j].setData(follower[:, j])
+        if self.isVisible():  # recording goes on behind another page; drawing it would be wasted
+            self._show_live(snap)
         text = {
             "recording": f"RECORDING {task_title(snap.task)}: {snap.frames / self.session.plan.fps:.1f} s",
             "review": f"REVIEW: {snap.frames} frames"
@@ -396,6 +387,19 @@ class RecordPage(QWidget):
             self.timing_label.setStyleSheet("color: #c62828;" if warning else "")
         self.eta_label.setText(f"ETA for the plan: {format_duration(self.session.eta_s())}")
         self._update_buttons()
+
+    def _show_live(self, snap) -> None:
+        for name, view in self.views.items():
+            frame = snap.images.get(name)
+            if frame is not None:
+                view.set_frame(frame)
+        if snap.leader:
+            import numpy as np
+
+            leader, follower = np.asarray(snap.leader), np.asarray(snap.follower)
+            for j in range(7):
+                self.leader_curves[j].setData(leader[:, j])
+                self.follower_curves[j].setData(follower[:, j])
 
     def _refresh_tasks(self, snap) -> None:
         target = self.session.plan.episodes_per_task

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -145,6 +146,16 @@ class StationPage(QWidget):
         self.refresh_hardware()
 
     # ---- live view -----------------------------------------------------------------
+
+    # The worker renders previews only while this page is on screen (hidden behind another
+    # page or minimised: nothing is rendered).
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.context.station.set_preview_wanted(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt's name
+        super().hideEvent(event)
+        self.context.station.set_preview_wanted(False)
 
     def _on_snapshot(self, snap: StationSnapshot) -> None:
         for role, view in self.cameras.items():

@@ -34,7 +34,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.context import AppContext
 from app.gui.widgets.wrap_label import WrapLabel
-from train.jobs import list_jobs
+from train.jobs import LOG_FILE, list_jobs
 from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
 
@@ -396,7 +396,7 @@ class TrainPage(QWidget):
         self.status_label.setText(text)
         self.cancel_button.setEnabled(record.active)
         self.resume_button.setEnabled(record.state in ("canceled", "failed") and not record.active)
-        self.log_view.setPlainText(_read_tail(Path(record.run_dir) / "train.log"))
+        self.log_view.setPlainText(_read_tail(Path(record.run_dir) / LOG_FILE))
         self.log_view.verticalScrollBar().setValue(self.log_view.verticalScrollBar().maximum())
 
     def _add_record(self, entry: dict) -> None:

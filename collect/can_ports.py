@@ -97,7 +97,10 @@ def list_can_ports(sys_net: Path = SYS_NET) -> list[CanPort]:
             try:
                 out = subprocess.run(
                     [ip, "-details", "-json", "link", "show", "dev", name],
-                    capture_output=True, text=True, timeout=5, check=True,
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=True,
                 ).stdout
                 port = parse_ip_link(json.loads(out)[0])
             except (subprocess.SubprocessError, json.JSONDecodeError, IndexError, KeyError):
@@ -106,15 +109,9 @@ def list_can_ports(sys_net: Path = SYS_NET) -> list[CanPort]:
     return ports
 
 
-def first_usable_port(ports: list[CanPort] | None = None) -> CanPort | None:
-    for port in list_can_ports() if ports is None else ports:
-        if port.usable:
-            return port
-    return None
-
-
-def choose_backend(backend: str, follower_port: str, leader_port: str | None,
-                   ports: list[CanPort] | None = None) -> tuple[str, str]:
+def choose_backend(
+    backend: str, follower_port: str, leader_port: str | None, ports: list[CanPort] | None = None
+) -> tuple[str, str]:
     """The backend to open and a sentence for the operator saying why.
 
     The real arm is used only when asked for and when its ports are up at the PiPER's
@@ -124,8 +121,10 @@ def choose_backend(backend: str, follower_port: str, leader_port: str | None,
     if backend != "piper":
         up = [port.name for port in ports if port.usable]
         if up:
-            return "sim", (f"backend 'sim' chosen in the hardware set-up; CAN port {', '.join(up)} is up: "
-                           "choose backend 'piper' below to drive the real arm")
+            return "sim", (
+                f"backend 'sim' chosen in the hardware set-up; CAN port {', '.join(up)} is up: "
+                "choose backend 'piper' below to drive the real arm"
+            )
         return "sim", "no CAN interface is up, so the simulated PiPER runs (backend 'sim')"
     by_name = {port.name: port for port in ports}
     for role, name in (("follower", follower_port), ("leader", leader_port)):
@@ -134,8 +133,13 @@ def choose_backend(backend: str, follower_port: str, leader_port: str | None,
         port = by_name.get(name)
         if port is None:
             found = ", ".join(by_name) or "none"
-            return "sim", (f"no CAN interface '{name}' for the {role} (found: {found}); "
-                           "plug in the USB-CAN adapter. Running on the simulated PiPER")
+            return "sim", (
+                f"no CAN interface '{name}' for the {role} (found: {found}); "
+                "plug in the USB-CAN adapter. Running on the simulated PiPER"
+            )
         if not port.usable:
-            return "sim", f"CAN port {name} ({role}) is not ready: run `{port.fix()}`. Running on the simulated PiPER"
+            return (
+                "sim",
+                f"CAN port {name} ({role}) is not ready: run `{port.fix()}`. Running on the simulated PiPER",
+            )
     return "piper", f"real PiPER on {follower_port}" + (f" (leader on {leader_port})" if leader_port else "")

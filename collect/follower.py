@@ -34,7 +34,7 @@ from collect.cameras import connect_camera
 from collect.config_follower import PiperFollowerConfig
 from collect.limits import CAMERA_NAMES, MOTOR_KEYS
 from collect.safety import SafetyFilter, action_to_vector
-from collect.sdk import ArmError, close_sdk, open_sdk, wait_for_feedback
+from collect.sdk import ArmError, close_sdk, motor_values, open_sdk, wait_for_feedback
 from collect.teleop import check_gap
 
 LEADER_FRAMES_FRESH_S = 0.1
@@ -107,8 +107,9 @@ class PiperFollower(Robot):
         pass
 
     def disconnect(self) -> None:
-        sdk, self.sdk = self.sdk, None
-        self._enabled = False
+        with self._send_lock:  # a command being sent finishes first; none starts after
+            sdk, self.sdk = self.sdk, None
+            self._enabled = False
         if sdk is not None:
             close_sdk(sdk)
         self._disconnect_cameras()
@@ -158,9 +159,9 @@ class PiperFollower(Robot):
     def disable(self) -> None:
         sdk = self._require_sdk()
         with self._send_lock:
+            self._enabled = False  # first: a send_action waiting for the lock then refuses
             sdk.DisableArm(7)
             sdk.GripperCtrl(0, 0, 0x00, 0)
-        self._enabled = False
 
     def estop(self) -> None:
         """Stop now. Safe from any thread; refuses nothing, waits for nothing but the sender."""
@@ -177,9 +178,9 @@ class PiperFollower(Robot):
         """Leave e-stop. The arm comes back disabled: call enable() to move again."""
         sdk = self._require_sdk()
         with self._send_lock:
+            self._enabled = False
             sdk.EmergencyStop(p.ESTOP_RESUME)
         self._estopped = False
-        self._enabled = False
 
     @property
     def enabled(self) -> bool:
@@ -193,10 +194,9 @@ class PiperFollower(Robot):
     def read_joints(self) -> list[float]:
         """Measured joints (rad) and gripper opening (m), in MOTOR_KEYS order."""
         sdk = self._require_sdk()
-        joints = sdk.GetArmJointMsgs().joint_state
-        values = [joints.joint_1, joints.joint_2, joints.joint_3, joints.joint_4, joints.joint_5, joints.joint_6]
-        gripper_um = sdk.GetArmGripperMsgs().gripper_state.grippers_angle
-        return [p.mdeg_to_rad(v) for v in values] + [p.um_to_m(gripper_um)]
+        return motor_values(
+            sdk.GetArmJointMsgs().joint_state, sdk.GetArmGripperMsgs().gripper_state.grippers_angle
+        )
 
     def get_observation(self) -> dict[str, Any]:
         observation: dict[str, Any] = dict(zip(MOTOR_KEYS, self.read_joints(), strict=True))
@@ -206,14 +206,12 @@ class PiperFollower(Robot):
 
     def send_action(self, action: dict[str, Any]) -> dict[str, float]:
         sdk = self._require_sdk()
-        self._refuse_if_estopped()
-        if not self._enabled:
-            raise ArmError("the follower is not enabled: call enable() (Enable on the Station page) first")
+        self._refuse_unless_enabled()  # fail fast, before reading the leader or filtering
         if self.config.yield_to_leader and self.leader_is_commanding():
             return self._leader_command()
         safe = self.safety.filter(action_to_vector(action))
         with self._send_lock:
-            self._refuse_if_estopped()  # e-stop pressed while we waited for the sender
+            self._refuse_unless_enabled()  # disabled or e-stopped while we waited for the sender
             joints_mdeg = p.joint_targets_mdeg(safe[:6])
             gripper_um = p.gripper_target_um(safe[6])
             sdk.MotionCtrl_2(p.CTRL_MODE_CAN, p.MOVE_MODE_JOINT, self.config.speed_percent, 0x00)
@@ -241,6 +239,11 @@ class PiperFollower(Robot):
             raise ArmError(f"the follower on {self.port!r} is not connected: call connect() first")
         return self.sdk
 
+    def _refuse_unless_enabled(self) -> None:
+        self._refuse_if_estopped()
+        if not self._enabled:
+            raise ArmError("the follower is not enabled: call enable() (Enable on the Station page) first")
+
     def _refuse_if_estopped(self, what: str = "no command is sent") -> None:
         if self._estopped:
             raise EStopActive(f"e-stop is active: {what} until Resume and Enable")
@@ -257,10 +260,10 @@ class PiperFollower(Robot):
         return stamp > 0 and time.time() - stamp < LEADER_FRAMES_FRESH_S
 
     def _leader_command(self) -> dict[str, float]:
-        ctrl = self.sdk.GetArmJointCtrl().joint_ctrl
-        mdeg = [ctrl.joint_1, ctrl.joint_2, ctrl.joint_3, ctrl.joint_4, ctrl.joint_5, ctrl.joint_6]
-        gripper_um = self.sdk.GetArmGripperCtrl().gripper_ctrl.grippers_angle
-        return dict(zip(MOTOR_KEYS, [p.mdeg_to_rad(v) for v in mdeg] + [p.um_to_m(gripper_um)], strict=True))
+        values = motor_values(
+            self.sdk.GetArmJointCtrl().joint_ctrl, self.sdk.GetArmGripperCtrl().gripper_ctrl.grippers_angle
+        )
+        return dict(zip(MOTOR_KEYS, values, strict=True))
 
 
 def _enum_value(value) -> int:

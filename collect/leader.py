@@ -19,10 +19,9 @@ from functools import cached_property
 
 from lerobot.teleoperators import Teleoperator
 
-from collect import can_protocol as p
 from collect.config_leader import PiperLeaderConfig
 from collect.limits import MOTOR_KEYS
-from collect.sdk import ArmError, CanPortError, close_sdk, open_sdk
+from collect.sdk import ArmError, CanPortError, close_sdk, motor_values, open_sdk
 
 
 class PiperLeader(Teleoperator):
@@ -89,10 +88,7 @@ class PiperLeader(Teleoperator):
             raise ArmError(
                 f"the leader arm's last command is {age:.1f} s old: check its power and CAN cable ({self.port!r})"
             )
-        ctrl = joint_msg.joint_ctrl  # a live object the SDK's reader updates: copy at once
-        mdeg = [ctrl.joint_1, ctrl.joint_2, ctrl.joint_3, ctrl.joint_4, ctrl.joint_5, ctrl.joint_6]
-        gripper_um = self.sdk.GetArmGripperCtrl().gripper_ctrl.grippers_angle
-        values = [p.mdeg_to_rad(v) for v in mdeg] + [p.um_to_m(gripper_um)]
+        values = motor_values(joint_msg.joint_ctrl, self.sdk.GetArmGripperCtrl().gripper_ctrl.grippers_angle)
         return dict(zip(MOTOR_KEYS, values, strict=True))
 
     def send_feedback(self, feedback: dict) -> None:

@@ -18,10 +18,20 @@ import time
 import warnings
 from pathlib import Path
 
+from collect import can_protocol as p
+
 SYS_NET = Path("/sys/class/net")
 BITRATE = 1_000_000
 _FIX_UP = "sudo ip link set {port} up type can bitrate 1000000"
 _MANGLE = "_C_PiperInterface_V2__"  # the SDK keeps its threads in private attributes
+
+
+def motor_values(joints, gripper_um: int) -> list[float]:
+    """Six joints of an SDK message (fields `joint_1`..`joint_6`, mdeg) and a gripper opening
+    (um) as the MOTOR_KEYS values (rad, m): measured feedback or a leader's command alike.
+    Pass the message's part and read it once: the SDK's reader thread updates it in place."""
+    mdeg = [joints.joint_1, joints.joint_2, joints.joint_3, joints.joint_4, joints.joint_5, joints.joint_6]
+    return [p.mdeg_to_rad(v) for v in mdeg] + [p.um_to_m(gripper_um)]
 
 
 class CanPortError(ConnectionError):

@@ -1,8 +1,10 @@
 """What the results table shows about a training run, read from its files under `runs/<run>/`
 (no torch): strategy, trainable %, active rank (the paper's Table I columns).
 
-The trainer writes a run config (`config.json`) and one JSON object per logging step in
-`metrics.jsonl`; adapter checkpoints carry `adapter_config.json`. Missing files or keys
+The trainer writes a run config (`train.config.RUN_CONFIG`) and one JSON object per logging
+step in `train.metrics.METRICS_NAME`; adapter checkpoints carry
+`checkpoints/<step>/pretrained_model/adapter_config.json` (`train.checkpoint`); the names
+are train's own constants, never repeated here. Missing files or keys
 leave the field empty: the table shows '-', it never guesses.
 """
 
@@ -14,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 from evaluate.store import RunInfo
+from train.checkpoint import ADAPTER_CONFIG, PRETRAINED, checkpoint_dir
+from train.config import RUN_CONFIG
+from train.metrics import METRICS_NAME
 
-CONFIG_FILES = ("config.json", "run_config.json", "train_config.json")
-METRICS_FILE = "metrics.jsonl"
 TRAINABLE_KEYS = ("trainable_percent", "trainable_pct", "params/trainable_pct")
 ACTIVE_RANK_KEYS = ("active_rank/mean", "active_rank", "active_rank_mean")
 STRATEGY_KEYS = ("strategy", "adapter.strategy", "adapter.kind", "adapter.name", "preset")
@@ -30,10 +33,12 @@ def list_runs(runs_dir: Path) -> list[str]:
     return [p.name for p in sorted(runs, key=lambda p: p.stat().st_mtime, reverse=True)]
 
 
-def describe_run(run_dir: Path, campaign: str = "", checkpoint: str = "last", eta: float | None = None) -> RunInfo:
-    config = _first_json(run_dir / name for name in CONFIG_FILES)
-    metrics = _last_values(run_dir / METRICS_FILE, TRAINABLE_KEYS + ACTIVE_RANK_KEYS)
-    adapter = _first_json(sorted(run_dir.rglob("adapter_config.json"), reverse=True))
+def describe_run(
+    run_dir: Path, campaign: str = "", checkpoint: str = "last", eta: float | None = None
+) -> RunInfo:
+    config = _read_json(run_dir / RUN_CONFIG)
+    metrics = _last_values(run_dir / METRICS_NAME, TRAINABLE_KEYS + ACTIVE_RANK_KEYS)
+    adapter = _read_json(_adapter_config(run_dir, checkpoint))
     strategy = _lookup(config, STRATEGY_KEYS) or _lookup(adapter, ("config.strategy", "strategy")) or ""
     trainable = _lookup(metrics, TRAINABLE_KEYS) or _lookup(config, TRAINABLE_KEYS)
     rank = _lookup(metrics, ACTIVE_RANK_KEYS)
@@ -48,13 +53,19 @@ def describe_run(run_dir: Path, campaign: str = "", checkpoint: str = "last", et
     )
 
 
-def _first_json(paths: Iterable[Path]) -> dict[str, Any]:
-    for path in paths:
-        try:
-            return json.loads(path.read_text())
-        except (OSError, json.JSONDecodeError):
-            continue
-    return {}
+def _adapter_config(run_dir: Path, checkpoint: str) -> Path | None:
+    """The adapter config of the checkpoint evaluated; None when the run has no such checkpoint."""
+    try:
+        return checkpoint_dir(run_dir, checkpoint) / PRETRAINED / ADAPTER_CONFIG
+    except (OSError, ValueError):
+        return None
+
+
+def _read_json(path: Path | None) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text()) if path is not None else {}
+    except (OSError, json.JSONDecodeError):
+        return {}
 
 
 def _last_values(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:

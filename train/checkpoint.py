@@ -23,6 +23,9 @@ CHECKPOINTS = "checkpoints"
 PRETRAINED = "pretrained_model"
 TRAINING_STATE = "training_state.pt"
 BACKBONE_FILE = "backbone.json"
+ADAPTER_CONFIG = (
+    "adapter_config.json"  # in PRETRAINED of a PEFT run (train.adapters.io); named here without torch
+)
 
 
 def checkpoint_dir(run_dir: str | Path, checkpoint: str | int = "last") -> Path:
@@ -60,7 +63,9 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(run_dir, step: int, policy, handle, preprocessor, postprocessor, backbone, training_state: dict) -> Path:
+def save_checkpoint(
+    run_dir, step: int, policy, handle, preprocessor, postprocessor, backbone, training_state: dict
+) -> Path:
     import torch
 
     from .adapters import save_adapters
@@ -78,7 +83,12 @@ def save_checkpoint(run_dir, step: int, policy, handle, preprocessor, postproces
         save_adapters(handle, pretrained)
     preprocessor.save_pretrained(pretrained)
     postprocessor.save_pretrained(pretrained)
-    backbone_info = {"name": backbone.name, "path": str(backbone.path), "policy_type": backbone.policy_type, "tiny": backbone.tiny}
+    backbone_info = {
+        "name": backbone.name,
+        "path": str(backbone.path),
+        "policy_type": backbone.policy_type,
+        "tiny": backbone.tiny,
+    }
     (pretrained / BACKBONE_FILE).write_text(json.dumps(backbone_info, indent=2))
     marker = backbone.path / "tiny_backbone.json"
     if marker.exists():  # a full fine-tune of a tiny pi0 needs the tiny sizes to load

@@ -14,6 +14,7 @@ from typing import Any
 STRATEGIES = ("lora_sp", "lora", "adalora", "lora_moe", "full")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
+RUN_CONFIG = "config.json"  # runs/<run>/config.json: the resolved TrainConfig of the run
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,9 @@ class TrainConfig:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy {self.strategy!r} unknown; choose one of {', '.join(STRATEGIES)}")
         if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule {self.lr_schedule!r} unknown; choose one of {', '.join(SCHEDULES)}")
+            raise ValueError(
+                f"lr_schedule {self.lr_schedule!r} unknown; choose one of {', '.join(SCHEDULES)}"
+            )
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision {self.precision!r} unknown; choose one of {', '.join(PRECISIONS)}")
         for name in ("steps", "batch_size", "grad_accum", "log_every", "val_every", "checkpoint_every"):
@@ -87,7 +90,9 @@ class TrainConfig:
         try:
             return cls.from_dict(json.loads(path.read_text()))
         except FileNotFoundError:
-            raise FileNotFoundError(f"{path} not found: is this a run directory made by `piper-ws train`?") from None
+            raise FileNotFoundError(
+                f"{path} not found: is this a run directory made by `piper-ws train`?"
+            ) from None
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON ({exc})") from exc
 
@@ -100,5 +105,7 @@ class TrainConfig:
         merged = {}
         for key, value in overrides.items():
             current = getattr(self, key)
-            merged[key] = {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+            merged[key] = (
+                {**current, **value} if isinstance(current, dict) and isinstance(value, dict) else value
+            )
         return dataclasses.replace(self, **merged)

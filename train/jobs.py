@@ -27,7 +27,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .config import TrainConfig
+from .checkpoint import CHECKPOINTS
+from .config import RUN_CONFIG, TrainConfig
 from .metrics import METRICS_NAME
 
 JOB_FILE = "job.json"
@@ -186,12 +187,12 @@ def start_job(
             raise JobError(
                 f"run {run_name!r} is still {previous.state} (pid {previous.pid}); cancel it first"
             )
-        if not (run_dir / "checkpoints" / "last").exists():
+        if not (run_dir / CHECKPOINTS / "last").exists():
             raise JobError(
                 f"run {run_name!r} has no checkpoint to resume from; start it again under the same name "
                 f"(piper-ws train --dataset {previous.dataset or 'NAME'} --run {run_name})"
             )
-        config = TrainConfig.load(run_dir / "config.json")
+        config = TrainConfig.load(run_dir / RUN_CONFIG)
     else:
         if config is None:
             raise JobError("a new job needs a TrainConfig")
@@ -212,7 +213,7 @@ def start_job(
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:  # a restarted run that never checkpointed starts with empty metrics
         (run_dir / METRICS_NAME).unlink(missing_ok=True)
-    config.save(run_dir / "config.json")
+    config.save(run_dir / RUN_CONFIG)
     (run_dir / CANCEL_FILE).unlink(missing_ok=True)
     record = JobRecord(
         run_name=run_name,
@@ -268,7 +269,7 @@ def _check_name_free(run_dir: Path) -> None:
         raise JobError(
             f"run {run_dir.name!r} is still {previous.state} (pid {previous.pid}); cancel it first"
         )
-    if (run_dir / "checkpoints" / "last").exists():
+    if (run_dir / CHECKPOINTS / "last").exists():
         raise JobError(
             f"run {run_dir.name!r} already exists in {run_dir.parent} with a checkpoint: "
             "pick another name or resume it (--resume)"
@@ -402,7 +403,7 @@ def _child_main(argv: list[str]) -> int:
     try:
         from .loop import run_training
 
-        config = TrainConfig.load(run_dir / "config.json")
+        config = TrainConfig.load(run_dir / RUN_CONFIG)
         if args.device.startswith("cuda:"):
             os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.device.split(":")[1])
         result = run_training(

@@ -20,7 +20,9 @@ What the context offers:
 - `station` (`app.gui.workers.station_worker.StationWorker`): owns the open station on its
   own thread. `station.station` is the live `Station` for use from YOUR worker thread;
   `station.set_preview_enabled(False)` while your loop reads the arm, and
-  `station.publish(obs, action)` to keep the previews alive from your loop.
+  `station.publish(obs, action)` to keep the previews alive from your loop. The worker
+  reads and renders previews only while a page showing them asks with
+  `station.set_preview_wanted(True)` (the Station page, while on screen).
 - `open_station(**overrides)` / `backend_chosen(backend, reason)`: (re)open on the saved
   set-up, overrides going to `StationConfig` (e.g. `task="pick_grape"`, `image_size=(240, 320)`);
   `backend` is what actually runs ("sim" when no CAN port is up).

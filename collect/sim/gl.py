@@ -20,7 +20,9 @@ ENV_VAR = "MUJOCO_GL"
 # Tried in this order when MUJOCO_GL is not set.
 CANDIDATES: tuple[str, ...] = ("egl", "osmesa")
 # Values MuJoCo itself accepts for MUJOCO_GL.
-KNOWN_BACKENDS: frozenset[str] = frozenset({"egl", "osmesa", "glfw", "cgl", "wgl", "disable", "disabled", "off", "false", "0"})
+KNOWN_BACKENDS: frozenset[str] = frozenset(
+    {"egl", "osmesa", "glfw", "cgl", "wgl", "disable", "disabled", "off", "false", "0"}
+)
 APT_HINT = (
     "install the GL libraries: `sudo apt-get install libegl1 libgl1-mesa-dri libopengl0` (EGL, preferred) "
     "or `sudo apt-get install libosmesa6` (OSMesa); or set MUJOCO_GL=glfw on a desktop with a display"
@@ -98,14 +100,7 @@ def ensure_gl_backend(candidates: tuple[str, ...] = CANDIDATES) -> str:
             return backend
         failures.append(f"{backend}: {result.detail}")
     raise GLUnavailableError(
-        "MuJoCo cannot render: no OpenGL backend works here (" + "; ".join(failures) + f"). To fix, {APT_HINT}."
+        "MuJoCo cannot render: no OpenGL backend works here ("
+        + "; ".join(failures)
+        + f"). To fix, {APT_HINT}."
     )
-
-
-def gl_report(candidates: tuple[str, ...] = CANDIDATES) -> list[ProbeResult]:
-    """For `piper-ws doctor`: each candidate backend (and an explicit MUJOCO_GL) probed in a child."""
-    names = list(candidates)
-    explicit = os.environ.get(ENV_VAR)
-    if explicit and explicit not in names:
-        names.insert(0, explicit)
-    return [probe_backend(name) for name in names]

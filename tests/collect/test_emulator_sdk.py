@@ -26,7 +26,6 @@ class NeverEnables(PiperEmulator):
         pass
 
 
-
 def test_sdk_reads_status_joints_firmware_and_limits(follower_emulator):
     sdk = open_sdk(follower_emulator.channel, "virtual")
     try:
@@ -39,8 +38,11 @@ def test_sdk_reads_status_joints_firmware_and_limits(follower_emulator):
         assert wait_until(lambda: "S-V1.6" in str(sdk.GetPiperFirmwareVersion()))
         limits = sdk.GetAllMotorAngleLimitMaxSpd().all_motor_angle_limit_max_spd
         # The SDK decodes every reply into one shared object: the last one (motor 6) is what it shows.
-        assert (limits.motor[6].motor_num, limits.motor[6].max_angle_limit, limits.motor[6].min_angle_limit) == (
-            6, 1200, -1200)
+        assert (
+            limits.motor[6].motor_num,
+            limits.motor[6].max_angle_limit,
+            limits.motor[6].min_angle_limit,
+        ) == (6, 1200, -1200)
         assert wait_until(lambda: sdk.GetCanFps() > 100)  # the full frame set at 200 Hz
     finally:
         close_sdk(sdk)
@@ -55,7 +57,9 @@ def test_enable_then_joint_and_gripper_commands_are_reached(follower, follower_e
     for _ in range(40):
         follower.send_action(dict(zip(MOTOR_KEYS, target, strict=True)))
         time.sleep(0.01)
-    assert wait_until(lambda: max(abs(a - b) for a, b in zip(follower.read_joints(), target, strict=True)) < 2e-3)
+    assert wait_until(
+        lambda: max(abs(a - b) for a, b in zip(follower.read_joints(), target, strict=True)) < 2e-3
+    )
 
 
 def test_motor_frames_report_enable_state_and_speed_while_moving(follower, follower_emulator):
@@ -121,7 +125,9 @@ def test_estop_works_from_another_thread_while_commands_stream(follower, followe
 
 def test_enable_times_out_with_a_clear_error_when_the_arm_never_reports_enabled():
     with NeverEnables(unique_channel("dead"), role="follower") as emu:
-        arm = PiperFollower(PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=0.5), cameras={})
+        arm = PiperFollower(
+            PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=0.5), cameras={}
+        )
         arm.connect()
         try:
             with pytest.raises(ArmError, match="did not report its motors enabled"):
@@ -132,7 +138,9 @@ def test_enable_times_out_with_a_clear_error_when_the_arm_never_reports_enabled(
 
 def test_estop_goes_out_at_once_while_enable_is_still_waiting_for_the_motors():
     with NeverEnables(unique_channel("slow-enable"), role="follower") as emu:
-        arm = PiperFollower(PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=10), cameras={})
+        arm = PiperFollower(
+            PiperFollowerConfig(port=emu.channel, interface="virtual", enable_timeout_s=10), cameras={}
+        )
         arm.connect()
         outcome = []
 
@@ -161,7 +169,9 @@ def test_no_frames_is_a_clear_error_not_a_hang():
     from collect.sdk import CanPortError
 
     channel = unique_channel("silent")  # nobody answers on this bus
-    arm = PiperFollower(PiperFollowerConfig(port=channel, interface="virtual", feedback_timeout_s=0.3), cameras={})
+    arm = PiperFollower(
+        PiperFollowerConfig(port=channel, interface="virtual", feedback_timeout_s=0.3), cameras={}
+    )
     with pytest.raises(CanPortError, match="no frames from the arm"):
         arm.connect()
     assert not arm.is_connected
@@ -186,7 +196,9 @@ def test_leader_frames_are_the_action_on_one_bus_and_the_follower_obeys_them():
             assert wait_until(lambda: abs(leader.get_action()["gripper.pos"] - 0.03) < 1e-4)
             # The firmware linkage moves the follower; send_action only reports the leader's command
             # (as the follower's own SDK reader decoded it: on a loaded machine a few ms behind).
-            assert wait_until(lambda: abs(follower.send_action(leader.get_action())["joint_1.pos"] - 0.4) < 2e-3)
+            assert wait_until(
+                lambda: abs(follower.send_action(leader.get_action())["joint_1.pos"] - 0.4) < 2e-3
+            )
             assert wait_until(lambda: abs(follower.read_joints()[0] - 0.4) < 2e-3)
         finally:
             leader.disconnect()
@@ -225,10 +237,14 @@ def test_two_buses_the_pc_relays_the_leader_to_the_follower():
 
     leader_joints = FirstOrderJoints(tau_s=0.02)
     with (
-        PiperEmulator(unique_channel("f"), role="follower", joint_source=FirstOrderJoints(tau_s=0.02)) as follower_emu,
+        PiperEmulator(
+            unique_channel("f"), role="follower", joint_source=FirstOrderJoints(tau_s=0.02)
+        ) as follower_emu,
         PiperEmulator(unique_channel("l"), role="leader", joint_source=leader_joints) as leader_emu,
     ):
-        follower = PiperFollower(PiperFollowerConfig(port=follower_emu.channel, interface="virtual"), cameras={})
+        follower = PiperFollower(
+            PiperFollowerConfig(port=follower_emu.channel, interface="virtual"), cameras={}
+        )
         leader = PiperLeader(PiperLeaderConfig(port=leader_emu.channel, interface="virtual", two_bus=True))
         follower.connect()
         leader.connect()
@@ -328,9 +344,15 @@ def test_control_log_is_bounded_and_since_counts_across_dropped_frames():
     with PiperEmulator(unique_channel("log"), role="follower", manual=True, control_log_size=10) as emu:
         with can.Bus(interface="virtual", channel=emu.channel) as pc:
             for i in range(20):
-                pc.send(can.Message(arbitration_id=p.GRIPPER_CTRL, data=p.pack_gripper_ctrl(i, 0, 0), is_extended_id=False))
+                pc.send(
+                    can.Message(
+                        arbitration_id=p.GRIPPER_CTRL, data=p.pack_gripper_ctrl(i, 0, 0), is_extended_id=False
+                    )
+                )
             pc.send(can.Message(arbitration_id=p.END_POSE_CTRL[0], data=bytes(8), is_extended_id=False))
-            pc.send(can.Message(arbitration_id=p.FIRMWARE, data=bytes([1] + [0] * 7), is_extended_id=False))  # a query
+            pc.send(
+                can.Message(arbitration_id=p.FIRMWARE, data=bytes([1] + [0] * 7), is_extended_id=False)
+            )  # a query
         emu.tick(0.005)
         assert emu.control_frame_count == 21 and len(emu.control_frames()) == 10
         tail = emu.control_frames(since=15)
@@ -355,7 +377,9 @@ def test_malformed_frames_are_ignored_and_a_failing_joint_source_is_reported():
     with PiperEmulator(unique_channel("garbage"), role="follower", joint_source=source) as emu:
         with can.Bus(interface="virtual", channel=emu.channel) as pc:
             pc.send(can.Message(arbitration_id=p.MOTOR_ENABLE, data=b"", is_extended_id=False))  # DLC 0
-            pc.send(can.Message(arbitration_id=p.MOTION_CTRL_1, data=b"\x01", is_extended_id=False))  # short e-stop
+            pc.send(
+                can.Message(arbitration_id=p.MOTION_CTRL_1, data=b"\x01", is_extended_id=False)
+            )  # short e-stop
             pc.send(can.Message(arbitration_id=p.MOTION_CTRL_1, data=bytes(8), is_extended_id=True))
             assert wait_until(lambda: emu.malformed_frames == 3)
             assert emu.error is None and not emu.estop and emu.running
@@ -365,3 +389,29 @@ def test_malformed_frames_are_ignored_and_a_failing_joint_source_is_reported():
             ticks = emu.ticks
             time.sleep(0.05)
             assert emu.ticks == ticks  # silent, as a dead arm is: the SDK side reports no frames
+
+
+def test_a_command_waiting_for_the_sender_is_refused_once_the_arm_was_disabled(follower, follower_emulator):
+    """A send_action that passed its first check and then waited for the sender must look at
+    `enabled` again under the lock: a disable() that got the lock first has cleared it there."""
+    follower.enable()
+    start = dict(zip(MOTOR_KEYS, follower.read_joints(), strict=True))
+    outcome = {}
+
+    def send():
+        try:
+            outcome["sent"] = follower.send_action(start)
+        except ArmError as exc:
+            outcome["refused"] = str(exc)
+
+    with follower._send_lock:  # the sender is busy: disable() holds it
+        sender = threading.Thread(target=send)
+        sender.start()
+        time.sleep(0.2)  # send_action has passed its first check and waits for the lock
+        assert sender.is_alive()
+        follower._enabled = False  # what disable() does first, under the lock
+        frames = follower_emulator.control_frame_count
+    sender.join(5)
+    assert "not enabled" in outcome.get("refused", ""), outcome
+    late = [f for f in follower_emulator.control_frames(frozenset(p.JOINT_CTRL)) if f.seq >= frames]
+    assert late == [], "a joint command went out after disable"

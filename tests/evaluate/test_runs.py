@@ -1,17 +1,23 @@
 import json
 
 from evaluate.runs import describe_run, list_runs
+from train.checkpoint import ADAPTER_CONFIG, CHECKPOINTS, PRETRAINED
+from train.config import RUN_CONFIG
+from train.metrics import METRICS_NAME
 
 
 def test_describe_run_reads_config_and_last_metrics(tmp_path):
     run = tmp_path / "runs" / "sp"
     run.mkdir(parents=True)
-    # the trainer's files (train/config.py, train/metrics.py)
-    (run / "config.json").write_text(json.dumps({"strategy": "lora_sp", "steps": 2}))
-    (run / "metrics.jsonl").write_text(
-        json.dumps({"kind": "event", "step": 0, "event": "started", "trainable_percent": 17.1}) + "\n"
-        + json.dumps({"kind": "train", "step": 1, "active_rank/mean": 90.0}) + "\n"
-        + json.dumps({"step": 2, "active_rank/mean": 60.0}) + "\n"
+    # the trainer's files, by the trainer's own names (train/config.py, train/metrics.py)
+    (run / RUN_CONFIG).write_text(json.dumps({"strategy": "lora_sp", "steps": 2}))
+    (run / METRICS_NAME).write_text(
+        json.dumps({"kind": "event", "step": 0, "event": "started", "trainable_percent": 17.1})
+        + "\n"
+        + json.dumps({"kind": "train", "step": 1, "active_rank/mean": 90.0})
+        + "\n"
+        + json.dumps({"step": 2, "active_rank/mean": 60.0})
+        + "\n"
         + '{"step": 3, "active_ra'  # a half-written line while training
     )
     info = describe_run(run, "c", eta=0.8)
@@ -22,3 +28,15 @@ def test_describe_run_reads_config_and_last_metrics(tmp_path):
 def test_describe_run_without_files_leaves_fields_empty(tmp_path):
     info = describe_run(tmp_path, "c")
     assert (info.strategy, info.trainable_pct, info.active_rank) == ("", None, None)
+
+
+def test_without_a_run_config_the_strategy_comes_from_the_evaluated_checkpoint(tmp_path):
+    """A run whose config is gone: the adapter config of the checkpoint asked for names the strategy."""
+    for step, strategy in (("000100", "lora"), ("000200", "lora_sp")):
+        pretrained = tmp_path / CHECKPOINTS / step / PRETRAINED
+        pretrained.mkdir(parents=True)
+        (pretrained / ADAPTER_CONFIG).write_text(json.dumps({"config": {"strategy": strategy}}))
+    (tmp_path / CHECKPOINTS / "last").write_text("000200")
+    assert describe_run(tmp_path, "c").strategy == "lora_sp"
+    assert describe_run(tmp_path, "c", checkpoint="100").strategy == "lora"
+    assert describe_run(tmp_path, "c", checkpoint="999").strategy == ""  # no such checkpoint: empty, no guess

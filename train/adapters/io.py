@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..checkpoint import ADAPTER_CONFIG
 from .apply import apply_adapters
 from .config import config_from_dict, config_to_dict, strategy_name
 from .handle import AdapterHandle
@@ -19,7 +20,7 @@ from .layer import AdapterLinear
 from .targets import names_targets
 
 WEIGHTS_NAME = "adapter_model.safetensors"
-CONFIG_NAME = "adapter_config.json"
+CONFIG_NAME = ADAPTER_CONFIG
 FORMAT_VERSION = 1
 
 

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
+from app.gui.widgets.wrap_label import WrapLabel
 from collect.limits import CAMERA_NAMES as CAMERAS
 
 
@@ -64,10 +65,10 @@ class DatasetsPage(QWidget):
         top = QHBoxLayout()
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(self.refresh)
-        self.status_label = QLabel("")
+        self.status_label = WrapLabel("", max_lines=2)  # a damaged file's path and fix can be long
         top.addWidget(QLabel("Datasets in the workspace"))
-        top.addStretch(1)
-        top.addWidget(self.status_label)
+        self.status_label.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        top.addWidget(self.status_label, 1)  # takes the free width (it asks for none)
         top.addWidget(self.refresh_button)
         layout.addLayout(top)
         splitter = QSplitter(Qt.Orientation.Vertical)
@@ -117,16 +118,26 @@ class DatasetsPage(QWidget):
 
         datasets_dir = self.context.workspace.datasets_dir
         self._busy("reading datasets...")
-        self.context.run_in_background(list_datasets, datasets_dir, on_result=self._show_datasets,
-                                       on_error=self._error)
+        self.context.run_in_background(
+            list_datasets, datasets_dir, on_result=self._show_datasets, on_error=self._error
+        )
 
     def _show_datasets(self, summaries: list[Any]) -> None:
         selected = self.selected_dataset()
         self.summaries = summaries
-        _fill(self.dataset_table, [[
-            s.name, str(s.episodes), ", ".join(f"{task}: {n}" for task, n in s.per_task.items()),
-            f"{s.duration_s / 60:.1f} min", f"{s.size_bytes / 1e6:.1f} MB",
-        ] for s in summaries])
+        _fill(
+            self.dataset_table,
+            [
+                [
+                    s.name,
+                    str(s.episodes),
+                    ", ".join(f"{task}: {n}" for task, n in s.per_task.items()),
+                    f"{s.duration_s / 60:.1f} min",
+                    f"{s.size_bytes / 1e6:.1f} MB",
+                ]
+                for s in summaries
+            ],
+        )
         self._done(f"{len(summaries)} datasets")
         names = [s.name for s in summaries]
         row = names.index(selected.name) if selected is not None and selected.name in names else 0
@@ -137,7 +148,9 @@ class DatasetsPage(QWidget):
             self._dataset_selected()
 
     def selected_dataset(self):
-        rows = self.dataset_table.selectionModel().selectedRows() if self.dataset_table.selectionModel() else []
+        rows = (
+            self.dataset_table.selectionModel().selectedRows() if self.dataset_table.selectionModel() else []
+        )
         return self.summaries[rows[0].row()] if rows and rows[0].row() < len(self.summaries) else None
 
     def selected_episode(self) -> dict | None:
@@ -150,17 +163,27 @@ class DatasetsPage(QWidget):
         summary = self.selected_dataset()
         if summary is None:
             return
-        self.context.run_in_background(episode_rows, summary.root, on_result=self._show_episodes,
-                                       on_error=self._error)
+        self.context.run_in_background(
+            episode_rows, summary.root, on_result=self._show_episodes, on_error=self._error
+        )
 
     def _show_episodes(self, rows: list[dict]) -> None:
         self.episodes = rows
         fps = self.selected_dataset().fps if self.selected_dataset() else 30
-        _fill(self.episode_table, [[
-            str(r["episode_index"]), r["task"], f"{r['length'] / fps:.1f} s",
-            {True: "yes", False: "no"}.get(r["sidecar"].get("success"), "-"),
-            r["sidecar"].get("operator", ""), r["sidecar"].get("note", ""),
-        ] for r in rows])
+        _fill(
+            self.episode_table,
+            [
+                [
+                    str(r["episode_index"]),
+                    r["task"],
+                    f"{r['length'] / fps:.1f} s",
+                    {True: "yes", False: "no"}.get(r["sidecar"].get("success"), "-"),
+                    r["sidecar"].get("operator", ""),
+                    r["sidecar"].get("note", ""),
+                ]
+                for r in rows
+            ],
+        )
         self._update_buttons()
 
     def _episode_selected(self) -> None:
@@ -175,7 +198,13 @@ class DatasetsPage(QWidget):
 
             state, action = episode_signals(summary.root, index)
             frames = {cam: episode_video(summary.root, index, cam) for cam in CAMERAS}
-            return {"episode_index": index, "frames": frames, "state": state, "action": action, "fps": summary.fps}
+            return {
+                "episode_index": index,
+                "frames": frames,
+                "state": state,
+                "action": action,
+                "fps": summary.fps,
+            }
 
         self._busy(f"loading episode {index}...")
         self.context.run_in_background(load, on_result=self._show_replay, on_error=self._error)
@@ -221,9 +250,13 @@ class DatasetsPage(QWidget):
 
     # -- delete -------------------------------------------------------------------------------------
     def _ask(self, text: str) -> bool:
-        answer = QMessageBox.question(self, "Delete episode", text,
-                                      QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-                                      QMessageBox.StandardButton.Cancel)
+        answer = QMessageBox.question(
+            self,
+            "Delete episode",
+            text,
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
         return answer == QMessageBox.StandardButton.Yes
 
     def delete_selected(self) -> None:
@@ -233,15 +266,22 @@ class DatasetsPage(QWidget):
         if summary is None or episode is None or self.busy:
             return
         index = episode["episode_index"]
-        text = (f"Delete episode {index} ({episode['task']}) from {summary.name}? Later episodes are renumbered. "
-                "The dataset is rewritten to a copy, checked, then swapped in.")
+        text = (
+            f"Delete episode {index} ({episode['task']}) from {summary.name}? Later episodes are renumbered. "
+            "The dataset is rewritten to a copy, checked, then swapped in."
+        )
         if not self.confirm(text):
             return
         self._play_timer.stop()
         self.replay = None
         self._busy(f"deleting episode {index} of {summary.name}...")
-        self.context.run_in_background(delete_episode, summary.root, index,
-                                       on_result=lambda _: self._deleted(summary.name, index), on_error=self._error)
+        self.context.run_in_background(
+            delete_episode,
+            summary.root,
+            index,
+            on_result=lambda _: self._deleted(summary.name, index),
+            on_error=self._error,
+        )
 
     def _deleted(self, name: str, index: int) -> None:
         self.busy = False
@@ -266,8 +306,11 @@ class DatasetsPage(QWidget):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        has_episode = bool(self.episodes) and self.episode_table.selectionModel() is not None and bool(
-            self.episode_table.selectionModel().selectedRows())
+        has_episode = (
+            bool(self.episodes)
+            and self.episode_table.selectionModel() is not None
+            and bool(self.episode_table.selectionModel().selectedRows())
+        )
         self.delete_button.setEnabled(has_episode and not self.busy)
         self.play_button.setEnabled(self.replay is not None)
 

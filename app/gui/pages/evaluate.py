@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 
 from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
+from app.gui.widgets.wrap_label import WrapLabel
 from app.gui.workers.bridge import EventBridge
 from collect.limits import CAMERA_NAMES
 from evaluate.campaign import ESTOP_NOTE
@@ -169,12 +170,12 @@ class EvaluatePage(QWidget):
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
         self.pause_button.toggled.connect(self._toggle_pause)
-        self.progress_label = QLabel("")
+        self.progress_label = WrapLabel("", max_lines=4)
         self.tally = QTableWidget(0, 3)
         self.tally.setHorizontalHeaderLabels(["Run / task", "Successes", "Rate [95% CI]"])
         self.tally.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.tally.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        self.score_box.setMinimumWidth(340)
+        self.score_box.setMinimumWidth(260)  # the tally's columns, within a 1280 px window
         layout = QVBoxLayout(self.score_box)
         for widget in (
             self.success_button,

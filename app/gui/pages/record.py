@@ -33,19 +33,22 @@ from PySide6.QtWidgets import (
 from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
 from app.gui.widgets.estop import EstopButton
+from app.gui.widgets.wrap_label import WrapLabel
 from app.gui.workers.bridge import EventBridge
 
 IMAGE_SIZES = ("480x640", "240x320", "120x160", "96x128")
 POLL_MS = 66
-BIG = "QPushButton { font-size: 20px; font-weight: bold; padding: 12px 18px; }"
+BIG = "QPushButton { font-size: 18px; font-weight: bold; padding: 10px 12px; }"
 
 
 def task_title(task: str) -> str:
     from collect.recording.plan import TASK_INSTRUCTIONS
 
     words = TASK_INSTRUCTIONS.get(task, task).split()
-    return " ".join(w if w in ("the", "into", "in", "up", "and", "it") and i else w.capitalize()
-                    for i, w in enumerate(words))
+    return " ".join(
+        w if w in ("the", "into", "in", "up", "and", "it") and i else w.capitalize()
+        for i, w in enumerate(words)
+    )
 
 
 def format_duration(seconds: float | None) -> str:
@@ -99,7 +102,8 @@ class RecordPage(QWidget):
         self.size_combo.addItems(IMAGE_SIZES)
         self.operator_edit = QLineEdit(self.context.hardware.operator)
         form.addRow("Dataset", self.dataset_edit)
-        form.addRow("Tasks", tasks_widget)
+        form.addRow(QLabel("Tasks"))  # the task names span the form: the plan column stays narrow
+        form.addRow(tasks_widget)
         form.addRow("Episodes per task", self.episodes_spin)
         form.addRow("Max episode length", self.max_len_spin)
         form.addRow("Reset time", self.reset_spin)
@@ -119,8 +123,8 @@ class RecordPage(QWidget):
         self.task_list.itemClicked.connect(self._switch_to_item)
         left.addWidget(QLabel("Tasks (click to switch)"))
         left.addWidget(self.task_list, 1)
-        self.eta_label = QLabel("ETA -")
-        self.disk_label = QLabel("")
+        self.eta_label = WrapLabel("ETA -")
+        self.disk_label = WrapLabel("")
         left.addWidget(self.eta_label)
         left.addWidget(self.disk_label)
 
@@ -132,52 +136,64 @@ class RecordPage(QWidget):
             cams.addWidget(view)
         middle.addLayout(cams, 3)
         self._build_plot(middle)
-        self.timing_label = QLabel("")
+        self.timing_label = WrapLabel("")  # a "recording is behind" warning can be long
         self.timing_label.setObjectName("timing")
         middle.addWidget(self.timing_label)
-        self.state_label = QLabel("Open a plan to start")
+        self.state_label = WrapLabel("Open a plan to start", max_lines=2)
         self.state_label.setObjectName("state")
         self.state_label.setStyleSheet("font-size: 22px; font-weight: bold;")
         middle.addWidget(self.state_label)
 
-        buttons = QHBoxLayout()
+        # Three rows so that the page fits a 1280 px screen: the verbs, the arm, the review.
+        verbs = QHBoxLayout()
         self.start_button = QPushButton("Start  [Space]")
         self.keep_button = QPushButton("Keep  [Enter]")
         self.discard_button = QPushButton("Discard  [Backspace]")
         for button in (self.start_button, self.keep_button, self.discard_button):
             button.setStyleSheet(BIG)
             button.setFocusPolicy(Qt.FocusPolicy.NoFocus)  # keys go to the shortcuts, not a focused button
-            buttons.addWidget(button)
+            verbs.addWidget(button)
         self.start_button.clicked.connect(self.start_or_stop)
         self.keep_button.clicked.connect(self.keep)
         self.discard_button.clicked.connect(self.discard)
+        middle.addLayout(verbs)
         self.success_combo = QComboBox()
         self.success_combo.addItems(["success: auto", "success", "failure"])
         self.note_edit = QLineEdit()
         self.note_edit.setPlaceholderText("review note (optional)")
-        self.auto_check = QCheckBox("Auto (sim: the virtual operator records the plan)")
+        self.auto_check = QCheckBox("Auto (virtual operator)")
+        self.auto_check.setToolTip("sim only: the virtual operator records the whole plan")
         self.auto_check.toggled.connect(lambda on: self.session is not None and self.session.set_auto(on))
         self.estop_button = EstopButton(22)
         self.estop_button.pressed.connect(self.context.estop)
         self.resume_button = QPushButton("Release e-stop")
         self.resume_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.resume_button.clicked.connect(lambda: self.session is not None and self._watch(self.session.resume_arm()))
-        buttons.addWidget(self.estop_button)
-        buttons.addWidget(self.resume_button)
-        middle.addLayout(buttons)
+        self.resume_button.clicked.connect(
+            lambda: self.session is not None and self._watch(self.session.resume_arm())
+        )
         # Every episode starts where evaluation trials start (collect.episode_start).
         self.home_button = QPushButton("Home")
         self.home_button.setToolTip("bring the arm to the episode start pose (sim: reset the scene)")
         self.home_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.home_button.clicked.connect(lambda: self.session is not None and self._watch(self.session.home()))
+        self.home_button.clicked.connect(
+            lambda: self.session is not None and self._watch(self.session.home())
+        )
+        arm = QHBoxLayout()
+        for widget in (self.estop_button, self.resume_button, self.home_button):
+            arm.addWidget(widget)
+        arm.addStretch(1)
+        arm.addWidget(self.auto_check)
+        middle.addLayout(arm)
         review = QHBoxLayout()
-        review.addWidget(self.home_button)
         review.addWidget(self.success_combo)
         review.addWidget(self.note_edit, 1)
-        review.addWidget(self.auto_check)
         middle.addLayout(review)
-        for key, slot in (("Space", self.start_or_stop), ("Return", self.keep), ("Enter", self.keep),
-                          ("Backspace", self.discard)):
+        for key, slot in (
+            ("Space", self.start_or_stop),
+            ("Return", self.keep),
+            ("Enter", self.keep),
+            ("Backspace", self.discard),
+        ):
             shortcut = QShortcut(QKeySequence(key), self)
             shortcut.setContext(Qt.ShortcutContext.WindowShortcut)
             shortcut.activated.connect(slot)
@@ -203,8 +219,11 @@ class RecordPage(QWidget):
         return RecordingPlan(
             dataset=self.dataset_edit.text().strip(),
             tasks=[t for t, box in self.task_checks.items() if box.isChecked()],
-            episodes_per_task=self.episodes_spin.value(), max_episode_s=self.max_len_spin.value(),
-            reset_s=self.reset_spin.value(), image_size=(height, width), backend=backend,
+            episodes_per_task=self.episodes_spin.value(),
+            max_episode_s=self.max_len_spin.value(),
+            reset_s=self.reset_spin.value(),
+            image_size=(height, width),
+            backend=backend,
             operator=self.operator_edit.text().strip() or ("virtual operator" if backend == "sim" else ""),
         )
 
@@ -228,8 +247,14 @@ class RecordPage(QWidget):
                 self._show("open the station on the Station page first: recording uses the real arm")
                 return
             self.context.station.set_preview_enabled(False)
-        session = RecordingSession(plan, datasets_dir, resume=resume, auto=self.auto_check.isChecked(),
-                                   borrowed_station=borrowed, on_event=self._bridge.event.emit)
+        session = RecordingSession(
+            plan,
+            datasets_dir,
+            resume=resume,
+            auto=self.auto_check.isChecked(),
+            borrowed_station=borrowed,
+            on_event=self._bridge.event.emit,
+        )
         self._opening = True
         self._show(("resuming" if resume else "creating") + f" {plan.dataset}: opening the station...")
         self._update_buttons()
@@ -300,7 +325,9 @@ class RecordPage(QWidget):
             self._watch(self.session.switch_task(item.data(Qt.ItemDataRole.UserRole)))
 
     def _watch(self, future) -> None:
-        future.add_done_callback(lambda f: f.exception() and self._bridge.event.emit("error", str(f.exception())))
+        future.add_done_callback(
+            lambda f: f.exception() and self._bridge.event.emit("error", str(f.exception()))
+        )
 
     def _on_estop(self) -> None:
         if self.session is not None:
@@ -313,7 +340,8 @@ class RecordPage(QWidget):
         elif event == "kept":
             self.context.status_message.emit(
                 f"kept {info['task']} episode {info['episode_index']} ({info['frames']} frames, "
-                f"saved in {info['keep_s']:.2f} s)")
+                f"saved in {info['keep_s']:.2f} s)"
+            )
             self._refresh_disk()
         elif event == "failed":
             self._show(f"recording stopped: {info.get('error')}")
@@ -330,7 +358,9 @@ class RecordPage(QWidget):
 
         def show(result) -> None:
             self._dataset_bytes, free = result
-            self.disk_label.setText(f"dataset {self._dataset_bytes / 1e6:.1f} MB, disk free {free / 1e9:.1f} GB")
+            self.disk_label.setText(
+                f"dataset {self._dataset_bytes / 1e6:.1f} MB, disk free {free / 1e9:.1f} GB"
+            )
 
         self.context.run_in_background(measure, on_result=show)
 
@@ -339,24 +369,17 @@ class RecordPage(QWidget):
             return
         snap = self.session.snapshot()
         self._refresh_tasks(snap)
-        for name, view in self.views.items():
-            frame = snap.images.get(name)
-            if frame is not None:
-                view.set_frame(frame)
-        if snap.leader:
-            import numpy as np
-
-            leader, follower = np.asarray(snap.leader), np.asarray(snap.follower)
-            for j in range(7):
-                self.leader_curves[j].setData(leader[:, j])
-                self.follower_curves[j].setData(follower[:, j])
-        text = {"recording": f"RECORDING {task_title(snap.task)}: {snap.frames / self.session.plan.fps:.1f} s",
-                "review": f"REVIEW: {snap.frames} frames"
-                          + ("" if snap.last_success is None else (" (success)" if snap.last_success else " (failure)"))
-                          + ": Keep or Discard",
-                "resetting": f"RESET the scene: {snap.countdown_s:.1f} s",
-                "ready": f"READY: {task_title(snap.task)} (Space to start){_start_pose_hint(snap.start_gap)}",
-                "finished": "PLAN COMPLETE"}.get(snap.state.value, snap.message)
+        if self.isVisible():  # recording goes on behind another page; drawing it would be wasted
+            self._show_live(snap)
+        text = {
+            "recording": f"RECORDING {task_title(snap.task)}: {snap.frames / self.session.plan.fps:.1f} s",
+            "review": f"REVIEW: {snap.frames} frames"
+            + ("" if snap.last_success is None else (" (success)" if snap.last_success else " (failure)"))
+            + ": Keep or Discard",
+            "resetting": f"RESET the scene: {snap.countdown_s:.1f} s",
+            "ready": f"READY: {task_title(snap.task)} (Space to start){_start_pose_hint(snap.start_gap)}",
+            "finished": "PLAN COMPLETE",
+        }.get(snap.state.value, snap.message)
         if snap.estopped:
             text = "E-STOP: the arm is stopped; press Release e-stop when it is safe"
         self.state_label.setText(text)
@@ -368,15 +391,34 @@ class RecordPage(QWidget):
                 f"{timing.achieved_fps:.1f} fps (target {timing.target_fps:.0f}), cameras {cams}, "
                 f"dropped {timing.dropped_frames}, late {timing.late_ticks}, p99 period {timing.p99_period_ms:.0f} ms"
                 + (f", encoder backlog {snap.backlog} frames" if snap.backlog > self.session.plan.fps else "")
-                + (f"  WARNING {warning}" if warning else ""))
+                + (f"  WARNING {warning}" if warning else "")
+            )
             self.timing_label.setStyleSheet("color: #c62828;" if warning else "")
         self.eta_label.setText(f"ETA for the plan: {format_duration(self.session.eta_s())}")
         self._update_buttons()
 
+    def _show_live(self, snap) -> None:
+        for name, view in self.views.items():
+            frame = snap.images.get(name)
+            if frame is not None:
+                view.set_frame(frame)
+        if snap.leader:
+            import numpy as np
+
+            leader, follower = np.asarray(snap.leader), np.asarray(snap.follower)
+            for j in range(7):
+                self.leader_curves[j].setData(leader[:, j])
+                self.follower_curves[j].setData(follower[:, j])
+
     def _refresh_tasks(self, snap) -> None:
         target = self.session.plan.episodes_per_task
-        lines = [(task, f"{'> ' if task == snap.task else '   '}{task_title(task)} {snap.counts.get(task, 0)}/{target}")
-                 for task in self.session.plan.tasks]
+        lines = [
+            (
+                task,
+                f"{'> ' if task == snap.task else '   '}{task_title(task)} {snap.counts.get(task, 0)}/{target}",
+            )
+            for task in self.session.plan.tasks
+        ]
         if self.task_list.count() != len(lines):
             self.task_list.clear()
             for task, text in lines:
@@ -396,12 +438,20 @@ class RecordPage(QWidget):
         state = self.session.state if self.session is not None else None
         self.open_button.setEnabled(self.session is None and not self._opening)
         self.close_button.setEnabled(self.session is not None)
-        self.start_button.setEnabled(state in (SessionState.READY, SessionState.RESETTING, SessionState.RECORDING,
-                                               SessionState.REVIEW))
-        self.start_button.setText("Stop  [Space]" if state == SessionState.RECORDING
-                                  else "Re-record  [Space]" if state == SessionState.REVIEW else "Start  [Space]")
+        self.start_button.setEnabled(
+            state in (SessionState.READY, SessionState.RESETTING, SessionState.RECORDING, SessionState.REVIEW)
+        )
+        self.start_button.setText(
+            "Stop  [Space]"
+            if state == SessionState.RECORDING
+            else "Re-record  [Space]"
+            if state == SessionState.REVIEW
+            else "Start  [Space]"
+        )
         self.keep_button.setEnabled(state == SessionState.REVIEW)
-        self.home_button.setEnabled(state in (SessionState.READY, SessionState.RESETTING, SessionState.REVIEW))
+        self.home_button.setEnabled(
+            state in (SessionState.READY, SessionState.RESETTING, SessionState.REVIEW)
+        )
         self.resume_button.setEnabled(self.session is not None)
         self.discard_button.setEnabled(state in (SessionState.REVIEW, SessionState.RECORDING))
 

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.context import AppContext
+from app.gui.widgets.wrap_label import WrapLabel
 from evaluate.tables import TASK_HEADERS, ComparisonTable
 
 ALL_CAMPAIGNS = "All campaigns"
@@ -88,7 +89,7 @@ class ResultsPage(QWidget):
         self.export_csv_button.clicked.connect(lambda: self._export_dialog("csv"))
         self.export_md_button = QPushButton("Export Markdown...")
         self.export_md_button.clicked.connect(lambda: self._export_dialog("md"))
-        self.status = QLabel("")
+        self.status = WrapLabel("", max_lines=2)
 
         self.table = QTableWidget(0, 0)
         self.table.setSortingEnabled(True)

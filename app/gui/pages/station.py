@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from PySide6.QtGui import QHideEvent, QShowEvent
 from PySide6.QtWidgets import (
     QComboBox,
     QFormLayout,
@@ -16,6 +17,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -24,6 +26,7 @@ from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
 from app.gui.widgets.estop import EstopButton
 from app.gui.widgets.joint_table import JointTable
+from app.gui.widgets.wrap_label import WrapLabel
 from app.gui.workers import station_worker as sw
 from app.gui.workers.station_worker import StationSnapshot
 from collect.limits import CAMERA_NAMES
@@ -35,7 +38,14 @@ SINGLE_BUS = "(single bus)"  # the leader is linked to the follower in firmware 
 
 # PiPER status codes (0x2A1 frame) in the operator's words.
 CTRL_MODES = {0: "standby", 1: "CAN", 2: "teach", 6: "leader", 7: "offline"}
-ARM_STATUS = {0: "normal", 1: "E-STOP", 2: "no solution", 3: "singularity", 4: "joint limit", 5: "joint comm error"}
+ARM_STATUS = {
+    0: "normal",
+    1: "E-STOP",
+    2: "no solution",
+    3: "singularity",
+    4: "joint limit",
+    5: "joint comm error",
+}
 _SHOWN_ELSEWHERE = {"backend", "connected", "sim", "can_fps", "camera_fps", "arm", "preview_hz"}
 
 
@@ -83,12 +93,10 @@ class StationPage(QWidget):
 
         self.cameras = {role: CameraView(role) for role in CAMERA_NAMES}
         self.joints = JointTable()
-        self.message_label = QLabel("")  # the last answer of the arm (enable refused, ...)
+        self.message_label = WrapLabel("", max_lines=2)  # the last answer of the arm (enable refused, ...)
         self.message_label.setObjectName("arm_message")
-        self.message_label.setWordWrap(True)
-        self.health_label = QLabel("CAN and camera rates appear once the station is open.")
+        self.health_label = WrapLabel("CAN and camera rates appear once the station is open.", max_lines=4)
         self.health_label.setObjectName("health")
-        self.health_label.setWordWrap(True)
 
         self.enable_button = QPushButton("Enable")
         self.disable_button = QPushButton("Disable")
@@ -116,8 +124,12 @@ class StationPage(QWidget):
         for widget in (self.joints, self.message_label, self.health_label):
             right.addWidget(widget)
         right.insertLayout(1, buttons)
-        right.addWidget(self.setup_box)
-        right.addStretch(1)
+        # The set-up scrolls on a short screen; the live view and the arm buttons never do.
+        setup_scroll = QScrollArea()
+        setup_scroll.setWidget(self.setup_box)
+        setup_scroll.setWidgetResizable(True)
+        setup_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+        right.addWidget(setup_scroll, 1)
         grid = QGridLayout(self)
         grid.addWidget(self.banner, 0, 0, 1, 2)
         grid.addLayout(cameras, 1, 0)
@@ -134,6 +146,16 @@ class StationPage(QWidget):
         self.refresh_hardware()
 
     # ---- live view -----------------------------------------------------------------
+
+    # The worker renders previews only while this page is on screen (hidden behind another
+    # page or minimised: nothing is rendered).
+    def showEvent(self, event: QShowEvent) -> None:  # noqa: N802 - Qt's name
+        super().showEvent(event)
+        self.context.station.set_preview_wanted(True)
+
+    def hideEvent(self, event: QHideEvent) -> None:  # noqa: N802 - Qt's name
+        super().hideEvent(event)
+        self.context.station.set_preview_wanted(False)
 
     def _on_snapshot(self, snap: StationSnapshot) -> None:
         for role, view in self.cameras.items():
@@ -200,7 +222,7 @@ class StationPage(QWidget):
         thumbs = QHBoxLayout()
         for role, combo in self.camera_combos.items():
             thumb = CameraView(f"{role} device")
-            thumb.setMinimumSize(160, 120)
+            thumb.setFixedSize(160, 120)  # one still frame to check the device: small keeps Save on screen
             preview = QPushButton("Preview")
             preview.clicked.connect(lambda _checked=False, r=role: self.preview_camera(r))
             self.camera_thumbs[role] = thumb
@@ -236,7 +258,10 @@ class StationPage(QWidget):
         self._show_hardware(self.context.hardware, found["ports"], found["cameras"])
         current = self.scene_combo.currentText()
         _fill(self.scene_combo, [BARE_TABLE, *found["tasks"]], current)
-        notes = [f"{len(found['ports'])} CAN port(s), {len(found['cameras'])} camera(s) found", *found["notes"]]
+        notes = [
+            f"{len(found['ports'])} CAN port(s), {len(found['cameras'])} camera(s) found",
+            *found["notes"],
+        ]
         self.discovery_label.setText("<br>".join(notes))
 
     def _show_hardware(self, hw: HardwareConfig, ports: list, cameras: list) -> None:
@@ -259,7 +284,10 @@ class StationPage(QWidget):
         self.context.run_in_background(
             grab_one_frame,
             device,
-            on_result=lambda frame: (self.camera_thumbs[role].set_frame(frame), self.discovery_label.setText("")),
+            on_result=lambda frame: (
+                self.camera_thumbs[role].set_frame(frame),
+                self.discovery_label.setText(""),
+            ),
             on_error=lambda message: self.discovery_label.setText(f"{role} camera: {message}"),
         )
 

@@ -33,8 +33,9 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.context import AppContext
+from app.gui.widgets.wrap_label import WrapLabel
 from collect.recording.plan import is_dataset
-from train.jobs import list_jobs
+from train.jobs import LOG_FILE, list_jobs
 from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
 
@@ -108,7 +109,7 @@ class TrainPage(QWidget):
         progress_row = QHBoxLayout()
         self.progress = QProgressBar()
         self.progress.setRange(0, 1000)
-        self.status_label = QLabel("no run selected")
+        self.status_label = WrapLabel("no run selected")  # errors can be long: never push Cancel off
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.clicked.connect(self.cancel_selected)
         self.resume_button = QPushButton("Resume")
@@ -182,7 +183,9 @@ class TrainPage(QWidget):
         self.preset_combo.setCurrentText(DEFAULT_PRESET)
         self.preset_combo.currentTextChanged.connect(self._load_preset_fields)
         self.backbone_edit = QLineEdit()
-        self.backbone_edit.setPlaceholderText("tiny-smolvla | tiny-pi0 | path to a smolvla_base / pi0 snapshot")
+        self.backbone_edit.setPlaceholderText(
+            "tiny-smolvla | tiny-pi0 | path to a smolvla_base / pi0 snapshot"
+        )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 10_000_000)
         self.batch_spin = QSpinBox()
@@ -269,7 +272,9 @@ class TrainPage(QWidget):
         if not config.run_name:
             import time
 
-            config = config.with_overrides(run_name=f"{config.dataset}-{config.preset}-{time.strftime('%m%d-%H%M%S')}")
+            config = config.with_overrides(
+                run_name=f"{config.dataset}-{config.preset}-{time.strftime('%m%d-%H%M%S')}"
+            )
         self._run_job_call(
             "start", config=config, runs_dir=self.runs_dir, datasets_dir=self.context.workspace.datasets_dir
         )
@@ -388,7 +393,7 @@ class TrainPage(QWidget):
         self.status_label.setText(text)
         self.cancel_button.setEnabled(record.active)
         self.resume_button.setEnabled(record.state in ("canceled", "failed") and not record.active)
-        self.log_view.setPlainText(_read_tail(Path(record.run_dir) / "train.log"))
+        self.log_view.setPlainText(_read_tail(Path(record.run_dir) / LOG_FILE))
         self.log_view.verticalScrollBar().setValue(self.log_view.verticalScrollBar().maximum())
 
     def _add_record(self, entry: dict) -> None:

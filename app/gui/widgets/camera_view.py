@@ -20,7 +20,7 @@ class CameraView(QWidget):
         self._image: QImage | None = None
         self._stamps: deque[float] = deque(maxlen=60)
         self.frames_shown = 0
-        self.setMinimumSize(QSize(240, 180))
+        self.setMinimumSize(QSize(200, 150))  # two side by side still leave room on a 1280 px screen
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)  # keep the 4:3 of the cameras instead of black bars
         self.setSizePolicy(policy)

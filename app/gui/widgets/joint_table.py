@@ -46,6 +46,7 @@ class JointTable(QTableWidget):
                 if col >= 2:
                     item.setForeground(QBrush(QColor("#757575")))
                 self.setItem(row, col, item)
+        self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)  # compact: fits 800 px
         self.setMinimumHeight(self.verticalHeader().length() + self.horizontalHeader().height() + 4)
 
     def set_values(self, column: str, values: Sequence[float] | None) -> None:

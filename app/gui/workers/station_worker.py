@@ -10,6 +10,11 @@ methods that only emit queued signals, and hears back through its signals:
   GUI thread with the newest data (older ticks the GUI had no time for are dropped).
 - `health(dict)`: `Station.health()` once a second, plus the measured preview rate.
 
+Previews cost a render of every camera per tick (most of a core in sim), so the worker
+reads the station only while a page that shows them asks for them with
+`set_preview_wanted(True)` (the Station page, while it is on screen), at `preview_hz`.
+Otherwise it only reports health, once a second.
+
 E-STOP does not queue behind a busy worker: `estop()` sends from a fresh thread at once.
 A page that runs its own control loop (recording, evaluation) can take the open station
 with `station` and pause the preview with `set_preview_enabled(False)`; it may feed the
@@ -29,6 +34,8 @@ from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
 from collect.limits import CAMERA_NAMES, MOTOR_KEYS
 
 CLOSED, OPENING, READY, ENABLED, ESTOP, ERROR = "closed", "opening", "ready", "enabled", "estop", "error"
+PREVIEW_HZ = 15.0  # enough to watch the arm; each tick renders every camera in sim
+HEALTH_INTERVAL_MS = 1000
 
 
 @dataclass(frozen=True)
@@ -90,14 +97,19 @@ class StationWorker(QObject):
     _close_requested = Signal()
     _shutdown_requested = Signal()
     _arm_requested = Signal(str)
+    _retime_requested = Signal()
 
-    def __init__(self, open_station: Callable[[Any], Any] = _default_open_station, preview_hz: float = 30.0):
+    def __init__(
+        self, open_station: Callable[[Any], Any] = _default_open_station, preview_hz: float = PREVIEW_HZ
+    ):
         super().__init__()
         self._open_station = open_station
         self._preview_interval_ms = max(1, int(1000 / preview_hz))
         self._station: Any = None
         self._state = CLOSED
-        self._preview_enabled = True
+        self._preview_enabled = True  # False while another loop reads the arm
+        self._preview_wanted = False  # True while a page that shows the previews is on screen
+        self.frames_read = 0  # station reads for the previews (each renders every camera in sim)
         self._closing = False
         self._last_read_error = ""
         self._ticks: list[float] = []
@@ -111,6 +123,7 @@ class StationWorker(QObject):
         self._close_requested.connect(self._close)
         self._shutdown_requested.connect(self._shutdown)
         self._arm_requested.connect(self._arm)
+        self._retime_requested.connect(self._retime)
 
     # ---- GUI-side API (never blocks) -------------------------------------------------
 
@@ -147,12 +160,20 @@ class StationWorker(QObject):
         self._set_state(ERROR, f"could not open the station: {message}")
 
     def set_preview_enabled(self, enabled: bool) -> None:
+        """False while your own loop reads the arm (the worker must not read it too)."""
         self._preview_enabled = enabled
+
+    def set_preview_wanted(self, wanted: bool) -> None:
+        """True while a page showing the previews is on screen; otherwise nothing is read or rendered."""
+        self._preview_wanted = wanted
+        self._retime_requested.emit()  # the timer belongs to the worker thread
 
     def publish(self, observation: dict[str, Any], action: dict[str, Any] | None = None) -> None:
         """Feed the previews from another loop (any thread); the signal is queued to the GUI."""
         frames = {role: observation[role] for role in CAMERA_NAMES if role in observation}
-        self._latest.post(StationSnapshot(_motor_vector(observation), _motor_vector(action), frames, time.monotonic()))
+        self._latest.post(
+            StationSnapshot(_motor_vector(observation), _motor_vector(action), frames, time.monotonic())
+        )
 
     def estop(self) -> None:
         """Stop the arm now, from whichever thread calls; does not wait for the worker."""
@@ -191,8 +212,15 @@ class StationWorker(QObject):
     @Slot()
     def _on_thread_started(self) -> None:
         self._timer = QTimer(self)  # created here so that it ticks on the worker thread
-        self._timer.setInterval(self._preview_interval_ms)
         self._timer.timeout.connect(self._tick)
+        self._retime()
+
+    @Slot()
+    def _retime(self) -> None:
+        """Tick at the preview rate while previews are wanted, else once a second for health."""
+        timer = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.setInterval(self._preview_interval_ms if self._preview_wanted else HEALTH_INTERVAL_MS)
 
     @Slot(object)
     def _open(self, config: Any) -> None:
@@ -253,7 +281,7 @@ class StationWorker(QObject):
         if station is None:
             return
         now = time.monotonic()
-        if self._preview_enabled:
+        if self._preview_enabled and self._preview_wanted:
             try:
                 observation = station.follower.get_observation()
                 action = station.leader.get_action() if station.leader is not None else None
@@ -264,9 +292,10 @@ class StationWorker(QObject):
                     self.state_changed.emit(self._state, message)
                 return
             self._last_read_error = ""
+            self.frames_read += 1
             self.publish(observation, action)
             self._ticks.append(now)
-        if now - self._last_health >= 1.0:
+        if now - self._last_health >= HEALTH_INTERVAL_MS / 1000 * 0.95:  # timers run a little early
             self._last_health = now
             self._emit_health(now)
 

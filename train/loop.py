@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .config import TrainConfig
+from .config import RUN_CONFIG, TrainConfig
 from .metrics import MetricsWriter
 
 log = logging.getLogger("train")
@@ -378,7 +378,7 @@ def run_training(
     """Build, optionally resume from the last checkpoint, and train. Saves the resolved config."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / "config.json")
+    config.save(run_dir / RUN_CONFIG)
     trainer = Trainer(config, run_dir, datasets_dir)
     if resume:
         trainer.restore("last")

@@ -4,7 +4,8 @@ lerobot tries to import torchcodec on every dataset it opens; where torchcodec c
 its FFmpeg libraries it logs a ~100-line traceback each time, then uses PyAV. FFmpeg's own
 default logger also prints libx264's statistics after every encoded episode. `quiet()`
 turns the first fallback into one notice line (later ones are dropped, and lerobot is told
-"pyav" from then on, so it stops retrying) and raises FFmpeg's log level to errors.
+"pyav" from then on, so it stops retrying) and raises FFmpeg's log level to errors; the
+datasets library's progress bars are off.
 
 No torch, no lerobot import here: the GUI calls `quiet()` at start-up.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 
 # torchcodec's FFmpeg majors and the libavutil soname each needs (torchcodec tries 8 down to 4)
 TORCHCODEC_FFMPEG = {8: "libavutil.so.60", 7: "libavutil.so.59", 6: "libavutil.so.58", 5: "libavutil.so.57",
@@ -74,6 +76,8 @@ def quiet() -> None:
     if _state["installed"]:
         return
     _state["installed"] = True
+    # Hugging Face datasets draws a progress bar each time lerobot reopens a dataset (every kept episode)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     logging.getLogger(LEROBOT_LOGGER).addFilter(_FallbackFilter())
     try:
         import av.logging

@@ -35,10 +35,12 @@ from PySide6.QtWidgets import (
 from app.gui.context import AppContext
 from app.gui.widgets.wrap_label import WrapLabel
 from collect.recording.plan import is_dataset
+from train.backbones import PRETRAINED_NAMES, TINY_NAMES
 from train.jobs import LOG_FILE, list_jobs
 from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
 
+OFFLINE_BACKBONES = (*PRETRAINED_NAMES, *TINY_NAMES)  # in-house first, then the ones built from scratch
 POLL_MS = 1000
 LOG_TAIL_BYTES = 6000
 RUN_COLUMNS = ["Run", "State", "Strategy", "Step", "Trainable %", "Final loss", "Final val"]
@@ -182,10 +184,10 @@ class TrainPage(QWidget):
         self.preset_combo.addItems(list(PRESETS))
         self.preset_combo.setCurrentText(DEFAULT_PRESET)
         self.preset_combo.currentTextChanged.connect(self._load_preset_fields)
-        self.backbone_edit = QLineEdit()
-        self.backbone_edit.setPlaceholderText(
-            "tiny-smolvla | tiny-pi0 | path to a smolvla_base / pi0 snapshot"
-        )
+        # the offline names to pick from (mini-smolvla once `piper-ws pretrain` made it), or type a path
+        self.backbone_edit = QComboBox(editable=True)
+        self.backbone_edit.addItems(OFFLINE_BACKBONES)
+        self.backbone_edit.lineEdit().setPlaceholderText("a name above, or a smolvla_base / pi0 snapshot directory")
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 10_000_000)
         self.batch_spin = QSpinBox()
@@ -219,7 +221,7 @@ class TrainPage(QWidget):
 
     def _load_preset_fields(self, name: str) -> None:
         cfg = PRESETS[name]
-        self.backbone_edit.setText(cfg.backbone)
+        self.backbone_edit.setCurrentText(cfg.backbone)
         self.steps_spin.setValue(cfg.steps)
         self.batch_spin.setValue(cfg.batch_size)
         self.lr_spin.setValue(cfg.lr)
@@ -244,7 +246,7 @@ class TrainPage(QWidget):
         cfg = PRESETS[name]
         overrides = dict(
             dataset=self.dataset_combo.currentText(),
-            backbone=self.backbone_edit.text().strip() or cfg.backbone,
+            backbone=self.backbone_edit.currentText().strip() or cfg.backbone,
             steps=self.steps_spin.value(),
             batch_size=self.batch_spin.value(),
             lr=self.lr_spin.value(),

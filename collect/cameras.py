@@ -114,3 +114,21 @@ def _probe_resolution(device: Path) -> tuple[int | None, int | None]:
         return int(capture.get(cv2.CAP_PROP_FRAME_WIDTH)), int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
     finally:
         capture.release()
+
+
+def grab_one_frame(device: str):
+    """One RGB frame from a USB camera given by index or device path (runs on a pool thread)."""
+    import cv2
+
+    source = parse_source(device)  # a missing path: a clear CameraNotFound
+    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+    try:
+        ok, frame = capture.read() if capture.isOpened() else (False, None)
+    finally:
+        capture.release()
+    if not ok or frame is None:
+        raise RuntimeError(
+            f"no frame from {device}: check that it is plugged in (`ls /dev/v4l/by-id`) "
+            "and not open in another program"
+        )
+    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

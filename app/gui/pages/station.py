@@ -29,6 +29,8 @@ from app.gui.widgets.joint_table import JointTable
 from app.gui.widgets.wrap_label import WrapLabel
 from app.gui.workers import station_worker as sw
 from app.gui.workers.station_worker import StationSnapshot
+from collect.cameras import grab_one_frame
+from collect.discovery import discover_hardware
 from collect.limits import CAMERA_NAMES
 from collect.workspace import HardwareConfig
 
@@ -315,46 +317,3 @@ def _fill(combo: QComboBox, items: list[str], current: str) -> None:
     combo.clear()
     combo.addItems(items)
     combo.setCurrentText(current)
-
-
-def discover_hardware() -> dict:
-    """CAN ports and cameras on this machine (runs on a pool thread)."""
-    from collect.can_ports import list_can_ports
-
-    notes: list[str] = []
-    ports = list_can_ports()
-    try:
-        from collect.cameras import find_cameras
-
-        cameras = find_cameras()
-    except ImportError:
-        cameras = []
-        notes.append("camera discovery is not available in this build")
-    try:
-        from collect.sim.tasks import TASK_KEYS
-    except Exception as exc:  # MuJoCo missing: the set-up still works, without sim scenes
-        tasks: list[str] = []
-        notes.append(f"sim scenes unavailable: {exc}")
-    else:
-        tasks = list(TASK_KEYS)
-    return {"ports": ports, "cameras": cameras, "tasks": tasks, "notes": notes}
-
-
-def grab_one_frame(device: str):
-    """One RGB frame from a USB camera given by index or device path (runs on a pool thread)."""
-    import cv2
-
-    from collect.cameras import parse_source  # a missing path: a clear CameraNotFound
-
-    source = parse_source(device)
-    capture = cv2.VideoCapture(source if isinstance(source, int) else str(source))
-    try:
-        ok, frame = capture.read() if capture.isOpened() else (False, None)
-    finally:
-        capture.release()
-    if not ok or frame is None:
-        raise RuntimeError(
-            f"no frame from {device}: check that it is plugged in (`ls /dev/v4l/by-id`) "
-            "and not open in another program"
-        )
-    return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)

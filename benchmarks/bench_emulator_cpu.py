@@ -49,7 +49,9 @@ def cpu_by_thread(labels: dict[threading.Thread, str]) -> dict[str, float]:
     return seconds
 
 
-def measure(label: str, seconds: float, emulators, sdk=None, work=None, reference: float | None = None) -> float:
+def measure(
+    label: str, seconds: float, emulators, sdk=None, work=None, reference: float | None = None
+) -> float:
     """Run `work` (or sleep) for `seconds`; print CPU % of one core overall and per thread."""
     from collect.sdk import sdk_threads
 
@@ -68,7 +70,9 @@ def measure(label: str, seconds: float, emulators, sdk=None, work=None, referenc
     per_thread = sorted(
         ((100.0 * (threads1[n] - threads0.get(n, 0.0)) / wall, n) for n in threads1), reverse=True
     )
-    tick_rates = ", ".join(f"{e.role} {(e.ticks - t0) / wall:.0f}" for e, t0 in zip(emulators, ticks0, strict=True))
+    tick_rates = ", ".join(
+        f"{e.role} {(e.ticks - t0) / wall:.0f}" for e, t0 in zip(emulators, ticks0, strict=True)
+    )
     bus_rate = (sum(e.frames_sent for e in emulators) - frames0) / wall
     line = f"{label:<20} process CPU {cpu:5.1f}% of one core | emulator ticks/s: {tick_rates}, {bus_rate:.0f} frames/s"
     if sdk is not None:

@@ -43,8 +43,10 @@ def bench_store(n: int = 200) -> None:
             store.add_trial(TrialRecord("bench", "r", "open_pot", i, "success", "predicate"))
             latencies.append(time.perf_counter() - start)
         latencies.sort()
-        print(f"store: {n} trial commits (WAL, synchronous=FULL): median {1e3 * statistics.median(latencies):.2f} ms, "
-              f"p95 {1e3 * latencies[int(0.95 * n)]:.2f} ms")
+        print(
+            f"store: {n} trial commits (WAL, synchronous=FULL): median {1e3 * statistics.median(latencies):.2f} ms, "
+            f"p95 {1e3 * latencies[int(0.95 * n)]:.2f} ms"
+        )
 
 
 def rollout_rate(agent, image_size, seconds: float = 2.0) -> float:
@@ -65,8 +67,10 @@ def main() -> None:
     for size in ((48, 64), (240, 320)):
         reference = rollout_rate(HoldStill(), size)
         policy_rate = rollout_rate(PolicyAgent(*tiny_act()), size)
-        print(f"rollout {size[0]}x{size[1]}: env alone {reference:.1f} ticks/s, tiny ACT (chunk 5) "
-              f"{policy_rate:.1f} ticks/s, ratio {policy_rate / reference:.2f} (30 Hz control needs >= 30)")
+        print(
+            f"rollout {size[0]}x{size[1]}: env alone {reference:.1f} ticks/s, tiny ACT (chunk 5) "
+            f"{policy_rate:.1f} ticks/s, ratio {policy_rate / reference:.2f} (30 Hz control needs >= 30)"
+        )
     print("load:", os.getloadavg())
 
 

@@ -50,10 +50,11 @@ def make_pattern_camera_class():
 
         def __init__(self, name: str, fps: int):
             super().__init__(CameraConfig(fps=fps, width=WIDTH, height=HEIGHT))
-            yy, xx = np.mgrid[0 : HEIGHT, 0 : 2 * WIDTH]
+            yy, xx = np.mgrid[0:HEIGHT, 0 : 2 * WIDTH]
             seed = sum(map(ord, name))
-            self._pattern = np.stack([(xx * 0.3 + seed) % 255, (yy * 0.5) % 255, ((xx + yy) * 0.2) % 255],
-                                     axis=-1).astype(np.uint8)
+            self._pattern = np.stack(
+                [(xx * 0.3 + seed) % 255, (yy * 0.5) % 255, ((xx + yy) * 0.2) % 255], axis=-1
+            ).astype(np.uint8)
             self._connected = False
             self._t0 = time.perf_counter()
 
@@ -106,7 +107,9 @@ class EmulatedStation:
             emulator.start()
         camera_class = make_pattern_camera_class()
         self.cameras = {name: camera_class(name, fps) for name in ("side", "wrist")}
-        self.follower = PiperFollower(PiperFollowerConfig(port=channel, interface="virtual"), cameras=self.cameras)
+        self.follower = PiperFollower(
+            PiperFollowerConfig(port=channel, interface="virtual"), cameras=self.cameras
+        )
         self.leader = PiperLeader(PiperLeaderConfig(port=channel, interface="virtual"))
         self.follower.connect()
         self.leader.connect()
@@ -174,8 +177,17 @@ def run_ours(station, clock: TickClock, datasets_dir: Path, seconds: float, fps:
     from collect.recording.session import RecordingSession, SessionState
     from collect.recording.writer import read_sidecar
 
-    plan = RecordingPlan("bench_ours", tasks=["open_pot"], episodes_per_task=2, fps=fps, max_episode_s=seconds,
-                         reset_s=0.0, image_size=(HEIGHT, WIDTH), backend="piper", operator="bench")
+    plan = RecordingPlan(
+        "bench_ours",
+        tasks=["open_pot"],
+        episodes_per_task=2,
+        fps=fps,
+        max_episode_s=seconds,
+        reset_s=0.0,
+        image_size=(HEIGHT, WIDTH),
+        backend="piper",
+        operator="bench",
+    )
     with RecordingSession(plan, datasets_dir, borrowed_station=station) as session:
         clock.stamps.clear()
         session.start().result(30)
@@ -197,30 +209,51 @@ def run_ours(station, clock: TickClock, datasets_dir: Path, seconds: float, fps:
     return figures
 
 
-def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, fps: int, streaming_h264: bool) -> dict:
+def run_lerobot(
+    station, clock: TickClock, datasets_dir: Path, seconds: float, fps: int, streaming_h264: bool
+) -> dict:
     from lerobot.datasets import LeRobotDataset
     from lerobot.processor import make_default_processors
     from lerobot.scripts.lerobot_record import record_loop
     from lerobot.utils.feature_utils import hw_to_dataset_features
 
     follower, leader = station.follower, station.leader
-    features = {**hw_to_dataset_features(follower.action_features, "action"),
-                **hw_to_dataset_features(follower.observation_features, "observation")}
+    features = {
+        **hw_to_dataset_features(follower.action_features, "action"),
+        **hw_to_dataset_features(follower.observation_features, "observation"),
+    }
     name = "bench_lerobot_h264" if streaming_h264 else "bench_lerobot_default"
     from collect.recording.writer import EpisodeWriter
 
     # the same encoder settings as ours, so the comparison isolates the loop and the writer
     options = {"rgb_encoder": EpisodeWriter._encoder(), "streaming_encoding": True} if streaming_h264 else {}
-    dataset = LeRobotDataset.create("local/" + name, fps=fps, features=features, root=datasets_dir / name,
-                                    robot_type="piper", use_videos=True, **options)
+    dataset = LeRobotDataset.create(
+        "local/" + name,
+        fps=fps,
+        features=features,
+        root=datasets_dir / name,
+        robot_type="piper",
+        use_videos=True,
+        **options,
+    )
     teleop_proc, robot_proc, obs_proc = make_default_processors()
     events = {"exit_early": False, "rerecord_episode": False, "stop_recording": False}
     clock.stamps.clear()
     began = time.perf_counter()
     failure = ""
     try:
-        record_loop(follower, events, fps, teleop_proc, robot_proc, obs_proc, dataset=dataset, teleop=leader,
-                    control_time_s=seconds, single_task="open the pot")
+        record_loop(
+            follower,
+            events,
+            fps,
+            teleop_proc,
+            robot_proc,
+            obs_proc,
+            dataset=dataset,
+            teleop=leader,
+            control_time_s=seconds,
+            single_task="open the pot",
+        )
     except Exception as exc:  # e.g. the leader's frames went stale while the loop starved: report it
         failure = f"{type(exc).__name__}: {exc}"
     ended = time.perf_counter()
@@ -238,10 +271,12 @@ def run_lerobot(station, clock: TickClock, datasets_dir: Path, seconds: float, f
 
 
 def show(label: str, f: dict) -> None:
-    print(f"{label:34s} fps {f['fps']:5.1f}  frames {f['saved_frames']:5d}  dropped {f['dropped']:4d}  "
-          f"late {f['late']:4d}  encoder drops {f['video_dropped']:4d}  p99 period {f['p99_ms']:6.1f} ms  "
-          f"wait between episodes {f['wait_s']:6.2f} s"
-          + (f" (+ dataset reopen {f['reopen_s']:.2f} s in the background)" if "reopen_s" in f else ""))
+    print(
+        f"{label:34s} fps {f['fps']:5.1f}  frames {f['saved_frames']:5d}  dropped {f['dropped']:4d}  "
+        f"late {f['late']:4d}  encoder drops {f['video_dropped']:4d}  p99 period {f['p99_ms']:6.1f} ms  "
+        f"wait between episodes {f['wait_s']:6.2f} s"
+        + (f" (+ dataset reopen {f['reopen_s']:.2f} s in the background)" if "reopen_s" in f else "")
+    )
     if f.get("failure"):
         print(f"{'':34s} the loop FAILED after {f['ran_s']:.1f} s: {f['failure']}")
 
@@ -271,15 +306,19 @@ def main() -> int:
             station.close()
     timer = results["ours"]["timer"]
     if timer is not None:
-        print(f"ours, own live timer: {timer.achieved_fps:.1f} fps, dropped {timer.dropped_frames}, "
-              f"late {timer.late_ticks}, p99 {timer.p99_period_ms:.1f} ms, camera fps {timer.camera_fps}")
+        print(
+            f"ours, own live timer: {timer.achieved_fps:.1f} fps, dropped {timer.dropped_frames}, "
+            f"late {timer.late_ticks}, p99 {timer.p99_period_ms:.1f} ms, camera fps {timer.camera_fps}"
+        )
     ours = results["ours"]
     for key, label in (("h264", "lerobot h264 stream"), ("default", "lerobot defaults")):
         if key in results:
             ref = results[key]
-            print(f"ratio ours / {label}: fps {ours['fps'] / ref['fps']:.3f}, p99 period "
-                  f"{ours['p99_ms'] / ref['p99_ms']:.3f}, wait between episodes {ours['wait_s'] / ref['wait_s']:.3f}, "
-                  f"dropped {ours['dropped']} vs {ref['dropped']}")
+            print(
+                f"ratio ours / {label}: fps {ours['fps'] / ref['fps']:.3f}, p99 period "
+                f"{ours['p99_ms'] / ref['p99_ms']:.3f}, wait between episodes {ours['wait_s'] / ref['wait_s']:.3f}, "
+                f"dropped {ours['dropped']} vs {ref['dropped']}"
+            )
     print(f"load average after: {load_average()}")
     return 0
 

@@ -94,8 +94,10 @@ def gui_latency(image_size: tuple[int, int], preview_s: float = 10.0) -> None:
     print(f"GUI timer lateness (ms), 20 ms timer, sim station at {image_size[0]}x{image_size[1]}:")
     for name, values in phases.items():
         if values:
-            print(f"  {name:18s} n={len(values):4d}  p50 {_percentile(values, 0.5):6.1f}  "
-                  f"p99 {_percentile(values, 0.99):6.1f}  max {max(values):6.1f}")
+            print(
+                f"  {name:18s} n={len(values):4d}  p50 {_percentile(values, 0.5):6.1f}  "
+                f"p99 {_percentile(values, 0.99):6.1f}  max {max(values):6.1f}"
+            )
     print(f"  preview frames shown: {state.get('frames', 0) / preview_s:.1f}/s per camera")
 
 
@@ -113,11 +115,18 @@ def main() -> None:
     window = [_shown_after([str(piper_ws)], env) for _ in range(args.runs)]
     empty_qt = [_shown_after([sys.executable, "-c", EMPTY_QT], env) for _ in range(args.runs)]
     bare = [_wall([sys.executable, "-c", "pass"], env) for _ in range(args.runs)]
-    print(f"platform: {env.get('QT_QPA_PLATFORM') or 'DISPLAY=' + env['DISPLAY']}   load (1/5/15 min): "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}   cores: {os.cpu_count()}")
-    for name, values in (("piper-ws -> window shown", window), ("empty Qt window (reference)", empty_qt),
-                         ("bare python (reference)", bare)):
-        print(f"{name:30s} median {statistics.median(values):.3f} s   min {min(values):.3f}   max {max(values):.3f}")
+    print(
+        f"platform: {env.get('QT_QPA_PLATFORM') or 'DISPLAY=' + env['DISPLAY']}   load (1/5/15 min): "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}   cores: {os.cpu_count()}"
+    )
+    for name, values in (
+        ("piper-ws -> window shown", window),
+        ("empty Qt window (reference)", empty_qt),
+        ("bare python (reference)", bare),
+    ):
+        print(
+            f"{name:30s} median {statistics.median(values):.3f} s   min {min(values):.3f}   max {max(values):.3f}"
+        )
     ratio = statistics.median(window) / statistics.median(empty_qt)
     verdict = "OK" if statistics.median(window) < 3.0 else "OVER the 3 s target"
     print(f"piper-ws / empty Qt window: {ratio:.2f}x   target < 3 s: {verdict}")

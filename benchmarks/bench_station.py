@@ -97,7 +97,9 @@ def station_loop(size: tuple[int, int], seconds: float, fps: int) -> None:
             f"process CPU {cpu:.0f}% of one core | reference: render-only {render_pairs_s:.1f} pairs/s "
             f"(loop/render-only ratio {rate / render_pairs_s:.2f}) | load {load_average()}"
         )
-        print("  CPU % of one core by thread: " + ", ".join(f"{name} {pct:.0f}" for pct, name in per_thread[:8]))
+        print(
+            "  CPU % of one core by thread: " + ", ".join(f"{name} {pct:.0f}" for pct, name in per_thread[:8])
+        )
 
 
 def emulator_cpu(seconds: float) -> None:

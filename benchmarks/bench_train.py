@@ -43,7 +43,9 @@ def make_dataset(root: Path) -> Path:
     return build(root, frames=24)
 
 
-def ours(strategy: str, adapter: dict, dataset: Path, steps: int, batch: int, log_every: int, cache: str, out: Path):
+def ours(
+    strategy: str, adapter: dict, dataset: Path, steps: int, batch: int, log_every: int, cache: str, out: Path
+):
     from train.loop import run_training
     from train.metrics import read_metrics
     from train.presets import get_preset
@@ -70,7 +72,9 @@ def ours(strategy: str, adapter: dict, dataset: Path, steps: int, batch: int, lo
     return len(windows) * log_every / seconds
 
 
-def lerobot(dataset: Path, policy_dir: Path, steps: int, batch: int, log_every: int, r: int, out: Path) -> float:
+def lerobot(
+    dataset: Path, policy_dir: Path, steps: int, batch: int, log_every: int, r: int, out: Path
+) -> float:
     exe = Path(sys.executable).parent / "lerobot-train"
     command = [
         str(exe),
@@ -114,17 +118,32 @@ def cpu_comparison(args) -> None:
     dataset = Path(args.dataset) if args.dataset else make_dataset(out / "datasets" / "bench_tasks")
     cache = str(out / "backbones") if args.fresh_backbone else None
     policy_dir = resolve_backbone("tiny-smolvla", cache).path
-    print(f"tiny-smolvla at {policy_dir}; dataset {dataset}; batch {args.batch}; {args.steps} steps; r {args.r}")
+    print(
+        f"tiny-smolvla at {policy_dir}; dataset {dataset}; batch {args.batch}; {args.steps} steps; r {args.r}"
+    )
     load = os.getloadavg()
     t = time.perf_counter()
-    ours_lora = ours("lora", {"r": args.r, "lora_alpha": args.r}, dataset, args.steps, args.batch, args.log_every, cache, out)
+    ours_lora = ours(
+        "lora",
+        {"r": args.r, "lora_alpha": args.r},
+        dataset,
+        args.steps,
+        args.batch,
+        args.log_every,
+        cache,
+        out,
+    )
     ours_sp = ours("lora_sp", {"r": args.r}, dataset, args.steps, args.batch, args.log_every, cache, out)
     theirs = lerobot(dataset, policy_dir, args.steps, args.batch, args.log_every, args.r, out)
     print(f"ours    LoRA r={args.r}:    {ours_lora:.3f} steps/s")
     print(f"ours    LoRA-SP r={args.r}: {ours_sp:.3f} steps/s")
     print(f"lerobot LoRA r={args.r}:    {theirs:.3f} steps/s (lerobot-train --peft)")
-    print(f"ratio ours/lerobot (LoRA): {ours_lora / theirs:.2f}   (LoRA-SP/lerobot LoRA: {ours_sp / theirs:.2f})")
-    print(f"load average before: {load[0]:.1f}, after: {os.getloadavg()[0]:.1f}; total {time.perf_counter() - t:.0f} s")
+    print(
+        f"ratio ours/lerobot (LoRA): {ours_lora / theirs:.2f}   (LoRA-SP/lerobot LoRA: {ours_sp / theirs:.2f})"
+    )
+    print(
+        f"load average before: {load[0]:.1f}, after: {os.getloadavg()[0]:.1f}; total {time.perf_counter() - t:.0f} s"
+    )
 
 
 def gpu_strategies(args) -> None:
@@ -139,11 +158,16 @@ def gpu_strategies(args) -> None:
         "lora128": LoraConfig(r=128, lora_alpha=128),
         "lora_sp128": LoraSPConfig(r=128),
     }
-    print(f"GPU: {torch.cuda.get_device_name(0)}; batch {args.batch}; bf16 autocast; {args.steps} timed steps")
+    print(
+        f"GPU: {torch.cuda.get_device_name(0)}; batch {args.batch}; bf16 autocast; {args.steps} timed steps"
+    )
     for name, adapter_config in strategies.items():
         rate, peak, counts = time_strategy(adapter_config, args.batch, args.steps, device)
-        print(f"{name:11} {rate:6.2f} steps/s  peak {peak:5.1f} GiB  "
-              f"trainable {counts.percent:5.1f}% of {counts.total / 1e6:.0f}M", flush=True)
+        print(
+            f"{name:11} {rate:6.2f} steps/s  peak {peak:5.1f} GiB  "
+            f"trainable {counts.percent:5.1f}% of {counts.total / 1e6:.0f}M",
+            flush=True,
+        )
         torch.cuda.empty_cache()
 
 
@@ -187,8 +211,12 @@ def synthetic_batch(config, batch: int, device: str) -> dict:
     out = {
         "observation.state": torch.randn(batch, 7, device=device),
         "action": torch.randn(batch, config.chunk_size, 7, device=device),
-        "observation.language.tokens": torch.randint(0, 1000, (batch, config.tokenizer_max_length), device=device),
-        "observation.language.attention_mask": torch.ones(batch, config.tokenizer_max_length, dtype=torch.bool, device=device),
+        "observation.language.tokens": torch.randint(
+            0, 1000, (batch, config.tokenizer_max_length), device=device
+        ),
+        "observation.language.attention_mask": torch.ones(
+            batch, config.tokenizer_max_length, dtype=torch.bool, device=device
+        ),
     }
     for cam in ("side", "wrist"):
         out[f"observation.images.{cam}"] = torch.rand(batch, 3, 480, 640, device=device)

@@ -79,7 +79,9 @@ def stable_paths(stable_dirs: tuple[Path, ...] = STABLE_DIRS) -> dict[Path, Path
     return links
 
 
-def find_cameras(dev: Path = DEV, probe: bool = True, stable_dirs: tuple[Path, ...] = STABLE_DIRS) -> list[dict[str, Any]]:
+def find_cameras(
+    dev: Path = DEV, probe: bool = True, stable_dirs: tuple[Path, ...] = STABLE_DIRS
+) -> list[dict[str, Any]]:
     """Video capture devices with their stable path and (if `probe`) the default resolution."""
     links = stable_paths(stable_dirs)
     found = []

@@ -39,7 +39,9 @@ class JointSource(Protocol):
 class FirstOrderJoints:
     """Joints that approach their targets with time constant `tau_s`. Thread-safe."""
 
-    def __init__(self, initial_rad: tuple[float, ...] = HOME_JOINTS_RAD, gripper_m: float = 0.0, tau_s: float = 0.05):
+    def __init__(
+        self, initial_rad: tuple[float, ...] = HOME_JOINTS_RAD, gripper_m: float = 0.0, tau_s: float = 0.05
+    ):
         self._lock = threading.Lock()
         self._q = list(initial_rad)
         self._qd = [0.0] * 6

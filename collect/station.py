@@ -44,7 +44,9 @@ class StationConfig:
 
     def __post_init__(self) -> None:
         if self.backend not in BACKENDS:
-            raise ValueError(f"unknown backend {self.backend!r}: use 'sim' (no arm needed) or 'piper' (real arm)")
+            raise ValueError(
+                f"unknown backend {self.backend!r}: use 'sim' (no arm needed) or 'piper' (real arm)"
+            )
         self.image_size = tuple(self.image_size)
 
     @property
@@ -163,7 +165,9 @@ class Station:
             from collect.sim.camera import SimCamera, SimCameraConfig
 
             return {
-                name: SimCamera(SimCameraConfig(name=name, width=width, height=height, fps=self.config.fps), self.sim)
+                name: SimCamera(
+                    SimCameraConfig(name=name, width=width, height=height, fps=self.config.fps), self.sim
+                )
                 for name in ("side", "wrist")
             }
         from collect.cameras import make_cameras
@@ -175,7 +179,9 @@ class Station:
         from collect.leader import PiperLeader, PiperLeaderConfig
 
         follower = PiperFollower(
-            PiperFollowerConfig(port=follower_port, interface=interface, max_step_rad=self.config.max_step_rad),
+            PiperFollowerConfig(
+                port=follower_port, interface=interface, max_step_rad=self.config.max_step_rad
+            ),
             cameras=self.cameras,
         )
         leader = PiperLeader(
@@ -188,8 +194,16 @@ class Station:
     def _teardown(self) -> None:
         """Close whatever is open, in reverse order; every step runs even if one fails."""
         for name, closer in (
-            ("leader", lambda: self.leader is not None and self.leader.is_connected and self.leader.disconnect()),
-            ("follower", lambda: self.follower is not None and self.follower.is_connected and self.follower.disconnect()),
+            (
+                "leader",
+                lambda: self.leader is not None and self.leader.is_connected and self.leader.disconnect(),
+            ),
+            (
+                "follower",
+                lambda: (
+                    self.follower is not None and self.follower.is_connected and self.follower.disconnect()
+                ),
+            ),
             ("cameras", self._close_cameras),
             ("sim", lambda: self.sim is not None and self.sim.stop()),
         ):
@@ -235,4 +249,3 @@ def _arm_status(follower) -> dict[str, Any]:
         return dict(status()) if callable(status) else {}
     except Exception as exc:
         return {"error": str(exc), "at": time.time()}
-

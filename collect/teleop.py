@@ -28,7 +28,8 @@ class GapTooLarge(ArmError):
         self.gaps = gaps
         too_far = [k for k in gaps if abs(gaps[k]) > limits[k]]
         details = ", ".join(
-            f"{k} {gaps[k]:+.3f} {'m' if k.startswith('gripper') else 'rad'} (max {limits[k]:.3f})" for k in too_far
+            f"{k} {gaps[k]:+.3f} {'m' if k.startswith('gripper') else 'rad'} (max {limits[k]:.3f})"
+            for k in too_far
         )
         super().__init__(
             f"the follower is too far from the leader to start teleoperation: {details}. "
@@ -45,7 +46,9 @@ class GapReport:
         return max(abs(v) for k, v in self.gaps.items() if not k.startswith("gripper"))
 
 
-def gap_limits(max_gap_rad: float = DEFAULT_MAX_GAP_RAD, max_gap_m: float = DEFAULT_MAX_GAP_M) -> dict[str, float]:
+def gap_limits(
+    max_gap_rad: float = DEFAULT_MAX_GAP_RAD, max_gap_m: float = DEFAULT_MAX_GAP_M
+) -> dict[str, float]:
     return {k: (max_gap_m if k.startswith("gripper") else max_gap_rad) for k in MOTOR_KEYS}
 
 
@@ -64,7 +67,9 @@ def check_gap(
 
 
 class TeleopRelay:
-    def __init__(self, leader, follower, max_gap_rad: float = DEFAULT_MAX_GAP_RAD, max_gap_m: float = DEFAULT_MAX_GAP_M):
+    def __init__(
+        self, leader, follower, max_gap_rad: float = DEFAULT_MAX_GAP_RAD, max_gap_m: float = DEFAULT_MAX_GAP_M
+    ):
         self.leader = leader
         self.follower = follower
         self.max_gap_rad = max_gap_rad

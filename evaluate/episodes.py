@@ -56,8 +56,14 @@ class EvalEpisodeWriter:
             )
         else:
             self._dataset = LeRobotDataset.create(
-                REPO_PREFIX + self.name, fps=self.fps, features=eval_features(self.image_size), root=self.root,
-                robot_type="piper", use_videos=True, rgb_encoder=encoder, streaming_encoding=True,
+                REPO_PREFIX + self.name,
+                fps=self.fps,
+                features=eval_features(self.image_size),
+                root=self.root,
+                robot_type="piper",
+                use_videos=True,
+                rgb_encoder=encoder,
+                streaming_encoding=True,
             )
         return self._dataset
 

@@ -41,7 +41,9 @@ class RolloutError(RuntimeError):
 class PolicyAgent:
     """A trained policy as a per-tick controller: observation dict in, 7 motor targets out."""
 
-    def __init__(self, policy: Any, preprocessor: Any, postprocessor: Any, *, device: str = "cpu", name: str = ""):
+    def __init__(
+        self, policy: Any, preprocessor: Any, postprocessor: Any, *, device: str = "cpu", name: str = ""
+    ):
         self.policy = policy
         self.preprocessor = preprocessor
         self.postprocessor = postprocessor
@@ -55,11 +57,15 @@ class PolicyAgent:
         """Load `runs/<run>` as trained; `eta` sets LoRA-SP's inference threshold (None: as trained)."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
-            raise RolloutError(f"no training run at {run_dir}; list runs with `ls {run_dir.parent}` or train one first")
+            raise RolloutError(
+                f"no training run at {run_dir}; list runs with `ls {run_dir.parent}` or train one first"
+            )
         from train.policy_io import load_trained_policy
 
         policy, pre, post = load_trained_policy(run_dir, checkpoint=checkpoint)
-        agent = cls(policy, pre, post, device=str(getattr(policy.config, "device", "cpu") or "cpu"), name=run_dir.name)
+        agent = cls(
+            policy, pre, post, device=str(getattr(policy.config, "device", "cpu") or "cpu"), name=run_dir.name
+        )
         if eta is not None:
             agent.set_inference_eta(eta)
         return agent
@@ -77,7 +83,9 @@ class PolicyAgent:
             )
         action = (getattr(config, "output_features", {}) or {}).get("action")
         if action is not None and tuple(action.shape) != (len(MOTOR_KEYS),):
-            raise RolloutError(f"the policy outputs actions of shape {tuple(action.shape)}, the PiPER needs (7,)")
+            raise RolloutError(
+                f"the policy outputs actions of shape {tuple(action.shape)}, the PiPER needs (7,)"
+            )
 
     def set_inference_eta(self, eta: float) -> int:
         """LoRA-SP: keep the vectors holding `eta` of the router energy at inference. Returns layers set."""
@@ -111,8 +119,14 @@ class PolicyAgent:
                 raise RolloutError(f"no frame from the {camera!r} camera; check it on the Station page")
             frame[IMAGE_PREFIX + camera] = observation[camera]
         action = predict_action(
-            frame, self.policy, torch.device(self.device), self.preprocessor, self.postprocessor,
-            use_amp=False, task=instruction, robot_type="piper",
+            frame,
+            self.policy,
+            torch.device(self.device),
+            self.preprocessor,
+            self.postprocessor,
+            use_amp=False,
+            task=instruction,
+            robot_type="piper",
         )
         values = action.reshape(-1).tolist()
         return dict(zip(MOTOR_KEYS, values, strict=True))
@@ -249,12 +263,16 @@ class StationExecutor:
         if self._on_close is not None:
             self._on_close()
 
-    def _finish(self, slot: TrialSlot, started: float, steps: int, success: bool | None, aborted: bool = False):
+    def _finish(
+        self, slot: TrialSlot, started: float, steps: int, success: bool | None, aborted: bool = False
+    ):
         episode_ref = ""
         if self.episode_sink is not None:
             episode_ref = self.episode_sink.end(keep=not aborted)
         duration = steps / self.fps if self.lockstep else time.monotonic() - started
-        return RolloutResult(duration_s=duration, success=success, aborted=aborted, episode_ref=episode_ref, steps=steps)
+        return RolloutResult(
+            duration_s=duration, success=success, aborted=aborted, episode_ref=episode_ref, steps=steps
+        )
 
 
 class GymSimExecutor:
@@ -295,7 +313,9 @@ class GymSimExecutor:
         self.close()
         from collect.sim.env import PiperSimEnv
 
-        self.env = PiperSimEnv(task=task, image_size=self.image_size, perturbations=self.perturbation, fps=self.fps)
+        self.env = PiperSimEnv(
+            task=task, image_size=self.image_size, perturbations=self.perturbation, fps=self.fps
+        )
         return self.env
 
     def reset(self, slot: TrialSlot) -> None:
@@ -333,7 +353,9 @@ class GymSimExecutor:
 
     def _finish(self, steps: int, success: bool | None, aborted: bool = False) -> RolloutResult:
         episode_ref = self.episode_sink.end(keep=not aborted) if self.episode_sink is not None else ""
-        return RolloutResult(steps / self.fps, success=success, aborted=aborted, episode_ref=episode_ref, steps=steps)
+        return RolloutResult(
+            steps / self.fps, success=success, aborted=aborted, episode_ref=episode_ref, steps=steps
+        )
 
     def close(self) -> None:
         if self.env is not None:

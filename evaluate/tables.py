@@ -53,7 +53,9 @@ class ComparisonRow:
     @property
     def overall(self) -> Rate:
         """All trials of the row pooled: the interval for the overall success rate."""
-        return wilson(sum(r.successes for r in self.per_task.values()), sum(r.trials for r in self.per_task.values()))
+        return wilson(
+            sum(r.successes for r in self.per_task.values()), sum(r.trials for r in self.per_task.values())
+        )
 
     @property
     def average(self) -> float | None:
@@ -108,7 +110,14 @@ class ComparisonTable:
         header += ["average", "overall_successes", "overall_trials", "overall_low", "overall_high"]
         writer.writerow(header)
         for row in self.rows:
-            values = [row.campaign, row.run, row.strategy, _raw(row.trainable_pct), _raw(row.active_rank), _raw(row.eta)]
+            values = [
+                row.campaign,
+                row.run,
+                row.strategy,
+                _raw(row.trainable_pct),
+                _raw(row.active_rank),
+                _raw(row.eta),
+            ]
             for t in self.tasks:
                 rate = row.per_task.get(t)
                 if rate is None:
@@ -116,7 +125,13 @@ class ComparisonTable:
                 else:
                     values += [rate.successes, rate.trials, _raw(rate.value), _raw(rate.low), _raw(rate.high)]
             overall = row.overall
-            values += [_raw(row.average), overall.successes, overall.trials, _raw(overall.low), _raw(overall.high)]
+            values += [
+                _raw(row.average),
+                overall.successes,
+                overall.trials,
+                _raw(overall.low),
+                _raw(overall.high),
+            ]
             writer.writerow(values)
         return out.getvalue()
 

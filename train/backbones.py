@@ -484,7 +484,11 @@ def build_tiny_backbone(name: str, path: str | Path, seed: int = 0) -> Path:
 
     import torch
 
-    builders = {"tiny-smolvla": _tiny_smolvla, "tiny-pi0": _tiny_pi0, "scratch-mini-smolvla": _scratch_mini_smolvla}
+    builders = {
+        "tiny-smolvla": _tiny_smolvla,
+        "tiny-pi0": _tiny_pi0,
+        "scratch-mini-smolvla": _scratch_mini_smolvla,
+    }
     if name not in builders:
         raise BackboneError(f"unknown tiny backbone {name!r}; choose one of {', '.join(TINY_NAMES)}")
     path = Path(path)
@@ -512,13 +516,17 @@ def _repoint(work: Path, final: Path, old: Path | None = None) -> None:
             json_file.write_text(text.replace(str(old), str(final)))
 
 
-def export_pretrained(weights_dir: str | Path, name: str, card: dict, cache_dir: str | Path | None = None) -> Path:
+def export_pretrained(
+    weights_dir: str | Path, name: str, card: dict, cache_dir: str | Path | None = None
+) -> Path:
     """Install a full-training checkpoint (`.../pretrained_model`) as backbone `name`, with the
     VLM files its config names and `card.json`; atomically, so a half-exported dir is never used."""
     import shutil
 
     if name not in PRETRAINED_NAMES:
-        raise BackboneError(f"{name!r} is not an in-house backbone name; those are {', '.join(PRETRAINED_NAMES)}")
+        raise BackboneError(
+            f"{name!r} is not an in-house backbone name; those are {', '.join(PRETRAINED_NAMES)}"
+        )
     weights_dir = Path(weights_dir)
     final = (Path(cache_dir) if cache_dir else default_cache_dir()) / name
     work = final.with_name(final.name + f".exporting-{os.getpid()}")

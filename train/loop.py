@@ -99,7 +99,9 @@ class Trainer:
     """Builds everything a run needs, then `fit()`s. Separate steps so tests and benchmarks
     can reach the pieces (policy, handle, one batch)."""
 
-    def __init__(self, config: TrainConfig, run_dir: str | Path, datasets_dir: str | Path | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, run_dir: str | Path, datasets_dir: str | Path | None = None
+    ) -> None:
         import torch
         from accelerate import Accelerator
         from accelerate.utils import set_seed
@@ -138,7 +140,9 @@ class Trainer:
         )
 
         delta = resolve_delta_timestamps(self.policy.config, meta)
-        self.train_set = LeRobotDataset(repo_id, root=dataset_path, episodes=self.split.train, delta_timestamps=delta)
+        self.train_set = LeRobotDataset(
+            repo_id, root=dataset_path, episodes=self.split.train, delta_timestamps=delta
+        )
         self.val_sets = {
             task: LeRobotDataset(repo_id, root=dataset_path, episodes=eps, delta_timestamps=delta)
             for task, eps in self.split.val.items()
@@ -154,7 +158,9 @@ class Trainer:
         params = self.handle.trainable_parameters()
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(self.policy, optimizer, scheduler)
+        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
+            self.policy, optimizer, scheduler
+        )
         self.step = 0
         self.batches_done = 0  # micro-batches taken from the sampler (where a resume restarts it)
         self.metrics = MetricsWriter(self.run_dir)
@@ -293,7 +299,9 @@ class Trainer:
 
     # ---------------------------------------------------------------- the run
 
-    def fit(self, should_stop: Callable[[], bool] = lambda: False, stop_at_step: int | None = None) -> TrainResult:
+    def fit(
+        self, should_stop: Callable[[], bool] = lambda: False, stop_at_step: int | None = None
+    ) -> TrainResult:
         cfg = self.config
         per_step = cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes
         main = self.accelerator.is_main_process
@@ -349,14 +357,20 @@ class Trainer:
                         **ranks,
                     )
                 if main and stats and self.step == cfg.steps:  # the paper's end-of-training distribution
-                    self.metrics.write("event", self.step, event="active_rank_distribution", histogram=stats.histogram)
-                log.info("step %d/%d loss %.4f (%.2f steps/s)", self.step, cfg.steps, last_loss, 1 / step_time)
+                    self.metrics.write(
+                        "event", self.step, event="active_rank_distribution", histogram=stats.histogram
+                    )
+                log.info(
+                    "step %d/%d loss %.4f (%.2f steps/s)", self.step, cfg.steps, last_loss, 1 / step_time
+                )
                 window_start, window_steps, window_sums = time.perf_counter(), 0, {}
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                 last_val = self.validate()
                 if main and last_val:
                     mean = sum(last_val.values()) / len(last_val)
-                    self.metrics.write("val", self.step, **{f"val/{t}": v for t, v in last_val.items()}, **{"val/mean": mean})
+                    self.metrics.write(
+                        "val", self.step, **{f"val/{t}": v for t, v in last_val.items()}, **{"val/mean": mean}
+                    )
                 window_start = time.perf_counter()  # validation time is not training speed
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save()

@@ -40,7 +40,9 @@ _MINI = dict(backbone="mini-smolvla", targets="smolvla", policy=_ALL_GROUPS)
 _ADAPTER_LR = dict(lr=1e-3, lr_schedule="cosine", warmup_steps=20)  # adapters train at LoRA's usual higher lr
 
 
-def _preset(name: str, family: dict, strategy: str, adapter: dict | None = None, **fields: Any) -> TrainConfig:
+def _preset(
+    name: str, family: dict, strategy: str, adapter: dict | None = None, **fields: Any
+) -> TrainConfig:
     return TrainConfig(preset=name, strategy=strategy, adapter=adapter or {}, **family, **fields)
 
 
@@ -53,7 +55,13 @@ def _mini_presets() -> list[TrainConfig]:
         _preset("mini-lora32", _MINI, "lora", {"r": r32, "lora_alpha": r32}, **_ADAPTER_LR),
         _preset("mini-lora128", _MINI, "lora", {"r": r128, "lora_alpha": r128}, **_ADAPTER_LR),
         _preset("mini-adalora", _MINI, "adalora", {"init_r": r128, "target_r": r128 // 2}, **_ADAPTER_LR),
-        _preset("mini-lora_moe", _MINI, "lora_moe", {"r": r128, "num_experts": 4, "routing": "top1"}, **_ADAPTER_LR),
+        _preset(
+            "mini-lora_moe",
+            _MINI,
+            "lora_moe",
+            {"r": r128, "num_experts": 4, "routing": "top1"},
+            **_ADAPTER_LR,
+        ),
         _preset("mini-lora_sp", _MINI, "lora_sp", {"r": r128, "eta": 0.9}, **_ADAPTER_LR),
     ]
 
@@ -74,7 +82,13 @@ _PRESETS: dict[str, TrainConfig] = {
             {"init_r": 128, "target_r": 64},  # total_step = the run's steps
             **_ADAPTER_LR,
         ),
-        _preset("smolvla-lora_moe", _SMOLVLA, "lora_moe", {"r": 128, "num_experts": 4, "routing": "top1"}, **_ADAPTER_LR),
+        _preset(
+            "smolvla-lora_moe",
+            _SMOLVLA,
+            "lora_moe",
+            {"r": 128, "num_experts": 4, "routing": "top1"},
+            **_ADAPTER_LR,
+        ),
         _preset(
             "smolvla-lora_moe_weighted",
             _SMOLVLA,
@@ -82,7 +96,9 @@ _PRESETS: dict[str, TrainConfig] = {
             {"r": 128, "num_experts": 4, "routing": "weighted"},
             **_ADAPTER_LR,
         ),
-        _preset("smolvla-full", _SMOLVLA, "full", {"scope": "all"}, lr=1e-4, lr_schedule="cosine", warmup_steps=20),
+        _preset(
+            "smolvla-full", _SMOLVLA, "full", {"scope": "all"}, lr=1e-4, lr_schedule="cosine", warmup_steps=20
+        ),
         *_mini_presets(),
         _preset("pi0-lora_sp", _PI0, "lora_sp", {"r": 128, "eta": 0.9}, **_ADAPTER_LR),
         _preset("pi0-lora128", _PI0, "lora", {"r": 128, "lora_alpha": 128}, **_ADAPTER_LR),

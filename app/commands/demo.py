@@ -24,7 +24,9 @@ import time
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tasks", default="all", help="'all' or comma-separated task keys")
-    parser.add_argument("--episodes", type=int, default=2, help="episodes recorded per task (>= 2: one is held out)")
+    parser.add_argument(
+        "--episodes", type=int, default=2, help="episodes recorded per task (>= 2: one is held out)"
+    )
     parser.add_argument("--steps", type=int, default=120, help="training steps (batch 4)")
     parser.add_argument("--trials", type=int, default=2, help="evaluation trials per task")
     parser.add_argument("--max-duration", type=float, default=8.0, metavar="S", help="seconds per trial")
@@ -35,12 +37,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def stages(args: argparse.Namespace, name: str) -> list[tuple[str, list[str]]]:
     run = f"{name}-smolvla-lora_sp"
     return [
-        ("record", ["record", "--backend", "sim", "--dataset", name, "--tasks", args.tasks,
-                    "--episodes", str(args.episodes), "--image-size", "240x320"]),
-        ("train", ["train", "--dataset", name, "--preset", "smolvla-lora_sp", "--backbone", "tiny-smolvla",
-                   "--steps", str(args.steps), "--batch-size", "4", "--device", "cpu", "--run", run]),
-        ("eval", ["eval", "--run", run, "--backend", "sim", "--tasks", args.tasks, "--trials", str(args.trials),
-                  "--max-duration", str(args.max_duration), "--image-size", "240x320", "--campaign", f"{name}-eval"]),
+        (
+            "record",
+            [
+                "record",
+                "--backend",
+                "sim",
+                "--dataset",
+                name,
+                "--tasks",
+                args.tasks,
+                "--episodes",
+                str(args.episodes),
+                "--image-size",
+                "240x320",
+            ],
+        ),
+        (
+            "train",
+            [
+                "train",
+                "--dataset",
+                name,
+                "--preset",
+                "smolvla-lora_sp",
+                "--backbone",
+                "tiny-smolvla",
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                "4",
+                "--device",
+                "cpu",
+                "--run",
+                run,
+            ],
+        ),
+        (
+            "eval",
+            [
+                "eval",
+                "--run",
+                run,
+                "--backend",
+                "sim",
+                "--tasks",
+                args.tasks,
+                "--trials",
+                str(args.trials),
+                "--max-duration",
+                str(args.max_duration),
+                "--image-size",
+                "240x320",
+                "--campaign",
+                f"{name}-eval",
+            ],
+        ),
         ("results", ["results", "--campaign", f"{name}-eval"]),
     ]
 
@@ -58,23 +110,34 @@ def run(args: argparse.Namespace) -> int:
     for stage, argv in stages(args, name):
         if argv[0] not in COMMANDS:
             missing.append(argv[0])
-            print(f"\n== {stage}: `piper-ws {argv[0]}` is not available in this build; skipped", file=sys.stderr)
+            print(
+                f"\n== {stage}: `piper-ws {argv[0]}` is not available in this build; skipped", file=sys.stderr
+            )
             continue
         if stage == "record" and is_dataset(workspace.datasets_dir / name):
             argv = [*argv, "--resume"]  # finishes a partly recorded plan; a complete one is left as is
         elif _already_done(stage, workspace, name):
-            print(f"\n== {stage}: already done in {workspace.root}; skipped (use --fresh to redo)", file=sys.stderr)
+            print(
+                f"\n== {stage}: already done in {workspace.root}; skipped (use --fresh to redo)",
+                file=sys.stderr,
+            )
             continue
         print(f"\n== {stage}: piper-ws {shlex.join(argv)}", file=sys.stderr, flush=True)
         start = time.monotonic()
         status = main(prefix + argv)
-        print(f"== {stage}: exit {status} after {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True)
+        print(
+            f"== {stage}: exit {status} after {time.monotonic() - start:.0f} s", file=sys.stderr, flush=True
+        )
         if status != 0:
-            print(f"demo stopped at {stage}; fix the error above and run `piper-ws demo` again to resume",
-                  file=sys.stderr)
+            print(
+                f"demo stopped at {stage}; fix the error above and run `piper-ws demo` again to resume",
+                file=sys.stderr,
+            )
             return status
-    print(f"\ndemo finished in {(time.monotonic() - total_start) / 60:.1f} min; workspace {workspace.root}",
-          file=sys.stderr)
+    print(
+        f"\ndemo finished in {(time.monotonic() - total_start) / 60:.1f} min; workspace {workspace.root}",
+        file=sys.stderr,
+    )
     if missing:
         print(f"not run (commands missing from this build): {', '.join(missing)}", file=sys.stderr)
         return 1

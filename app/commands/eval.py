@@ -196,6 +196,7 @@ def _make_executor(spec, workspace, fps: int, image_size: tuple[int, int]):
         station.disconnect()
         raise
 
+
 def _report(record, campaign) -> None:
     seed = f" seed={record.seed}" if record.seed is not None else ""
     print(

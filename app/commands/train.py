@@ -19,12 +19,19 @@ import time
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", help="dataset name under the workspace's datasets/ (or a path)")
-    parser.add_argument("--preset", default=None, help="named preset (default smolvla-lora_sp); see --presets")
-    parser.add_argument("--backbone", help="tiny-smolvla | tiny-pi0 | a local lerobot/smolvla_base or lerobot/pi0 snapshot dir")
+    parser.add_argument(
+        "--preset", default=None, help="named preset (default smolvla-lora_sp); see --presets"
+    )
+    parser.add_argument(
+        "--backbone",
+        help="tiny-smolvla | tiny-pi0 | a local lerobot/smolvla_base or lerobot/pi0 snapshot dir",
+    )
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float)
-    parser.add_argument("--tasks", nargs="+", metavar="TASK", help="train on these task instructions only (default: all)")
+    parser.add_argument(
+        "--tasks", nargs="+", metavar="TASK", help="train on these task instructions only (default: all)"
+    )
     parser.add_argument("--device", help="cpu | cuda:0 | ... (default: a GPU if there is one)")
     parser.add_argument("--run", dest="run_name", help="run name (the folder under runs/)")
     parser.add_argument(
@@ -135,18 +142,28 @@ def run(args) -> int:
                 return 2
             overrides.pop("run_name")
             record = start_job(
-                None, runs_dir, workspace.datasets_dir, run_name=args.run_name, resume=True, overrides=overrides
+                None,
+                runs_dir,
+                workspace.datasets_dir,
+                run_name=args.run_name,
+                resume=True,
+                overrides=overrides,
             )
         else:
             if not args.dataset:
-                print("--dataset NAME is required (a dataset under datasets/, see piper-ws record)", file=sys.stderr)
+                print(
+                    "--dataset NAME is required (a dataset under datasets/, see piper-ws record)",
+                    file=sys.stderr,
+                )
                 return 2
             config = get_preset(args.preset or DEFAULT_PRESET, **overrides)
             record = start_job(config, runs_dir, workspace.datasets_dir, device=args.device)
     except (JobError, KeyError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
-    print(f"run {record.run_name}: {record.strategy} on {record.backbone}, job pid {record.pid}, dir {record.run_dir}")
+    print(
+        f"run {record.run_name}: {record.strategy} on {record.backbone}, job pid {record.pid}, dir {record.run_dir}"
+    )
     print(f"log: {record.run_dir}/train.log")
     if args.detach:
         return 0

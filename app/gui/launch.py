@@ -54,6 +54,7 @@ def launch_gui(args: argparse.Namespace) -> int:
     context = AppContext(workspace)
     window = MainWindow(context)
     if os.environ.get("PIPER_WS_STARTUP_REPORT"):
+
         def report() -> None:  # once the event loop runs: the window has been laid out and mapped
             print(f"window_shown_at={time.time():.6f}", flush=True)
             window.close()

@@ -89,11 +89,18 @@ def default_station_factory(plan: RecordingPlan, task: str, hardware=None):
 
     kwargs: dict[str, Any] = {}
     if hardware is not None and plan.backend == "piper":
-        kwargs = {"follower_port": hardware.follower_port, "leader_port": hardware.leader_port,
-                  "cameras": dict(hardware.cameras)}
+        kwargs = {
+            "follower_port": hardware.follower_port,
+            "leader_port": hardware.leader_port,
+            "cameras": dict(hardware.cameras),
+        }
     config = StationConfig(
-        backend=plan.backend, image_size=plan.image_size, fps=plan.fps,
-        task=task if plan.backend == "sim" else None, realtime=plan.backend != "sim", **kwargs,
+        backend=plan.backend,
+        image_size=plan.image_size,
+        fps=plan.fps,
+        task=task if plan.backend == "sim" else None,
+        realtime=plan.backend != "sim",
+        **kwargs,
     )
     return open_station(config)
 
@@ -229,16 +236,31 @@ class RecordingSession:
     # -- what the GUI/CLI shows ---------------------------------------------------------------
     def snapshot(self) -> Snapshot:
         with self._lock:
-            countdown = max(0.0, self._reset_until - self._clock()) if self.state == SessionState.RESETTING else 0.0
+            countdown = (
+                max(0.0, self._reset_until - self._clock()) if self.state == SessionState.RESETTING else 0.0
+            )
             station = self.station
-            estopped = bool(station is not None and station.follower is not None
-                            and getattr(station.follower, "estopped", False))
+            estopped = bool(
+                station is not None
+                and station.follower is not None
+                and getattr(station.follower, "estopped", False)
+            )
             return Snapshot(
-                state=self.state, task=self.task, counts=dict(self.counts), frames=self._frames,
-                countdown_s=countdown, images=dict(self._images), leader=list(self._leader),
-                follower=list(self._follower), timing=self._last_timing, last_success=self._last_success,
-                message=self._message, estopped=estopped, kept_seconds=self._kept_seconds,
-                backlog=self.writer.pending_frames if self.writer is not None else 0, start_gap=self._start_gap,
+                state=self.state,
+                task=self.task,
+                counts=dict(self.counts),
+                frames=self._frames,
+                countdown_s=countdown,
+                images=dict(self._images),
+                leader=list(self._leader),
+                follower=list(self._follower),
+                timing=self._last_timing,
+                last_success=self._last_success,
+                message=self._message,
+                estopped=estopped,
+                kept_seconds=self._kept_seconds,
+                backlog=self.writer.pending_frames if self.writer is not None else 0,
+                start_gap=self._start_gap,
             )
 
     def eta_s(self) -> float | None:
@@ -315,8 +337,10 @@ class RecordingSession:
         self._timer.lockstep = self._pacer.lockstep
 
     def _teardown(self) -> None:
-        for closer in (lambda: self.writer is not None and self.writer.close(),
-                       lambda: self.station is not None and self._borrowed is None and self.station.disconnect()):
+        for closer in (
+            lambda: self.writer is not None and self.writer.close(),
+            lambda: self.station is not None and self._borrowed is None and self.station.disconnect(),
+        ):
             try:
                 closer()
             except Exception:
@@ -395,7 +419,11 @@ class RecordingSession:
             if self.auto:
                 self._do_start()
                 return
-        elif self.state == SessionState.REVIEW and self.auto and not (self._ended_by_estop or self._fell_behind):
+        elif (
+            self.state == SessionState.REVIEW
+            and self.auto
+            and not (self._ended_by_estop or self._fell_behind)
+        ):
             self._do_keep(self._last_success, "auto")
             return
         time.sleep(1.0 / IDLE_FPS)
@@ -487,8 +515,10 @@ class RecordingSession:
         if self._ended_by_estop:
             message = f"E-STOP: {self._frames} frames held for review (not kept automatically)"
         elif self._fell_behind:
-            message = (f"the loop fell behind ({stats.achieved_fps:.1f} of {stats.target_fps:.0f} fps): "
-                       f"{self._frames} frames held for review (not kept automatically)")
+            message = (
+                f"the loop fell behind ({stats.achieved_fps:.1f} of {stats.target_fps:.0f} fps): "
+                f"{self._frames} frames held for review (not kept automatically)"
+            )
         self._set_state(SessionState.REVIEW, message)
 
     def _do_keep(self, success: bool | None, note: str) -> dict:
@@ -503,8 +533,14 @@ class RecordingSession:
             timing["sim_seconds"] = round(self._sim_seconds, 6)
             timing["lockstep_misses"] = self.station.sim.lockstep_misses
         record = EpisodeRecord(
-            task=self.task, instruction=self.plan.instruction(self.task), operator=self.plan.operator,
-            backend=self.plan.backend, seed=self._seed, success=success, note=note, started_at=self._started_at,
+            task=self.task,
+            instruction=self.plan.instruction(self.task),
+            operator=self.plan.operator,
+            backend=self.plan.backend,
+            seed=self._seed,
+            success=success,
+            note=note,
+            started_at=self._started_at,
             timing=timing,
         )
         began = time.perf_counter()
@@ -514,8 +550,14 @@ class RecordingSession:
             self.counts[self.task] += 1
             self._kept_seconds += saved.frames / self.plan.fps
         self._retries = 0
-        info = {"task": self.task, "episode_index": saved.episode_index, "frames": saved.frames,
-                "success": success, "keep_s": keep_s, "count": self.counts[self.task]}
+        info = {
+            "task": self.task,
+            "episode_index": saved.episode_index,
+            "frames": saved.frames,
+            "success": success,
+            "keep_s": keep_s,
+            "count": self.counts[self.task],
+        }
         self._emit("kept", info)
         self._after_episode()
         return info

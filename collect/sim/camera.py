@@ -59,13 +59,17 @@ class SimCamera(Camera):
 
     @staticmethod
     def find_cameras() -> list[dict[str, Any]]:
-        return [{"type": "piper_sim", "id": name, "name": f"simulated {name} camera"} for name in CAMERA_NAMES]
+        return [
+            {"type": "piper_sim", "id": name, "name": f"simulated {name} camera"} for name in CAMERA_NAMES
+        ]
 
     def connect(self, warmup: bool = True) -> None:
         if self._connected:
             raise DeviceAlreadyConnectedError(f"{self} is already connected")
         if not self.runtime.running:
-            raise DeviceNotConnectedError(f"{self}: the simulation is not running; start the sim station first")
+            raise DeviceNotConnectedError(
+                f"{self}: the simulation is not running; start the sim station first"
+            )
         self._connected = True
         if warmup:
             self.read()
@@ -86,7 +90,9 @@ class SimCamera(Camera):
             frame = future.result(timeout_s)
         except TimeoutError:
             future.cancel()
-            raise TimeoutError(f"{self}: no frame within {timeout_s * 1000:.0f} ms (simulation busy or stalled)") from None
+            raise TimeoutError(
+                f"{self}: no frame within {timeout_s * 1000:.0f} ms (simulation busy or stalled)"
+            ) from None
         now = time.perf_counter()
         with self._lock:
             self._latest, self._latest_at = frame, now

@@ -108,8 +108,11 @@ class PiperSimEnv(gym.Env):
         super().reset(seed=seed)
         # the same start as a recorded episode of this seed (collect.sim.episode)
         begin_episode(
-            self.world, self.sim_task, self.np_random,
-            perturber=self._perturber, distractors=self.perturbations.distractors,
+            self.world,
+            self.sim_task,
+            self.np_random,
+            perturber=self._perturber,
+            distractors=self.perturbations.distractors,
         )
         self._t0 = self.world.time
         self._tick = 0

@@ -160,7 +160,9 @@ class SimRuntime:
         size = tuple(size or self.image_size)
         return self.call(lambda world: world.render(camera, size), timeout_s)
 
-    def render_many(self, cameras: Sequence[str], size: tuple[int, int] | None = None, timeout_s: float = 5.0):
+    def render_many(
+        self, cameras: Sequence[str], size: tuple[int, int] | None = None, timeout_s: float = 5.0
+    ):
         """Frames of several cameras from the same physics instant."""
         size = tuple(size or self.image_size)
         return self.call(lambda world: {cam: world.render(cam, size) for cam in cameras}, timeout_s)
@@ -179,8 +181,10 @@ class SimRuntime:
             if expected is not None:  # the leader drives the follower: wait for its current command
                 if not source.wait_for_value(expected, LEADER_COMMAND_WAIT_S):
                     self.lockstep_misses += 1
-                    log.warning("lockstep: the leader's command had not reached the follower after %.1f s",
-                                LEADER_COMMAND_WAIT_S)
+                    log.warning(
+                        "lockstep: the leader's command had not reached the follower after %.1f s",
+                        LEADER_COMMAND_WAIT_S,
+                    )
             else:
                 # Commands counted up to the previous advance were applied then; the first time,
                 # only a command arriving from now on is known to be this tick's.
@@ -193,7 +197,9 @@ class SimRuntime:
             if self._lockstep_due is None:
                 self._lockstep_due = world.time
             self._lockstep_due += dt
-            return self._step_physics(world, round((self._lockstep_due - world.time) / world.model.opt.timestep))
+            return self._step_physics(
+                world, round((self._lockstep_due - world.time) / world.model.opt.timestep)
+            )
 
         return self.call(step, timeout_s)
 
@@ -265,7 +271,9 @@ class SimRuntime:
             from collect.sim.tasks import make_task
 
             self.task = make_task(self.task_key)
-            extras.append(SceneExtra(self.task_key, asset=self.task.assets_xml(), worldbody=self.task.worldbody_xml()))
+            extras.append(
+                SceneExtra(self.task_key, asset=self.task.assets_xml(), worldbody=self.task.worldbody_xml())
+            )
         world = PiperWorld(extras=extras, image_size=self.image_size)
         from collect.episode_start import EpisodeStart
         from collect.sim.episode import begin_episode, episode_rng
@@ -333,8 +341,9 @@ class SimRuntime:
 
         follower = PiperEmulator(self.follower_channel, role="follower", joint_source=self.follower_source)
         # The SDK ignores a leader's feedback IDs (0x2Bx): skip its end-pose frames and their FK.
-        leader = PiperEmulator(self.leader_channel, role="leader", joint_source=self.leader_source, end_pose=False)
+        leader = PiperEmulator(
+            self.leader_channel, role="leader", joint_source=self.leader_source, end_pose=False
+        )
         for name, emulator in (("follower", follower), ("leader", leader)):
             emulator.start()
             self.emulators[name] = emulator
-

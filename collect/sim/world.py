@@ -162,7 +162,11 @@ def _finger_xml(name: str, side: int) -> str:
 def build_mjcf(extras: Sequence[SceneExtra] = (), image_size: tuple[int, int] = (480, 640)) -> str:
     """The MJCF of the table scene with the PiPER, plus any extras' fragments."""
     height, width = image_size
-    section = {key: "".join(getattr(e, key) for e in extras) for key in SceneExtra.__dataclass_fields__ if key != "name"}
+    section = {
+        key: "".join(getattr(e, key) for e in extras)
+        for key in SceneExtra.__dataclass_fields__
+        if key != "name"
+    }
     arm_actuators = "".join(
         f'<position name="{j}" joint="{j}" class="arm" inheritrange="1"{gains}/>'
         for j, gains in zip(
@@ -262,7 +266,9 @@ class PiperWorld:
         self.rng = np.random.default_rng()
         self._arm_qpos = np.array([self.model.joint(j).qposadr[0] for j in ARM_JOINTS])
         self._arm_qvel = np.array([self.model.joint(j).dofadr[0] for j in ARM_JOINTS])
-        self._finger_qpos = np.array([self.model.joint(f).qposadr[0] for f in ("finger_left", "finger_right")])
+        self._finger_qpos = np.array(
+            [self.model.joint(f).qposadr[0] for f in ("finger_left", "finger_right")]
+        )
         self._gripper_actuator = self.model.actuator("gripper").id
         self._renderers: dict[tuple[int, int], mujoco.Renderer] = {}
         self._render_thread: int | None = None
@@ -273,7 +279,10 @@ class PiperWorld:
 
     # -- state ---------------------------------------------------------------------------
     def reset(
-        self, arm_q: Sequence[float] = HOME_JOINTS_RAD, gripper_m: float = GRIPPER_LIMITS_M[1], seed: int | None = None
+        self,
+        arm_q: Sequence[float] = HOME_JOINTS_RAD,
+        gripper_m: float = GRIPPER_LIMITS_M[1],
+        seed: int | None = None,
     ) -> None:
         """Back to the model's initial state with the arm at `arm_q`, holding it; reseeds `rng`."""
         if seed is not None:
@@ -351,7 +360,9 @@ class PiperWorld:
             return accessor(name)
         except KeyError:
             names = [mujoco.mj_id2name(self.model, kind, i) for i in range(count)]
-            raise KeyError(f"no {kind.name[6:].lower()} named {name!r}; have {[n for n in names if n]}") from None
+            raise KeyError(
+                f"no {kind.name[6:].lower()} named {name!r}; have {[n for n in names if n]}"
+            ) from None
 
     # -- appearance and rendering ---------------------------------------------------------
     def jitter_appearance(self, camera_shift_m: float = 0.0, light_scale: float = 0.0) -> None:
@@ -412,6 +423,8 @@ class PiperWorld:
 def _clamp_arm(q6: Sequence[float], gripper_m: float) -> tuple[np.ndarray, float]:
     q = np.asarray(q6, dtype=float)
     if q.shape != (6,) or not np.all(np.isfinite(q)) or not math.isfinite(gripper_m):
-        raise ValueError(f"arm target must be 6 finite joint angles and a finite opening, got {q6!r}, {gripper_m!r}")
+        raise ValueError(
+            f"arm target must be 6 finite joint angles and a finite opening, got {q6!r}, {gripper_m!r}"
+        )
     lows, highs = np.array(JOINT_LIMITS_RAD).T
     return np.clip(q, lows, highs), min(max(float(gripper_m), GRIPPER_LIMITS_M[0]), GRIPPER_LIMITS_M[1])

@@ -61,7 +61,9 @@ def test_a_corrupt_workspace_config_is_named_with_its_fix(tmp_path):
 
 
 def test_piper_ws_opens_the_window_offscreen(tmp_path):
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", PIPER_WS_STARTUP_REPORT="1", PIPER_WS_HOME=str(tmp_path))
+    env = dict(
+        os.environ, QT_QPA_PLATFORM="offscreen", PIPER_WS_STARTUP_REPORT="1", PIPER_WS_HOME=str(tmp_path)
+    )
     proc = _piper_ws(env=env)
     assert proc.returncode == 0, proc.stderr
     assert "window_shown_at=" in proc.stdout

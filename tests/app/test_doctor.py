@@ -7,12 +7,20 @@ from collect.can_ports import CanPort, choose_backend, list_can_ports, parse_ip_
 
 # `ip -details -json link show dev can0` from a PEAK USB adapter (trimmed), up at 1 Mbit/s.
 CAN0_UP = {
-    "ifname": "can0", "flags": ["NOARP", "UP", "LOWER_UP", "ECHO"], "operstate": "UP",
-    "linkinfo": {"info_kind": "can", "info_data": {"state": "ERROR-ACTIVE",
-                 "bittiming": {"bitrate": 1000000, "sample_point": "0.875"}}},
+    "ifname": "can0",
+    "flags": ["NOARP", "UP", "LOWER_UP", "ECHO"],
+    "operstate": "UP",
+    "linkinfo": {
+        "info_kind": "can",
+        "info_data": {"state": "ERROR-ACTIVE", "bittiming": {"bitrate": 1000000, "sample_point": "0.875"}},
+    },
 }
-CAN1_DOWN = {"ifname": "can1", "flags": ["NOARP", "ECHO"], "operstate": "DOWN",
-             "linkinfo": {"info_kind": "can", "info_data": {"state": "STOPPED"}}}
+CAN1_DOWN = {
+    "ifname": "can1",
+    "flags": ["NOARP", "ECHO"],
+    "operstate": "DOWN",
+    "linkinfo": {"info_kind": "can", "info_data": {"state": "STOPPED"}},
+}
 
 
 def test_parse_ip_link_reads_state_and_bitrate():
@@ -42,8 +50,11 @@ def test_choose_backend_falls_back_to_sim_and_says_why():
 
 
 def test_list_can_ports_finds_can_type_interfaces_in_sysfs(tmp_path):
-    for name, kind, state, flags in (("eth0", "1", "up", "0x1003"), ("canx9", "280", "down", "0x80"),
-                                     ("vcanx8", "280", "unknown", "0xc1")):
+    for name, kind, state, flags in (
+        ("eth0", "1", "up", "0x1003"),
+        ("canx9", "280", "down", "0x80"),
+        ("vcanx8", "280", "unknown", "0xc1"),
+    ):
         (tmp_path / name).mkdir()
         (tmp_path / name / "type").write_text(kind + "\n")
         (tmp_path / name / "operstate").write_text(state + "\n")
@@ -78,7 +89,9 @@ def test_a_crashing_check_is_reported_not_raised(workspace, monkeypatch):
         raise OSError("sysfs unreadable")
 
     monkeypatch.setattr(doctor, "check_can", broken)
-    sections = {s.name: s for s in doctor.collect_report(workspace.root, skip=("gpu", "mujoco_gl", "cameras"))}
+    sections = {
+        s.name: s for s in doctor.collect_report(workspace.root, skip=("gpu", "mujoco_gl", "cameras"))
+    }
     assert sections["can"].status == doctor.FAIL and "sysfs unreadable" in sections["can"].fixes[0]
 
 
@@ -86,7 +99,9 @@ def test_doctor_json_end_to_end(workspace):
     """All five checks for real (GL probes and torch in child processes)."""
     proc = subprocess.run(
         [sys.executable, "-m", "app.cli", "--workspace", str(workspace.root), "doctor", "--json"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     report = json.loads(proc.stdout)
     assert set(report) == set(doctor.CHECKS)
@@ -96,7 +111,9 @@ def test_doctor_json_end_to_end(workspace):
     assert proc.returncode == (1 if any(s["status"] == "fail" for s in report.values()) else 0)
     text = subprocess.run(
         [sys.executable, "-m", "app.cli", "--workspace", str(workspace.root), "doctor", "--skip", "gpu"],
-        capture_output=True, text=True, timeout=300,
+        capture_output=True,
+        text=True,
+        timeout=300,
     ).stdout
     for name in ("can", "cameras", "mujoco_gl", "disk"):
         assert name in text

@@ -139,7 +139,9 @@ def test_run_in_background_delivers_results_and_errors_on_the_gui_thread(qtbot, 
     def fail():
         raise FileNotFoundError("datasets/demo is missing: record one first")
 
-    app_context.run_in_background(work, 21, on_result=lambda v: seen.update(result=v, on=QThread.currentThread()))
+    app_context.run_in_background(
+        work, 21, on_result=lambda v: seen.update(result=v, on=QThread.currentThread())
+    )
     app_context.run_in_background(fail, on_error=lambda m: seen.update(error=m))
     qtbot.waitUntil(lambda: "result" in seen and "error" in seen, timeout=5000)
     assert seen["result"] == 42 and seen["on"] is gui_thread and seen["worker_thread"] is not gui_thread

@@ -44,7 +44,9 @@ def test_record_one_sim_episode_by_keys_and_clicks_and_the_counter_moves(qtbot, 
     page.reset_spin.setValue(0.0)
     page.size_combo.setCurrentText("96x128")
     qtbot.mouseClick(page.open_button, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: page.session is not None and page.session.state == SessionState.READY, timeout=180_000)
+    qtbot.waitUntil(
+        lambda: page.session is not None and page.session.state == SessionState.READY, timeout=180_000
+    )
     assert page.counter_texts() == ["Press the Button 0/2"]
 
     qtbot.keyClick(page, Qt.Key.Key_Space)  # Space: start
@@ -61,5 +63,7 @@ def test_record_one_sim_episode_by_keys_and_clicks_and_the_counter_moves(qtbot, 
     qtbot.keyClick(page, Qt.Key.Key_Space)
     qtbot.waitUntil(lambda: page.session.state == SessionState.REVIEW, timeout=120_000)
     qtbot.keyClick(page, Qt.Key.Key_Backspace)  # Backspace: discard
-    qtbot.waitUntil(lambda: page.session.state in (SessionState.READY, SessionState.RESETTING), timeout=30_000)
+    qtbot.waitUntil(
+        lambda: page.session.state in (SessionState.READY, SessionState.RESETTING), timeout=30_000
+    )
     assert page.counter_texts() == ["Press the Button 1/2"] and page.session.writer.total_episodes == 1

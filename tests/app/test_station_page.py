@@ -60,7 +60,10 @@ def test_previewing_a_missing_camera_says_what_to_check(qtbot, app_context):
     page.camera_combos["side"].setCurrentText("/dev/v4l/by-id/no-such-camera")
     page.preview_camera("side")
     qtbot.waitUntil(lambda: "does not exist" in page.discovery_label.text(), timeout=10_000)
-    assert "no-such-camera" in page.discovery_label.text() and "plug the camera in" in page.discovery_label.text()
+    assert (
+        "no-such-camera" in page.discovery_label.text()
+        and "plug the camera in" in page.discovery_label.text()
+    )
     assert page.camera_thumbs["side"].last_frame is None
 
 
@@ -111,12 +114,23 @@ def test_camera_view_without_signal_and_fps(qtbot):
 
 
 def test_health_reads_in_the_operators_words():
-    lines = format_health({
-        "backend": "sim", "preview_hz": 29.96, "can_fps": {"follower (can0)": 1203.44, "leader (piper-sim-1-0-l)": 900.0},
-        "camera_fps": {"side": 30.04}, "arm": {"ctrl_mode": 1, "arm_status": 1, "enabled": False, "estop": True,
-                                              "motors_enabled": [True] * 6},
-        "sim": {"physics_steps": 3}, "new_figure": 2.25,
-    })
+    lines = format_health(
+        {
+            "backend": "sim",
+            "preview_hz": 29.96,
+            "can_fps": {"follower (can0)": 1203.44, "leader (piper-sim-1-0-l)": 900.0},
+            "camera_fps": {"side": 30.04},
+            "arm": {
+                "ctrl_mode": 1,
+                "arm_status": 1,
+                "enabled": False,
+                "estop": True,
+                "motors_enabled": [True] * 6,
+            },
+            "sim": {"physics_steps": 3},
+            "new_figure": 2.25,
+        }
+    )
     assert lines == [
         "Preview: 30.0 Hz",
         "CAN frames/s: follower (can0) 1203 · leader (virtual) 900",
@@ -137,7 +151,9 @@ def test_a_slow_gui_gets_only_the_newest_snapshot(qtbot, app_context):
     received = []
     app_context.station.snapshot.connect(received.append)
     sender = threading.Thread(
-        target=lambda: [app_context.station.publish({"side": np.full((4, 4, 3), i, np.uint8)}) for i in range(50)]
+        target=lambda: [
+            app_context.station.publish({"side": np.full((4, 4, 3), i, np.uint8)}) for i in range(50)
+        ]
     )
     sender.start()
     sender.join()  # the GUI thread did not run meanwhile: 50 ticks, one pending delivery

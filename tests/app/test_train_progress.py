@@ -12,9 +12,12 @@ def test_progress_writes_one_line_per_step_when_not_a_terminal(monkeypatch):
     # The job is active for four polls; the step moves on polls 1, 2 and 4.
     steps = iter([5, 10, 10, 15])
     states = iter([True, True, True, True, False])
-    monkeypatch.setattr(train.jobs, "read_job", lambda run_dir: SimpleNamespace(active=next(states), total_steps=20))
     monkeypatch.setattr(
-        train.metrics, "progress",
+        train.jobs, "read_job", lambda run_dir: SimpleNamespace(active=next(states), total_steps=20)
+    )
+    monkeypatch.setattr(
+        train.metrics,
+        "progress",
         lambda run_dir: {"step": next(steps), "total_steps": 20, "fraction": 0.5, "loss": 1.0, "eta_s": 3.0},
     )
     log = io.StringIO()  # not a tty

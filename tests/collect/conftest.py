@@ -30,7 +30,9 @@ def wait_until(predicate, timeout_s=3.0):
 
 @pytest.fixture
 def follower_emulator():
-    with PiperEmulator(unique_channel("follower"), role="follower", joint_source=FirstOrderJoints(tau_s=0.02)) as emu:
+    with PiperEmulator(
+        unique_channel("follower"), role="follower", joint_source=FirstOrderJoints(tau_s=0.02)
+    ) as emu:
         yield emu
 
 

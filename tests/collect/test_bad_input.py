@@ -10,7 +10,9 @@ pytestmark = pytest.mark.timeout(30)
 
 def test_a_can_port_that_does_not_exist(tmp_path):
     (tmp_path / "eth0").mkdir()  # a /sys/class/net with no CAN interface
-    with pytest.raises(CanPortError, match=r"'can7' does not exist.*ip link set can7 up type can bitrate 1000000"):
+    with pytest.raises(
+        CanPortError, match=r"'can7' does not exist.*ip link set can7 up type can bitrate 1000000"
+    ):
         check_socketcan_port("can7", sys_net=tmp_path)
 
 
@@ -34,13 +36,26 @@ def test_a_can_port_that_is_down_or_at_the_wrong_bitrate_says_the_command_that_f
     from collect.can_ports import parse_ip_link
 
     def link(name, flags, bitrate):  # `ip -details -json link show dev NAME`, trimmed
-        info = {"state": "ERROR-ACTIVE", "bittiming": {"bitrate": bitrate}} if bitrate else {"state": "STOPPED"}
-        return parse_ip_link({"ifname": name, "flags": flags, "operstate": "UP" if "UP" in flags else "DOWN",
-                              "linkinfo": {"info_kind": "can", "info_data": info}})
+        info = (
+            {"state": "ERROR-ACTIVE", "bittiming": {"bitrate": bitrate}} if bitrate else {"state": "STOPPED"}
+        )
+        return parse_ip_link(
+            {
+                "ifname": name,
+                "flags": flags,
+                "operstate": "UP" if "UP" in flags else "DOWN",
+                "linkinfo": {"info_kind": "can", "info_data": info},
+            }
+        )
 
-    found = [link("can0", ["NOARP", "ECHO"], None), link("can1", ["NOARP", "UP", "LOWER_UP"], 500_000),
-             link("can2", ["NOARP", "UP", "LOWER_UP"], 1_000_000)]
-    with pytest.raises(CanPortError, match=r"'can0' is down: `sudo ip link set can0 up type can bitrate 1000000`"):
+    found = [
+        link("can0", ["NOARP", "ECHO"], None),
+        link("can1", ["NOARP", "UP", "LOWER_UP"], 500_000),
+        link("can2", ["NOARP", "UP", "LOWER_UP"], 1_000_000),
+    ]
+    with pytest.raises(
+        CanPortError, match=r"'can0' is down: `sudo ip link set can0 up type can bitrate 1000000`"
+    ):
         check_socketcan_port("can0", found=found)
     with pytest.raises(CanPortError, match=r"'can1' runs at 500000 bit/s; the PiPER needs 1000000"):
         check_socketcan_port("can1", found=found)

@@ -16,7 +16,9 @@ def test_lerobot_builds_our_arms_from_their_registered_configs(follower_emulator
     from collect.follower import PiperFollower
     from collect.leader import PiperLeader
 
-    follower_config = RobotConfig.get_choice_class("piper_follower")(port=follower_emulator.channel, interface="virtual")
+    follower_config = RobotConfig.get_choice_class("piper_follower")(
+        port=follower_emulator.channel, interface="virtual"
+    )
     robot = make_robot_from_config(follower_config)
     assert isinstance(robot, PiperFollower)
     teleop = make_teleoperator_from_config(TeleoperatorConfig.get_choice_class("piper_leader")(port="can1"))
@@ -38,9 +40,12 @@ def test_features_map_to_lerobot_dataset_features():
     class FakeCamera:  # only its size matters for the features
         height, width, is_connected = 240, 320, False
 
-    robot = PiperFollower(PiperFollowerConfig(port="unused"), cameras={"side": FakeCamera(), "wrist": FakeCamera()})
+    robot = PiperFollower(
+        PiperFollowerConfig(port="unused"), cameras={"side": FakeCamera(), "wrist": FakeCamera()}
+    )
     features = hw_to_dataset_features(robot.observation_features, "observation") | hw_to_dataset_features(
-        robot.action_features, "action")
+        robot.action_features, "action"
+    )
     assert features["observation.state"]["names"] == list(MOTOR_KEYS)
     assert features["action"]["names"] == list(MOTOR_KEYS)
     assert features["observation.images.side"]["shape"] == (240, 320, 3)

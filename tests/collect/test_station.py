@@ -90,7 +90,9 @@ def test_single_bus_follower_follows_the_simulated_leader():
         station.enable()
         goal = (0.6, 1.4, -1.0, -0.3, 0.4, 0.5)
         station.sim.leader_source.command(goal, 0.03)
-        assert wait_until(lambda: np.allclose(sim_arm(station), goal + (0.03,), atol=0.02), 4.0), sim_arm(station)
+        assert wait_until(lambda: np.allclose(sim_arm(station), goal + (0.03,), atol=0.02), 4.0), sim_arm(
+            station
+        )
         action = station.leader.get_action()
         assert np.allclose([action[k] for k in MOTOR_KEYS], goal + (0.03,), atol=0.01)
         health = station.health()
@@ -131,7 +133,9 @@ def test_lockstep_applies_each_command_before_physics_advances():
             sent = station.follower.send_action(target)
             station.sim.advance(1 / 30)
             ctrl = station.sim.call(lambda world: world.data.ctrl[:7].copy())
-            assert np.allclose(ctrl, [sent[k] for k in MOTOR_KEYS], atol=1e-4), "advance ran on a stale command"
+            assert np.allclose(ctrl, [sent[k] for k in MOTOR_KEYS], atol=1e-4), (
+                "advance ran on a stale command"
+            )
         assert station.sim.sim_time - t0 == pytest.approx(1.5, abs=1e-6)
         assert np.allclose(sim_arm(station), list(target.values()), atol=0.02)
 

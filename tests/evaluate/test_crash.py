@@ -15,7 +15,9 @@ ROOT = Path(__file__).resolve().parents[2]
 def _run_until(db, stop_after: int, kill_on: str) -> list[tuple[str, int, str]]:
     """Start the child, read until `stop_after` SCORED lines, then kill it at the next `kill_on` line."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    child = subprocess.Popen([sys.executable, str(TARGET), str(db)], stdout=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, str(TARGET), str(db)], stdout=subprocess.PIPE, text=True, env=env
+    )
     scored = []
     try:
         for line in child.stdout:

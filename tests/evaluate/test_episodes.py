@@ -24,7 +24,9 @@ def test_finished_trials_become_episodes_and_aborted_ones_do_not(tmp_path):
     from lerobot.datasets import LeRobotDataset
 
     sink = EvalEpisodeWriter(tmp_path / "datasets", "eval_c", fps=30, image_size=(48, 64))
-    with GymSimExecutor({"r": HoldStill()}, image_size=(48, 64), max_duration_s=0.2, episode_sink=sink) as executor:
+    with GymSimExecutor(
+        {"r": HoldStill()}, image_size=(48, 64), max_duration_s=0.2, episode_sink=sink
+    ) as executor:
         refs = []
         for index in range(2):
             slot = TrialSlot("r", "press_button", index, seed=index)

@@ -22,16 +22,28 @@ def tiny_act(cameras=("side", "wrist")):
     inputs = {"observation.state": PolicyFeature(FeatureType.STATE, (7,))}
     inputs |= {f"observation.images.{c}": PolicyFeature(FeatureType.VISUAL, (3, H, W)) for c in cameras}
     config = ACTConfig(
-        chunk_size=CHUNK, n_action_steps=CHUNK, pretrained_backbone_weights=None, dim_model=32, n_heads=2,
-        dim_feedforward=64, n_encoder_layers=1, n_decoder_layers=1, use_vae=False, device="cpu",
-        input_features=inputs, output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
+        chunk_size=CHUNK,
+        n_action_steps=CHUNK,
+        pretrained_backbone_weights=None,
+        dim_model=32,
+        n_heads=2,
+        dim_feedforward=64,
+        n_encoder_layers=1,
+        n_decoder_layers=1,
+        use_vae=False,
+        device="cpu",
+        input_features=inputs,
+        output_features={"action": PolicyFeature(FeatureType.ACTION, (7,))},
     )
     torch.manual_seed(0)
     policy = ACTPolicy(config)
     home = torch.tensor([*HOME_JOINTS_RAD, 0.03])
     stats = {k: {"mean": home, "std": torch.full((7,), 0.3)} for k in ("observation.state", "action")}
     for c in cameras:
-        stats[f"observation.images.{c}"] = {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.2)}
+        stats[f"observation.images.{c}"] = {
+            "mean": torch.full((3, 1, 1), 0.5),
+            "std": torch.full((3, 1, 1), 0.2),
+        }
     pre, post = make_pre_post_processors(config, dataset_stats=stats)
     return policy, pre, post
 
@@ -45,16 +57,23 @@ def agent():
 def test_policy_runs_sim_trials_with_action_chunking_and_writes_rows(agent, tmp_path, monkeypatch):
     inferences = []
     predict = agent.policy.predict_action_chunk
-    monkeypatch.setattr(agent.policy, "predict_action_chunk", lambda batch: inferences.append(1) or predict(batch))
+    monkeypatch.setattr(
+        agent.policy, "predict_action_chunk", lambda batch: inferences.append(1) or predict(batch)
+    )
     store = ResultsStore(tmp_path / "results.sqlite")
-    spec = CampaignSpec(name="act", runs=("tiny-act",), tasks=("press_button", "open_pot"), trials=1,
-                        max_duration_s=0.5)
+    spec = CampaignSpec(
+        name="act", runs=("tiny-act",), tasks=("press_button", "open_pot"), trials=1, max_duration_s=0.5
+    )
     campaign = Campaign.create(store, spec)
-    with GymSimExecutor({"tiny-act": agent}, image_size=(H, W), max_duration_s=spec.max_duration_s) as executor:
+    with GymSimExecutor(
+        {"tiny-act": agent}, image_size=(H, W), max_duration_s=spec.max_duration_s
+    ) as executor:
         run_campaign(campaign, executor)
     rows = store.trials("act")
     assert [(r.task, r.trial_index, r.seed) for r in rows] == [
-        ("press_button", 0, spec.seed_for("press_button", 0)), ("open_pot", 0, spec.seed_for("open_pot", 0))]
+        ("press_button", 0, spec.seed_for("press_button", 0)),
+        ("open_pot", 0, spec.seed_for("open_pot", 0)),
+    ]
     assert all(r.scorer == "predicate" and r.outcome in ("success", "failure") for r in rows)
     assert all(r.duration_s == pytest.approx(0.5) for r in rows)  # 15 ticks at 30 fps, lockstep
     # one inference per chunk: 15 ticks / 5 actions per chunk = 3 per trial

@@ -10,7 +10,9 @@ def _seed_db(workspace):
         store.create_campaign("c", "sim", {})
         store.register_run(RunInfo("c", "sp", strategy="lora_sp", trainable_pct=9.2, active_rank=76))
         for i in range(5):
-            store.add_trial(TrialRecord("c", "sp", "press_button", i, "success" if i < 4 else "failure", "predicate"))
+            store.add_trial(
+                TrialRecord("c", "sp", "press_button", i, "success" if i < 4 else "failure", "predicate")
+            )
 
 
 def test_results_markdown_and_csv(workspace, capsys, tmp_path):

@@ -8,8 +8,11 @@ from evaluate.tables import comparison_from_store, tally
 def _fill(store, campaign, run, outcomes_by_task, strategy=""):
     for task, outcomes in outcomes_by_task.items():
         for i, ok in enumerate(outcomes):
-            store.add_trial(TrialRecord(campaign, run, task, i, "success" if ok else "failure", "predicate",
-                                        strategy=strategy))
+            store.add_trial(
+                TrialRecord(
+                    campaign, run, task, i, "success" if ok else "failure", "predicate", strategy=strategy
+                )
+            )
 
 
 def test_comparison_table_in_paper_layout(tmp_path):

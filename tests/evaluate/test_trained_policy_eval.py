@@ -38,15 +38,25 @@ def trained_workspace(tmp_path_factory):
 
     workspace = Workspace.open(tmp_path_factory.mktemp("ws"))
     sink = EvalEpisodeWriter(workspace.datasets_dir, "sim_tiny", fps=30, image_size=(48, 64))
-    with GymSimExecutor({"w": Wiggle()}, image_size=(48, 64), max_duration_s=0.4, episode_sink=sink) as executor:
+    with GymSimExecutor(
+        {"w": Wiggle()}, image_size=(48, 64), max_duration_s=0.4, episode_sink=sink
+    ) as executor:
         for task in ("press_button", "open_pot"):
             for index in range(2):
                 slot = TrialSlot("w", task, index, seed=index)
                 executor.reset(slot)
                 executor.run(slot, threading.Event())
     config = get_preset(
-        "smolvla-lora_sp", dataset="sim_tiny", run_name=RUN, steps=2, batch_size=2, log_every=1,
-        checkpoint_every=2, val_every=1000, device="cpu", adapter={"r": 8},
+        "smolvla-lora_sp",
+        dataset="sim_tiny",
+        run_name=RUN,
+        steps=2,
+        batch_size=2,
+        log_every=1,
+        checkpoint_every=2,
+        val_every=1000,
+        device="cpu",
+        adapter={"r": 8},
         backbone_cache=str(tmp_path_factory.mktemp("backbones")),
     )
     result = run_training(config, workspace.runs_dir / RUN, workspace.datasets_dir)
@@ -56,8 +66,25 @@ def trained_workspace(tmp_path_factory):
 
 def test_eval_cli_scores_a_trained_run_and_prints_the_table(trained_workspace, capsys):
     ws = str(trained_workspace.root)
-    argv = ["--workspace", ws, "eval", "--run", RUN, "--tasks", "press_button,open_pot", "--trials", "1",
-            "--max-duration", "0.2", "--image-size", "48x64", "--eta", "0.8", "--campaign", "e2e"]
+    argv = [
+        "--workspace",
+        ws,
+        "eval",
+        "--run",
+        RUN,
+        "--tasks",
+        "press_button,open_pot",
+        "--trials",
+        "1",
+        "--max-duration",
+        "0.2",
+        "--image-size",
+        "48x64",
+        "--eta",
+        "0.8",
+        "--campaign",
+        "e2e",
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "| tiny-sp (e2e) | lora_sp |" in out and "Open" in out and "Press" in out

@@ -17,10 +17,15 @@ def make_plan():
     from collect.recording.plan import RecordingPlan
 
     def make(name="demo", **overrides):
-        settings = dict(tasks=["open_pot", "press_button"], episodes_per_task=2, image_size=SMALL, reset_s=0.0,
-                        max_episode_s=2.0, operator="tester")
+        settings = dict(
+            tasks=["open_pot", "press_button"],
+            episodes_per_task=2,
+            image_size=SMALL,
+            reset_s=0.0,
+            max_episode_s=2.0,
+            operator="tester",
+        )
         settings.update(overrides)
         return RecordingPlan(name, **settings)
 
     return make
-

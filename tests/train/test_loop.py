@@ -48,7 +48,11 @@ def test_each_strategy_trains_and_writes_a_complete_run(preset, backbone_cache, 
         # the paper's three groups each report an active rank within the bank
         for group in ("vision", "language", "action"):
             assert 0 < train[-1][f"active_rank/{group}"] <= 8
-        final = [e for e in read_metrics(tmp_path / "run", kind="event") if e["event"] == "active_rank_distribution"]
+        final = [
+            e
+            for e in read_metrics(tmp_path / "run", kind="event")
+            if e["event"] == "active_rank_distribution"
+        ]
         assert len(final[0]["histogram"]["action"]) == 9 and sum(final[0]["histogram"]["action"]) > 0
     val = read_metrics(tmp_path / "run", kind="val")
     assert set(val[-1]) >= {"val/open the pot", "val/press the button", "val/mean"}
@@ -94,7 +98,9 @@ def test_resume_continues_exactly(backbone_cache, train_workspace, tmp_path):
     assert straight.state == second.state == "completed" and second.step == 4
 
     def losses(run):
-        return [(r["step"], r["loss"], r.get("aux/spectral")) for r in read_metrics(tmp_path / run, kind="train")]
+        return [
+            (r["step"], r["loss"], r.get("aux/spectral")) for r in read_metrics(tmp_path / run, kind="train")
+        ]
 
     a, b = losses("straight"), losses("split")
     assert [s for s, *_ in a] == [s for s, *_ in b] == [1, 2, 3, 4]  # nothing logged twice

@@ -27,24 +27,34 @@ def make_dataset(root, tasks=TASKS, episodes_per_task=EPISODES_PER_TASK, frames=
         "observation.images.wrist": image,
     }
     ds = LeRobotDataset.create(
-        "local/train_fixture", fps=30, features=features, root=root, robot_type="piper", use_videos=True,
-        image_writer_threads=0, rgb_encoder=RGBEncoderConfig(vcodec="h264"),
+        "local/train_fixture",
+        fps=30,
+        features=features,
+        root=root,
+        robot_type="piper",
+        use_videos=True,
+        image_writer_threads=0,
+        rgb_encoder=RGBEncoderConfig(vcodec="h264"),
     )
     rng = np.random.default_rng(seed)
     for task_index, task in enumerate(tasks):
         for _ in range(episodes_per_task):
             phase = rng.uniform(0, 1)
             for t in range(frames):
-                angle = np.sin(np.linspace(0, 1, 7) * (task_index + 1) + t / frames + phase).astype(np.float32)
+                angle = np.sin(np.linspace(0, 1, 7) * (task_index + 1) + t / frames + phase).astype(
+                    np.float32
+                )
                 frame = np.full(IMAGE, 40 + 80 * task_index, dtype=np.uint8)
                 frame[:, (4 * t) % IMAGE[1]] = 255
-                ds.add_frame({
-                    "observation.state": angle,
-                    "action": angle + 0.05 * (task_index + 1),
-                    "observation.images.side": frame,
-                    "observation.images.wrist": frame[::-1].copy(),
-                    "task": task,
-                })
+                ds.add_frame(
+                    {
+                        "observation.state": angle,
+                        "action": angle + 0.05 * (task_index + 1),
+                        "observation.images.side": frame,
+                        "observation.images.wrist": frame[::-1].copy(),
+                        "task": task,
+                    }
+                )
             ds.save_episode()
     ds.finalize()
     return root

@@ -187,7 +187,9 @@ class TrainPage(QWidget):
         # the offline names to pick from (mini-smolvla once `piper-ws pretrain` made it), or type a path
         self.backbone_edit = QComboBox(editable=True)
         self.backbone_edit.addItems(OFFLINE_BACKBONES)
-        self.backbone_edit.lineEdit().setPlaceholderText("a name above, or a smolvla_base / pi0 snapshot directory")
+        self.backbone_edit.lineEdit().setPlaceholderText(
+            "a name above, or a smolvla_base / pi0 snapshot directory"
+        )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 10_000_000)
         self.batch_spin = QSpinBox()

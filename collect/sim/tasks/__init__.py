@@ -72,4 +72,15 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["TASKS", "TASK_KEYS", "INSTRUCTIONS", "SOURCE_TASK_KEYS", "SOURCE_INSTRUCTIONS", "ExpertStyle", "Move", "SimTask", "make_task", "task_class"]
+__all__ = [
+    "TASKS",
+    "TASK_KEYS",
+    "INSTRUCTIONS",
+    "SOURCE_TASK_KEYS",
+    "SOURCE_INSTRUCTIONS",
+    "ExpertStyle",
+    "Move",
+    "SimTask",
+    "make_task",
+    "task_class",
+]

@@ -1,6 +1,7 @@
 """A process that records and reads lerobot datasets prints one decoder line, no torchcodec
 traceback and no libx264 statistics (real lerobot, PyAV and FFmpeg in a child process)."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -26,8 +27,10 @@ for _ in range(2):
 
 def run(quiet: bool) -> str:
     script = SCRIPT.format(fixtures=str(Path(__file__).parent), quiet=quiet)
+    # a fresh child: quiet() in this test process (any CLI test calls it) sets the environment
+    env = {k: v for k, v in os.environ.items() if k != "HF_DATASETS_DISABLE_PROGRESS_BARS"}
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
-                          cwd=Path(__file__).parents[2])  # fmt: skip
+                          cwd=Path(__file__).parents[2], env=env)  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout + proc.stderr
 

@@ -86,13 +86,13 @@ def run(args: argparse.Namespace) -> int:
     if card is not None and card.get("run") == run_name and card.get("steps") == args.steps:
         _say(f"3/3 export: backbone {name!r} is up to date")
     else:
-        path = _export(workspace, name, scratch, corpus, run_name, args)
+        path = _export(workspace, name, scratch, corpus, tasks, run_name, args)
         _say(f"3/3 export: backbone {name!r} at {path}")
     _say(f"fine-tune from it: piper-ws train --backbone {name} ... (presets mini-*)")
     return 0
 
 
-def _export(workspace, name: str, scratch: str, corpus: str, run_name: str, args) -> str:
+def _export(workspace, name: str, scratch: str, corpus: str, tasks: str, run_name: str, args) -> str:
     from train.backbones import export_pretrained
     from train.checkpoint import PRETRAINED, checkpoint_dir
 
@@ -107,11 +107,11 @@ def _export(workspace, name: str, scratch: str, corpus: str, run_name: str, args
         "run": run_name,
         "corpus": {
             "dataset": corpus,
-            "tasks": args.tasks,
+            "tasks": tasks.split(","),
             "episodes": info.get("total_episodes"),
             "frames": info.get("total_frames"),
             "image_size": args.image_size,
-        },  # fmt: skip
+        },
         "steps": args.steps,
         "batch_size": args.batch_size,
         "lr": args.lr,

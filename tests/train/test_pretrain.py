@@ -24,6 +24,7 @@ def test_pretrain_builds_a_backbone_the_trainer_takes_by_name_and_resumes(
     card = read_card("tiny-smolvla-pretrained")
     assert card["from"] == "tiny-smolvla" and card["steps"] == 4 and card["run"] == "pretrain-tiny"
     assert card["corpus"]["episodes"] == 2 and card["corpus"]["frames"] > 100
+    assert card["corpus"]["tasks"] == ["lift_cube", "touch_ball"]
     assert card["parameters"] > 1e5 and card["final_loss"] > 0
     backbone = resolve_backbone("tiny-smolvla-pretrained")
     config = json.loads((backbone.path / "config.json").read_text())

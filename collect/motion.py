@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from collect.episode_start import EpisodeStart
+from collect.limits import MOTOR_KEYS
 
 
 def drive_to(follower, pose: EpisodeStart, *, fps: int = 30, timeout_s: float = 8.0, sim=None) -> bool:
@@ -17,7 +18,7 @@ def drive_to(follower, pose: EpisodeStart, *, fps: int = 30, timeout_s: float = 
     `sim`: a lockstep `SimRuntime` to advance one period per tick instead of sleeping."""
     period = 1.0 / fps
     for _ in range(max(1, round(timeout_s * fps))):
-        if pose.reached(follower.get_observation()):
+        if pose.reached(dict(zip(MOTOR_KEYS, follower.read_joints(), strict=True))):  # joints only, no frames
             return True
         follower.send_action(pose.action())
         if sim is not None:

@@ -29,11 +29,8 @@ def sync_reports(station, timeout_s: float = SYNC_TIMEOUT_S) -> bool:
         return True
     state = sim.follower_source.read()
     follower_expected = as_reported([*state.positions_rad, state.gripper_m])
-    leader_expected = None
-    leader_emulator = sim.emulators.get("leader")
-    if leader_emulator is not None and leader_emulator.sends_commands:
-        joints, gripper = sim.leader_source.target()
-        leader_expected = as_reported([*joints, gripper])
+    leader_target = sim.commanding_leader_target()
+    leader_expected = as_reported(leader_target) if leader_target is not None else None
     deadline = time.monotonic() + timeout_s
     while True:
         follower_ok = station.follower.read_joints() == follower_expected

@@ -203,13 +203,19 @@ class SimRuntime:
 
         return self.call(step, timeout_s)
 
-    def leader_command_on_bus(self) -> list[float] | None:
-        """On one bus with a commanding leader: the follower target its frames carry now."""
+    def commanding_leader_target(self) -> list[float] | None:
+        """Where the leader arm is told to be (6 joints rad + gripper m), while its emulator puts
+        commands on the bus; None when it is silent (a policy drives the follower)."""
         leader = self.emulators.get("leader")
-        if not self.single_bus or leader is None or not leader.sends_commands:
+        if leader is None or not leader.sends_commands:
             return None
         joints, gripper = self.leader_source.target()
-        return as_commanded([*joints, gripper])
+        return [*joints, gripper]
+
+    def leader_command_on_bus(self) -> list[float] | None:
+        """On one bus with a commanding leader: the follower target its frames carry now."""
+        target = self.commanding_leader_target()
+        return as_commanded(target) if self.single_bus and target is not None else None
 
     def reset(self, seed: int | None = None, start=EPISODE_START) -> None:
         """Start an episode: `start` pose, the task's objects placed from `seed`, settled

@@ -38,3 +38,10 @@ def test_source_scenes_see_the_table_from_another_side_camera_pose():
     finally:
         target.close()
         source.close()
+
+
+def test_the_mini_tokenizer_learns_the_source_instructions():
+    """train cannot import collect (layering): this keeps its copy of the instructions honest."""
+    from train.backbones import MINI_SMOLVLM
+
+    assert set(MINI_SMOLVLM["vocabulary"]) == set(SOURCE_INSTRUCTIONS.values())

@@ -15,7 +15,9 @@ gym-pusht). Importing this module registers them:
 
 Each reset starts where a recorded episode of the same seed starts (`collect.sim.episode`),
 and `agent_pos` is what the arm reports over CAN, so a recorded dataset's first frame
-equals the reset observation. Lockstep: one `step` simulates exactly 1/fps seconds of sim time, however long it takes,
+equals the reset observation.
+
+Lockstep: one `step` simulates exactly 1/fps seconds of sim time, however long it takes,
 so a seed gives the same episode on any machine. The action goes straight to the arm's
 position actuators, clamped to `collect.limits`. `info["is_success"]` at reset and step;
 the episode terminates on success (reward 1) and is truncated at the task's time limit.

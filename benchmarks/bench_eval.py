@@ -27,7 +27,7 @@ from evaluate.store import ResultsStore, TrialRecord  # noqa: E402
 
 
 class HoldStill:
-    def reset(self):
+    def reset(self, seed=None):
         pass
 
     def act(self, observation, instruction):

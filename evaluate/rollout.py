@@ -100,8 +100,14 @@ class PolicyAgent:
             layer.inference_eta = eta
         return len(layers)
 
-    def reset(self) -> None:
-        """Before each trial: empty the action queue (and any processor state)."""
+    def reset(self, seed: int | None = None) -> None:
+        """Before each trial: empty the action queue (and any processor state). `seed` fixes
+        the policy's sampling noise (flow matching draws it from torch's global generator), so
+        a trial of a run on a scene is reproducible, as the scene itself is."""
+        if seed is not None:
+            import torch
+
+            torch.manual_seed(seed)
         self.policy.reset()
         for processor in (self.preprocessor, self.postprocessor):
             reset = getattr(processor, "reset", None)
@@ -198,7 +204,7 @@ class StationExecutor:
             self.station.sim.reset(seed=slot.seed)
         elif not self.go_home():
             raise RolloutError("the arm did not reach the start pose; check for an obstacle or an e-stop")
-        self.agent(slot.run).reset()
+        self.agent(slot.run).reset(seed=slot.seed)
 
     def go_home(self, timeout_s: float = 8.0) -> bool:
         """Drive the arm to the episode start pose through send_action."""
@@ -278,8 +284,11 @@ class StationExecutor:
 class GymSimExecutor:
     """Sim trials on the project's gymnasium envs (`collect.sim.env`), one env per task.
 
-    Lockstep and seeded: a slot's seed gives the same scene for every run. Actions are
-    clamped to the joint limits by the env; the predicate (`info["is_success"]`) scores,
+    Lockstep and seeded: a slot's seed gives the same scene for every run. Every action
+    passes the follower's `SafetyFilter` (limits and per-tick step, as on the station and
+    the real arm), so a policy cannot fling the arm in sim where it could not on the bench
+    (a random policy once knocked open_pot's lid off in 0.5 s and scored a success); the
+    predicate (`info["is_success"]`) scores,
     and the episode ends on success as in lerobot's gym envs. The env and its renderer are
     created on the thread that calls `reset` (EGL contexts are per thread).
     """
@@ -304,6 +313,7 @@ class GymSimExecutor:
         self.episode_sink = episode_sink
         self.env: Any = None
         self._observation: dict[str, Any] | None = None
+        self._safety: Any = None  # a SafetyFilter per trial, from the start pose (reset)
 
     agent = StationExecutor.agent
 
@@ -319,9 +329,13 @@ class GymSimExecutor:
         return self.env
 
     def reset(self, slot: TrialSlot) -> None:
+        from collect.safety import SafetyFilter
+
         observation, _ = self._env_for(slot.task).reset(seed=slot.seed)
         self._observation = _flatten(observation)
-        self.agent(slot.run).reset()
+        self._safety = SafetyFilter()
+        self._safety.reset([self._observation[k] for k in MOTOR_KEYS])
+        self.agent(slot.run).reset(seed=slot.seed)
 
     def run(self, slot: TrialSlot, stop: threading.Event) -> RolloutResult:
         import numpy as np
@@ -338,10 +352,12 @@ class GymSimExecutor:
         for steps in range(1, max(1, round(self.max_duration_s * self.fps)) + 1):
             if stop.is_set():
                 return self._finish(steps - 1, None, aborted=True)
-            action = agent.act(observation, instruction)
+            wanted = agent.act(observation, instruction)
+            sent = self._safety.filter([wanted[k] for k in MOTOR_KEYS])
+            action = dict(zip(MOTOR_KEYS, sent, strict=True))
             if self.episode_sink is not None:
                 self.episode_sink.add(observation, action)
-            raw, _, terminated, truncated, info = env.step(np.asarray([action[k] for k in MOTOR_KEYS]))
+            raw, _, terminated, truncated, info = env.step(np.asarray(sent))
             previous, observation = observation, _flatten(raw)
             if self.on_tick is not None:
                 self.on_tick(TickInfo(slot, steps, time.monotonic() - started, previous, action))

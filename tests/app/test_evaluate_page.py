@@ -21,7 +21,7 @@ class OperatorArm:
 
 
 class HoldStill:
-    def reset(self):
+    def reset(self, seed=None):
         pass
 
     def act(self, observation, instruction):

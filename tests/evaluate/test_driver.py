@@ -24,7 +24,7 @@ class OperatorArm:
 class HoldStill:
     """A trivially 'trained' agent: commands the pose it observes."""
 
-    def reset(self):
+    def reset(self, seed=None):
         pass
 
     def act(self, observation, instruction):

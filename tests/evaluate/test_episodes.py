@@ -11,7 +11,7 @@ from evaluate.rollout import GymSimExecutor
 
 
 class HoldStill:
-    def reset(self):
+    def reset(self, seed=None):
         pass
 
     def act(self, observation, instruction):

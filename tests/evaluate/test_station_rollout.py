@@ -15,7 +15,7 @@ class Reckless:
     def __init__(self, stop=None, stop_at=None):
         self.stop, self.stop_at, self.ticks = stop, stop_at, 0
 
-    def reset(self):
+    def reset(self, seed=None):
         self.ticks = 0
 
     def act(self, observation, instruction):
@@ -112,7 +112,7 @@ class EStopsAt:
     def __init__(self, station, at=0):
         self.station, self.at, self.ticks = station, at, 0
 
-    def reset(self):
+    def reset(self, seed=None):
         self.ticks = 0
 
     def act(self, observation, instruction):

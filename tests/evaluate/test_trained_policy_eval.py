@@ -22,7 +22,7 @@ class Wiggle:
     def __init__(self):
         self.t = 0
 
-    def reset(self):
+    def reset(self, seed=None):
         self.t = 0
 
     def act(self, observation, instruction):

@@ -42,6 +42,14 @@ def checkpoint_dir(run_dir: str | Path, checkpoint: str | int = "last") -> Path:
     return path
 
 
+def last_step(run_dir: str | Path) -> int:
+    """The step of the run's last checkpoint; 0 when it has none (a new or never-saved run)."""
+    try:
+        return int(checkpoint_dir(run_dir).name)
+    except (FileNotFoundError, ValueError):
+        return 0
+
+
 def rng_state() -> dict:
     import numpy as np
     import torch

@@ -41,6 +41,10 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # std of Gaussian noise added to the normalised observation.state of training batches: a
+    # policy fitted to a few clean demonstrations otherwise follows the state alone, and in
+    # closed loop a small drift takes it onto another demonstration's path (docs/results)
+    state_noise: float = 0.0
     precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32
     seed: int = 0
     # policy config fields to override (e.g. chunk_size, train_expert_only)
@@ -64,6 +68,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not self.state_noise >= 0:
+            raise ValueError(f"state_noise must be >= 0 (a std in normalised units), got {self.state_noise}")
         if self.val_episodes_per_task < 0:
             raise ValueError("val_episodes_per_task must be >= 0")
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .config import RUN_CONFIG, TrainConfig
-from .metrics import MetricsWriter
+from .metrics import MetricsWriter, peak_memory_mb
 
 log = logging.getLogger("train")
 
@@ -185,7 +185,18 @@ class Trainer:
         while True:
             for raw in self._loader(self.train_set, batch_sampler=self.sampler):
                 self.batches_done += 1
-                yield self.preprocessor(raw)
+                yield self._augment(self.preprocessor(raw))
+
+    def _augment(self, batch: dict) -> dict:
+        """Training-only noise on the normalised state (`TrainConfig.state_noise`)."""
+        from lerobot.utils.constants import OBS_STATE
+
+        if self.config.state_noise > 0 and OBS_STATE in batch:
+            import torch
+
+            state = batch[OBS_STATE]
+            batch[OBS_STATE] = state + self.config.state_noise * torch.randn_like(state)
+        return batch
 
     # ---------------------------------------------------------------- steps
 
@@ -352,6 +363,7 @@ class Trainer:
                         lr=self.scheduler.get_last_lr()[0],
                         samples_per_s=per_step / step_time,
                         steps_per_s=1 / step_time,
+                        peak_memory_mb=peak_memory_mb(self.accelerator.device),
                         eta_s=step_time * (cfg.steps - self.step),
                         **means,
                         **ranks,

@@ -1,7 +1,7 @@
 """`runs/<run>/metrics.jsonl`: one JSON object per line, the one source of progress.
 
 Records carry a `kind`: "train" (step, loss, task_loss, aux/<term>, lr, samples_per_s,
-eta_s, active_rank/<group>, total_steps), "val" (step, val/<task>, val/mean) and "event"
+steps_per_s, peak_memory_mb, eta_s, active_rank/<group>, total_steps), "val" (step, val/<task>, val/mean) and "event"
 (step, event: started|resumed|checkpoint|completed|canceled|failed). Readers (the GUI, the
 CLI progress bar) tolerate a half-written last line.
 """
@@ -20,6 +20,17 @@ def _clean(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None  # JSON has no NaN; None plots as a gap
     return value
+
+
+def peak_memory_mb(device) -> float:
+    """The run's peak memory so far: allocated tensors on a GPU, the process's peak RSS on CPU."""
+    import torch
+
+    if getattr(device, "type", str(device)).startswith("cuda"):
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 class MetricsWriter:

@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from collect.sim.tasks import SOURCE_TASK_KEYS
     from collect.workspace import Workspace
     from train.backbones import read_card
+    from train.checkpoint import last_step
 
     workspace = Workspace.open(args.workspace)
     scratch, name = SIZES[args.size]
@@ -67,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         return _stopped("corpus", code)
 
     _say(f"2/3 training: run {run_name}, {scratch} from scratch, {args.steps} steps")
-    if _training_done(workspace.runs_dir / run_name, args.steps):
+    if last_step(workspace.runs_dir / run_name) >= args.steps:
         _say(f"run {run_name} already reached step {args.steps}")
     else:
         train = ["train", "--dataset", corpus, "--preset", "smolvla-full", "--backbone", scratch, "--run", run_name,
@@ -75,11 +76,9 @@ def run(args: argparse.Namespace) -> int:
                  "--set", f"seed={args.seed}", "--set", "checkpoint_every=500", "--set", "val_episodes_per_task=1"]  # fmt: skip
         if args.device:
             train += ["--device", args.device]
-        if _has_checkpoint(workspace.runs_dir / run_name):
+        if last_step(workspace.runs_dir / run_name):
             train.append("--resume")
-        if (code := main([*prefix, *train])) != 0 or not _training_done(
-            workspace.runs_dir / run_name, args.steps
-        ):
+        if (code := main([*prefix, *train])) != 0 or last_step(workspace.runs_dir / run_name) < args.steps:
             return _stopped("training", code or 1)
 
     card = read_card(name)
@@ -121,18 +120,6 @@ def _export(workspace, name: str, scratch: str, corpus: str, tasks: str, run_nam
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
     return str(export_pretrained(checkpoint_dir(run_dir) / PRETRAINED, name, card))
-
-
-def _has_checkpoint(run_dir) -> bool:
-    return (run_dir / "checkpoints" / "last").is_file()
-
-
-def _training_done(run_dir, steps: int) -> bool:
-    if not _has_checkpoint(run_dir):
-        return False
-    from train.checkpoint import checkpoint_dir
-
-    return int(checkpoint_dir(run_dir).name) >= steps
 
 
 def _say(text: str) -> None:

@@ -89,7 +89,10 @@ def test_overfitting_one_batch_lowers_lora_sp_loss_substantially(backbone_cache,
 @pytest.mark.slow
 def test_resume_continues_exactly(backbone_cache, train_workspace, tmp_path):
     # 2N steps in one go == N steps, stop, resume, N steps (N = 2; lr schedule over the 2N)
-    cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=4, lr_schedule="cosine", warmup_steps=1)
+    # state noise draws from the checkpointed generator too: resuming must redraw the same noise
+    cfg = tiny_config(
+        "smolvla-lora_sp", backbone_cache, steps=4, lr_schedule="cosine", warmup_steps=1, state_noise=0.2
+    )
     data = datasets_dir(train_workspace)
     straight = run_training(cfg, tmp_path / "straight", data)
     first = run_training(cfg, tmp_path / "split", data, stop_at_step=2)
@@ -143,3 +146,18 @@ def test_missing_dataset_and_unknown_task_are_clear_errors(backbone_cache, train
     cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=1, tasks=["fly away"])
     with pytest.raises(DatasetError, match="not in the dataset.*open the pot"):
         Trainer(cfg, tmp_path / "run", datasets_dir(train_workspace))
+
+
+def test_state_noise_perturbs_the_training_state_only_by_its_std():
+    from types import SimpleNamespace
+
+    from train.config import TrainConfig
+
+    with pytest.raises(ValueError, match="state_noise"):
+        TrainConfig(state_noise=-0.1)
+    clean = {"observation.state": torch.zeros(4096, 7), "action": torch.ones(4096, 50, 7)}
+    noisy = Trainer._augment(SimpleNamespace(config=TrainConfig(state_noise=0.25)), dict(clean))
+    assert noisy["observation.state"].std().item() == pytest.approx(0.25, rel=0.02)
+    assert torch.equal(noisy["action"], clean["action"])  # targets untouched
+    same = Trainer._augment(SimpleNamespace(config=TrainConfig()), dict(clean))
+    assert torch.equal(same["observation.state"], clean["observation.state"])

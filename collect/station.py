@@ -26,6 +26,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 BACKENDS = ("sim", "piper")
+LOCKSTEP_CAMERA_TIMEOUT_MS = 30_000.0  # lockstep sim: only a stalled simulation is this late
 DEFAULT_MAX_STEP_RAD = 0.1  # per control tick (collect.safety's default; kept here to stay import-light)
 
 
@@ -180,7 +181,12 @@ class Station:
 
         follower = PiperFollower(
             PiperFollowerConfig(
-                port=follower_port, interface=interface, max_step_rad=self.config.max_step_rad
+                port=follower_port,
+                interface=interface,
+                max_step_rad=self.config.max_step_rad,
+                # lockstep sim has no deadline: a frame late because the CPU is busy is still
+                # the right frame, so only a stalled simulation should time out
+                **({} if self.config.realtime else {"camera_timeout_ms": LOCKSTEP_CAMERA_TIMEOUT_MS}),
             ),
             cameras=self.cameras,
         )

@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.commands.pretrain",
         "make the in-house backbone mini-smolvla in sim: source corpus, full training, export (resumable)",
     ),
+    "study": (
+        "app.commands.study",
+        "the paper's comparison in sim: every strategy from the in-house backbone, swept, trained, scored (resumable)",
+    ),
     "demo": (
         "app.commands.demo",
         "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table",

@@ -1,0 +1,276 @@
+"""`piper-ws study`: the paper's Table I in simulation, from the in-house backbone.
+
+    piper-ws study                                  # the whole study; run it again to continue
+    piper-ws study --episodes-per-task 20 --steps 1500 --sweep-steps 200   # a CPU-sized pass
+    piper-ws study --device cuda --batch-size 32    # the same on a GPU
+
+Every stage is a normal workstation command on the workspace, continued from what is on
+disk when the same command runs again:
+
+0. backbone: `piper-ws pretrain` when the in-house backbone is not built yet;
+1. data: the four target tasks recorded by the virtual operator into `datasets/<name>-target`;
+2. per row, in order (full, full from scratch, LoRA-SP, LoRA r=128/32/8, AdaLoRA, LoRA-MoE,
+   then the LoRA-SP readings): a learning-rate sweep on validation loss (short runs
+   `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the picked rate with the same data,
+   step budget and seed, and its scored trials (campaign `<name>-<row>`, the same held-out
+   scenes for every row);
+3. after each row, the tables in `--out`: `paper_table.csv` / `.md` / `.png`, `sweep.md`,
+   `learnability.md` (full fine-tuning from the pretrained backbone against the same from
+   random weights) and `lora_sp_readings.md`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SCRATCH_ROW = "full_scratch"  # the learnability baseline: full fine-tuning from random weights
+EVAL_SEED = 7  # base seed of the held-out scenes (recorded episodes use seeds seed..seed+N-1)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--name", default="study", help="prefix of the study's dataset, runs and campaigns")
+    parser.add_argument(
+        "--family", default="mini", help="preset family: mini (mini-smolvla) or smolvla (tiny)"
+    )
+    parser.add_argument("--backbone", help="backbone of every row (default: the family's presets')")
+    parser.add_argument("--scratch", default="scratch-mini-smolvla", help="backbone of the full_scratch row")
+    parser.add_argument("--rows", help="comma list of rows (default: all strategies, full_scratch, readings)")
+    parser.add_argument("--no-readings", action="store_true", help="skip the LoRA-SP readings rows")
+    parser.add_argument("--episodes-per-task", type=int, default=120)
+    parser.add_argument("--image-size", default="96x128", metavar="HxW")
+    parser.add_argument("--steps", type=int, default=3000, help="step budget of every row")
+    parser.add_argument("--sweep-steps", type=int, default=300, help="steps of each sweep run (0: no sweep)")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--state-noise", type=float, default=0.3, help="state_noise of every run (see train guide)")
+    parser.add_argument("--seed", type=int, default=0, help="training seed and first recorded scene seed")
+    parser.add_argument("--trials", type=int, default=15, help="scored trials per task and row")
+    parser.add_argument("--max-duration", type=float, default=20.0, metavar="S", help="seconds per trial")
+    parser.add_argument("--pretrain-steps", type=int, default=3000, help="if the backbone must be built")
+    parser.add_argument("--device", help="cpu | cuda | cuda:N (default: a GPU if there is one)")
+    parser.add_argument("--out", default="docs/results", help="where the tables and the chart go")
+
+
+def run(args: argparse.Namespace) -> int:
+    from collect.workspace import Workspace
+
+    workspace = Workspace.open(args.workspace)
+    try:
+        study = Study(args, workspace)
+        study.check()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return study.run()
+    except KeyboardInterrupt:
+        _say("stopped; run the same command to continue from what is on disk")
+        return 130
+
+
+def _say(text: str) -> None:
+    print(f"== study: {text}", file=sys.stderr, flush=True)
+
+
+class Study:
+    def __init__(self, args: argparse.Namespace, workspace) -> None:
+        from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
+
+        self.args, self.workspace = args, workspace
+        self.dataset = f"{args.name}-target"
+        default_rows = [STRATEGIES[0], SCRATCH_ROW, *reversed(STRATEGIES[1:])]
+        default_rows += [] if args.no_readings else list(LORA_SP_VARIANTS)
+        self.rows = [r.strip() for r in args.rows.split(",")] if args.rows else default_rows
+        self.out = Path(args.out)
+        self.sweep: dict[str, dict[float, float | None]] = {}
+        self.picked: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ what a row is
+    def base_strategy(self, row: str) -> str:
+        """The preset strategy a row trains: readings are lora_sp, the scratch row is full."""
+        return "full" if row == SCRATCH_ROW else row.split("-")[0]
+
+    def preset(self, row: str) -> str:
+        return f"{self.args.family}-{self.base_strategy(row)}"
+
+    def run_name(self, row: str) -> str:
+        return f"{self.args.name}-{row}"
+
+    def check(self) -> None:
+        """Refuse bad input before anything is recorded or trained."""
+        from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
+        from train.presets import PRESETS
+
+        known = {*STRATEGIES, SCRATCH_ROW, *LORA_SP_VARIANTS}
+        unknown = [r for r in self.rows if r not in known]
+        if unknown:
+            raise ValueError(f"unknown study rows {unknown}; rows are {', '.join(sorted(known))}")
+        missing = sorted({self.preset(r) for r in self.rows} - set(PRESETS))
+        if missing:
+            raise ValueError(
+                f"no presets {missing} for family {self.args.family!r}; see `piper-ws train --presets`"
+            )
+        first_eval = EVAL_SEED * 100_003
+        if self.args.seed + self.args.episodes_per_task > first_eval:
+            raise ValueError(
+                f"recorded scene seeds {self.args.seed}..{self.args.seed + self.args.episodes_per_task - 1} "
+                f"would reach the held-out evaluation scenes (from {first_eval}): lower --seed"
+            )
+        for name in ("steps", "episodes_per_task", "trials", "batch_size"):
+            if getattr(self.args, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.args.episodes_per_task < 2 and self.args.sweep_steps:
+            raise ValueError(
+                "the sweep holds out one episode per task: record at least 2 (--episodes-per-task)"
+            )
+        self.out.mkdir(parents=True, exist_ok=True)
+
+    # ------------------------------------------------------------------ stages
+    def run(self) -> int:
+        if (code := self.backbone_stage()) != 0:
+            return code
+        if (code := self.data_stage()) != 0:
+            return code
+        for i, row in enumerate(self.rows, 1):
+            _say(f"row {i}/{len(self.rows)}: {row}")
+            for stage in (self.sweep_stage, self.train_stage, self.eval_stage):
+                if (code := stage(row)) != 0:
+                    _say(f"stopped at row {row}; run the same command again to continue from what is on disk")
+                    return code
+            self.write_tables()
+        _say(f"done: {self.out / 'paper_table.md'}")
+        return 0
+
+    def _cli(self, *argv: str) -> int:
+        from app.cli import main
+
+        return main(["--workspace", str(self.workspace.root), *argv])
+
+    def backbone_stage(self) -> int:
+        from train.backbones import PRETRAINED_NAMES, read_card
+        from train.presets import get_preset
+
+        backbone = self.args.backbone or get_preset(self.preset(self.rows[0])).backbone
+        if backbone not in PRETRAINED_NAMES or read_card(backbone) is not None:
+            return 0
+        size = "mini" if backbone == "mini-smolvla" else "tiny"
+        _say(f"backbone {backbone!r} is not built: pretraining it ({self.args.pretrain_steps} steps)")
+        argv = ["pretrain", "--size", size, "--steps", str(self.args.pretrain_steps)]
+        return self._cli(*argv, *(["--device", self.args.device] if self.args.device else []))
+
+    def data_stage(self) -> int:
+        from collect.recording.plan import is_dataset
+
+        _say(f"data: {self.dataset}, {self.args.episodes_per_task} episodes per target task")
+        argv = ["record", "--backend", "sim", "--dataset", self.dataset, "--tasks", "all",
+                "--episodes", str(self.args.episodes_per_task), "--image-size", self.args.image_size,
+                "--seed", str(self.args.seed)]  # fmt: skip
+        if is_dataset(self.workspace.datasets_dir / self.dataset):
+            argv.append("--resume")  # a complete dataset is left as it is
+        return self._cli(*argv)
+
+    def train(self, row: str, run: str, steps: int, lr: float, extra: dict | None = None) -> int:
+        """One training run of the row's preset, continued from its last checkpoint."""
+        import json
+
+        from train.checkpoint import last_step
+
+        run_dir = self.workspace.runs_dir / run
+        if last_step(run_dir) >= steps:
+            return 0
+        argv = ["train", "--dataset", self.dataset, "--preset", self.preset(row), "--run", run,
+                "--steps", str(steps), "--batch-size", str(self.args.batch_size), "--lr", repr(lr),
+                "--set", f"seed={self.args.seed}", "--set", "val_episodes_per_task=1",
+                "--set", f"checkpoint_every={max(50, steps // 4)}", "--set", f"val_every={max(25, steps // 6)}",
+                "--set", "val_batches=4", "--set", f"state_noise={self.args.state_noise}"]  # fmt: skip
+        backbone = self.args.scratch if row == SCRATCH_ROW else self.args.backbone
+        if backbone:
+            argv += ["--backbone", backbone]
+        if self.args.device:
+            argv += ["--device", self.args.device]
+        for key, value in (extra or {}).items():
+            argv += ["--set", f"{key}={json.dumps(value)}"]
+        if last_step(run_dir):
+            argv.append("--resume")
+        code = self._cli(*argv)
+        return code or (0 if last_step(run_dir) >= steps else 1)
+
+    def sweep_stage(self, row: str) -> int:
+        """Short runs at each rate of the grid; the lowest final validation loss wins. Rows that
+        share a strategy (the readings, the scratch row) reuse their strategy's pick."""
+        from evaluate.study import final_val_loss, lr_grid, lr_tag, pick_lr, sweep_markdown
+        from train.presets import get_preset
+
+        strategy = self.base_strategy(row)
+        if strategy in self.picked:
+            return 0
+        if not self.args.sweep_steps:
+            self.picked[strategy] = get_preset(self.preset(row)).lr
+            return 0
+        losses = {}
+        for lr in lr_grid(strategy):
+            run = f"{self.args.name}-sweep-{strategy}-{lr_tag(lr)}"
+            if (code := self.train(strategy, run, self.args.sweep_steps, lr)) != 0:
+                return code
+            losses[lr] = final_val_loss(self.workspace.runs_dir / run)
+        self.sweep[strategy] = losses
+        self.picked[strategy] = pick_lr(losses)
+        _say(f"sweep {strategy}: picked lr {self.picked[strategy]:g} of {losses}")
+        _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked))
+        return 0
+
+    def train_stage(self, row: str) -> int:
+        from evaluate.study import LORA_SP_VARIANTS
+
+        extra = {"adapter": LORA_SP_VARIANTS[row]} if row in LORA_SP_VARIANTS else None
+        lr = self.picked[self.base_strategy(row)]
+        return self.train(row, self.run_name(row), self.args.steps, lr, extra)
+
+    def eval_stage(self, row: str) -> int:
+        """The row's trials on the held-out scenes (the campaign resumes from results.sqlite)."""
+        return self._cli(
+            "eval", "--run", self.run_name(row), "--backend", "sim", "--tasks", "all",
+            "--trials", str(self.args.trials), "--seed", str(EVAL_SEED), "--campaign", self.run_name(row),
+            "--image-size", self.args.image_size, "--max-duration", str(self.args.max_duration),
+        )  # fmt: skip
+
+    # ------------------------------------------------------------------ outputs
+    def write_tables(self) -> None:
+        from evaluate.store import ResultsStore
+        from evaluate.study import (
+            LORA_SP_VARIANTS,
+            STRATEGIES,
+            paper_table_csv,
+            paper_table_markdown,
+            study_row,
+            success_chart,
+        )
+
+        with ResultsStore(self.workspace.results_db) as store:
+            done = [r for r in self.rows if store.has_campaign(self.run_name(r))]
+            trials = [t for r in done for t in store.trials(self.run_name(r))]
+        rows = {r: study_row(r, self.workspace.runs_dir / self.run_name(r), trials) for r in done}
+        table = [rows[s] for s in STRATEGIES if s in rows]
+        header = (
+            f"Study `{self.args.name}`: {self.args.episodes_per_task} recorded episodes per task "
+            f"({self.args.image_size}), {self.args.steps} steps at batch {self.args.batch_size}, "
+            f"{self.args.trials} trials per task on held-out scenes; success % [95% Wilson].\n\n"
+        )
+        _write(self.out / "paper_table.csv", paper_table_csv(table))
+        _write(self.out / "paper_table.md", header + paper_table_markdown(table))
+        if table:
+            success_chart(table, self.out / "paper_table.png", f"simulated Table I ({self.args.name})")
+        learn = [rows[r] for r in ("full", SCRATCH_ROW) if r in rows]
+        if learn:
+            _write(self.out / "learnability.md", header + paper_table_markdown(learn))
+        readings = [rows[r] for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
+        if len(readings) > 1:
+            _write(self.out / "lora_sp_readings.md", header + paper_table_markdown(readings))
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace `path` whole (a killed study never leaves half a table)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)

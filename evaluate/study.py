@@ -1,0 +1,211 @@
+"""The paper's comparison in simulation: what the study runs, and the tables it writes.
+
+`piper-ws study` (app/commands/study.py) drives the stages; this module holds what they
+share and what is computed from their files: the strategies and their presets, the
+learning-rate grids and the pick from a sweep, the LoRA-SP readings the paper leaves open,
+and the rows of the result table (success per task with Wilson intervals, average,
+trainable %, active rank per group, step time, peak memory) read from `results.sqlite`
+and the runs' `metrics.jsonl`. No torch here.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from evaluate.stats import Rate
+from evaluate.tables import PAPER_TASKS, tally
+from train.config import RUN_CONFIG
+from train.metrics import read_metrics
+
+# Table I's rows, named as the presets' strategies; preset `<family>-<strategy>`.
+STRATEGIES: tuple[str, ...] = ("full", "lora8", "lora32", "lora128", "adalora", "lora_moe", "lora_sp")
+# LoRA usually wants about 10x full fine-tuning's rate (SCIENCE.md); each grid brackets its preset's rate.
+FULL_LRS: tuple[float, ...] = (3e-5, 1e-4, 3e-4)
+ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
+# Readings of LoRA-SP the paper leaves open (adapter overrides on the lora_sp preset): the
+# router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at 1e-3),
+# its authors'-code form, the score function, and eta.
+LORA_SP_VARIANTS: dict[str, dict] = {
+    "lora_sp-no_z": {"z_weight": 0.0},
+    "lora_sp-z_log1p": {"z_loss_form": "log1p"},
+    "lora_sp-score_relu": {"score_fn": "relu"},
+    "lora_sp-eta0.8": {"eta": 0.8},
+    "lora_sp-eta0.99": {"eta": 0.99},
+}
+CSV_HEADER = ("strategy", *PAPER_TASKS, "avg", "trainable_pct", "active_rank")
+
+
+def lr_grid(strategy: str) -> tuple[float, ...]:
+    return FULL_LRS if strategy.startswith("full") else ADAPTER_LRS
+
+
+def lr_tag(lr: float) -> str:
+    """A learning rate as it appears in a run name: 0.001 -> '1e-03'."""
+    return f"{lr:.0e}"
+
+
+def final_val_loss(run_dir: Path) -> float | None:
+    """The last validation loss the run logged (mean over its held-out tasks), or None."""
+    rows = [r for r in read_metrics(run_dir) if r.get("kind") == "val" and r.get("val/mean") is not None]
+    return float(rows[-1]["val/mean"]) if rows else None
+
+
+def pick_lr(val_losses: dict[float, float | None]) -> float:
+    """The rate with the lowest validation loss; a diverged run (None/NaN) never wins."""
+    finite = {lr: v for lr, v in val_losses.items() if v is not None and v == v}
+    if not finite:
+        raise ValueError(f"no learning rate of {sorted(val_losses)} gave a validation loss")
+    return min(finite, key=finite.get)
+
+
+@dataclass
+class TrainingFigures:
+    """What a run's metrics say about its cost and its adapters."""
+
+    steps_per_s: float | None = None  # median over the logged windows
+    peak_memory_mb: float | None = None
+    trainable_pct: float | None = None
+    active_rank: dict[str, float] = field(default_factory=dict)  # group -> mean active rank (LoRA-SP)
+    final_loss: float | None = None
+    final_val_loss: float | None = None
+
+    @property
+    def mean_active_rank(self) -> float | None:
+        return sum(self.active_rank.values()) / len(self.active_rank) if self.active_rank else None
+
+
+def training_figures(run_dir: Path) -> TrainingFigures:
+    rows = read_metrics(run_dir)
+    train = [r for r in rows if r.get("kind") == "train"]
+    started = [r for r in rows if r.get("event") in ("started", "resumed")]
+    speeds = sorted(r["steps_per_s"] for r in train if r.get("steps_per_s"))
+    figures = TrainingFigures(
+        steps_per_s=speeds[len(speeds) // 2] if speeds else None,
+        peak_memory_mb=max((r["peak_memory_mb"] for r in train if r.get("peak_memory_mb")), default=None),
+        final_loss=train[-1].get("loss") if train else None,
+        final_val_loss=final_val_loss(run_dir),
+    )
+    if started and started[-1].get("total"):
+        figures.trainable_pct = 100.0 * started[-1]["trainable"] / started[-1]["total"]
+    if train:
+        prefix = "active_rank/"
+        figures.active_rank = {
+            k[len(prefix) :]: float(v)
+            for k, v in train[-1].items()
+            if k.startswith(prefix) and "/" not in k[len(prefix) :] and v is not None
+        }
+    return figures
+
+
+@dataclass
+class StudyRow:
+    strategy: str
+    run: str
+    lr: float | None
+    per_task: dict[str, Rate]
+    figures: TrainingFigures
+
+    @property
+    def average(self) -> float | None:
+        """The paper's Avg.: the mean of the per-task rates, only once every task has trials."""
+        if any(task not in self.per_task for task in PAPER_TASKS):
+            return None
+        return sum(self.per_task[t].value for t in PAPER_TASKS) / len(PAPER_TASKS)
+
+
+def study_row(strategy: str, run_dir: Path, trials) -> StudyRow:
+    """A row from the scored trials of `run_dir`'s run (any campaign) and its metrics."""
+    config = json.loads((run_dir / RUN_CONFIG).read_text()) if (run_dir / RUN_CONFIG).exists() else {}
+    rates = {task: rate for (run, task), rate in tally(trials).items() if run == run_dir.name}
+    return StudyRow(strategy, run_dir.name, config.get("lr"), rates, training_figures(run_dir))
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{100 * value:.{digits}f}"
+
+
+def _num(value: float | None, digits: int = 1) -> str:
+    return "" if value is None else f"{value:.{digits}f}"
+
+
+def paper_table_csv(rows: list[StudyRow]) -> str:
+    """docs/results/paper_table.csv: success in %, one row per strategy (empty until scored)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CSV_HEADER)
+    for row in rows:
+        tasks = [_pct(row.per_task[t].value) if t in row.per_task else "" for t in PAPER_TASKS]
+        writer.writerow(
+            [
+                row.strategy,
+                *tasks,
+                _pct(row.average),
+                _num(row.figures.trainable_pct, 2),
+                _num(row.figures.mean_active_rank),
+            ]
+        )
+    return out.getvalue()
+
+
+def _cell(rate: Rate | None) -> str:
+    return rate.percent() if rate is not None else "-"
+
+
+def paper_table_markdown(rows: list[StudyRow]) -> str:
+    headers = ["Strategy", "lr", "Open", "Pour", "Press", "Pick-Place", "Avg.", "Trainable %"]
+    headers += ["Active rank (per group)", "Steps/s", "Peak MB"]
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    for row in rows:
+        f = row.figures
+        ranks = ", ".join(f"{g} {v:.1f}" for g, v in sorted(f.active_rank.items())) or "-"
+        cells = [row.strategy, f"{row.lr:g}" if row.lr else "-"]
+        cells += [_cell(row.per_task.get(t)) for t in PAPER_TASKS]
+        cells += [_pct(row.average) or "-", _num(f.trainable_pct, 2) or "-", ranks]
+        cells += [_num(f.steps_per_s, 2) or "-", _num(f.peak_memory_mb, 0) or "-"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def sweep_markdown(sweep: dict[str, dict[float, float | None]], picked: dict[str, float]) -> str:
+    lines = ["| Strategy | lr | final validation loss | picked |", "|---|---|---|---|"]
+    for strategy, losses in sweep.items():
+        for lr, loss in sorted(losses.items()):
+            mark = "yes" if picked.get(strategy) == lr else ""
+            lines.append(f"| {strategy} | {lr:g} | {_num(loss, 4) or 'diverged/missing'} | {mark} |")
+    return "\n".join(lines) + "\n"
+
+
+def success_chart(rows: list[StudyRow], path: Path, title: str) -> None:
+    """Grouped bars: success per task for each strategy, with the Wilson intervals."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.5), dpi=100)
+    width = 0.8 / max(1, len(rows))
+    for i, row in enumerate(rows):
+        xs, ys, lows, highs = [], [], [], []
+        for j, task in enumerate(PAPER_TASKS):
+            rate = row.per_task.get(task)
+            if rate is None:
+                continue
+            xs.append(j + (i - (len(rows) - 1) / 2) * width)
+            ys.append(100 * rate.value)
+            lows.append(100 * (rate.value - rate.low))
+            highs.append(100 * (rate.high - rate.value))
+        ax.bar(xs, ys, width, yerr=[lows, highs], capsize=2, label=row.strategy)
+    ax.set_xticks(range(len(PAPER_TASKS)), PAPER_TASKS)
+    ax.set_ylabel("success %")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.legend(ncol=4, fontsize=8)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    tmp.replace(path)

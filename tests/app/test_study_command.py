@@ -1,0 +1,69 @@
+"""`piper-ws study` at test scale: data, sweep, rows trained and scored, the tables written;
+running it again redoes nothing; bad input is refused before anything is recorded."""
+
+import csv
+import json
+
+import pytest
+
+from app.cli import main
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["--family", "smolvla", "--backbone", "tiny-smolvla", "--scratch", "tiny-smolvla",
+         "--rows", "full,lora_sp-no_z", "--episodes-per-task", "2", "--image-size", "48x64",
+         "--steps", "3", "--sweep-steps", "2", "--batch-size", "2", "--trials", "1",
+         "--max-duration", "0.5", "--device", "cpu"]  # fmt: skip
+
+
+def _events(run_dir):
+    lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+    return [r["event"] for r in map(json.loads, lines) if r.get("kind") == "event"]
+
+
+def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_path, monkeypatch):
+    from evaluate.store import ResultsStore
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    out = tmp_path / "results"
+    argv = ["--workspace", str(workspace.root), "study", *SMALL, "--out", str(out)]
+    assert main(argv) == 0
+
+    runs = sorted(p.name for p in workspace.runs_dir.iterdir() if not p.name.startswith("."))
+    expected = {f"study-sweep-full-{lr}" for lr in ("3e-05", "1e-04", "3e-04")}
+    expected |= {f"study-sweep-lora_sp-{lr}" for lr in ("3e-04", "1e-03", "3e-03")}
+    assert {r for r in runs if r.startswith("study-sweep")} == expected
+    assert {"study-full", "study-lora_sp-no_z"} <= set(runs)
+    # the reading trains the lora_sp preset with its override, at the rate lora_sp's sweep picked
+    config = json.loads((workspace.runs_dir / "study-lora_sp-no_z" / "config.json").read_text())
+    assert config["strategy"] == "lora_sp" and config["adapter"]["z_weight"] == 0.0
+    sweep = (out / "sweep.md").read_text()
+    picked = [line for line in sweep.splitlines() if line.startswith("| lora_sp") and line.endswith("yes |")]
+    assert len(picked) == 1 and f"| {config['lr']:g} |" in picked[0]
+
+    with ResultsStore(workspace.results_db) as store:
+        scored = {c: len(store.trials(c)) for c in ("study-full", "study-lora_sp-no_z")}
+    assert scored == {"study-full": 4, "study-lora_sp-no_z": 4}  # 4 tasks x 1 trial, held-out scenes
+    table = list(csv.reader((out / "paper_table.csv").open()))
+    assert table[0] == ["strategy", "open_pot", "pour_block", "press_button", "pick_grape", "avg",
+                        "trainable_pct", "active_rank"]  # fmt: skip
+    assert [row[0] for row in table[1:]] == ["full"]  # readings go to their own table
+    assert all(cell != "" for cell in table[1][1:7])
+    assert "lora_sp-no_z" not in (out / "paper_table.md").read_text()
+    assert (out / "paper_table.png").stat().st_size > 0
+
+    before = {r: _events(workspace.runs_dir / r) for r in runs}
+    assert main(argv) == 0  # everything is on disk: nothing is trained or scored again
+    assert {r: _events(workspace.runs_dir / r) for r in runs} == before
+    with ResultsStore(workspace.results_db) as store:
+        assert {c: len(store.trials(c)) for c in scored} == scored
+
+
+def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(workspace, tmp_path, capsys):
+    out = ["--out", str(tmp_path / "results")]
+    base = ["--workspace", str(workspace.root), "study", *out]
+    assert main([*base, "--rows", "full,lora_xl"]) == 1
+    assert "unknown study rows ['lora_xl']" in capsys.readouterr().err
+    assert main([*base, "--seed", "700000"]) == 1
+    assert "held-out evaluation scenes" in capsys.readouterr().err
+    assert not (workspace.datasets_dir / "study-target").exists() and not workspace.runs_dir.exists()

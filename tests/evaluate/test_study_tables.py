@@ -1,0 +1,85 @@
+"""The study's bookkeeping: the learning-rate pick, what a run's metrics say, and the table
+files in the layout the issue fixes (`paper_table.csv`)."""
+
+import csv
+import io
+import json
+
+import pytest
+
+from evaluate.stats import wilson
+from evaluate.study import (
+    CSV_HEADER,
+    STRATEGIES,
+    StudyRow,
+    TrainingFigures,
+    lr_grid,
+    paper_table_csv,
+    paper_table_markdown,
+    pick_lr,
+    success_chart,
+    training_figures,
+)
+
+
+def test_the_lowest_validation_loss_wins_and_a_diverged_rate_never_does():
+    assert pick_lr({1e-4: 0.30, 3e-4: 0.21, 1e-3: 0.25}) == 3e-4
+    assert pick_lr({1e-4: 0.30, 3e-4: float("nan"), 1e-3: None}) == 1e-4
+    with pytest.raises(ValueError, match="no learning rate"):
+        pick_lr({1e-4: None, 3e-4: float("nan")})
+
+
+def test_adapters_sweep_about_ten_times_full_fine_tuning_rates():
+    assert max(lr_grid("lora_sp")) / max(lr_grid("full")) == pytest.approx(10)
+    assert lr_grid("full_scratch") == lr_grid("full")
+
+
+def test_training_figures_come_from_the_runs_metrics(tmp_path):
+    rows = [
+        {"kind": "event", "step": 0, "event": "started", "trainable": 25, "total": 200},
+        {"kind": "train", "step": 5, "steps_per_s": 2.0, "peak_memory_mb": 900.0, "loss": 1.0},
+        {"kind": "train", "step": 10, "steps_per_s": 4.0, "peak_memory_mb": 950.0, "loss": 0.5},
+        {"kind": "train", "step": 15, "steps_per_s": 3.0, "peak_memory_mb": 940.0, "loss": 0.4,
+         "active_rank/vision": 12.0, "active_rank/expert": 20.0, "active_rank/vision/p90": 30.0},
+        {"kind": "val", "step": 15, "val/mean": 0.7},
+    ]  # fmt: skip
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "tr')
+    figures = training_figures(tmp_path)
+    assert figures.steps_per_s == 3.0  # the median window, not the last or the first
+    assert figures.peak_memory_mb == 950.0
+    assert figures.trainable_pct == pytest.approx(12.5)
+    assert figures.active_rank == {"vision": 12.0, "expert": 20.0}
+    assert figures.mean_active_rank == pytest.approx(16.0)
+    assert (figures.final_loss, figures.final_val_loss) == (0.4, 0.7)
+
+
+def _row(strategy, wins, trials=15, **figures):
+    per_task = {t: wilson(w, trials) for t, w in wins.items()}
+    return StudyRow(strategy, f"study-{strategy}", 1e-3, per_task, TrainingFigures(**figures))
+
+
+def test_paper_table_csv_has_the_fixed_header_and_percent_values(tmp_path):
+    full = _row(
+        "full", {"open_pot": 3, "pour_block": 0, "press_button": 15, "pick_grape": 6}, trainable_pct=100.0
+    )
+    partial = _row(
+        "lora_sp", {"press_button": 9}, trainable_pct=17.25, active_rank={"expert": 10.0, "vlm": 20.0}
+    )
+    text = paper_table_csv([full, partial])
+    table = list(csv.reader(io.StringIO(text)))
+    assert tuple(table[0]) == CSV_HEADER
+    assert table[0] == ["strategy", "open_pot", "pour_block", "press_button", "pick_grape", "avg",
+                        "trainable_pct", "active_rank"]  # fmt: skip
+    assert table[1] == ["full", "20.0", "0.0", "100.0", "40.0", "40.0", "100.00", ""]
+    # a row still being scored: no average until every task has trials
+    assert table[2] == ["lora_sp", "", "", "60.0", "", "", "17.25", "15.0"]
+    markdown = paper_table_markdown([full, partial])
+    assert "| full | 0.001 | 20.0 [7.0, 45.2] |" in markdown and "expert 10.0, vlm 20.0" in markdown
+    success_chart([full, partial], tmp_path / "chart.png", "test")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_strategy_names_are_the_presets():
+    from train.presets import PRESETS
+
+    assert all(f"mini-{s}" in PRESETS for s in STRATEGIES)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("lora_sp", "lora", "adalora", "lora_moe", "full")
+STRATEGIES = ("lora_sp", "lora", "adalora", "lora_moe", "vla_gse", "full")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 RUN_CONFIG = "config.json"  # runs/<run>/config.json: the resolved TrainConfig of the run

@@ -44,6 +44,7 @@ def adapter_config(config: TrainConfig):
     classes = {
         "lora_sp": adapters.LoraSPConfig,
         "lora_moe": adapters.LoraMoEConfig,
+        "vla_gse": adapters.VlaGseConfig,
         "full": adapters.FullFinetuneConfig,
         "lora": adapters.LoraConfig,
         "adalora": adapters.AdaLoraConfig,

@@ -63,6 +63,11 @@ def _mini_presets() -> list[TrainConfig]:
             **_ADAPTER_LR,
         ),
         _preset("mini-lora_sp", _MINI, "lora_sp", {"r": r128, "eta": 0.9}, **_ADAPTER_LR),
+        # VLA-GSE's experts keep the paper's count (8: one generalist, top-2 of 7); their rank
+        # 16/8 = 2 scales to 1, so r = 8 (r = scaled_rank(16) = 4 cannot feed 8 experts).
+        _preset(
+            "mini-vla_gse", _MINI, "vla_gse", {"r": 8 * scaled_rank(16 // 8), "num_experts": 8}, **_ADAPTER_LR
+        ),
     ]
 
 
@@ -99,8 +104,11 @@ _PRESETS: dict[str, TrainConfig] = {
         _preset(
             "smolvla-full", _SMOLVLA, "full", {"scope": "all"}, lr=1e-4, lr_schedule="cosine", warmup_steps=20
         ),
+        # VLA-GSE: r=16 over 8 experts (one always-on generalist, top-2 of 7), 0.01 balance
+        _preset("smolvla-vla_gse", _SMOLVLA, "vla_gse", {"r": 16, "num_experts": 8}, **_ADAPTER_LR),
         *_mini_presets(),
         _preset("pi0-lora_sp", _PI0, "lora_sp", {"r": 128, "eta": 0.9}, **_ADAPTER_LR),
+        _preset("pi0-vla_gse", _PI0, "vla_gse", {"r": 16, "num_experts": 8}, **_ADAPTER_LR),
         _preset("pi0-lora128", _PI0, "lora", {"r": 128, "lora_alpha": 128}, **_ADAPTER_LR),
         _preset("pi0-full", _PI0, "full", {"scope": "all"}, lr=5e-5, lr_schedule="cosine", warmup_steps=20),
     )

@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.commands.pretrain",
         "make the in-house backbone mini-smolvla in sim: source corpus, full training, export (resumable)",
     ),
+    "capvector": (
+        "app.commands.capvector",
+        "build a capability-vector backbone: SFT and SFT + future-state runs, their difference added",
+    ),
     "demo": (
         "app.commands.demo",
         "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table",

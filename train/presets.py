@@ -38,6 +38,10 @@ def scaled_rank(paper_rank: int, width: int = MINI_WIDTH) -> int:
 
 _MINI = dict(backbone="mini-smolvla", targets="smolvla", policy=_ALL_GROUPS)
 _ADAPTER_LR = dict(lr=1e-3, lr_schedule="cosine", warmup_steps=20)  # adapters train at LoRA's usual higher lr
+_FULL_LR = dict(lr=1e-4, lr_schedule="cosine", warmup_steps=20)
+# Capability vectors: SFT on a backbone made by train.capvector (pass its dir as backbone),
+# the update kept orthogonal to its vector with this weight (not tuned; the paper's is open).
+_ORTH = 1.0
 
 
 def _preset(
@@ -106,6 +110,15 @@ _PRESETS: dict[str, TrainConfig] = {
         ),
         # VLA-GSE: r=16 over 8 experts (one always-on generalist, top-2 of 7), 0.01 balance
         _preset("smolvla-vla_gse", _SMOLVLA, "vla_gse", {"r": 16, "num_experts": 8}, **_ADAPTER_LR),
+        _preset("smolvla-capvector", _SMOLVLA, "full", {"scope": "all"}, orth_weight=_ORTH, **_FULL_LR),
+        _preset(
+            "smolvla-capvector_lora",
+            _SMOLVLA,
+            "lora",
+            {"r": 32, "lora_alpha": 32},
+            orth_weight=_ORTH,
+            **_ADAPTER_LR,
+        ),
         *_mini_presets(),
         _preset("pi0-lora_sp", _PI0, "lora_sp", {"r": 128, "eta": 0.9}, **_ADAPTER_LR),
         _preset("pi0-vla_gse", _PI0, "vla_gse", {"r": 16, "num_experts": 8}, **_ADAPTER_LR),

@@ -72,6 +72,8 @@ def _mini_presets() -> list[TrainConfig]:
         _preset(
             "mini-vla_gse", _MINI, "vla_gse", {"r": 8 * scaled_rank(16 // 8), "num_experts": 8}, **_ADAPTER_LR
         ),
+        # SFT on a capability-vector backbone: pass the dir build_capvector_backbone returned
+        _preset("mini-capvector", _MINI, "full", {"scope": "all"}, orth_weight=_ORTH, **_FULL_LR),
     ]
 
 

@@ -38,6 +38,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "app.commands.study",
         "the paper's comparison in sim: every strategy from the in-house backbone, swept, trained, scored (resumable)",
     ),
+    "capvector": (
+        "app.commands.capvector",
+        "build a capability-vector backbone: SFT and SFT + future-state runs, their difference added",
+    ),
     "demo": (
         "app.commands.demo",
         "the whole loop headless on the sim: record, fine-tune a tiny SmolVLA, evaluate, table",

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("lora_sp", "lora", "adalora", "lora_moe", "full")
+STRATEGIES = ("lora_sp", "lora", "adalora", "lora_moe", "vla_gse", "full")
+AUX_OBJECTIVES = (None, "future_state")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
 RUN_CONFIG = "config.json"  # runs/<run>/config.json: the resolved TrainConfig of the run
@@ -47,6 +48,12 @@ class TrainConfig:
     state_noise: float = 0.0
     precision: str = "auto"  # auto: bf16 on a GPU that has it, else fp32
     seed: int = 0
+    # capability vectors (train/objectives.py): an auxiliary objective for the vector's "aux" run,
+    # and the weight of the orthogonality to the backbone's vector for fine-tuning on it
+    aux_objective: str | None = None  # None | "future_state": the state aux_horizon frames ahead
+    aux_horizon: int = 10
+    aux_weight: float = 1.0
+    orth_weight: float = 0.0
     # policy config fields to override (e.g. chunk_size, train_expert_only)
     policy: dict[str, Any] = field(default_factory=dict)
     # bookkeeping
@@ -72,6 +79,10 @@ class TrainConfig:
             raise ValueError(f"state_noise must be >= 0 (a std in normalised units), got {self.state_noise}")
         if self.val_episodes_per_task < 0:
             raise ValueError("val_episodes_per_task must be >= 0")
+        if self.aux_objective not in AUX_OBJECTIVES:
+            raise ValueError(f"aux_objective {self.aux_objective!r} unknown; choose one of {AUX_OBJECTIVES}")
+        if self.aux_horizon < 1 or self.aux_weight < 0 or self.orth_weight < 0:
+            raise ValueError("aux_horizon must be >= 1, aux_weight and orth_weight >= 0")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -44,6 +44,7 @@ def adapter_config(config: TrainConfig):
     classes = {
         "lora_sp": adapters.LoraSPConfig,
         "lora_moe": adapters.LoraMoEConfig,
+        "vla_gse": adapters.VlaGseConfig,
         "full": adapters.FullFinetuneConfig,
         "lora": adapters.LoraConfig,
         "adalora": adapters.AdaLoraConfig,
@@ -155,7 +156,12 @@ class Trainer:
             world=self.accelerator.num_processes,
         )
 
-        params = self.handle.trainable_parameters()
+        from .objectives import build_objectives
+
+        self.objectives = build_objectives(
+            config, self.policy, self.handle, self.train_set, self.backbone.path, self.accelerator.device
+        )
+        params = self.handle.trainable_parameters() + self.objectives.parameters()
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
         self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
@@ -213,9 +219,10 @@ class Trainer:
             with sync, acc.autocast():
                 task_loss, _ = model(batch)
                 aux = self.handle.aux_losses()
-                loss = task_loss + aux["total"]
+                extra = self.objectives.losses(batch)  # capability vectors' aux objective, orth
+                loss = task_loss + aux["total"] + sum(extra.values())
             acc.backward(loss / n)
-            terms = {"loss": loss, "task_loss": task_loss}
+            terms = {"loss": loss, "task_loss": task_loss, **{f"aux/{k}": v for k, v in extra.items()}}
             terms.update({f"aux/{k}": v for k, v in aux.items() if k != "total" and torch.is_tensor(v)})
             for key, value in terms.items():
                 sums[key] = sums.get(key, 0.0) + float(value.detach()) / n

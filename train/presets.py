@@ -38,6 +38,10 @@ def scaled_rank(paper_rank: int, width: int = MINI_WIDTH) -> int:
 
 _MINI = dict(backbone="mini-smolvla", targets="smolvla", policy=_ALL_GROUPS)
 _ADAPTER_LR = dict(lr=1e-3, lr_schedule="cosine", warmup_steps=20)  # adapters train at LoRA's usual higher lr
+_FULL_LR = dict(lr=1e-4, lr_schedule="cosine", warmup_steps=20)
+# Capability vectors: SFT on a backbone made by train.capvector (pass its dir as backbone),
+# the update kept orthogonal to its vector with this weight (not tuned; the paper's is open).
+_ORTH = 1.0
 
 
 def _preset(
@@ -63,6 +67,13 @@ def _mini_presets() -> list[TrainConfig]:
             **_ADAPTER_LR,
         ),
         _preset("mini-lora_sp", _MINI, "lora_sp", {"r": r128, "eta": 0.9}, **_ADAPTER_LR),
+        # VLA-GSE's experts keep the paper's count (8: one generalist, top-2 of 7); their rank
+        # 16/8 = 2 scales to 1, so r = 8 (r = scaled_rank(16) = 4 cannot feed 8 experts).
+        _preset(
+            "mini-vla_gse", _MINI, "vla_gse", {"r": 8 * scaled_rank(16 // 8), "num_experts": 8}, **_ADAPTER_LR
+        ),
+        # SFT on a capability-vector backbone: pass the dir build_capvector_backbone returned
+        _preset("mini-capvector", _MINI, "full", {"scope": "all"}, orth_weight=_ORTH, **_FULL_LR),
     ]
 
 
@@ -99,8 +110,20 @@ _PRESETS: dict[str, TrainConfig] = {
         _preset(
             "smolvla-full", _SMOLVLA, "full", {"scope": "all"}, lr=1e-4, lr_schedule="cosine", warmup_steps=20
         ),
+        # VLA-GSE: r=16 over 8 experts (one always-on generalist, top-2 of 7), 0.01 balance
+        _preset("smolvla-vla_gse", _SMOLVLA, "vla_gse", {"r": 16, "num_experts": 8}, **_ADAPTER_LR),
+        _preset("smolvla-capvector", _SMOLVLA, "full", {"scope": "all"}, orth_weight=_ORTH, **_FULL_LR),
+        _preset(
+            "smolvla-capvector_lora",
+            _SMOLVLA,
+            "lora",
+            {"r": 32, "lora_alpha": 32},
+            orth_weight=_ORTH,
+            **_ADAPTER_LR,
+        ),
         *_mini_presets(),
         _preset("pi0-lora_sp", _PI0, "lora_sp", {"r": 128, "eta": 0.9}, **_ADAPTER_LR),
+        _preset("pi0-vla_gse", _PI0, "vla_gse", {"r": 16, "num_experts": 8}, **_ADAPTER_LR),
         _preset("pi0-lora128", _PI0, "lora", {"r": 128, "lora_alpha": 128}, **_ADAPTER_LR),
         _preset("pi0-full", _PI0, "full", {"scope": "all"}, lr=5e-5, lr_schedule="cosine", warmup_steps=20),
     )

@@ -10,6 +10,7 @@ from train.adapters import (
     LoraConfig,
     LoraMoEConfig,
     LoraSPConfig,
+    VlaGseConfig,
     apply_adapters,
     load_adapters,
     save_adapters,
@@ -20,6 +21,7 @@ BACKBONES = {"tiny-smolvla": "smolvla", "tiny-pi0": "pi0"}
 STRATEGIES = {
     "lora_sp": lambda: LoraSPConfig(r=16, router_hidden=8),
     "lora_moe": lambda: LoraMoEConfig(r=16, num_experts=4),
+    "vla_gse": lambda: VlaGseConfig(r=8, num_experts=4),
     "lora": lambda: LoraConfig(r=8, lora_alpha=8),
     "adalora": lambda: AdaLoraConfig(init_r=8, target_r=4, total_step=10, tinit=0, tfinal=2),
 }

@@ -13,6 +13,7 @@ from train.adapters import (
     LoraConfig,
     LoraMoEConfig,
     LoraSPConfig,
+    VlaGseConfig,
     apply_adapters,
     load_adapters,
     save_adapters,
@@ -42,6 +43,8 @@ CONFIGS = {
     "lora_moe": lambda: LoraMoEConfig(r=8, num_experts=4, routing="weighted"),
     "lora": lambda: LoraConfig(r=4, lora_alpha=16, lora_dropout=0.0),
     "adalora": lambda: AdaLoraConfig(init_r=6, target_r=2, total_step=6, tinit=0, tfinal=2, deltaT=1),
+    "vla_gse": lambda: VlaGseConfig(r=8, num_experts=4),
+    "vla_gse_fold": lambda: VlaGseConfig(r=8, num_experts=4, init_offset="fold", svd="lowrank"),
     "full": lambda: FullFinetuneConfig(),
     "full_targets": lambda: FullFinetuneConfig(scope="targets"),
 }

@@ -11,6 +11,7 @@ from train.adapters import (
     LoraConfig,
     LoraMoEConfig,
     LoraSPConfig,
+    VlaGseConfig,
     apply_adapters,
     parse_targets,
 )
@@ -54,6 +55,7 @@ STRATEGIES = {
     "lora_sp_authors": lambda: LoraSPConfig(r=8, router_depth=1, score_fn="none", k_rule="one_fewer"),
     "lora_moe_top1": lambda: LoraMoEConfig(r=8, num_experts=4),
     "lora_moe_weighted": lambda: LoraMoEConfig(r=8, num_experts=2, routing="weighted"),
+    "vla_gse": lambda: VlaGseConfig(r=8, num_experts=4),
     "lora": lambda: LoraConfig(r=4, lora_alpha=8),
     "adalora": lambda: AdaLoraConfig(init_r=6, target_r=3, total_step=20, tinit=0, tfinal=5),
     "full": lambda: FullFinetuneConfig(),
@@ -123,6 +125,8 @@ def count_formula(name: str) -> int:
             per_block += r * (d_in + d_out) + d_in * h + h + h * r + r
         elif name == "lora_moe_top1":  # 4 experts of rank 2 and a linear router with bias
             per_block += 8 * (d_in + d_out) + d_in * 4 + 4
+        elif name == "vla_gse":  # 4 experts of rank 2 and a bias-free router to the 3 specialists
+            per_block += 8 * (d_in + d_out) + d_in * 3
         elif name == "lora":
             per_block += 4 * (d_in + d_out)
         elif name == "adalora":  # P, Q and the diagonal E
@@ -130,7 +134,7 @@ def count_formula(name: str) -> int:
     return 2 * per_block
 
 
-@pytest.mark.parametrize("name", ["lora_sp", "lora_moe_top1", "lora", "adalora"])
+@pytest.mark.parametrize("name", ["lora_sp", "lora_moe_top1", "vla_gse", "lora", "adalora"])
 def test_trainable_counts_match_formulas(name):
     model = build()
     base_total = sum(p.numel() for p in model.parameters())

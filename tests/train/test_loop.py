@@ -20,6 +20,7 @@ SMALL_ADAPTER = {
     "smolvla-lora_moe": {"r": 8, "num_experts": 2},
     "smolvla-full": {},
     "pi0-lora_sp": {"r": 8},
+    "smolvla-vla_gse": {"r": 8, "num_experts": 4},
 }
 
 

@@ -23,6 +23,11 @@ def test_each_required_preset_exists_with_its_strategy():
         "smolvla-lora_moe": "lora_moe",
         "smolvla-full": "full",
         "pi0-lora_sp": "lora_sp",
+        "smolvla-vla_gse": "vla_gse",
+        "pi0-vla_gse": "vla_gse",
+        "mini-vla_gse": "vla_gse",
+        "mini-capvector": "full",
+        "smolvla-capvector_lora": "lora",
     }
     for name, strategy in expected.items():
         assert get_preset(name).strategy == strategy
@@ -64,3 +69,19 @@ def test_config_round_trips_through_json(tmp_path):
     cfg.save(tmp_path / "config.json")
     assert TrainConfig.load(tmp_path / "config.json") == cfg
     assert set(preset_names()) == set(PRESETS)
+
+
+def test_vla_gse_presets_build_valid_adapter_configs_with_the_papers_experts():
+    from train.adapters import VlaGseConfig
+
+    paper = VlaGseConfig(**get_preset("smolvla-vla_gse").adapter)
+    assert (paper.r, paper.num_experts, paper.num_specialists, paper.top_k) == (16, 8, 7, 2)
+    assert paper.lambda_balance == 0.01
+    mini = VlaGseConfig(**get_preset("mini-vla_gse").adapter)  # expert rank 2 -> 1 on the 256-wide model
+    assert (mini.r, mini.expert_rank, mini.num_experts) == (8, 1, 8)
+    assert get_preset("mini-vla_gse").backbone == "mini-smolvla"
+
+
+def test_capvector_presets_train_with_the_orthogonality_term():
+    assert get_preset("mini-capvector").orth_weight > 0 and get_preset("smolvla-capvector").orth_weight > 0
+    assert get_preset("mini-full").orth_weight == 0 and get_preset("mini-full").aux_objective is None

@@ -1,4 +1,4 @@
-"""Adapters for fine-tuning VLA backbones: LoRA-SP, LoRA-MoE, peft's LoRA and AdaLoRA,
+"""Adapters for fine-tuning VLA backbones: LoRA-SP, LoRA-MoE, VLA-GSE, peft's LoRA and AdaLoRA,
 full fine-tuning, behind one entry point:
 
     from train.adapters import LoraSPConfig, apply_adapters
@@ -15,6 +15,7 @@ from .config import (
     LoraConfig,
     LoraMoEConfig,
     LoraSPConfig,
+    VlaGseConfig,
     config_from_dict,
     config_to_dict,
     strategy_name,
@@ -37,6 +38,7 @@ __all__ = [
     "LoraMoEConfig",
     "LoraSPConfig",
     "ParameterCounts",
+    "VlaGseConfig",
     "apply_adapters",
     "as_targets",
     "config_from_dict",

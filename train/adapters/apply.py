@@ -1,7 +1,7 @@
 """`apply_adapters(model, config, targets)`: the one entry point for every strategy.
 
 The model is changed in place: target nn.Linear layers are wrapped (ours: LoRA-SP,
-LoRA-MoE; peft's: LoRA, AdaLoRA), everything else is frozen, and the returned handle
+LoRA-MoE, VLA-GSE; peft's: LoRA, AdaLoRA), everything else is frozen, and the returned handle
 knows what was done.
 """
 
@@ -13,12 +13,20 @@ from collections.abc import Iterable, Mapping
 
 from torch import nn
 
-from .config import AdapterConfig, FullFinetuneConfig, LoraSPConfig, strategy_name
+from .config import (
+    AdapterConfig,
+    FullFinetuneConfig,
+    LoraMoEConfig,
+    LoraSPConfig,
+    VlaGseConfig,
+    strategy_name,
+)
 from .handle import AdapterHandle
 from .layer import AdapterLinear
 from .lora_moe import LoraMoELinear
 from .lora_sp import LoraSPLinear
 from .targets import AdapterTargets, detect_targets, names_targets, parse_targets
+from .vla_gse import VlaGseLinear
 
 TargetsLike = AdapterTargets | str | Mapping[str, str] | Iterable[str] | None
 
@@ -44,13 +52,16 @@ def apply_adapters(model: nn.Module, config: AdapterConfig, targets: TargetsLike
     _warn_if_model_forces_eval(model, groups)
     if strategy in ("lora", "adalora"):
         return _apply_peft(model, config, groups, strategy)
-    layer_cls = LoraSPLinear if isinstance(config, LoraSPConfig) else LoraMoELinear
+    layer_cls = _LAYERS[type(config)]
     model.requires_grad_(False)
     for name in groups:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model
         setattr(parent, child, layer_cls(getattr(parent, child), config))
     return AdapterHandle(model, config, strategy, groups)
+
+
+_LAYERS = {LoraSPConfig: LoraSPLinear, LoraMoEConfig: LoraMoELinear, VlaGseConfig: VlaGseLinear}
 
 
 def _refuse_adapted(model: nn.Module) -> None:

@@ -8,6 +8,7 @@ choice as the default and the authors' public-code choice as the alternative.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -20,6 +21,7 @@ __all__ = [
     "LoraConfig",
     "LoraMoEConfig",
     "LoraSPConfig",
+    "VlaGseConfig",
     "config_from_dict",
     "config_to_dict",
     "strategy_name",
@@ -123,14 +125,100 @@ class FullFinetuneConfig:
             raise ValueError(f"FullFinetuneConfig.scope must be all|targets, got {self.scope!r}")
 
 
-AdapterConfig = LoraSPConfig | LoraMoEConfig | FullFinetuneConfig | LoraConfig | AdaLoraConfig
+@dataclass(frozen=True)
+class VlaGseConfig:
+    """VLA-GSE (arXiv 2605.06175): per layer, `num_experts` LoRA experts of rank r/num_experts
+    built from W's SVD: the first `num_generalists` (always on) from the leading singular
+    components, the rest (specialists, softmax router, top-k) from the disjoint next ones.
 
-_OWN = {"lora_sp": LoraSPConfig, "lora_moe": LoraMoEConfig, "full": FullFinetuneConfig}
+    Expert e holds U_e S_e V_e^T / rho (A_e = sqrt(S_e/(s_e rho)) V_e^T, B_e = U_e sqrt(...)),
+    s_e its scale. Defaults: the paper's r=16, 8 experts, top-2 of 7 specialists, 0.01
+    balance; the scale rule, rho and top-k renormalisation as the authors' code runs them.
+    """
+
+    r: int = 16  # total rank over all experts
+    num_experts: int = 8
+    num_generalists: int = 1  # paper: one shared expert (top-2 of 7); authors' code default: 2
+    top_k: int = 2
+    scale_rule: Literal["gse", "alpha"] = "gse"  # gse: s_e = sqrt(3 scale_eta d_in / r_e) (code); alpha / r_e
+    scale_eta: float = 1.0
+    alpha: float | None = None  # scale_rule "alpha": s_e = alpha / r_e; None means alpha = r_e
+    rho: float = 10.0  # the experts take S / rho of their singular values (authors' code: RHO=10)
+    generalist_weight: Literal["sum", "mean"] = "sum"  # mean: each weighs 1/num_generalists (code)
+    renormalize: bool = True  # top-k gates divided by their sum (authors' code)
+    specialist_scaling: Literal["default", "gradient_balanced"] = "default"
+    specialist_scaling_base: float = 2.0  # gradient_balanced: s_i = base * mean(tr S_j) / tr S_i
+    # subtract: W is kept, the forward subtracts the frozen initial experts along the same
+    # routing: the model equals the backbone exactly at init (any dtype) with the authors'
+    # gradients. fold: W -= sum_e s_e B_e A_e once (authors' code): equal only up to rounding
+    # and only if the router picked every specialist with weight 1.
+    init_offset: Literal["subtract", "fold"] = "subtract"
+    svd: Literal["full", "lowrank"] = "full"  # lowrank: torch.svd_lowrank(niter=2, seed 42) (code)
+    lambda_balance: float = 1e-2
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.r < 1 or self.num_experts < 1 or self.r % self.num_experts:
+            raise ValueError(
+                f"VlaGseConfig: r={self.r} must be a positive multiple of num_experts={self.num_experts}"
+            )
+        if not 0 <= self.num_generalists < self.num_experts:
+            raise ValueError(
+                f"VlaGseConfig: num_generalists={self.num_generalists} must be in [0, num_experts)"
+            )
+        if not 1 <= self.top_k <= self.num_specialists:
+            raise ValueError(
+                f"VlaGseConfig: top_k={self.top_k} must be in [1, {self.num_specialists}] (the specialists)"
+            )
+        for name in ("rho", "scale_eta", "specialist_scaling_base"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"VlaGseConfig.{name} must be > 0, got {getattr(self, name)}")
+        for name, allowed in (
+            ("scale_rule", ("gse", "alpha")),
+            ("generalist_weight", ("sum", "mean")),
+            ("specialist_scaling", ("default", "gradient_balanced")),
+            ("init_offset", ("subtract", "fold")),
+            ("svd", ("full", "lowrank")),
+        ):
+            if getattr(self, name) not in allowed:
+                raise ValueError(
+                    f"VlaGseConfig.{name} must be {'|'.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if self.lambda_balance < 0 or not 0 <= self.dropout < 1:
+            raise ValueError("VlaGseConfig: lambda_balance must be >= 0 and dropout in [0, 1)")
+
+    @property
+    def expert_rank(self) -> int:
+        return self.r // self.num_experts
+
+    @property
+    def num_specialists(self) -> int:
+        return self.num_experts - self.num_generalists
+
+    def expert_scale(self, d_in: int) -> float:
+        """s_e before gradient-scale balancing (the same for every expert of a layer)."""
+        if self.scale_rule == "gse":
+            return math.sqrt(3 * self.scale_eta * d_in / self.expert_rank)
+        return (self.alpha if self.alpha is not None else self.expert_rank) / self.expert_rank
+
+    def trainable_per_layer(self, d_in: int, d_out: int) -> int:
+        """A and B of every expert plus the router (d_in -> specialists, no bias)."""
+        return self.r * (d_in + d_out) + d_in * self.num_specialists
+
+
+AdapterConfig = VlaGseConfig | LoraSPConfig | LoraMoEConfig | FullFinetuneConfig | LoraConfig | AdaLoraConfig
+
+_OWN = {
+    "lora_sp": LoraSPConfig,
+    "lora_moe": LoraMoEConfig,
+    "vla_gse": VlaGseConfig,
+    "full": FullFinetuneConfig,
+}
 _PEFT = {"lora": LoraConfig, "adalora": AdaLoraConfig}
 
 
 def strategy_name(config: AdapterConfig) -> str:
-    """The strategy key used in saved files and logs: lora_sp | lora_moe | lora | adalora | full."""
+    """The strategy key used in saved files and logs: lora_sp | lora_moe | vla_gse | lora | adalora | full."""
     # AdaLoraConfig subclasses LoraConfig: test it first.
     if isinstance(config, AdaLoraConfig):
         return "adalora"
@@ -141,7 +229,7 @@ def strategy_name(config: AdapterConfig) -> str:
             return name
     raise TypeError(
         f"unknown adapter config {type(config).__name__}; use one of "
-        "LoraSPConfig, LoraMoEConfig, LoraConfig, AdaLoraConfig, FullFinetuneConfig"
+        "LoraSPConfig, LoraMoEConfig, VlaGseConfig, LoraConfig, AdaLoraConfig, FullFinetuneConfig"
     )
 
 

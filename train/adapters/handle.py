@@ -20,6 +20,8 @@ from torch import nn
 from .config import AdapterConfig, LoraSPConfig
 from .layer import AdapterLinear
 from .lora_sp import LoraSPLinear
+from .vla_gse import VlaGseLinear
+from .vla_gse import aux_losses as vla_gse_aux_losses
 
 
 @dataclass
@@ -110,6 +112,8 @@ class AdapterHandle:
         if self.strategy == "adalora":
             orth = self._adalora_orth()
             return {"orth": orth, "total": self.config.orth_reg_weight * orth}
+        if self.strategy == "vla_gse":  # balance only; a layer called twice counts its mean
+            return vla_gse_aux_losses(self._own_layers().values(), self.config, device)
         if self.strategy not in ("lora_sp", "lora_moe"):
             return {"total": zero}
         sums: dict[str, torch.Tensor] = {}
@@ -169,11 +173,11 @@ class AdapterHandle:
             layer.inference_eta = eta
 
     def set_inference_path(self, path: str) -> None:
-        """LoRA-SP eval forward: "dense" (masked) or "gathered" (kept vectors only)."""
+        """LoRA-SP / VLA-GSE eval forward: "dense" (masked) or "gathered" (kept vectors / chosen experts only)."""
         if path not in ("dense", "gathered"):
             raise ValueError(f"inference path must be dense|gathered, got {path!r}")
         for layer in self._own_layers().values():
-            if isinstance(layer, LoraSPLinear):
+            if isinstance(layer, LoraSPLinear | VlaGseLinear):
                 layer.inference_path = path
 
     # ---- observability ----------------------------------------------------------------------
@@ -246,6 +250,11 @@ class AdapterHandle:
         """Fold the adapters into the base weights (LoRA, AdaLoRA) and unwrap the layers; for
         full fine-tuning the model already is the result. LoRA-SP and LoRA-MoE depend on the
         input, so they cannot be merged: keep them wrapped (LoRA-SP: use the gathered path)."""
+        if self.strategy == "vla_gse":
+            raise ValueError(
+                "vla_gse routes its specialists per token and cannot be merged whole; fold only the "
+                "always-on generalists with VlaGseLinear.merge_generalists() on each module"
+            )
         if self.strategy in ("lora_sp", "lora_moe"):
             raise ValueError(
                 f"{self.strategy} computes an input-dependent update and cannot be merged into the base "

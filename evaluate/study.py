@@ -21,8 +21,11 @@ from evaluate.tables import PAPER_TASKS, tally
 from train.config import RUN_CONFIG
 from train.metrics import read_metrics
 
-# Table I's rows, named as the presets' strategies; preset `<family>-<strategy>`.
-STRATEGIES: tuple[str, ...] = ("full", "lora8", "lora32", "lora128", "adalora", "lora_moe", "lora_sp")
+# Table I's rows, named as the presets' strategies (preset `<family>-<strategy>`), then the
+# workstation's two other methods: VLA-GSE, and full fine-tuning from a capability-vector backbone.
+STRATEGIES: tuple[str, ...] = (
+    "full", "lora8", "lora32", "lora128", "adalora", "lora_moe", "lora_sp", "vla_gse", "capvector",
+)  # fmt: skip
 # LoRA usually wants about 10x full fine-tuning's rate (SCIENCE.md); each grid brackets its preset's rate.
 FULL_LRS: tuple[float, ...] = (3e-5, 1e-4, 3e-4)
 ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
@@ -39,8 +42,9 @@ LORA_SP_VARIANTS: dict[str, dict] = {
 CSV_HEADER = ("strategy", *PAPER_TASKS, "avg", "trainable_pct", "active_rank")
 
 
-def lr_grid(strategy: str) -> tuple[float, ...]:
-    return FULL_LRS if strategy.startswith("full") else ADAPTER_LRS
+def lr_grid(trained_strategy: str) -> tuple[float, ...]:
+    """The grid for a run whose TrainConfig.strategy is `trained_strategy` (capvector is 'full')."""
+    return FULL_LRS if trained_strategy == "full" else ADAPTER_LRS
 
 
 def lr_tag(lr: float) -> str:

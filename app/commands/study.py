@@ -22,6 +22,7 @@ disk when the same command runs again:
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -43,11 +44,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000, help="step budget of every row")
     parser.add_argument("--sweep-steps", type=int, default=300, help="steps of each sweep run (0: no sweep)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--state-noise", type=float, default=0.3, help="state_noise of every run (see train guide)")
+    parser.add_argument(
+        "--state-noise", type=float, default=0.3, help="state_noise of every run (see train guide)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="training seed and first recorded scene seed")
     parser.add_argument("--trials", type=int, default=15, help="scored trials per task and row")
     parser.add_argument("--max-duration", type=float, default=20.0, metavar="S", help="seconds per trial")
     parser.add_argument("--pretrain-steps", type=int, default=3000, help="if the backbone must be built")
+    parser.add_argument(
+        "--capvector-steps", type=int, default=300, help="steps of each run that builds the capability vector"
+    )
     parser.add_argument("--device", help="cpu | cuda | cuda:N (default: a GPU if there is one)")
     parser.add_argument("--out", default="docs/results", help="where the tables and the chart go")
 
@@ -79,7 +85,8 @@ class Study:
 
         self.args, self.workspace = args, workspace
         self.dataset = f"{args.name}-target"
-        default_rows = [STRATEGIES[0], SCRATCH_ROW, *reversed(STRATEGIES[1:])]
+        paper = STRATEGIES[: STRATEGIES.index("lora_sp") + 1]
+        default_rows = [paper[0], SCRATCH_ROW, *reversed(paper[1:]), *STRATEGIES[len(paper) :]]
         default_rows += [] if args.no_readings else list(LORA_SP_VARIANTS)
         self.rows = [r.strip() for r in args.rows.split(",")] if args.rows else default_rows
         self.out = Path(args.out)
@@ -100,7 +107,7 @@ class Study:
     def check(self) -> None:
         """Refuse bad input before anything is recorded or trained."""
         from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
-        from train.presets import PRESETS
+        from train.presets import PRESETS, get_preset
 
         known = {*STRATEGIES, SCRATCH_ROW, *LORA_SP_VARIANTS}
         unknown = [r for r in self.rows if r not in known]
@@ -111,12 +118,21 @@ class Study:
             raise ValueError(
                 f"no presets {missing} for family {self.args.family!r}; see `piper-ws train --presets`"
             )
-        first_eval = EVAL_SEED * 100_003
-        if self.args.seed + self.args.episodes_per_task > first_eval:
+        recorded = range(self.args.seed, self.args.seed + self.args.episodes_per_task)
+        if clash := sorted(set(recorded) & held_out_seeds(self.args.trials)):
             raise ValueError(
-                f"recorded scene seeds {self.args.seed}..{self.args.seed + self.args.episodes_per_task - 1} "
-                f"would reach the held-out evaluation scenes (from {first_eval}): lower --seed"
+                f"recorded scene seeds {recorded.start}..{recorded.stop - 1} include held-out evaluation "
+                f"scenes ({clash[:3]}): pick another --seed"
             )
+        if "capvector" in self.rows:
+            from train.backbones import PRETRAINED_NAMES, resolve_backbone
+
+            backbone = self.args.backbone or get_preset(self.preset("capvector")).backbone
+            if backbone not in PRETRAINED_NAMES and not _corpus_of(resolve_backbone(backbone).path):
+                raise ValueError(
+                    f"the capvector row builds its vector on the backbone's pretraining corpus, and "
+                    f"{backbone!r} has none: use an in-house backbone (mini-smolvla) or leave the row out (--rows)"
+                )
         for name in ("steps", "episodes_per_task", "trials", "batch_size"):
             if getattr(self.args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
@@ -172,8 +188,6 @@ class Study:
 
     def train(self, row: str, run: str, steps: int, lr: float, extra: dict | None = None) -> int:
         """One training run of the row's preset, continued from its last checkpoint."""
-        import json
-
         from train.checkpoint import last_step
 
         run_dir = self.workspace.runs_dir / run
@@ -184,7 +198,7 @@ class Study:
                 "--set", f"seed={self.args.seed}", "--set", "val_episodes_per_task=1",
                 "--set", f"checkpoint_every={max(50, steps // 4)}", "--set", f"val_every={max(25, steps // 6)}",
                 "--set", "val_batches=4", "--set", f"state_noise={self.args.state_noise}"]  # fmt: skip
-        backbone = self.args.scratch if row == SCRATCH_ROW else self.args.backbone
+        backbone = self.backbone_for(row)
         if backbone:
             argv += ["--backbone", backbone]
         if self.args.device:
@@ -196,6 +210,35 @@ class Study:
         code = self._cli(*argv)
         return code or (0 if last_step(run_dir) >= steps else 1)
 
+    def backbone_for(self, row: str) -> str | None:
+        """None: the preset's own backbone (or --backbone)."""
+        if row == SCRATCH_ROW:
+            return self.args.scratch
+        if row == "capvector":
+            return str(self.capvector_dir)
+        return self.args.backbone
+
+    @property
+    def capvector_dir(self) -> Path:
+        from train.backbones import default_cache_dir
+
+        return default_cache_dir() / f"{self.args.name}-capvector"
+
+    def capvector_stage(self) -> int:
+        """The capability vector, built on the pretraining corpus's tasks (other tasks than the
+        four evaluated, as in the paper: a small task set), once."""
+        from train.backbones import CARD_FILE, resolve_backbone
+        from train.presets import get_preset
+
+        if (self.capvector_dir / CARD_FILE).is_file():
+            return 0
+        backbone = self.args.backbone or get_preset(self.preset("capvector")).backbone
+        corpus = _corpus_of(resolve_backbone(backbone).path)
+        _say(f"capability vector: {self.args.capvector_steps} steps x 2 on {corpus}")
+        argv = ["capvector", "--backbone", backbone, "--dataset", corpus, "--steps", str(self.args.capvector_steps),
+                "--name", self.capvector_dir.name, "--batch-size", str(self.args.batch_size)]  # fmt: skip
+        return self._cli(*argv, *(["--device", self.args.device] if self.args.device else []))
+
     def sweep_stage(self, row: str) -> int:
         """Short runs at each rate of the grid; the lowest final validation loss wins. Rows that
         share a strategy (the readings, the scratch row) reuse their strategy's pick."""
@@ -205,11 +248,14 @@ class Study:
         strategy = self.base_strategy(row)
         if strategy in self.picked:
             return 0
+        if strategy == "capvector" and (code := self.capvector_stage()) != 0:
+            return code
+        preset = get_preset(self.preset(row))
         if not self.args.sweep_steps:
-            self.picked[strategy] = get_preset(self.preset(row)).lr
+            self.picked[strategy] = preset.lr
             return 0
         losses = {}
-        for lr in lr_grid(strategy):
+        for lr in lr_grid(preset.strategy):
             run = f"{self.args.name}-sweep-{strategy}-{lr_tag(lr)}"
             if (code := self.train(strategy, run, self.args.sweep_steps, lr)) != 0:
                 return code
@@ -267,6 +313,23 @@ class Study:
         readings = [rows[r] for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
         if len(readings) > 1:
             _write(self.out / "lora_sp_readings.md", header + paper_table_markdown(readings))
+
+
+def held_out_seeds(trials: int) -> set[int]:
+    """The scene seeds the study's trials run on (the campaign's own rule, base EVAL_SEED)."""
+    from collect.sim.tasks import TASK_KEYS
+    from evaluate.campaign import CampaignSpec
+
+    spec = CampaignSpec(name="held-out", runs=("any",), tasks=TASK_KEYS, trials=trials, seed=EVAL_SEED)
+    return {slot.seed for slot in spec.slots()}
+
+
+def _corpus_of(backbone_dir: Path) -> str | None:
+    """The dataset an in-house backbone was pretrained on (its card), or None."""
+    from train.backbones import CARD_FILE
+
+    card = backbone_dir / CARD_FILE
+    return (json.loads(card.read_text()).get("corpus") or {}).get("dataset") if card.is_file() else None
 
 
 def _write(path: Path, text: str) -> None:

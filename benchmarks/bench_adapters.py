@@ -85,6 +85,13 @@ def bias_router_to_rank(handle, active_rank: int) -> None:
             torch.nn.init.normal_(layer.lora_B, std=1e-3)
 
 
+def use_reference_path(handle, variant: str) -> None:
+    """`lora_sp_reference`: the kept reference implementation, to show what the fused one gains."""
+    if variant == "lora_sp_reference":
+        for layer in handle.modules.values():
+            layer.implementation = "reference"
+
+
 def sync(device: str) -> None:
     import torch
 
@@ -121,6 +128,7 @@ class TrainVariant:
             from train.adapters import apply_adapters
 
             self.handle = apply_adapters(self.model, adapter_config(variant), "re:_proj$")
+            use_reference_path(self.handle, variant)
         self.params = self.handle.trainable_parameters() if self.handle else []
         self.x = torch.randn(batch, TOKENS_PER_SAMPLE, D_MODEL, device=args.device)
         self.x.requires_grad_(True)  # so that the frozen base also runs a full backward
@@ -215,7 +223,9 @@ def report_training(args) -> None:
         f"\n## training step (fwd+bwd), {args.layers} blocks d={D_MODEL}/{D_MLP}, batch {args.batch} x "
         f"{TOKENS_PER_SAMPLE} tokens = {tokens}, {args.device}"
     )
-    names = ("frozen", "lora", "lora_sp") + (("lora_sp_compiled",) if args.compiled else ())
+    names = ("frozen", "lora", "lora_sp", "lora_sp_reference") + (
+        ("lora_sp_compiled",) if args.compiled else ()
+    )
     rows = {v: run_child(v, args) for v in names}
     ms = interleaved_ms([TrainVariant(v, args, args.batch) for v in names], args.warmup, args.iters)
     print(f"{'variant':<17} {'ms/step':>9} {'peak MB':>9} {'trainable':>11} {'active k':>9}")
@@ -228,6 +238,10 @@ def report_training(args) -> None:
     print(
         f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.3), "
         f"memory {mem_ratio:.2f}x (goal <= 1.2)"
+    )
+    print(
+        f"LoRA-SP reference path / LoRA: time {ms['lora_sp_reference'] / ms['lora']:.2f}x, "
+        f"memory {rows['lora_sp_reference']['peak_mb'] / rows['lora']['peak_mb']:.2f}x"
     )
     if args.compiled:
         mem_ratio = rows["lora_sp_compiled"]["peak_mb"] / rows["lora"]["peak_mb"]

@@ -17,7 +17,12 @@ from train.adapters.lora_sp import (
     spectral_loss,
     z_loss,
 )
-from train.adapters.lora_sp_fused import eta_fraction, threshold_select
+from train.adapters.lora_sp_fused import (
+    eta_fraction,
+    threshold_select,
+    threshold_select_numpy,
+    threshold_select_torch,
+)
 
 D_IN, D_OUT = 12, 10
 
@@ -31,16 +36,20 @@ BOUNDARY = {
 }
 
 
-def fused_k_and_mask(scores, eta, k_rule="smallest"):
-    mask, dropped = threshold_select(scores, eta_tensor(eta), k_rule)
+SELECT = {"numpy": threshold_select_numpy, "torch": threshold_select_torch, "dispatch": threshold_select}
+
+
+def fused_k_and_mask(scores, eta, k_rule="smallest", impl="dispatch"):
+    mask, dropped = SELECT[impl](scores, eta_tensor(eta), k_rule)
     return (scores.shape[-1] - dropped.squeeze(-1)), mask
 
 
+@pytest.mark.parametrize("impl", sorted(SELECT))
 @pytest.mark.parametrize("eta", sorted(BOUNDARY))
-def test_exact_boundary_rows_keep_the_smallest_k(eta):
+def test_exact_boundary_rows_keep_the_smallest_k(eta, impl):
     row = torch.tensor([BOUNDARY[eta]])
     expected = brute_force_k(BOUNDARY[eta], eta)
-    k, mask = fused_k_and_mask(row, eta)
+    k, mask = fused_k_and_mask(row, eta, impl=impl)
     assert k.item() == expected == energy_select(row, eta).k.item()
     assert mask.sum().item() == expected
 
@@ -54,9 +63,10 @@ def test_float32_eta_was_the_defect():
     assert eta_fraction(0.99) == (1, 100)
 
 
+@pytest.mark.parametrize("impl", ["numpy", "torch"])
 @pytest.mark.parametrize("k_rule", ["smallest", "one_fewer"])
 @pytest.mark.parametrize("eta", [0.3, 0.5, 0.9, 0.99, 1.0])
-def test_threshold_select_equals_reference_with_ties(eta, k_rule):
+def test_threshold_select_equals_reference_with_ties(eta, k_rule, impl):
     generator = torch.Generator().manual_seed(11)
     random = torch.rand(64, 16, generator=generator) * torch.logspace(-2, 1, 16)
     # many ties: scores from a handful of integers, some rows all equal, some all zero
@@ -64,13 +74,14 @@ def test_threshold_select_equals_reference_with_ties(eta, k_rule):
     tied[:4] = 2.0
     tied[4:6] = 0.0
     scores = torch.cat([random, tied, torch.randn(32, 16, generator=generator)])
-    k, mask = fused_k_and_mask(scores, eta, k_rule)
+    k, mask = fused_k_and_mask(scores, eta, k_rule, impl)
     ref_k, ref_mask, _, _ = _select(scores, eta_tensor(eta), k_rule)
     assert torch.equal(k, ref_k)
     assert torch.equal(mask, ref_mask)  # the same vectors: ties keep the lowest bank indices
+    assert k.dtype == torch.long and mask.dtype == torch.bool
     if k_rule == "smallest":
         assert k.tolist() == [brute_force_k(row, eta) for row in scores.tolist()]
-    tied_row = fused_k_and_mask(torch.full((1, 16), 2.0), eta)[1][0]
+    tied_row = fused_k_and_mask(torch.full((1, 16), 2.0), eta, impl=impl)[1][0]
     kept = int(tied_row.sum())
     assert tied_row[:kept].all() and not tied_row[kept:].any()
 

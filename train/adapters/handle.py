@@ -80,6 +80,7 @@ class AdapterHandle:
         self.merged = False
         self._own_layer_cache: dict[str, AdapterLinear] | None = None
         self._zero_tensor: torch.Tensor | None = None
+        self._eta_set: float | None = None
 
     # ---- what was wrapped -------------------------------------------------------------
     @property
@@ -160,8 +161,10 @@ class AdapterHandle:
         self.step = step
         if isinstance(self.config, LoraSPConfig):
             eta = self.config.eta_at(step)
-            for layer in self._own_layers().values():
-                layer.eta = eta
+            if eta != self._eta_set:  # a constant (or finished) schedule: nothing to do per step
+                for layer in self._own_layers().values():
+                    layer.eta = eta
+                self._eta_set = eta
         elif self.strategy == "adalora" and not self.merged:
             # peft's allocator multiplies every adapter by its gradient; modules off the loss's
             # path (SmolVLA/pi0 never use the last VLM layer's queries and MLP) have none: their

@@ -328,7 +328,6 @@ def time_strategy(shape: str, adapter_config, args, compile_model: bool):
     rate = args.steps / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     counts = handle.parameter_counts()
-    del policy, handle, optimizer
     return rate, peak, counts, scope
 
 

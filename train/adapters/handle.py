@@ -184,9 +184,10 @@ class AdapterHandle:
             layer.inference_eta = eta
 
     def set_inference_path(self, path: str) -> None:
-        """LoRA-SP eval forward: "dense" (masked) or "gathered" (kept vectors only)."""
-        if path not in ("dense", "gathered"):
-            raise ValueError(f"inference path must be dense|gathered, got {path!r}")
+        """LoRA-SP eval forward: "dense" (masked), "gathered" (kept vectors only) or "auto"
+        (gathered when the rows of a call keep at most r/2 vectors between them)."""
+        if path not in ("dense", "gathered", "auto"):
+            raise ValueError(f"inference path must be dense|gathered|auto, got {path!r}")
         for layer in self._own_layers().values():
             if isinstance(layer, LoraSPLinear):
                 layer.inference_path = path

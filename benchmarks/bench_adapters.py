@@ -41,6 +41,8 @@ D_MODEL, D_KV, D_MLP, TOKENS_PER_SAMPLE = SHAPES["smolvla"]
 def use_shape(name: str) -> None:
     global D_MODEL, D_KV, D_MLP, TOKENS_PER_SAMPLE
     D_MODEL, D_KV, D_MLP, TOKENS_PER_SAMPLE = SHAPES[name]
+
+
 PAPER_ACTIVE_RANK = 60  # SmolVLA's LoRA-SP active rank in the paper's Table I
 
 
@@ -283,7 +285,9 @@ def report_inference(args) -> None:
             + f" {k:>9.1f} {ms['lora_sp_gathered'] / ms['lora_sp_dense']:>15.2f}"
         )
         best = min(ms[n] for n in names if n.startswith("lora_sp"))
-        print(f"      best LoRA-SP / LoRA latency {best / ms['lora']:.2f}x (goal <= 1.0 at active rank <= 64)")
+        print(
+            f"      best LoRA-SP / LoRA latency {best / ms['lora']:.2f}x (goal <= 1.0 at active rank <= 64)"
+        )
 
 
 class TinySmolVLAVariant:
@@ -353,7 +357,9 @@ def report_tiny_smolvla(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
-    parser.add_argument("--shape", default="smolvla", choices=sorted(SHAPES), help="layer widths and token count")
+    parser.add_argument(
+        "--shape", default="smolvla", choices=sorted(SHAPES), help="layer widths and token count"
+    )
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)

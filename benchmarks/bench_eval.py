@@ -114,7 +114,9 @@ def main() -> None:
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--trial-seconds", type=float, default=2.0)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op threads to try")
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op threads to try"
+    )
     parser.add_argument("--only-trials", action="store_true", help="skip the store and tiny-ACT figures")
     args = parser.parse_args()
     print("load:", os.getloadavg(), "(the machine may be shared)")

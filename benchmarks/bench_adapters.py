@@ -12,7 +12,8 @@ peak RSS above the post-import baseline) is its own. Goal: LoRA-SP within 1.3x L
 time and 1.2x its memory.
 
     .venv/bin/python benchmarks/bench_adapters.py                 # CPU, small
-    python benchmarks/bench_adapters.py --device cuda --layers 16 --batch 16
+    python benchmarks/bench_adapters.py --device cuda --layers 16 --batch 32 --compiled --skip smolvla
+    python benchmarks/bench_adapters.py --device cuda --layers 8 --batch 8 --shape pi0 --compiled --skip smolvla
 """
 
 from __future__ import annotations
@@ -29,8 +30,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-D_MODEL, D_KV, D_MLP = 960, 320, 2560
-TOKENS_PER_SAMPLE = 2 * 64 + 48 + 1 + 50
+# (d_model, k/v width, MLP width, tokens per sample) of the language model each policy adapts
+SHAPES = {
+    "smolvla": (960, 320, 2560, 2 * 64 + 48 + 1 + 50),  # SmolVLM2-500M; 2 cameras x 64 tokens
+    "pi0": (2048, 256, 16384, 3 * 256 + 48 + 50),  # PaliGemma's Gemma 2B; 3 cameras x 256 tokens
+}
+D_MODEL, D_KV, D_MLP, TOKENS_PER_SAMPLE = SHAPES["smolvla"]
+
+
+def use_shape(name: str) -> None:
+    global D_MODEL, D_KV, D_MLP, TOKENS_PER_SAMPLE
+    D_MODEL, D_KV, D_MLP, TOKENS_PER_SAMPLE = SHAPES[name]
+
+
 PAPER_ACTIVE_RANK = 60  # SmolVLA's LoRA-SP active rank in the paper's Table I
 
 
@@ -85,6 +97,13 @@ def bias_router_to_rank(handle, active_rank: int) -> None:
             torch.nn.init.normal_(layer.lora_B, std=1e-3)
 
 
+def use_reference_path(handle, variant: str) -> None:
+    """`lora_sp_reference`: the kept reference implementation, to show what the fused one gains."""
+    if variant == "lora_sp_reference":
+        for layer in handle.modules.values():
+            layer.implementation = "reference"
+
+
 def sync(device: str) -> None:
     import torch
 
@@ -121,6 +140,7 @@ class TrainVariant:
             from train.adapters import apply_adapters
 
             self.handle = apply_adapters(self.model, adapter_config(variant), "re:_proj$")
+            use_reference_path(self.handle, variant)
         self.params = self.handle.trainable_parameters() if self.handle else []
         self.x = torch.randn(batch, TOKENS_PER_SAMPLE, D_MODEL, device=args.device)
         self.x.requires_grad_(True)  # so that the frozen base also runs a full backward
@@ -152,7 +172,8 @@ class InferVariant:
         self.handle = apply_adapters(self.model, adapter_config(variant), "re:_proj$")
         if variant.startswith("lora_sp"):
             bias_router_to_rank(self.handle, PAPER_ACTIVE_RANK)
-            self.handle.set_inference_path("gathered" if variant.endswith("gathered") else "dense")
+            path = variant.rsplit("_", 1)[-1]
+            self.handle.set_inference_path(path if path in ("gathered", "auto") else "dense")
         if variant.endswith("compiled"):
             self.handle.set_inference_path("dense")
         self.model.eval()
@@ -202,7 +223,7 @@ def child_memory(args) -> dict:
 
 def run_child(variant: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", "--variant", variant, "--device", args.device]
-    cmd += ["--layers", str(args.layers), "--batch", str(args.batch)]
+    cmd += ["--layers", str(args.layers), "--batch", str(args.batch), "--shape", args.shape]
     result = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if result.returncode != 0:
         raise SystemExit(f"memory/{variant} failed:\n{result.stderr[-3000:]}")
@@ -215,7 +236,9 @@ def report_training(args) -> None:
         f"\n## training step (fwd+bwd), {args.layers} blocks d={D_MODEL}/{D_MLP}, batch {args.batch} x "
         f"{TOKENS_PER_SAMPLE} tokens = {tokens}, {args.device}"
     )
-    names = ("frozen", "lora", "lora_sp") + (("lora_sp_compiled",) if args.compiled else ())
+    names = ("frozen", "lora", "lora_sp", "lora_sp_reference") + (
+        ("lora_sp_compiled",) if args.compiled else ()
+    )
     rows = {v: run_child(v, args) for v in names}
     ms = interleaved_ms([TrainVariant(v, args, args.batch) for v in names], args.warmup, args.iters)
     print(f"{'variant':<17} {'ms/step':>9} {'peak MB':>9} {'trainable':>11} {'active k':>9}")
@@ -228,6 +251,10 @@ def report_training(args) -> None:
     print(
         f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.3), "
         f"memory {mem_ratio:.2f}x (goal <= 1.2)"
+    )
+    print(
+        f"LoRA-SP reference path / LoRA: time {ms['lora_sp_reference'] / ms['lora']:.2f}x, "
+        f"memory {rows['lora_sp_reference']['peak_mb'] / rows['lora']['peak_mb']:.2f}x"
     )
     if args.compiled:
         mem_ratio = rows["lora_sp_compiled"]["peak_mb"] / rows["lora"]["peak_mb"]
@@ -245,7 +272,8 @@ def report_inference(args) -> None:
         f"\n## inference latency ms (eval, no grad), {args.layers} blocks, router biased to about "
         f"k={PAPER_ACTIVE_RANK} of 128, {args.device}"
     )
-    names = ["lora", "lora_sp_dense", "lora_sp_gathered"] + (["lora_sp_compiled"] if args.compiled else [])
+    names = ["lora", "lora_sp_dense", "lora_sp_gathered", "lora_sp_auto"]
+    names += ["lora_sp_compiled"] if args.compiled else []
     print(f"{'batch':>5} " + " ".join(f"{n:>17}" for n in names) + f" {'active k':>9} {'gathered/dense':>15}")
     for batch in args.infer_batches:
         variants = [InferVariant(v, args, batch) for v in names]
@@ -255,6 +283,10 @@ def report_inference(args) -> None:
             f"{batch:>5} "
             + " ".join(f"{ms[n]:>17.1f}" for n in names)
             + f" {k:>9.1f} {ms['lora_sp_gathered'] / ms['lora_sp_dense']:>15.2f}"
+        )
+        best = min(ms[n] for n in names if n.startswith("lora_sp"))
+        print(
+            f"      best LoRA-SP / LoRA latency {best / ms['lora']:.2f}x (goal <= 1.0 at active rank <= 64)"
         )
 
 
@@ -325,6 +357,9 @@ def report_tiny_smolvla(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--shape", default="smolvla", choices=sorted(SHAPES), help="layer widths and token count"
+    )
     parser.add_argument("--layers", type=int, default=2)
     parser.add_argument("--batch", type=int, default=2)
     parser.add_argument("--iters", type=int, default=5)
@@ -335,10 +370,11 @@ def main() -> None:
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--variant")
     args = parser.parse_args()
+    use_shape(args.shape)
     if args.child:
         print(json.dumps(child_memory(args)))
         return
-    print(f"load: {os.getloadavg()}  cpus: {os.cpu_count()}")
+    print(f"load: {os.getloadavg()}  cpus: {os.cpu_count()}  shape: {args.shape} (the machine may be shared)")
     if "train" not in args.skip:
         report_training(args)
     if "infer" not in args.skip:

@@ -1,7 +1,10 @@
-"""Evaluation speed figures: per-trial commit latency of the results store, and the control
-rate of sim rollouts with a real lerobot policy against the env alone (same process).
+"""Evaluation speed figures: per-trial commit latency of the results store, the control
+rate of sim rollouts with a real lerobot policy against the env alone (same process), and
+a sim trial of the tiny SmolVLA with LoRA-SP r=128 (and LoRA r=128) at the evaluation image
+size: wall and CPU seconds per simulated second (goal: <= 2 on 2 cores). CPU time is
+printed because the machine is shared: other jobs stretch wall time, not the work done.
 
-    MUJOCO_GL=egl .venv/bin/python benchmarks/bench_eval.py
+    MUJOCO_GL=egl .venv/bin/python benchmarks/bench_eval.py [--trial-seconds 2] [--threads 1 2]
 
 Prints the machine load with the figures (the machine is shared).
 """
@@ -58,8 +61,69 @@ def rollout_rate(agent, image_size, seconds: float = 2.0) -> float:
         return result.steps / (time.perf_counter() - start)
 
 
+def adapted_tiny_smolvla_agent(adapter: str, path: str = "dense") -> PolicyAgent:
+    """The cached tiny SmolVLA with LoRA-SP or LoRA r=128 on every group, B drawn so that the
+    adapters contribute (a trained adapter's cost, not an identity's)."""
+    import torch
+
+    from train.adapters import LoraConfig, LoraSPConfig, apply_adapters
+    from train.backbones import load_base_policy, load_processors, resolve_backbone
+
+    backbone = resolve_backbone("tiny-smolvla")
+    policy = load_base_policy(backbone, train_expert_only=False, freeze_vision_encoder=False)
+    config = LoraSPConfig(r=128) if adapter == "lora_sp" else LoraConfig(r=128, lora_alpha=128)
+    handle = apply_adapters(policy, config, "smolvla")
+    for name, param in policy.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.01)
+    if adapter == "lora_sp":
+        handle.set_inference_path(path)
+    pre, post = load_processors(backbone, policy.config, device="cpu")
+    return PolicyAgent(policy, pre, post, name=adapter)
+
+
+def trial_cost(agent, seconds: float, image_size=(480, 640)) -> tuple[float, float]:
+    """(wall s, CPU s) per simulated second of one press_button trial."""
+    with GymSimExecutor({"a": agent}, image_size=image_size, max_duration_s=seconds) as executor:
+        slot = TrialSlot("a", "press_button", 0, 1)
+        executor.reset(slot)
+        wall, cpu = time.perf_counter(), time.process_time()
+        result = executor.run(slot, threading.Event())
+        simulated = result.steps / executor.fps
+        return (time.perf_counter() - wall) / simulated, (time.process_time() - cpu) / simulated
+
+
+def bench_adapted_trials(seconds: float, threads: list[int]) -> None:
+    import torch
+
+    agents = {
+        "lora r=128": adapted_tiny_smolvla_agent("lora"),
+        "lora_sp r=128 dense": adapted_tiny_smolvla_agent("lora_sp"),
+        "lora_sp r=128 auto": adapted_tiny_smolvla_agent("lora_sp", "auto"),
+    }
+    print(f"tiny SmolVLA sim trial, 480x640 cameras, {seconds} s simulated (goal: wall / simulated <= 2)")
+    for n in threads:
+        torch.set_num_threads(n)
+        for name, agent in agents.items():
+            wall, cpu = trial_cost(agent, seconds)
+            print(f"  torch threads {n}  {name:20} wall/simulated {wall:5.2f}   CPU/simulated {cpu:5.2f}")
+
+
 def main() -> None:
-    print("load:", os.getloadavg())
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--trial-seconds", type=float, default=2.0)
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[1, 2], help="torch intra-op threads to try"
+    )
+    parser.add_argument("--only-trials", action="store_true", help="skip the store and tiny-ACT figures")
+    args = parser.parse_args()
+    print("load:", os.getloadavg(), "(the machine may be shared)")
+    bench_adapted_trials(args.trial_seconds, args.threads)
+    if args.only_trials:
+        print("load:", os.getloadavg())
+        return
     bench_store()
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "evaluate"))
     from test_policy_rollout import tiny_act  # the tiny ACT the tests build offline

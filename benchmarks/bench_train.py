@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -111,6 +112,26 @@ def lerobot(
     return (s1 - s0) / max(t1 - t0, 1e-9)
 
 
+def child_cpu_seconds(command: list[str]) -> tuple[float, str]:
+    """(CPU seconds, output) of one trainer run in its own process. CPU time, not wall time:
+    the machine is shared, and other jobs stretch wall time but not the work done."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    proc = subprocess.run(command, capture_output=True, text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise SystemExit(f"{command[:3]} failed:\n{(proc.stdout + proc.stderr)[-4000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return cpu, proc.stdout + proc.stderr
+
+
+def cpu_steps_per_s(make_command, steps: int) -> float:
+    """Steps per CPU second from two runs (steps and 2 x steps): the difference cancels start-up
+    (imports, model build, dataset open), as the step log's first window does for wall time."""
+    short, _ = child_cpu_seconds(make_command(steps))
+    long, _ = child_cpu_seconds(make_command(2 * steps))
+    return steps / max(long - short, 1e-9)
+
+
 def cpu_comparison(args) -> None:
     from train.backbones import resolve_backbone
 
@@ -119,7 +140,9 @@ def cpu_comparison(args) -> None:
     cache = str(out / "backbones") if args.fresh_backbone else None
     policy_dir = resolve_backbone("tiny-smolvla", cache).path
     print(
-        f"tiny-smolvla at {policy_dir}; dataset {dataset}; batch {args.batch}; {args.steps} steps; r {args.r}"
+        f"tiny-smolvla at {policy_dir}; dataset {dataset}; batch {args.batch}; {args.steps} steps; r {args.r}; "
+        f"trainable scope on both sides: lerobot's SmolVLA default (action expert q/v + action heads), "
+        f"VLM and vision frozen, no dataloader workers"
     )
     load = os.getloadavg()
     t = time.perf_counter()
@@ -135,76 +158,180 @@ def cpu_comparison(args) -> None:
     )
     ours_sp = ours("lora_sp", {"r": args.r}, dataset, args.steps, args.batch, args.log_every, cache, out)
     theirs = lerobot(dataset, policy_dir, args.steps, args.batch, args.log_every, args.r, out)
-    print(f"ours    LoRA r={args.r}:    {ours_lora:.3f} steps/s")
-    print(f"ours    LoRA-SP r={args.r}: {ours_sp:.3f} steps/s")
-    print(f"lerobot LoRA r={args.r}:    {theirs:.3f} steps/s (lerobot-train --peft)")
+    print("wall clock, from each trainer's step log (first window dropped):")
+    print(f"  ours    LoRA r={args.r}:    {ours_lora:.3f} steps/s")
+    print(f"  ours    LoRA-SP r={args.r}: {ours_sp:.3f} steps/s")
+    print(f"  lerobot LoRA r={args.r}:    {theirs:.3f} steps/s (lerobot-train --peft)")
     print(
-        f"ratio ours/lerobot (LoRA): {ours_lora / theirs:.2f}   (LoRA-SP/lerobot LoRA: {ours_sp / theirs:.2f})"
+        f"  ratio ours/lerobot (LoRA): {ours_lora / theirs:.2f}   (LoRA-SP/lerobot LoRA: {ours_sp / theirs:.2f})"
     )
+    if not args.no_cpu_time:
+        me = [sys.executable, __file__]
+        common = ["--dataset", str(dataset), "--batch", str(args.batch), "--r", str(args.r)]
+        common += ["--log-every", str(args.log_every)] + (["--fresh-backbone"] if args.fresh_backbone else [])
+
+        def ours_cmd(strategy):
+            return lambda steps: [*me, "--child", f"ours-{strategy}", "--steps", str(steps), *common]
+
+        def lerobot_cmd(steps):
+            return [*me, "--child", "lerobot", "--steps", str(steps), *common]
+
+        rates = {
+            "ours LoRA": cpu_steps_per_s(ours_cmd("lora"), args.steps),
+            "lerobot LoRA": cpu_steps_per_s(lerobot_cmd, args.steps),
+            "ours LoRA-SP": cpu_steps_per_s(ours_cmd("lora_sp"), args.steps),
+        }
+        print("CPU time (runs of N and 2N steps in their own processes, the difference):")
+        for name, rate in rates.items():
+            print(f"  {name:13} {rate:.3f} steps per CPU second")
+        print(
+            f"  ratio ours/lerobot (LoRA): {rates['ours LoRA'] / rates['lerobot LoRA']:.2f} (goal >= 1.2)   "
+            f"(LoRA-SP/lerobot LoRA: {rates['ours LoRA-SP'] / rates['lerobot LoRA']:.2f})"
+        )
     print(
-        f"load average before: {load[0]:.1f}, after: {os.getloadavg()[0]:.1f}; total {time.perf_counter() - t:.0f} s"
+        f"load average before: {load[0]:.1f}, after: {os.getloadavg()[0]:.1f} (shared machine); "
+        f"total {time.perf_counter() - t:.0f} s"
     )
 
 
-def gpu_strategies(args) -> None:
-    """SmolVLA-sized random-weight policy; synthetic batches; steps/s and peak memory."""
+def child_run(args) -> None:
+    """One trainer run (for CPU timing in its own process)."""
+    from train.backbones import resolve_backbone
+
+    out = Path(tempfile.mkdtemp(prefix="bench_train-child-"))
+    cache = str(Path(args.dataset).parent.parent / "backbones") if args.fresh_backbone else None
+    if args.child == "lerobot":
+        policy_dir = resolve_backbone("tiny-smolvla", cache).path
+        lerobot(Path(args.dataset), policy_dir, args.steps, args.batch, args.log_every, args.r, out)
+        return
+    strategy = args.child.removeprefix("ours-")
+    adapter = {"r": args.r, "lora_alpha": args.r} if strategy == "lora" else {"r": args.r}
+    ours(strategy, adapter, Path(args.dataset), args.steps, args.batch, args.log_every, cache, out)
+
+
+# lerobot's SmolVLA default scope (action expert + action heads), used for every strategy
+# so that "full" trains exactly the layers the adapters wrap: a fair comparison.
+SCOPES = {"expert": "action", "all": "vision,language,action"}
+
+
+def build_policy(shape: str, device: str):
+    """A policy with `shape`'s real layer sizes and random weights (nothing downloaded):
+    smolvla (SmolVLM2-500M + expert), pi0 (PaliGemma 2B + Gemma 300M expert), or the tiny
+    backbones (tiny-smolvla, tiny-pi0) that check this code path on a CPU."""
     import torch
 
+    torch.manual_seed(0)
+    if shape == "smolvla":
+        from train.backbones import smolvla_sized_policy
+
+        return smolvla_sized_policy().to(device), "smolvla"
+    if shape == "pi0":
+        from lerobot.policies.pi0.configuration_pi0 import PI0Config
+        from lerobot.policies.pi0.modeling_pi0 import PI0Policy
+
+        from train.backbones import _default_features
+
+        inputs, outputs = _default_features()
+        config = PI0Config(input_features=inputs, output_features=outputs, device=device, push_to_hub=False)
+        return PI0Policy(config), "pi0"
+    from train.backbones import load_base_policy, resolve_backbone
+
+    policy = load_base_policy(resolve_backbone(shape), train_expert_only=False, freeze_vision_encoder=False)
+    return policy.to(device), shape.removeprefix("tiny-")
+
+
+def strategies(compiled: bool) -> dict:
     from train.adapters import FullFinetuneConfig, LoraConfig, LoraSPConfig
 
-    device = "cuda"
-    strategies = {
-        "full": FullFinetuneConfig(),
+    out = {
+        "full": FullFinetuneConfig(scope="targets"),
         "lora128": LoraConfig(r=128, lora_alpha=128),
         "lora_sp128": LoraSPConfig(r=128),
     }
-    print(
-        f"GPU: {torch.cuda.get_device_name(0)}; batch {args.batch}; bf16 autocast; {args.steps} timed steps"
-    )
-    for name, adapter_config in strategies.items():
-        rate, peak, counts = time_strategy(adapter_config, args.batch, args.steps, device)
-        print(
-            f"{name:11} {rate:6.2f} steps/s  peak {peak:5.1f} GiB  "
-            f"trainable {counts.percent:5.1f}% of {counts.total / 1e6:.0f}M",
-            flush=True,
-        )
-        torch.cuda.empty_cache()
+    if compiled:
+        out["lora_sp128_compiled"] = LoraSPConfig(r=128, compile=True)
+    return out
 
 
-def time_strategy(adapter_config, batch_size: int, steps: int, device: str):
+def gpu_strategies(args) -> None:
+    """Steps/s and peak memory per strategy at one trainable scope, per shape; ratios to LoRA."""
+    import torch
+
+    device = args.device
+    where = torch.cuda.get_device_name(0) if device == "cuda" else "CPU (code-path check, not a GPU figure)"
+    print(f"{where}; batch {args.batch}; bf16 autocast; {args.steps} timed steps; scope {args.scope}")
+    for shape in args.shapes:
+        rows = {}
+        for name, adapter_config in strategies(args.compiled).items():
+            for whole in (False, True) if args.compile_model else (False,):
+                label = name + (" +compile(model)" if whole else "")
+                rows[label] = time_strategy(shape, adapter_config, args, whole)
+                rate, peak, counts, scope = rows[label]
+                print(
+                    f"{shape:13} {label:32} {rate:7.2f} steps/s  peak {peak:6.2f} GiB  trainable "
+                    f"{counts.trainable / 1e6:7.2f}M = {counts.percent:5.2f}% of {counts.total / 1e6:.0f}M  [{scope}]",
+                    flush=True,
+                )
+                if device == "cuda":
+                    torch.cuda.empty_cache()
+        lora = rows["lora128"]
+        for label, (rate, peak, _, _) in rows.items():
+            if label.startswith("lora_sp"):
+                print(
+                    f"{shape:13} {label} / lora128: time {lora[0] / rate:.2f}x (goal <= 1.15), "
+                    f"peak memory {peak / lora[1]:.2f}x (goal <= 1.05)"
+                )
+
+
+def time_strategy(shape: str, adapter_config, args, compile_model: bool):
+    import contextlib
+
     import torch
 
     from train.adapters import apply_adapters
-    from train.backbones import smolvla_sized_policy
 
-    torch.manual_seed(0)
-    policy = smolvla_sized_policy()
-    handle = apply_adapters(policy, adapter_config, "smolvla")
-    policy.to(device).train()
-    batch = synthetic_batch(policy.config, batch_size, device)
+    device = args.device
+    policy, preset = build_policy(shape, device)
+    handle = apply_adapters(policy, adapter_config, f"{preset}:{SCOPES[args.scope]}")
+    groups: dict[str, int] = {}
+    for group in handle.groups.values():
+        groups[group] = groups.get(group, 0) + 1
+    scope = ", ".join(f"{g} {n} layers" for g, n in sorted(groups.items()))
+    policy.train()
+    vocab = max(m.num_embeddings for m in policy.modules() if isinstance(m, torch.nn.Embedding))
+    batch = synthetic_batch(policy.config, args.batch, device, vocab)
     optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=1e-4)
-    torch.cuda.reset_peak_memory_stats()
+    forward = torch.compile(policy.forward) if compile_model else policy.forward
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    autocast = torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss, _ = policy(dict(batch))
+        with autocast:
+            loss, _ = forward(dict(batch))
             loss = loss + handle.aux_losses()["total"]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(3):  # warm-up: kernels, allocator
+    def sync():
+        if device == "cuda":
+            torch.cuda.synchronize()
+
+    for _ in range(3):  # warm-up: kernels, allocator, compilation
         step()
-    torch.cuda.synchronize()
+    sync()
     start = time.perf_counter()
-    for _ in range(steps):
+    for _ in range(args.steps):
         step()
-    torch.cuda.synchronize()
-    rate = steps / (time.perf_counter() - start)
-    return rate, torch.cuda.max_memory_allocated() / 2**30, handle.parameter_counts()
+    sync()
+    rate = args.steps / (time.perf_counter() - start)
+    peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
+    counts = handle.parameter_counts()
+    return rate, peak, counts, scope
 
 
-def synthetic_batch(config, batch: int, device: str) -> dict:
+def synthetic_batch(config, batch: int, device: str, vocab: int = 1000) -> dict:
     """What the preprocessor hands the policy: normalised state/action, images in [0,1], tokens."""
     import torch
 
@@ -212,7 +339,7 @@ def synthetic_batch(config, batch: int, device: str) -> dict:
         "observation.state": torch.randn(batch, 7, device=device),
         "action": torch.randn(batch, config.chunk_size, 7, device=device),
         "observation.language.tokens": torch.randint(
-            0, 1000, (batch, config.tokenizer_max_length), device=device
+            0, min(vocab, 1000), (batch, config.tokenizer_max_length), device=device
         ),
         "observation.language.attention_mask": torch.ones(
             batch, config.tokenizer_max_length, dtype=torch.bool, device=device
@@ -226,15 +353,35 @@ def synthetic_batch(config, batch: int, device: str) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--batch", type=int, help="default 4 (CPU comparison), 32 (--gpu)")
     parser.add_argument("--r", type=int, default=8)
     parser.add_argument("--log-every", type=int, default=5)
     parser.add_argument("--dataset", help="a LeRobot v3 dataset dir (default: a synthetic one)")
     parser.add_argument("--fresh-backbone", action="store_true", help="build tiny-smolvla in a temp cache")
     parser.add_argument("--gpu", action="store_true", help="SmolVLA-sized strategies on a GPU (batch 32)")
+    parser.add_argument("--no-cpu-time", action="store_true", help="wall-clock comparison only")
+    parser.add_argument("--device", default="cuda", help="--gpu only: cpu checks the code path (tiny shapes)")
+    parser.add_argument(
+        "--shapes",
+        nargs="+",
+        default=["smolvla", "pi0"],
+        choices=["smolvla", "pi0", "tiny-smolvla", "tiny-pi0"],
+    )
+    parser.add_argument(
+        "--scope", default="expert", choices=sorted(SCOPES), help="--gpu: the targeted groups"
+    )
+    parser.add_argument("--compiled", action="store_true", help="--gpu: also LoRA-SP with compile=True")
+    parser.add_argument(
+        "--compile-model", action="store_true", help="--gpu: also every strategy under torch.compile"
+    )
+    parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    if args.gpu:
+    if args.batch is None:
+        args.batch = 32 if args.gpu else 4
+    if args.child:
+        child_run(args)
+    elif args.gpu:
         gpu_strategies(args)
     else:
         cpu_comparison(args)

@@ -16,6 +16,7 @@ torch and lerobot are imported inside functions: this module is safe to import a
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 import time
@@ -51,6 +52,16 @@ class PolicyAgent:
         self.name = name
         self.policy.eval()
         self._check_features()
+        # Chunking policies: the agent serves the rest of a chunk itself, so the ticks between
+        # inferences convert no image and run no processor (their cost per tick was most of an
+        # evaluation's host work). ACT's temporal ensembling needs every tick: left to lerobot.
+        config = getattr(policy, "config", None)
+        self._serve_chunks = (
+            hasattr(policy, "predict_action_chunk")
+            and getattr(config, "n_action_steps", 0)
+            and getattr(config, "temporal_ensemble_coeff", None) is None
+        )
+        self._pending: collections.deque[dict[str, float]] = collections.deque()
 
     @classmethod
     def from_run(cls, run_dir: str | Path, checkpoint: str = "last", eta: float | None = None) -> PolicyAgent:
@@ -108,6 +119,7 @@ class PolicyAgent:
             import torch
 
             torch.manual_seed(seed)
+        self._pending.clear()
         self.policy.reset()
         for processor in (self.preprocessor, self.postprocessor):
             reset = getattr(processor, "reset", None)
@@ -115,27 +127,34 @@ class PolicyAgent:
                 reset()
 
     def act(self, observation: dict[str, Any], instruction: str) -> dict[str, float]:
+        if self._pending:
+            return self._pending.popleft()
         import numpy as np
         import torch
         from lerobot.common.control_utils import predict_action
+        from lerobot.policies.utils import prepare_observation_for_inference
 
         frame = {STATE_KEY: np.asarray([observation[k] for k in MOTOR_KEYS], dtype=np.float32)}
         for camera in CAMERA_NAMES:
             if camera not in observation:
                 raise RolloutError(f"no frame from the {camera!r} camera; check it on the Station page")
             frame[IMAGE_PREFIX + camera] = observation[camera]
-        action = predict_action(
-            frame,
-            self.policy,
-            torch.device(self.device),
-            self.preprocessor,
-            self.postprocessor,
-            use_amp=False,
-            task=instruction,
-            robot_type="piper",
-        )
-        values = action.reshape(-1).tolist()
-        return dict(zip(MOTOR_KEYS, values, strict=True))
+        device = torch.device(self.device)
+        if not self._serve_chunks:
+            action = predict_action(
+                frame, self.policy, device, self.preprocessor, self.postprocessor,
+                use_amp=False, task=instruction, robot_type="piper",
+            )  # fmt: skip
+            return dict(zip(MOTOR_KEYS, action.reshape(-1).tolist(), strict=True))
+        # What lerobot's predict_action + select_action do, once per chunk: the same
+        # preprocessing, one predict_action_chunk, its first n_action_steps postprocessed.
+        with torch.inference_mode():
+            batch = self.preprocessor(prepare_observation_for_inference(frame, device, instruction, "piper"))
+            chunk = self.policy.predict_action_chunk(batch)[:, : self.policy.config.n_action_steps]
+            actions = self.postprocessor(chunk)
+        for row in actions.reshape(-1, len(MOTOR_KEYS)).tolist():
+            self._pending.append(dict(zip(MOTOR_KEYS, row, strict=True)))
+        return self._pending.popleft()
 
 
 @dataclass

@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .config import RUN_CONFIG, TrainConfig
 from .metrics import MetricsWriter, peak_memory_mb
@@ -206,13 +207,15 @@ class Trainer:
 
     # ---------------------------------------------------------------- steps
 
-    def train_step(self, micro_batches) -> dict[str, float]:
-        """One optimiser step over `grad_accum` micro-batches; returns the logged terms."""
+    def train_step(self, micro_batches) -> dict[str, Any]:
+        """One optimiser step over `grad_accum` micro-batches; returns the logged terms as
+        detached 0-dim tensors (read on the host once per logging window, not per step)."""
         import torch
 
         model, acc = self.model, self.accelerator
-        model.train()
-        sums: dict[str, float] = {}
+        if not model.training:  # train() walks every module (~30 ms on SmolVLA): once, not per step
+            model.train()
+        sums: dict[str, Any] = {}
         n = len(micro_batches)
         for i, batch in enumerate(micro_batches):
             sync = contextlib.nullcontext() if i == n - 1 else acc.no_sync(model)
@@ -225,7 +228,7 @@ class Trainer:
             terms = {"loss": loss, "task_loss": task_loss, **{f"aux/{k}": v for k, v in extra.items()}}
             terms.update({f"aux/{k}": v for k, v in aux.items() if k != "total" and torch.is_tensor(v)})
             for key, value in terms.items():
-                sums[key] = sums.get(key, 0.0) + float(value.detach()) / n
+                sums[key] = sums.get(key, 0.0) + value.detach() / n
         if self.config.grad_clip > 0:
             acc.clip_grad_norm_(self.handle.trainable_parameters(), self.config.grad_clip)
         self.optimizer.step()
@@ -320,6 +323,8 @@ class Trainer:
     def fit(
         self, should_stop: Callable[[], bool] = lambda: False, stop_at_step: int | None = None
     ) -> TrainResult:
+        import torch
+
         cfg = self.config
         per_step = cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes
         main = self.accelerator.is_main_process
@@ -358,7 +363,8 @@ class Trainer:
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 elapsed = time.perf_counter() - window_start
                 step_time = elapsed / window_steps
-                means = {k: v / window_steps for k, v in window_sums.items()}
+                values = torch.stack([torch.as_tensor(v).float() for v in window_sums.values()])
+                means = dict(zip(window_sums, (values / window_steps).tolist(), strict=True))  # one host read
                 last_loss = means["loss"]
                 stats = self.handle.active_rank(reset=True) if self.handle.strategy != "full" else None
                 ranks = stats.as_log() if stats else {}

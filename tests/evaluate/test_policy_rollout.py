@@ -99,3 +99,23 @@ def test_feature_mismatch_and_eta_on_a_non_lora_sp_policy_are_clear_errors(agent
     policy.config.input_features["observation.images.top"] = PolicyFeature(FeatureType.VISUAL, (3, H, W))
     with pytest.raises(RolloutError, match="observation.images.top"):
         PolicyAgent(policy, pre, post)
+
+
+def test_served_chunks_equal_lerobots_per_tick_actions():
+    """The agent serves a chunk's actions itself (no per-tick preprocessing): the actions are
+    exactly what lerobot's predict_action gives tick by tick."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    observations = [
+        {k: float(v) for k, v in zip(MOTOR_KEYS, rng.normal(size=7) * 0.1, strict=True)}
+        | {c: rng.integers(0, 255, (H, W, 3), dtype=np.uint8) for c in ("side", "wrist")}
+        for _ in range(2 * CHUNK + 1)
+    ]
+    actions = []
+    for serve_chunks in (True, False):
+        agent = PolicyAgent(*tiny_act())
+        agent._serve_chunks = serve_chunks
+        agent.reset()
+        actions.append([agent.act(o, "press the button") for o in observations])
+    assert actions[0] == actions[1]

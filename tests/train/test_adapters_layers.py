@@ -234,8 +234,11 @@ def test_gathered_equals_dense(routing, eta):
         dense = model(x)
         handle.set_inference_path("gathered")
         gathered = model(x)
+        handle.set_inference_path("auto")
+        auto = model(x)
     assert not torch.equal(dense, model.head(x) * 0)  # the adapters do contribute
     torch.testing.assert_close(gathered, dense, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(auto, dense, rtol=1e-5, atol=1e-5)
 
 
 def test_adapter_layers_keep_the_base_layer_interface():

@@ -80,6 +80,9 @@ class AdapterHandle:
         self.peft_tuner = peft_tuner
         self.step = 0
         self.merged = False
+        self._own_layer_cache: dict[str, AdapterLinear] | None = None
+        self._zero_tensor: torch.Tensor | None = None
+        self._eta_set: float | None = None
 
     # ---- what was wrapped -------------------------------------------------------------
     @property
@@ -90,7 +93,12 @@ class AdapterHandle:
         return {name: self.model.get_submodule(name) for name in self.groups}
 
     def _own_layers(self) -> dict[str, AdapterLinear]:
-        return {n: m for n, m in self.modules.items() if isinstance(m, AdapterLinear)}
+        """Our adapter layers by name, looked up once (aux_losses and set_step run every step)."""
+        if self.merged:
+            return {}
+        if self._own_layer_cache is None:
+            self._own_layer_cache = {n: m for n, m in self.modules.items() if isinstance(m, AdapterLinear)}
+        return self._own_layer_cache
 
     def trainable_parameters(self) -> list[nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -107,31 +115,36 @@ class AdapterHandle:
         each term averaged over the layers that ran, and "total", the weighted sum to add to
         the task loss. Terms: spectral, balance, z (LoRA-SP); balance, z (LoRA-MoE);
         orth (AdaLoRA's orthogonality regulariser, as peft computes it); none for LoRA/full."""
-        device = next(self.model.parameters()).device
-        zero = torch.zeros((), device=device)
         if self.strategy == "adalora":
             orth = self._adalora_orth()
             return {"orth": orth, "total": self.config.orth_reg_weight * orth}
         if self.strategy == "vla_gse":  # balance only; a layer called twice counts its mean
-            return vla_gse_aux_losses(self._own_layers().values(), self.config, device)
+            return vla_gse_aux_losses(self._own_layers().values(), self.config, self._zero().device)
+        taken = [t for t in (layer.take_aux() for layer in self._own_layers().values()) if t is not None]
         if self.strategy not in ("lora_sp", "lora_moe"):
-            return {"total": zero}
-        sums: dict[str, torch.Tensor] = {}
-        counts: dict[str, int] = {}
-        for layer in self._own_layers().values():
-            for key, value in layer.last_aux.items():
-                sums[key] = sums.get(key, zero) + value
-                counts[key] = counts.get(key, 0) + 1
-            layer.last_aux = {}
-        terms = {key: sums[key] / counts[key] for key in sums}
+            return {"total": self._zero()}
         cfg = self.config
         names = ("spectral", "balance", "z") if isinstance(cfg, LoraSPConfig) else ("balance", "z")
-        terms = {key: terms.get(key, zero) for key in names}
+        terms = dict.fromkeys(names, self._zero())
+        if taken:
+            # one stack per distinct row count (usually one), not a few ops per layer
+            by_rows: dict[int, list[torch.Tensor]] = {}
+            for layer_names, summed, rows in taken:
+                if layer_names != names:
+                    raise ValueError(f"a {self.strategy} layer recorded {layer_names}, expected {names}")
+                by_rows.setdefault(rows, []).append(summed)
+            means = torch.cat([torch.stack(sums) / rows for rows, sums in by_rows.items()]).mean(dim=0)
+            terms = dict(zip(names, means.unbind(), strict=True))
         total = cfg.lambda_router * (terms["balance"] + cfg.z_weight * terms["z"])
         if isinstance(cfg, LoraSPConfig):
             total = total + cfg.lambda_spec * terms["spectral"]
         terms["total"] = total
         return terms
+
+    def _zero(self) -> torch.Tensor:
+        if self._zero_tensor is None:
+            self._zero_tensor = torch.zeros((), device=next(self.model.parameters()).device)
+        return self._zero_tensor
 
     def _adalora_orth(self) -> torch.Tensor:
         """peft's AdaLoRA regulariser: mean over A and B of ||P P^T - I||_F (A) / ||P^T P - I||_F (B)."""
@@ -152,8 +165,10 @@ class AdapterHandle:
         self.step = step
         if isinstance(self.config, LoraSPConfig):
             eta = self.config.eta_at(step)
-            for layer in self._own_layers().values():
-                layer.eta = eta
+            if eta != self._eta_set:  # a constant (or finished) schedule: nothing to do per step
+                for layer in self._own_layers().values():
+                    layer.eta = eta
+                self._eta_set = eta
         elif self.strategy == "adalora" and not self.merged:
             # peft's allocator multiplies every adapter by its gradient; modules off the loss's
             # path (SmolVLA/pi0 never use the last VLM layer's queries and MLP) have none: their
@@ -173,9 +188,11 @@ class AdapterHandle:
             layer.inference_eta = eta
 
     def set_inference_path(self, path: str) -> None:
-        """LoRA-SP / VLA-GSE eval forward: "dense" (masked) or "gathered" (kept vectors / chosen experts only)."""
-        if path not in ("dense", "gathered"):
-            raise ValueError(f"inference path must be dense|gathered, got {path!r}")
+        """LoRA-SP / VLA-GSE eval forward: "dense" (masked), "gathered" (kept vectors / chosen
+        experts only) or "auto" (LoRA-SP: gathered when the rows of a call keep at most r/2
+        vectors between them; VLA-GSE: gathered)."""
+        if path not in ("dense", "gathered", "auto"):
+            raise ValueError(f"inference path must be dense|gathered|auto, got {path!r}")
         for layer in self._own_layers().values():
             if isinstance(layer, LoraSPLinear | VlaGseLinear):
                 layer.inference_path = path

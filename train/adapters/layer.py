@@ -8,6 +8,8 @@ import math
 import torch
 from torch import nn
 
+from .lora_sp_fused import autocast_dtype
+
 
 def kaiming_uniform_(weight: torch.Tensor) -> None:
     """LoRA's A init (peft and nn.Linear use the same a=sqrt(5) Kaiming-uniform)."""
@@ -28,8 +30,7 @@ class AdapterLinear(nn.Module):
         self.in_features = base_layer.in_features
         self.out_features = base_layer.out_features
         self.adapter_enabled = True
-        #: the auxiliary losses of the last training forward (scalar tensors), or {}
-        self.last_aux: dict[str, torch.Tensor] = {}
+        self._reset_aux()
         self._reset_ranks()
 
     # Model code reads `q_proj.weight.dtype` etc.: answer for the frozen layer.
@@ -53,9 +54,50 @@ class AdapterLinear(nn.Module):
             return out
         # Under autocast the matmuls pick their own dtype; otherwise run the adapter in its
         # own dtype (float32 adapters on a bf16 base, as peft does) and cast back.
-        if not torch.is_autocast_enabled(x.device.type):
+        if autocast_dtype(x.device.type) is None:
             x = x.to(self.adapter_dtype())
         return out + self.adapter_delta(x).to(out.dtype)
+
+    # Auxiliary losses of the training forwards since the last `take_aux`: every call adds
+    # (a layer may run more than once per forward: SmolVLA's vision tower once per camera),
+    # weighted by its rows, so a term is its mean over all the tokens the layer saw.
+    def record_aux(self, names: tuple[str, ...], values: torch.Tensor, rows: int) -> None:
+        """Add one call's terms (`values[i]` is term `names[i]`, a mean over `rows` rows)."""
+        if self._aux_names is not None and names != self._aux_names:
+            raise ValueError(f"aux terms changed within a forward: {self._aux_names} then {names}")
+        weighted = values * rows
+        self._aux_sum = weighted if self._aux_sum is None else self._aux_sum + weighted
+        self._aux_names = names
+        self._aux_rows += rows
+
+    def take_aux(self) -> tuple[tuple[str, ...], torch.Tensor, int] | None:
+        """(names, summed row-weighted terms, rows) since the last take, then reset; None if
+        no training forward ran."""
+        if self._aux_sum is None:
+            return None
+        taken = (self._aux_names, self._aux_sum, self._aux_rows)
+        self._reset_aux()
+        return taken
+
+    @property
+    def last_aux(self) -> dict[str, torch.Tensor]:
+        """The accumulated terms as {name: mean} (read only; `take_aux` consumes them)."""
+        if self._aux_sum is None:
+            return {}
+        return dict(zip(self._aux_names, self._aux_sum / self._aux_rows, strict=True))
+
+    @last_aux.setter
+    def last_aux(self, terms: dict[str, torch.Tensor]) -> None:
+        """`layer.last_aux = {...}` in a forward records one call (weight 1); {} resets."""
+        if not terms:
+            self._reset_aux()
+            return
+        self.record_aux(tuple(terms), torch.stack([t.float() for t in terms.values()]), 1)
+
+    def _reset_aux(self) -> None:
+        self._aux_names: tuple[str, ...] | None = None
+        self._aux_sum: torch.Tensor | None = None
+        self._aux_rows = 0
 
     # Active-rank bookkeeping since the last reset, without host syncs in training steps.
     # LoRA-SP adds, per forward, how many rows kept the vector at each ascending-score

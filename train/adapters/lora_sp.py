@@ -16,8 +16,11 @@ from torch import nn
 
 from .config import LoraSPConfig
 from .layer import AdapterLinear, kaiming_uniform_
+from .lora_sp_fused import eta_fraction, fused_delta, kept_counts_of, threshold_select
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
+#: the auxiliary terms a LoRA-SP forward records, in this order
+AUX_TERMS = ("spectral", "balance", "z")
 
 
 @dataclass
@@ -33,18 +36,22 @@ class EnergySelection:
         return self.order_ascending.flip(-1)
 
 
-def _select(scores: torch.Tensor, eta, k_rule: str):
+def _select(scores: torch.Tensor, eta_frac: torch.Tensor, k_rule: str):
     """(k, mask, keep_ascending, order_ascending); see `energy_select`. Tuple-valued so that
-    torch.compile traces it without a dataclass."""
-    energy = scores.detach().float().square()
-    ascending, order = energy.sort(dim=-1)
+    torch.compile traces it without a dataclass. `eta_frac`: `eta_fraction(eta)` as a tensor."""
+    energy = scores.detach().double().square()  # squares of float32 values are exact in float64
+    # a stable descending sort puts tied scores in bank order, so ties keep the lowest indices
+    descending, order = energy.sort(dim=-1, descending=True, stable=True)
+    ascending, order = descending.flip(-1), order.flip(-1)
     # prefix[j]: the energy of the j+1 smallest scores, summed from the smallest up so that
     # tiny tails are not lost to rounding. Dropping the m smallest leaves E >= eta iff
-    # prefix[m-1] <= (1 - eta) * total; prefix is non-decreasing, so the most we may drop
-    # is how many prefixes pass, and k* = r - m. At eta = 1 exactly the zero scores drop;
-    # an all-zero row drops everything (k* = 0).
+    # prefix[m-1] <= (1 - eta) * total, tested as prefix * den <= (den - num) * total for
+    # eta = num / den; prefix is non-decreasing, so the most we may drop is how many
+    # prefixes pass, and k* = r - m. At eta = 1 exactly the zero scores drop; an all-zero
+    # row drops everything (k* = 0).
     prefix = ascending.cumsum(dim=-1)
-    dropped = (prefix <= (1.0 - eta) * prefix[..., -1:]).sum(dim=-1)
+    allow, den = eta_frac.double().unbind()
+    dropped = (prefix * den <= allow * prefix[..., -1:]).sum(dim=-1)
     r = energy.shape[-1]
     if k_rule == "one_fewer":
         dropped = (dropped + 1).clamp(max=r)
@@ -55,13 +62,22 @@ def _select(scores: torch.Tensor, eta, k_rule: str):
     return r - dropped, mask, keep_ascending, order
 
 
+def eta_tensor(eta: float, device=None) -> torch.Tensor:
+    """eta as the int64 pair `eta_fraction` gives (int: a model's .to(dtype) leaves it alone)."""
+    return torch.tensor(eta_fraction(eta), dtype=torch.long, device=device)
+
+
 def energy_select(scores: torch.Tensor, eta: float, k_rule: str = "smallest") -> EnergySelection:
     """The energy rule on the last dim, computed in float32 whatever the input dtype.
 
     k* is the smallest k whose top-k squared scores hold at least eta of the total
     ("one_fewer" keeps k* - 1, as the authors' code does). Rows of all-zero scores get
-    k* = 0. Ties are broken by sort order, so exactly k* vectors are kept.
+    k* = 0. Tied scores keep the lowest bank indices, so exactly k* vectors are kept. The
+    comparison is exact for eta as the decimal it is written as (see `eta_fraction`).
+    This is the reference; the layer trains with `lora_sp_fused.threshold_select`.
     """
+    if not isinstance(eta, torch.Tensor):
+        eta = eta_tensor(eta, scores.device)
     return EnergySelection(*_select(scores, eta, k_rule))
 
 
@@ -180,7 +196,17 @@ def compiled_lora_sp_forward():
     return torch.compile(lora_sp_forward)
 
 
+@functools.cache
+def compiled_fused_delta():
+    """The fused path compiled once for all layers (the autograd function is traced whole)."""
+    return torch.compile(fused_delta)
+
+
 class LoraSPLinear(AdapterLinear):
+    #: "fused" (`lora_sp_fused`, the default) or "reference" (`lora_sp_forward`, kept to test
+    #: against). Sample routing always takes the reference path.
+    implementation = "fused"
+
     def __init__(self, base_layer: nn.Linear, config: LoraSPConfig) -> None:
         super().__init__(base_layer)
         self.config = config
@@ -194,21 +220,29 @@ class LoraSPLinear(AdapterLinear):
             self.in_features, config.r, config.router_hidden, config.router_depth, config.router_activation
         ).to(device=w.device, dtype=dtype)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        # eta lives on the device as a tensor: no host transfer per forward, and a compiled
-        # forward does not recompile while the schedule moves it.
-        self.register_buffer("_eta", torch.tensor(config.eta_at(0), device=w.device), persistent=False)
-        self.register_buffer("_inference_eta", torch.tensor(1.0, device=w.device), persistent=False)
+        self._fused_config = (config.router_activation, config.score_fn, config.k_rule, config.z_loss_form)
+        # eta lives on the device as the int64 pair (den - num, den): no host transfer per
+        # forward, an exact comparison, and a compiled forward does not recompile while the
+        # schedule moves it. The float value is kept on the host for reading.
+        self.register_buffer("_eta", eta_tensor(config.eta_at(0), w.device), persistent=False)
+        self._eta_value = config.eta_at(0)
+        self.register_buffer("_inference_eta", eta_tensor(1.0, w.device), persistent=False)
         self.inference_eta = config.eta_inference
-        #: "dense" (masked, every vector computed) or "gathered" (kept vectors only); eval only
+        #: eval forward: "dense" (masked, every vector computed), "gathered" (kept vectors
+        #: only) or "auto" (gathered when the rows keep at most r/2 vectors between them)
         self.inference_path = "dense"
 
     @property
     def eta(self) -> float:
-        return float(self._eta)
+        return self._eta_value
 
     @eta.setter
     def eta(self, value: float) -> None:
-        self._eta.fill_(value)
+        if value != self._eta_value:  # a constant schedule costs nothing per step
+            self._eta_value = value
+            allow, den = eta_fraction(value)
+            self._eta[0].fill_(allow)
+            self._eta[1].fill_(den)
 
     @property
     def inference_eta(self) -> float | None:
@@ -218,12 +252,15 @@ class LoraSPLinear(AdapterLinear):
     def inference_eta(self, value: float | None) -> None:
         self._inference_eta_value = value
         if value is not None:
-            self._inference_eta.fill_(value)
+            allow, den = eta_fraction(value)
+            self._inference_eta[0].fill_(allow)
+            self._inference_eta[1].fill_(den)
 
     def adapter_dtype(self) -> torch.dtype:
         return self.lora_A.dtype
 
     def current_eta(self) -> torch.Tensor:
+        """The eta in force, as the int64 pair of `eta_fraction`."""
         if not self.training and self._inference_eta_value is not None:
             return self._inference_eta
         return self._eta
@@ -237,34 +274,58 @@ class LoraSPLinear(AdapterLinear):
 
     def adapter_delta(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(x)
-        if self.inference_path == "gathered" and not self.training:
-            return self._gathered(x)
+        if not self.training and self.inference_path != "dense":
+            return self._gathered(x, auto=self.inference_path == "auto")
         want_aux = self.training and torch.is_grad_enabled()
-        forward = compiled_lora_sp_forward() if self.config.compile else lora_sp_forward
-        delta, kept_counts, aux = forward(
-            x, self.lora_A, self.lora_B, self.router.tensors(), self.current_eta(), self.config, want_aux
-        )
         sample = self.config.routing == "sample" and x.dim() >= 3
-        self.record_kept_counts(kept_counts, x.shape[0] if sample else x.shape[:-1].numel())
-        if aux is not None:
-            self.last_aux = dict(zip(("spectral", "balance", "z"), aux, strict=True))
+        if self.implementation == "fused" and not sample:
+            forward = compiled_fused_delta() if self.config.compile else fused_delta
+            delta, aux, kept_counts = forward(
+                x,
+                self.lora_A,
+                self.lora_B,
+                self.router.tensors(),
+                self.current_eta(),
+                self.config.scale,
+                self._fused_config,
+                want_aux,
+            )
+        else:
+            forward = compiled_lora_sp_forward() if self.config.compile else lora_sp_forward
+            delta, kept_counts, aux = forward(
+                x, self.lora_A, self.lora_B, self.router.tensors(), self.current_eta(), self.config, want_aux
+            )
+            if aux is not None:
+                aux = torch.stack(aux)
+        rows = x.shape[0] if sample else x.shape[:-1].numel()
+        self.record_kept_counts(kept_counts, rows)
+        if want_aux:
+            self.record_aux(AUX_TERMS, aux, rows)
         return delta
 
-    def _gathered(self, x: torch.Tensor) -> torch.Tensor:
+    def _gathered(self, x: torch.Tensor, auto: bool = False) -> torch.Tensor:
         """Compute only kept vectors: per sample (bmm on each sample's own set) when routing
-        by sample, else on the union of the rows' kept sets."""
+        by sample, else on the union of the rows' kept sets. Eval only: it reads the kept set
+        on the host. `auto`: fall back to the dense product when the union holds more than
+        r/2 vectors (the gather then costs more than it saves)."""
         _, scores = self.scores(x)
-        selection = energy_select(scores, self.current_eta(), self.config.k_rule)
-        self.record_kept_counts(
-            selection.keep_ascending.reshape(-1, self.max_rank).sum(dim=0), selection.k.numel()
-        )
-        gate = scores * selection.mask * self.config.scale
         if self.config.routing == "sample" and x.dim() == 3:
+            selection = energy_select(scores, self.current_eta(), self.config.k_rule)
+            self.record_kept_counts(
+                selection.keep_ascending.reshape(-1, self.max_rank).sum(dim=0), selection.k.numel()
+            )
+            gate = scores * selection.mask * self.config.scale
             k_max = int(selection.k.max())
             index = selection.order[:, 0, :k_max]  # [batch, k_max]
             gate_kept = gate[:, 0, :].gather(-1, index).unsqueeze(1)  # zero beyond each k
             a_kept = self.lora_A[index]  # [batch, k_max, d_in]
             b_kept = self.lora_B.t()[index]  # [batch, k_max, d_out]
             return torch.bmm(torch.bmm(x, a_kept.transpose(1, 2)) * gate_kept, b_kept)
-        kept = selection.mask.reshape(-1, self.max_rank).any(dim=0).nonzero().squeeze(1)
-        return F.linear(F.linear(x, self.lora_A[kept]) * gate[..., kept], self.lora_B[:, kept])
+        mask, dropped = threshold_select(scores, self.current_eta(), self.config.k_rule)
+        self.record_kept_counts(kept_counts_of(dropped, self.max_rank), dropped.numel())
+        gate = scores * (mask * self.config.scale)
+        used = mask.reshape(-1, self.max_rank).any(dim=0)
+        kept = used.nonzero().squeeze(1)
+        if auto and 2 * len(kept) > self.max_rank:
+            return F.linear(F.linear(x, self.lora_A) * gate.to(x.dtype), self.lora_B)
+        return F.linear(F.linear(x, self.lora_A[kept]) * gate[..., kept].to(x.dtype), self.lora_B[:, kept])

@@ -109,8 +109,6 @@ class VlaGseLinear(AdapterLinear):
             folded = (b0.float() * scales.repeat_interleave(r_e)) @ a0.float()
             base_layer.weight.data = (w.float() - folded).to(w.dtype)
         self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
-        self._balance_sum: torch.Tensor | None = None
-        self._balance_calls = 0
 
     def adapter_dtype(self) -> torch.dtype:
         return self.lora_A.dtype
@@ -133,7 +131,7 @@ class VlaGseLinear(AdapterLinear):
 
     def _experts(self, x, a, b, coef, weights, chosen) -> torch.Tensor:
         """sum_e c_e s_e B_e A_e x, densely or by gathering each specialist's rows."""
-        if not (self.inference_path == "gathered" and not self.training):
+        if not (self.inference_path in ("gathered", "auto") and not self.training):
             return F.linear(F.linear(x, a) * coef.to(x.dtype), b)
         cfg, r_e = self.config, self.config.expert_rank
         g = cfg.num_generalists * r_e
@@ -155,11 +153,8 @@ class VlaGseLinear(AdapterLinear):
         probs, weights, chosen = route(self.router(x), cfg.top_k, cfg.renormalize)
         self.record_fixed_rank(self.active_slots, x.shape[:-1].numel())
         if self.training and torch.is_grad_enabled() and cfg.lambda_balance > 0:
-            loss = balance_loss(probs, chosen)
-            # a layer run several times in one forward: mean over its calls
-            self._balance_sum = loss if self._balance_sum is None else self._balance_sum + loss
-            self._balance_calls += 1
-            self.last_aux = {"balance": self._balance_sum / self._balance_calls}
+            # a layer run several times in one forward: the mean over its calls (weight 1 each)
+            self.record_aux(("balance",), balance_loss(probs, chosen).reshape(1), 1)
         coef = self.slot_coefficients(weights, chosen)
         delta = self._experts(self.dropout(x), self.lora_A, self.lora_B, coef, weights, chosen)
         if cfg.init_offset == "subtract":
@@ -169,9 +164,8 @@ class VlaGseLinear(AdapterLinear):
 
     def take_balance(self) -> torch.Tensor | None:
         """The mean balance loss of this layer's training calls since the last take, consumed."""
-        value = None if self._balance_sum is None else self._balance_sum / self._balance_calls
-        self._balance_sum, self._balance_calls, self.last_aux = None, 0, {}
-        return value
+        taken = self.take_aux()
+        return None if taken is None else taken[1][0] / taken[2]
 
     @torch.no_grad()
     def merge_generalists(self) -> None:

@@ -158,7 +158,7 @@ def _printer(plan, started: float):
                 file=sys.stderr,
                 flush=True,
             )
-        elif event in ("failed", "estop"):
+        elif event in ("failed", "estop", "save_failed"):
             print(f"{event}: {info}", file=sys.stderr, flush=True)
 
     return on_event

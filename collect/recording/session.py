@@ -18,6 +18,11 @@ On the sim backend the virtual operator drives the leader arm during an episode 
 loop runs in lockstep with physics: each recorded frame is followed by exactly 1/fps of
 simulated time, and the state, action and images of a frame are of the same simulated
 instant (`collect.sim.lockstep`), so no frame is ever dropped, whatever the CPU.
+Keep hands the episode to the writer and returns at once (`EpisodeWriter.keep_async`):
+the reset countdown, and the next episode, overlap its save. The `kept` event comes when
+the episode is on disk (`saved` in the snapshot counts those still on their way); a save
+that fails gives `save_failed`, and the episode no longer counts.
+
 `auto=True` also keeps every finished episode and starts the next one, so a whole plan
 records unattended; an episode ended by E-STOP, or on the real arm one whose loop fell
 behind its fps, is held for review and never kept automatically.
@@ -80,6 +85,7 @@ class Snapshot:
     estopped: bool = False
     kept_seconds: float = 0.0  # recorded duration of the kept episodes (for the ETA)
     backlog: int = 0  # frames recorded but not yet handed to the video encoder
+    saving: int = 0  # kept episodes still being written (on disk when this is 0)
     start_gap: float | None = None  # how far the follower is from the episode start pose (rad / m)
 
 
@@ -127,6 +133,7 @@ class RecordingSession:
         self._on_event = on_event
         self._clock = clock
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+        self._wake = threading.Event()  # a command was posted: the idle loop serves it at once
         self._accepting = False  # guarded by _lock: commands are queued only while the loop serves them
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -231,6 +238,7 @@ class RecordingSession:
                 future.set_exception(RuntimeError(f"the recording session is not open ({self.state.value})"))
                 return future
             self._commands.put((fn, future))
+        self._wake.set()
         return future
 
     # -- what the GUI/CLI shows ---------------------------------------------------------------
@@ -260,6 +268,7 @@ class RecordingSession:
                 estopped=estopped,
                 kept_seconds=self._kept_seconds,
                 backlog=self.writer.pending_frames if self.writer is not None else 0,
+                saving=self.writer.saving if self.writer is not None else 0,
                 start_gap=self._start_gap,
             )
 
@@ -426,7 +435,8 @@ class RecordingSession:
         ):
             self._do_keep(self._last_success, "auto")
             return
-        time.sleep(1.0 / IDLE_FPS)
+        self._wake.wait(1.0 / IDLE_FPS)  # Start right after Keep is served now, not a tick later
+        self._wake.clear()
         if getattr(self._pacer, "lockstep", False):
             self._pacer.wait()  # the sim world keeps moving (arm holds, objects settle)
 
@@ -544,27 +554,52 @@ class RecordingSession:
             timing=timing,
         )
         began = time.perf_counter()
-        saved = self.writer.keep(record)
-        keep_s = time.perf_counter() - began
+        future = self.writer.keep_async(record)  # returns at once; the save overlaps the reset
+        task = self.task
         with self._lock:
-            self.counts[self.task] += 1
-            self._kept_seconds += saved.frames / self.plan.fps
+            self.counts[task] += 1
+            self._kept_seconds += record.frames / self.plan.fps
         self._retries = 0
         info = {
-            "task": self.task,
-            "episode_index": saved.episode_index,
-            "frames": saved.frames,
+            "task": task,
+            "episode_index": record.episode_index,  # unless an earlier save fails
+            "frames": record.frames,
             "success": success,
-            "keep_s": keep_s,
-            "count": self.counts[self.task],
+            "count": self.counts[task],
+            "handover_s": time.perf_counter() - began,
+            "saved": future,
         }
-        self._emit("kept", info)
+        future.add_done_callback(lambda f: self._saved(f, info, began))
         self._after_episode()
         return info
 
+    def _saved(self, future: Future, info: dict, began: float) -> None:
+        """On the writer thread, when a kept episode is on disk (or could not be written)."""
+        error = future.exception()
+        if error is None:
+            saved = future.result()
+            event = {k: v for k, v in info.items() if k != "saved"}
+            self._emit(
+                "kept", {**event, "episode_index": saved.episode_index, "keep_s": time.perf_counter() - began}
+            )
+            return
+        with self._lock:
+            self.counts[info["task"]] -= 1
+            self._kept_seconds -= info["frames"] / self.plan.fps
+            self._message = f"the {info['task']} episode was NOT saved ({error}); record it again"
+        log.error("saving an episode failed: %s", error)
+        self._emit("save_failed", {"task": info["task"], "error": str(error)})
+        self._post(self._reopen_plan)
+
+    def _reopen_plan(self) -> None:
+        """A failed save after the plan looked complete: its task needs that episode again."""
+        task = self._next_unfinished_task(self.task)
+        if self.state == SessionState.FINISHED and task is not None:
+            self._do_switch(task)
+
     def _do_discard(self) -> None:
         self._require(SessionState.REVIEW, SessionState.RECORDING, verb="discard")
-        self.writer.discard()
+        self.writer.discard_async()  # after any save in progress; the next episode queues behind
         self._retries += 1
         self._frames = 0
         self._emit("discarded", {"task": self.task})

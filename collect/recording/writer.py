@@ -282,7 +282,7 @@ class EpisodeWriter:
         self._generation = 0
         self._errors: dict[int, BaseException] = {}
         self._saving = 0  # episodes handed over, not yet on disk
-        self._next_index = total_episodes(root) if is_dataset(root) else 0
+        self._next_index = self.total_episodes
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -312,15 +312,27 @@ class EpisodeWriter:
             staging.parent.mkdir(parents=True, exist_ok=True)
             dataset = cls._create_dataset(plan, staging)  # the first keep puts it in place
             plan.save(staging)
-        return cls(plan, root, dataset)
+        writer = cls(plan, root, dataset)
+        log.log(logging.INFO if writer.encoder.hardware else logging.WARNING, writer.encoder.summary)
+        return writer
 
     @staticmethod
     def _encoder():
-        """h264 (x264 'veryfast': keeps up with two 480x640 streams on a busy 2-core PC), GOP 2 as
-        lerobot's default for random access in training."""
+        """h264 from the GPU when one opens here, else x264 (`collect.recording.encoder`); GOP 2
+        as lerobot's default for random access in training."""
         from lerobot.configs.video import RGBEncoderConfig
 
-        return RGBEncoderConfig(vcodec="h264", preset="veryfast")
+        from collect.recording.encoder import choose_h264
+
+        choice = choose_h264()
+        return RGBEncoderConfig(vcodec=choice.vcodec, preset=choice.preset)
+
+    @property
+    def encoder(self):
+        """The `EncoderChoice` the videos are written with (shown on the Record page)."""
+        from collect.recording.encoder import choose_h264
+
+        return choose_h264()
 
     @classmethod
     def _create_dataset(cls, plan: RecordingPlan, root: Path):
@@ -365,7 +377,8 @@ class EpisodeWriter:
 
     @property
     def total_episodes(self) -> int:
-        return total_episodes(self.root)
+        """Episodes on disk (0 before the first keep of a new dataset lands)."""
+        return total_episodes(self.root) if is_dataset(self.root) else 0
 
     # -- recording ----------------------------------------------------------------------------
     @property

@@ -108,6 +108,7 @@ def test_doctor_json_end_to_end(workspace):
     assert report["mujoco_gl"]["status"] == "ok"  # EGL works on these machines (tests render with it)
     assert report["mujoco_gl"]["items"][0]["chosen"] in ("egl", "osmesa")
     assert report["gpu"]["items"][0]["torch"]
+    assert report["encoder"]["items"][0]["chosen"] in ("h264_nvenc", "h264_vaapi", "libx264")
     assert proc.returncode == (1 if any(s["status"] == "fail" for s in report.values()) else 0)
     text = subprocess.run(
         [sys.executable, "-m", "app.cli", "--workspace", str(workspace.root), "doctor", "--skip", "gpu"],
@@ -115,5 +116,5 @@ def test_doctor_json_end_to_end(workspace):
         text=True,
         timeout=300,
     ).stdout
-    for name in ("can", "cameras", "mujoco_gl", "disk"):
+    for name in ("can", "cameras", "mujoco_gl", "encoder", "disk"):
         assert name in text

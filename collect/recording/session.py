@@ -18,10 +18,11 @@ On the sim backend the virtual operator drives the leader arm during an episode 
 loop runs in lockstep with physics: each recorded frame is followed by exactly 1/fps of
 simulated time, and the state, action and images of a frame are of the same simulated
 instant (`collect.sim.lockstep`), so no frame is ever dropped, whatever the CPU.
+
 Keep hands the episode to the writer and returns at once (`EpisodeWriter.keep_async`):
 the reset countdown, and the next episode, overlap its save. The `kept` event comes when
-the episode is on disk (`saved` in the snapshot counts those still on their way); a save
-that fails gives `save_failed`, and the episode no longer counts.
+the episode is on disk (`Snapshot.saving` counts those still on their way); a save that
+fails gives `save_failed`, and the episode no longer counts.
 
 `auto=True` also keeps every finished episode and starts the next one, so a whole plan
 records unattended; an episode ended by E-STOP, or on the real arm one whose loop fell
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 IDLE_FPS = 6.0  # live view rate outside episodes (spares the CPU for encoding)
 TRACE_LEN = 300  # samples of joint traces kept for the GUI
 SIM_TAIL_S = 0.5  # keep recording this long after the sim task succeeded / the operator finished
+# Kept episodes still being written when the next one may start: one is the normal overlap;
+# more means the encoder is behind (a starved CPU), and starting again would pile up frames.
+MAX_SAVING = 1
 
 
 class SessionState(enum.Enum):
@@ -423,7 +427,11 @@ class RecordingSession:
             if self._episode_over():
                 self._do_stop()
             return
-        if self.state == SessionState.RESETTING and self._clock() >= self._reset_until:
+        if (
+            self.state == SessionState.RESETTING
+            and self._clock() >= self._reset_until
+            and self.writer.saving <= MAX_SAVING
+        ):
             self._set_state(SessionState.READY, "ready")
             if self.auto:
                 self._do_start()
@@ -471,6 +479,11 @@ class RecordingSession:
         if self.state == SessionState.RESETTING:
             self._set_state(SessionState.READY, "ready")
         self._require(SessionState.READY, verb="start")
+        if self.writer.saving > MAX_SAVING:
+            raise RuntimeError(
+                f"{self.writer.saving} kept episodes are still being saved (the encoder is behind): "
+                "start again in a moment"
+            )
         if getattr(self.station.follower, "estopped", False):
             raise RuntimeError("the arm is in e-stop: release it (Resume) before recording")
         self._episode_t = 0.0

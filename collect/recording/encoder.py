@@ -2,7 +2,7 @@
 
     choice = choose_h264()          # cached per process; a probe opens each candidate once
     choice.vcodec                   # lerobot's vcodec name for RGBEncoderConfig
-    choice.summary                  # one line for the Record page, `doctor` and the log
+    choice.summary                  # one line for `doctor`, the log and the Record page's tooltip
 
 A hardware encoder counts only if PyAV lists it *and* opens it with the frames the
 recorder feeds it (yuv420p from system memory) and encodes a frame: PyAV wheels list
@@ -39,6 +39,11 @@ class EncoderChoice:
     @property
     def preset(self) -> str | None:
         return PRESET[self.codec]
+
+    @property
+    def label(self) -> str:
+        """A few words for a narrow column; `summary` says why."""
+        return f"video encoder: {self.codec} ({'GPU' if self.hardware else 'CPU'})"
 
     @property
     def summary(self) -> str:

@@ -48,7 +48,8 @@ def test_record_one_sim_episode_by_keys_and_clicks_and_the_counter_moves(qtbot, 
         lambda: page.session is not None and page.session.state == SessionState.READY, timeout=180_000
     )
     assert page.counter_texts() == ["Press the Button 0/2"]
-    assert page.encoder_label.text().startswith("video encoder ")  # the GPU's, or libx264 and why
+    assert page.encoder_label.text().startswith("video encoder: ")  # the GPU's, or libx264
+    assert page.encoder_label.toolTip().startswith("video encoder ")  # and why
 
     qtbot.keyClick(page, Qt.Key.Key_Space)  # Space: start
     qtbot.waitUntil(lambda: page.session.state == SessionState.REVIEW, timeout=120_000)  # stops at 1 s

@@ -14,6 +14,7 @@ def test_the_first_hardware_encoder_that_opens_wins_else_libx264_says_why():
     choice = choose_h264(probe)
     assert (choice.codec, choice.hardware, choice.vcodec) == ("h264_vaapi", True, "h264_vaapi")
     assert choice.summary == "video encoder h264_vaapi (GPU)"
+    assert choice.label == "video encoder: h264_vaapi (GPU)"
     opens.add("h264_nvenc")
     assert choose_h264(probe).codec == "h264_nvenc"  # NVENC first
     opens.clear()

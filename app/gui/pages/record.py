@@ -127,7 +127,7 @@ class RecordPage(QWidget):
         self.disk_label = WrapLabel("")
         self.save_label = WrapLabel("")  # kept episodes still on their way to the disk
         self.save_label.setObjectName("saving")
-        self.encoder_label = WrapLabel("", max_lines=3)  # GPU h264, or libx264 and why
+        self.encoder_label = WrapLabel("")  # GPU h264 or libx264; the tooltip says why
         self.encoder_label.setObjectName("encoder")
         for label in (self.eta_label, self.disk_label, self.save_label, self.encoder_label):
             left.addWidget(label)
@@ -278,7 +278,8 @@ class RecordPage(QWidget):
         self._timer.start()
         self._refresh_disk()
         self.refresh()
-        self.encoder_label.setText(session.writer.encoder.summary)
+        self.encoder_label.setText(session.writer.encoder.label)
+        self.encoder_label.setToolTip(session.writer.encoder.summary)  # why not the GPU's
         self.context.status_message.emit(f"recording into {session.writer.root}")
 
     def _open_failed(self, message: str) -> None:

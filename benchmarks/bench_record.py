@@ -202,7 +202,12 @@ def run_ours(station, clock: TickClock, datasets_dir: Path, seconds: float, fps:
         figures = record_episode(time.perf_counter())
         t = time.perf_counter()
         info = session.keep().result(120)
-        session.start().result(30)  # Start works again: the wait between episodes ends here
+        while True:  # Start works again: the wait between episodes ends here
+            try:
+                session.start().result(30)
+                break
+            except RuntimeError:  # the encoder is behind (a starved CPU): Start waits for it
+                time.sleep(0.01)
         began = time.perf_counter()
         figures["wait_s"] = began - t
         figures["backlog_at_start"] = session.writer.pending_frames

@@ -55,9 +55,11 @@ log = logging.getLogger(__name__)
 IDLE_FPS = 6.0  # live view rate outside episodes (spares the CPU for encoding)
 TRACE_LEN = 300  # samples of joint traces kept for the GUI
 SIM_TAIL_S = 0.5  # keep recording this long after the sim task succeeded / the operator finished
-# Kept episodes still being written when the next one may start: one is the normal overlap;
-# more means the encoder is behind (a starved CPU), and starting again would pile up frames.
+# When the next episode may start. One kept episode still being saved is the normal overlap,
+# and a short backlog drains in a moment; more means the encoder cannot keep up (a starved
+# CPU): starting then would pile frames up and take the CPU from the next episode's loop.
 MAX_SAVING = 1
+START_BACKLOG_S = 1.0  # recorded video still waiting for the encoder
 
 
 class SessionState(enum.Enum):
@@ -430,7 +432,7 @@ class RecordingSession:
         if (
             self.state == SessionState.RESETTING
             and self._clock() >= self._reset_until
-            and self.writer.saving <= MAX_SAVING
+            and self._writer_behind() is None
         ):
             self._set_state(SessionState.READY, "ready")
             if self.auto:
@@ -479,11 +481,9 @@ class RecordingSession:
         if self.state == SessionState.RESETTING:
             self._set_state(SessionState.READY, "ready")
         self._require(SessionState.READY, verb="start")
-        if self.writer.saving > MAX_SAVING:
-            raise RuntimeError(
-                f"{self.writer.saving} kept episodes are still being saved (the encoder is behind): "
-                "start again in a moment"
-            )
+        behind = self._writer_behind()
+        if behind is not None:
+            raise RuntimeError(f"{behind} (a busy CPU): start again in a moment")
         if getattr(self.station.follower, "estopped", False):
             raise RuntimeError("the arm is in e-stop: release it (Resume) before recording")
         self._episode_t = 0.0
@@ -509,6 +509,15 @@ class RecordingSession:
         self._pacer.restart()
         self._started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self._set_state(SessionState.RECORDING, f"recording {self.task}")
+
+    def _writer_behind(self) -> str | None:
+        """Why the next episode must wait for the writer, or None."""
+        if self.writer.saving > MAX_SAVING:
+            return f"{self.writer.saving} kept episodes are still being saved"
+        backlog = self.writer.pending_frames
+        if backlog > START_BACKLOG_S * self.plan.fps:
+            return f"the video encoder is {backlog / self.plan.fps:.1f} s behind"
+        return None
 
     def _check_gap(self) -> None:
         """The follower must be near the leader; in sim give the reset leader a moment to arrive."""

@@ -174,7 +174,11 @@ def _record_by_terminal(session) -> None:
             continue
         if input(f"[{session.task}] Enter to start (q to quit): ").strip().lower() == "q":
             return
-        session.start().result()
+        try:
+            session.start().result()
+        except RuntimeError as exc:  # e-stop held, or the encoder still catching up: say so, ask again
+            print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+            continue
         input("recording... Enter to stop: ")
         if session.state == SessionState.RECORDING:
             session.stop().result()

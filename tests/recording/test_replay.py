@@ -69,21 +69,47 @@ def test_a_missing_video_is_reported_in_one_line(make_plan, datasets_dir):
 
 
 @pytest.mark.slow
-def test_an_episode_inside_a_shared_video_file_starts_at_its_own_first_frame(make_plan, datasets_dir):
-    """lerobot's tools (delete_episodes) may pack several episodes into one mp4."""
-    from collect.recording.library import delete_episode
+def test_an_episode_inside_a_shared_video_file_starts_at_its_own_first_frame(datasets_dir):
+    """Plain lerobot packs a session's episodes into one mp4 (ours gives each its own file)."""
+    from lerobot.configs.video import RGBEncoderConfig
+    from lerobot.datasets import LeRobotDataset
 
-    root = record(make_plan("packed", tasks=["open_pot"]), datasets_dir, [10, 14, 12])
-    delete_episode(root, 0)
+    from collect.recording.writer import dataset_features
+
+    root = datasets_dir / "packed"
+    dataset = LeRobotDataset.create(
+        "local/packed",
+        fps=30,
+        features=dataset_features(("wrist",), SMALL),
+        root=root,
+        use_videos=True,
+        rgb_encoder=RGBEncoderConfig(vcodec="h264", preset="veryfast"),
+    )
+    for episode, length in enumerate((10, 14, 12)):
+        for i in range(length):
+            image = np.full((*SMALL, 3), level(episode, i), np.uint8)
+            dataset.add_frame(
+                {
+                    "observation.state": np.zeros(7, np.float32),
+                    "action": np.zeros(7, np.float32),
+                    "observation.images.wrist": image,
+                    "task": "open the pot",
+                }
+            )
+        dataset.save_episode()
+    dataset.finalize()
     rows = episode_rows(root)
-    assert [r["length"] for r in rows] == [14, 12]
-    assert any(r["videos/observation.images.wrist/from_timestamp"] > 0 for r in rows), "not packed: test moot"
-    for row, recorded in zip(rows, (1, 2), strict=True):
+    key = "videos/observation.images.wrist"
+    assert len({(r[f"{key}/chunk_index"], r[f"{key}/file_index"]) for r in rows}) == 1, "not packed"
+    for row in rows[1:]:
         player = EpisodePlayer(root, row, ("wrist",))
         try:
             for index in (0, row["length"] - 1):
                 player.seek(index)
                 frames = wait_frames(player, index)
-                assert abs(int(frames["wrist"].mean()) - level(recorded, index)) <= 2, (recorded, index)
+                assert abs(int(frames["wrist"].mean()) - level(row["episode_index"], index)) <= 2, (
+                    row,
+                    index,
+                )
         finally:
             player.close()

@@ -172,6 +172,7 @@ class RecordingSession:
         self._ended_by_estop = False
         self._fell_behind = False  # real arm: the loop ran below BEHIND_FPS_FRACTION of its fps
         self._start_gap: float | None = None
+        self._finishing = False  # the plan is complete; FINISHED once its last saves are on disk
 
     # -- life cycle ---------------------------------------------------------------------------
     def open(self, timeout_s: float = 180.0) -> RecordingSession:
@@ -429,7 +430,12 @@ class RecordingSession:
             if self._episode_over():
                 self._do_stop()
             return
-        if (
+        if self._finishing:
+            if self.writer.saving == 0:
+                self._finishing = False
+                self._set_state(SessionState.FINISHED, "the plan is complete")
+                self._emit("finished", {"counts": dict(self.counts)})
+        elif (
             self.state == SessionState.RESETTING
             and self._clock() >= self._reset_until
             and self._writer_behind() is None
@@ -478,12 +484,14 @@ class RecordingSession:
             raise RuntimeError(f"cannot {verb} while {self.state.value} (only when {allowed})")
 
     def _do_start(self) -> None:
+        if self._finishing:
+            raise RuntimeError("the plan is complete: its last kept episodes are being saved")
         if self.state == SessionState.RESETTING:
             self._set_state(SessionState.READY, "ready")
         self._require(SessionState.READY, verb="start")
         behind = self._writer_behind()
         if behind is not None:
-            raise RuntimeError(f"{behind} (a busy CPU): start again in a moment")
+            raise RuntimeError(f"{behind}: start again in a moment")
         if getattr(self.station.follower, "estopped", False):
             raise RuntimeError("the arm is in e-stop: release it (Resume) before recording")
         self._episode_t = 0.0
@@ -493,6 +501,8 @@ class RecordingSession:
         self._ended_by_estop = False
         self._fell_behind = False
         self._sim_seconds = None
+        if self._pacer.lockstep:
+            self._settle_writer()
         if self.station.sim is not None:
             from collect.sim.operator import VirtualOperator
 
@@ -509,6 +519,14 @@ class RecordingSession:
         self._pacer.restart()
         self._started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self._set_state(SessionState.RECORDING, f"recording {self.task}")
+
+    def _settle_writer(self, timeout_s: float = 120.0) -> None:
+        """Sim (lockstep): let the last save finish before the next episode. Simulated time
+        waits, so nobody pays for it, and a save running beside the loop could delay the
+        SDK's reports past the lockstep timeout on a busy CPU (a stale frame)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.writer.settled and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def _writer_behind(self) -> str | None:
         """Why the next episode must wait for the writer, or None."""
@@ -616,7 +634,8 @@ class RecordingSession:
     def _reopen_plan(self) -> None:
         """A failed save after the plan looked complete: its task needs that episode again."""
         task = self._next_unfinished_task(self.task)
-        if self.state == SessionState.FINISHED and task is not None:
+        if (self.state == SessionState.FINISHED or self._finishing) and task is not None:
+            self._finishing = False
             self._do_switch(task)
 
     def _do_discard(self) -> None:
@@ -652,7 +671,7 @@ class RecordingSession:
             raise RuntimeError("the arm did not reach the start pose; check for an obstacle or an e-stop")
 
     def _do_skip_reset(self) -> None:
-        if self.state == SessionState.RESETTING:
+        if self.state == SessionState.RESETTING and not self._finishing:
             self._set_state(SessionState.READY, "ready")
 
     def _do_switch(self, task: str) -> None:
@@ -674,9 +693,9 @@ class RecordingSession:
         self._operator = None
         if self.counts[self.task] >= self.plan.episodes_per_task:
             next_task = self._next_unfinished_task(self.task)
-            if next_task is None:
-                self._set_state(SessionState.FINISHED, "the plan is complete")
-                self._emit("finished", {"counts": dict(self.counts)})
+            if next_task is None:  # FINISHED once the last kept episodes are on disk (_tick)
+                self._finishing = True
+                self._set_state(SessionState.RESETTING, "the plan is complete: saving the last episodes...")
                 return
             if next_task != self.task:
                 if self.station.sim is not None:

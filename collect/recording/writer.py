@@ -282,6 +282,7 @@ class EpisodeWriter:
         self._generation = 0
         self._errors: dict[int, BaseException] = {}
         self._saving = 0  # episodes handed over, not yet on disk
+        self._reopening = False  # the staging copy for the next episode is being made
         self._next_index = self.total_episodes
 
     # -- opening ------------------------------------------------------------------------------
@@ -436,6 +437,11 @@ class EpisodeWriter:
         """Episodes handed over by `keep_async` that are not on disk yet."""
         return self._saving
 
+    @property
+    def settled(self) -> bool:
+        """Nothing of an earlier episode is still being written (no save, reopen or frame backlog)."""
+        return self._saving == 0 and not self._reopening and self._pending == 0
+
     def keep(self, record: EpisodeRecord, timeout_s: float = 120.0) -> EpisodeRecord:
         """Save the episode; returns when it is on disk, finalized."""
         return self.keep_async(record).result(timeout_s)
@@ -454,6 +460,7 @@ class EpisodeWriter:
         with self._lock:
             self._saving += 1
             self._next_index += 1
+            self._reopening = True
         saved = self._executor.submit(self._save, record, generation)
         self._executor.submit(self._reopen_dataset)  # runs before the next frame (one thread, FIFO)
         saved.add_done_callback(self._save_done)
@@ -492,16 +499,18 @@ class EpisodeWriter:
 
     def _reopen_dataset(self) -> BaseException | None:
         """A fresh staging copy of the dataset on disk, for the next episode."""
-        if self._dataset is not None:  # the save was refused before it touched the dataset
-            self._dataset.clear_episode_buffer()
-            remove_partial_episode(Path(self._dataset.root))
-            return None
         try:
+            if self._dataset is not None:  # the save was refused before it touched the dataset
+                self._dataset.clear_episode_buffer()
+                remove_partial_episode(Path(self._dataset.root))
+                return None
             self._dataset = self._resume_dataset(self.plan, stage_copy(self.root))
             return None
         except BaseException as exc:  # the next frame reports it; discard tries again
             log.exception("reopening the dataset after a save")
             return exc
+        finally:
+            self._reopening = False
 
     def discard(self, timeout_s: float = 60.0) -> None:
         """Drop the episode in progress; the dataset on disk is untouched."""

@@ -384,7 +384,7 @@ class RecordPage(QWidget):
             "review": f"REVIEW: {snap.frames} frames"
             + ("" if snap.last_success is None else (" (success)" if snap.last_success else " (failure)"))
             + ": Keep or Discard",
-            "resetting": f"RESET the scene: {snap.countdown_s:.1f} s",
+            "resetting": _resetting_text(snap, self.session.plan.fps),
             "ready": f"READY: {task_title(snap.task)} (Space to start){_start_pose_hint(snap.start_gap)}",
             "finished": "PLAN COMPLETE",
         }.get(snap.state.value, snap.message)
@@ -475,6 +475,17 @@ class RecordPage(QWidget):
         session, self.session = self.session, None
         if session is not None:
             session.close()
+
+
+def _resetting_text(snap, fps: int) -> str:
+    """The countdown, then what the next episode still waits for (the plan's last saves, the encoder)."""
+    if snap.countdown_s > 0:
+        return f"RESET the scene: {snap.countdown_s:.1f} s"
+    if "plan is complete" in snap.message:
+        return "PLAN COMPLETE: saving the last episodes..."
+    if snap.saving > 1 or snap.backlog > fps:
+        return "WAITING for the video encoder to catch up..."
+    return "RESET the scene: 0.0 s"
 
 
 def _start_pose_hint(gap: float | None) -> str:

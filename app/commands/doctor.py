@@ -2,7 +2,8 @@
 
 Sections: CAN interfaces (state, bitrate), cameras (index, device path, resolution), the
 MuJoCo GL backend that renders, CUDA GPUs, the video decoder (torchcodec's FFmpeg
-libraries or pyav), free disk in the workspace. Missing CAN ports,
+libraries or pyav), the h264 encoder recording uses (the GPU's or libx264), free disk in
+the workspace. Missing CAN ports,
 cameras or GPUs are warnings (the simulated PiPER and CPU training still work); no GL
 backend or too little disk is a failure (exit status 1).
 """
@@ -146,6 +147,17 @@ def check_video() -> Section:
     return section
 
 
+def check_encoder() -> Section:
+    """The h264 encoder the recorder will use; libx264 is fine, the GPU's spares the CPU."""
+    from collect.recording.encoder import choose_h264
+
+    choice = choose_h264()
+    section = Section("encoder")
+    section.items = [{"chosen": choice.codec, "on": "GPU" if choice.hardware else "CPU"}]
+    section.items += [{"passed_over": reason} for reason in choice.reasons]
+    return section
+
+
 def check_disk(workspace_root) -> Section:
     section = Section("disk")
     usage = shutil.disk_usage(workspace_root)
@@ -162,7 +174,7 @@ def check_disk(workspace_root) -> Section:
     return section
 
 
-CHECKS = ("can", "cameras", "mujoco_gl", "gpu", "video", "disk")
+CHECKS = ("can", "cameras", "mujoco_gl", "gpu", "video", "encoder", "disk")
 
 
 def collect_report(workspace_root, skip: tuple[str, ...] = ()) -> list[Section]:
@@ -172,6 +184,7 @@ def collect_report(workspace_root, skip: tuple[str, ...] = ()) -> list[Section]:
         "mujoco_gl": check_gl,
         "gpu": check_gpu,
         "video": check_video,
+        "encoder": check_encoder,
         "disk": lambda: check_disk(workspace_root),
     }
     sections = []

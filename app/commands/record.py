@@ -158,7 +158,7 @@ def _printer(plan, started: float):
                 file=sys.stderr,
                 flush=True,
             )
-        elif event in ("failed", "estop"):
+        elif event in ("failed", "estop", "save_failed"):
             print(f"{event}: {info}", file=sys.stderr, flush=True)
 
     return on_event
@@ -174,7 +174,11 @@ def _record_by_terminal(session) -> None:
             continue
         if input(f"[{session.task}] Enter to start (q to quit): ").strip().lower() == "q":
             return
-        session.start().result()
+        try:
+            session.start().result()
+        except RuntimeError as exc:  # e-stop held, or the encoder still catching up: say so, ask again
+            print(f"cannot start: {exc}", file=sys.stderr, flush=True)
+            continue
         input("recording... Enter to stop: ")
         if session.state == SessionState.RECORDING:
             session.stop().result()

@@ -18,6 +18,12 @@ On the sim backend the virtual operator drives the leader arm during an episode 
 loop runs in lockstep with physics: each recorded frame is followed by exactly 1/fps of
 simulated time, and the state, action and images of a frame are of the same simulated
 instant (`collect.sim.lockstep`), so no frame is ever dropped, whatever the CPU.
+
+Keep hands the episode to the writer and returns at once (`EpisodeWriter.keep_async`):
+the reset countdown, and the next episode, overlap its save. The `kept` event comes when
+the episode is on disk (`Snapshot.saving` counts those still on their way); a save that
+fails gives `save_failed`, and the episode no longer counts.
+
 `auto=True` also keeps every finished episode and starts the next one, so a whole plan
 records unattended; an episode ended by E-STOP, or on the real arm one whose loop fell
 behind its fps, is held for review and never kept automatically.
@@ -49,6 +55,11 @@ log = logging.getLogger(__name__)
 IDLE_FPS = 6.0  # live view rate outside episodes (spares the CPU for encoding)
 TRACE_LEN = 300  # samples of joint traces kept for the GUI
 SIM_TAIL_S = 0.5  # keep recording this long after the sim task succeeded / the operator finished
+# When the next episode may start. One kept episode still being saved is the normal overlap,
+# and a short backlog drains in a moment; more means the encoder cannot keep up (a starved
+# CPU): starting then would pile frames up and take the CPU from the next episode's loop.
+MAX_SAVING = 1
+START_BACKLOG_S = 1.0  # recorded video still waiting for the encoder
 
 
 class SessionState(enum.Enum):
@@ -80,6 +91,7 @@ class Snapshot:
     estopped: bool = False
     kept_seconds: float = 0.0  # recorded duration of the kept episodes (for the ETA)
     backlog: int = 0  # frames recorded but not yet handed to the video encoder
+    saving: int = 0  # kept episodes still being written (on disk when this is 0)
     start_gap: float | None = None  # how far the follower is from the episode start pose (rad / m)
 
 
@@ -127,6 +139,7 @@ class RecordingSession:
         self._on_event = on_event
         self._clock = clock
         self._commands: queue.Queue[tuple[Callable[[], Any], Future]] = queue.Queue()
+        self._wake = threading.Event()  # a command was posted: the idle loop serves it at once
         self._accepting = False  # guarded by _lock: commands are queued only while the loop serves them
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -159,6 +172,7 @@ class RecordingSession:
         self._ended_by_estop = False
         self._fell_behind = False  # real arm: the loop ran below BEHIND_FPS_FRACTION of its fps
         self._start_gap: float | None = None
+        self._finishing = False  # the plan is complete; FINISHED once its last saves are on disk
 
     # -- life cycle ---------------------------------------------------------------------------
     def open(self, timeout_s: float = 180.0) -> RecordingSession:
@@ -231,6 +245,7 @@ class RecordingSession:
                 future.set_exception(RuntimeError(f"the recording session is not open ({self.state.value})"))
                 return future
             self._commands.put((fn, future))
+        self._wake.set()
         return future
 
     # -- what the GUI/CLI shows ---------------------------------------------------------------
@@ -260,6 +275,7 @@ class RecordingSession:
                 estopped=estopped,
                 kept_seconds=self._kept_seconds,
                 backlog=self.writer.pending_frames if self.writer is not None else 0,
+                saving=self.writer.saving if self.writer is not None else 0,
                 start_gap=self._start_gap,
             )
 
@@ -414,7 +430,16 @@ class RecordingSession:
             if self._episode_over():
                 self._do_stop()
             return
-        if self.state == SessionState.RESETTING and self._clock() >= self._reset_until:
+        if self._finishing:
+            if self.writer.saving == 0:
+                self._finishing = False
+                self._set_state(SessionState.FINISHED, "the plan is complete")
+                self._emit("finished", {"counts": dict(self.counts)})
+        elif (
+            self.state == SessionState.RESETTING
+            and self._clock() >= self._reset_until
+            and self._writer_behind() is None
+        ):
             self._set_state(SessionState.READY, "ready")
             if self.auto:
                 self._do_start()
@@ -426,7 +451,8 @@ class RecordingSession:
         ):
             self._do_keep(self._last_success, "auto")
             return
-        time.sleep(1.0 / IDLE_FPS)
+        self._wake.wait(1.0 / IDLE_FPS)  # Start right after Keep is served now, not a tick later
+        self._wake.clear()
         if getattr(self._pacer, "lockstep", False):
             self._pacer.wait()  # the sim world keeps moving (arm holds, objects settle)
 
@@ -458,9 +484,14 @@ class RecordingSession:
             raise RuntimeError(f"cannot {verb} while {self.state.value} (only when {allowed})")
 
     def _do_start(self) -> None:
+        if self._finishing:
+            raise RuntimeError("the plan is complete: its last kept episodes are being saved")
         if self.state == SessionState.RESETTING:
             self._set_state(SessionState.READY, "ready")
         self._require(SessionState.READY, verb="start")
+        behind = self._writer_behind()
+        if behind is not None:
+            raise RuntimeError(f"{behind}: start again in a moment")
         if getattr(self.station.follower, "estopped", False):
             raise RuntimeError("the arm is in e-stop: release it (Resume) before recording")
         self._episode_t = 0.0
@@ -470,6 +501,8 @@ class RecordingSession:
         self._ended_by_estop = False
         self._fell_behind = False
         self._sim_seconds = None
+        if self._pacer.lockstep:
+            self._settle_writer()
         if self.station.sim is not None:
             from collect.sim.operator import VirtualOperator
 
@@ -486,6 +519,23 @@ class RecordingSession:
         self._pacer.restart()
         self._started_at = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self._set_state(SessionState.RECORDING, f"recording {self.task}")
+
+    def _settle_writer(self, timeout_s: float = 120.0) -> None:
+        """Sim (lockstep): let the last save finish before the next episode. Simulated time
+        waits, so nobody pays for it, and a save running beside the loop could delay the
+        SDK's reports past the lockstep timeout on a busy CPU (a stale frame)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.writer.settled and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def _writer_behind(self) -> str | None:
+        """Why the next episode must wait for the writer, or None."""
+        if self.writer.saving > MAX_SAVING:
+            return f"{self.writer.saving} kept episodes are still being saved"
+        backlog = self.writer.pending_frames
+        if backlog > START_BACKLOG_S * self.plan.fps:
+            return f"the video encoder is {backlog / self.plan.fps:.1f} s behind"
+        return None
 
     def _check_gap(self) -> None:
         """The follower must be near the leader; in sim give the reset leader a moment to arrive."""
@@ -544,27 +594,53 @@ class RecordingSession:
             timing=timing,
         )
         began = time.perf_counter()
-        saved = self.writer.keep(record)
-        keep_s = time.perf_counter() - began
+        future = self.writer.keep_async(record)  # returns at once; the save overlaps the reset
+        task = self.task
         with self._lock:
-            self.counts[self.task] += 1
-            self._kept_seconds += saved.frames / self.plan.fps
+            self.counts[task] += 1
+            self._kept_seconds += record.frames / self.plan.fps
         self._retries = 0
         info = {
-            "task": self.task,
-            "episode_index": saved.episode_index,
-            "frames": saved.frames,
+            "task": task,
+            "episode_index": record.episode_index,  # unless an earlier save fails
+            "frames": record.frames,
             "success": success,
-            "keep_s": keep_s,
-            "count": self.counts[self.task],
+            "count": self.counts[task],
+            "handover_s": time.perf_counter() - began,
+            "saved": future,
         }
-        self._emit("kept", info)
+        future.add_done_callback(lambda f: self._saved(f, info, began))
         self._after_episode()
         return info
 
+    def _saved(self, future: Future, info: dict, began: float) -> None:
+        """On the writer thread, when a kept episode is on disk (or could not be written)."""
+        error = future.exception()
+        if error is None:
+            saved = future.result()
+            event = {k: v for k, v in info.items() if k != "saved"}
+            self._emit(
+                "kept", {**event, "episode_index": saved.episode_index, "keep_s": time.perf_counter() - began}
+            )
+            return
+        with self._lock:
+            self.counts[info["task"]] -= 1
+            self._kept_seconds -= info["frames"] / self.plan.fps
+            self._message = f"the {info['task']} episode was NOT saved ({error}); record it again"
+        log.error("saving an episode failed: %s", error)
+        self._emit("save_failed", {"task": info["task"], "error": str(error)})
+        self._post(self._reopen_plan)
+
+    def _reopen_plan(self) -> None:
+        """A failed save after the plan looked complete: its task needs that episode again."""
+        task = self._next_unfinished_task(self.task)
+        if (self.state == SessionState.FINISHED or self._finishing) and task is not None:
+            self._finishing = False
+            self._do_switch(task)
+
     def _do_discard(self) -> None:
         self._require(SessionState.REVIEW, SessionState.RECORDING, verb="discard")
-        self.writer.discard()
+        self.writer.discard_async()  # after any save in progress; the next episode queues behind
         self._retries += 1
         self._frames = 0
         self._emit("discarded", {"task": self.task})
@@ -595,7 +671,7 @@ class RecordingSession:
             raise RuntimeError("the arm did not reach the start pose; check for an obstacle or an e-stop")
 
     def _do_skip_reset(self) -> None:
-        if self.state == SessionState.RESETTING:
+        if self.state == SessionState.RESETTING and not self._finishing:
             self._set_state(SessionState.READY, "ready")
 
     def _do_switch(self, task: str) -> None:
@@ -617,9 +693,9 @@ class RecordingSession:
         self._operator = None
         if self.counts[self.task] >= self.plan.episodes_per_task:
             next_task = self._next_unfinished_task(self.task)
-            if next_task is None:
-                self._set_state(SessionState.FINISHED, "the plan is complete")
-                self._emit("finished", {"counts": dict(self.counts)})
+            if next_task is None:  # FINISHED once the last kept episodes are on disk (_tick)
+                self._finishing = True
+                self._set_state(SessionState.RESETTING, "the plan is complete: saving the last episodes...")
                 return
             if next_task != self.task:
                 if self.station.sim is not None:

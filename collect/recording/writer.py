@@ -2,11 +2,18 @@
 
     writer = EpisodeWriter.open(plan, datasets_dir, resume=True)   # match-checked on resume
     writer.add_frame(state, action, images, instruction)           # returns at once
-    writer.keep(EpisodeRecord(...))                                 # < 1 s: streaming h264
-    writer.discard()
-    writer.close()
+    saved = writer.keep_async(EpisodeRecord(...))                   # returns at once: a Future
+    writer.discard_async()                                          # returns at once
+    writer.keep(...), writer.discard()                              # the same, waiting for the disk
+    writer.close()                                                  # waits for every save
 
-Frames go to a single writer thread, so encoding never runs on the control loop.
+Frames go to a single writer thread, so encoding never runs on the control loop. The
+video is encoded while the episode is recorded (streaming h264), so the end of an episode
+only flushes what is left. `keep_async` hands the episode over and returns at once: its
+save, and the reopen for the next episode, run on the writer thread while the next
+episode's frames queue behind them (one thread, FIFO), so the operator never waits for
+the disk. The Future resolves when the episode is on disk (after the swap below); an
+episode is safe from a crash from that instant, not from the hand-over.
 
 Crash safety: the dataset folder only ever holds a finalized dataset, whatever instant
 the process dies. lerobot writes into a staging copy (`<datasets>/.piper-staging/<name>`:
@@ -31,7 +38,8 @@ import logging
 import os
 import shutil
 import threading
-from concurrent.futures import ThreadPoolExecutor
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,7 +277,13 @@ class EpisodeWriter:
         self._pending = 0  # frames queued but not yet handed to lerobot
         self._lock = threading.Lock()
         self._frames = 0
-        self._error: BaseException | None = None
+        # Errors belong to one episode (its generation): a failed frame of a discarded or
+        # handed-over episode must not stop the next one, which is already being recorded.
+        self._generation = 0
+        self._errors: dict[int, BaseException] = {}
+        self._saving = 0  # episodes handed over, not yet on disk
+        self._reopening = False  # the staging copy for the next episode is being made
+        self._next_index = self.total_episodes
 
     # -- opening ------------------------------------------------------------------------------
     @classmethod
@@ -299,15 +313,27 @@ class EpisodeWriter:
             staging.parent.mkdir(parents=True, exist_ok=True)
             dataset = cls._create_dataset(plan, staging)  # the first keep puts it in place
             plan.save(staging)
-        return cls(plan, root, dataset)
+        writer = cls(plan, root, dataset)
+        log.log(logging.INFO if writer.encoder.hardware else logging.WARNING, writer.encoder.summary)
+        return writer
 
     @staticmethod
     def _encoder():
-        """h264 (x264 'veryfast': keeps up with two 480x640 streams on a busy 2-core PC), GOP 2 as
-        lerobot's default for random access in training."""
+        """h264 from the GPU when one opens here, else x264 (`collect.recording.encoder`); GOP 2
+        as lerobot's default for random access in training."""
         from lerobot.configs.video import RGBEncoderConfig
 
-        return RGBEncoderConfig(vcodec="h264", preset="veryfast")
+        from collect.recording.encoder import choose_h264
+
+        choice = choose_h264()
+        return RGBEncoderConfig(vcodec=choice.vcodec, preset=choice.preset)
+
+    @property
+    def encoder(self):
+        """The `EncoderChoice` the videos are written with (shown on the Record page)."""
+        from collect.recording.encoder import choose_h264
+
+        return choose_h264()
 
     @classmethod
     def _create_dataset(cls, plan: RecordingPlan, root: Path):
@@ -352,7 +378,8 @@ class EpisodeWriter:
 
     @property
     def total_episodes(self) -> int:
-        return total_episodes(self.root)
+        """Episodes on disk (0 before the first keep of a new dataset lands)."""
+        return total_episodes(self.root) if is_dataset(self.root) else 0
 
     # -- recording ----------------------------------------------------------------------------
     @property
@@ -378,15 +405,17 @@ class EpisodeWriter:
         with self._lock:
             self._pending += 1
             self._frames += 1
-        self._executor.submit(self._add, frame)
+        self._executor.submit(self._add, frame, self._generation)
 
-    def _add(self, frame: dict) -> None:
+    def _add(self, frame: dict, generation: int) -> None:
         try:
-            if self._error is None:
+            if generation not in self._errors:
+                if self._dataset is None:
+                    raise RuntimeError("the dataset could not be reopened after the last save")
                 self._wait_for_encoder_room()
                 self._dataset.add_frame(frame)
         except BaseException as exc:  # reported on the next call from the loop
-            self._error = exc
+            self._errors[generation] = exc
         finally:
             with self._lock:
                 self._pending -= 1
@@ -394,8 +423,6 @@ class EpisodeWriter:
     def _wait_for_encoder_room(self, timeout_s: float = ENCODER_WAIT_S) -> None:
         """lerobot's streaming encoder drops a frame when its queue stays full for 0.1 s; a frame
         waits here instead (the backlog grows in our queue, and keep waits for it to drain)."""
-        import time
-
         queues = _encoder_queues(self._dataset)
         deadline = time.monotonic() + timeout_s
         while any(q.full() for q in queues) and time.monotonic() < deadline:
@@ -405,52 +432,101 @@ class EpisodeWriter:
         encoder = getattr(getattr(self._dataset, "writer", None), "_streaming_encoder", None)
         return sum(getattr(encoder, "_dropped_frames", {}).values()) if encoder is not None else 0
 
+    @property
+    def saving(self) -> int:
+        """Episodes handed over by `keep_async` that are not on disk yet."""
+        return self._saving
+
+    @property
+    def settled(self) -> bool:
+        """Nothing of an earlier episode is still being written (no save, reopen or frame backlog)."""
+        return self._saving == 0 and not self._reopening and self._pending == 0
+
     def keep(self, record: EpisodeRecord, timeout_s: float = 120.0) -> EpisodeRecord:
-        """Save the episode (returns when it is on disk, finalized) and reopen for the next one."""
+        """Save the episode; returns when it is on disk, finalized."""
+        return self.keep_async(record).result(timeout_s)
+
+    def keep_async(self, record: EpisodeRecord) -> Future:
+        """Hand the episode over and return at once; the next episode can start right away.
+
+        The Future's result is the record (with its episode_index) once the episode is on disk;
+        its exception says why it was not saved (the dataset is then as it was before)."""
         self._raise_pending_error()
         if self._frames == 0:
             raise ValueError("nothing recorded: start an episode before keeping it")
         record.frames = self._frames
-        future = self._executor.submit(self._save, record)
-        try:
-            saved = future.result(timeout_s)
-        finally:
-            self._frames = 0
+        record.episode_index = self._next_index  # the index it gets unless an earlier save fails
+        generation = self._next_episode()
+        with self._lock:
+            self._saving += 1
+            self._next_index += 1
+            self._reopening = True
+        saved = self._executor.submit(self._save, record, generation)
         self._executor.submit(self._reopen_dataset)  # runs before the next frame (one thread, FIFO)
+        saved.add_done_callback(self._save_done)
         return saved
 
-    def _save(self, record: EpisodeRecord) -> EpisodeRecord:
-        if self._error is not None:
-            raise self._error
+    def _next_episode(self) -> int:
+        generation = self._generation
+        self._generation += 1
+        self._frames = 0
+        return generation
+
+    def _save_done(self, future: Future) -> None:
+        with self._lock:
+            self._saving -= 1
+            if future.exception() is not None:
+                self._next_index -= 1  # the later episodes move down by one
+
+    def _save(self, record: EpisodeRecord, generation: int) -> EpisodeRecord:
+        error = self._errors.pop(generation, None)
+        if error is not None:
+            raise RuntimeError(f"writing the episode failed: {error}") from error
+        if self._dataset is None:
+            raise RuntimeError("the dataset could not be reopened after the last save")
+        started = time.perf_counter()
         record.episode_index = self._dataset.meta.total_episodes
         record.timing = {**record.timing, "video_frames_dropped": self.video_frames_dropped()}
         staging = Path(self._dataset.root)
-        self._dataset.save_episode()
-        self._dataset.finalize()
-        self._dataset = None
+        dataset, self._dataset = self._dataset, None  # reopened from the disk whatever happens
+        dataset.save_episode()
+        dataset.finalize()
         remove_partial_episode(staging)
+        record.timing["save_s"] = round(time.perf_counter() - started, 3)
         _append_sidecar(staging, asdict(record))
         swap_into_place(staging, self.root)  # the one instant the dataset changes
         return record
 
-    def _reopen_dataset(self) -> None:
+    def _reopen_dataset(self) -> BaseException | None:
+        """A fresh staging copy of the dataset on disk, for the next episode."""
         try:
+            if self._dataset is not None:  # the save was refused before it touched the dataset
+                self._dataset.clear_episode_buffer()
+                remove_partial_episode(Path(self._dataset.root))
+                return None
             self._dataset = self._resume_dataset(self.plan, stage_copy(self.root))
-        except BaseException as exc:
-            self._dataset = None
-            self._error = exc
+            return None
+        except BaseException as exc:  # the next frame reports it; discard tries again
+            log.exception("reopening the dataset after a save")
+            return exc
+        finally:
+            self._reopening = False
 
     def discard(self, timeout_s: float = 60.0) -> None:
         """Drop the episode in progress; the dataset on disk is untouched."""
-        self._executor.submit(self._clear).result(timeout_s)
-        self._frames = 0
-        self._error = None
+        self.discard_async().result(timeout_s)
 
-    def _clear(self) -> None:
+    def discard_async(self) -> Future:
+        """Drop the episode in progress without waiting (after any save still running)."""
+        generation = self._next_episode()
+        return self._executor.submit(self._clear, generation)
+
+    def _clear(self, generation: int) -> None:
+        self._errors.pop(generation, None)
         if self._dataset is None:  # a failed reopen: try again now
-            self._reopen_dataset()
-            if self._dataset is None:
-                raise self._error
+            error = self._reopen_dataset()
+            if error is not None:
+                raise error
         if self._dataset.writer is not None and self._dataset.has_pending_frames():
             self._dataset.clear_episode_buffer()
         remove_partial_episode(Path(self._dataset.root))
@@ -471,8 +547,8 @@ class EpisodeWriter:
         remove_interrupted_save(self.root)  # the staging copy of the unkept episode
 
     def _raise_pending_error(self) -> None:
-        if self._error is not None:
-            error, self._error = self._error, None
+        error = self._errors.pop(self._generation, None)
+        if error is not None:
             raise RuntimeError(f"writing the episode failed: {error}; discard it and record again") from error
 
 

@@ -38,13 +38,22 @@ def test_datasets_page_lists_replays_and_deletes_an_episode(qtbot, app_context):
     assert [page.episode_table.item(r, 3).text() for r in range(3)] == ["yes", "no", "yes"]
 
     page.episode_table.selectRow(1)
-    qtbot.waitUntil(lambda: page.replay is not None and page.replay["episode_index"] == 1, timeout=30_000)
+    # The first frame shows as soon as the player's thread decodes it ("loading..." until then).
+    qtbot.waitUntil(lambda: page.views["wrist"].last_frame is not None, timeout=10_000)
+    assert page.replay["episode_index"] == 1 and page.slider.maximum() == 14
+    assert abs(int(page.views["wrist"].last_frame.mean()) - 60) <= 3  # episode 1's own first frame
+    qtbot.waitUntil(lambda: "state" in page.replay, timeout=30_000)
     assert page.replay["state"].shape == (15, 7) and np.allclose(
         page.replay["action"] - page.replay["state"], 0.2
     )
-    assert len(page.replay["frames"]["side"]) == 15 and page.slider.maximum() == 14
     page.slider.setValue(14)
-    assert abs(int(page.views["wrist"].last_frame.mean()) - (60 + 14)) <= 3  # the episode's own last frame
+    qtbot.waitUntil(lambda: abs(int(page.views["wrist"].last_frame.mean()) - (60 + 14)) <= 3, timeout=10_000)
+    page.slider.setValue(0)
+    shown = page.views["side"].frames_shown
+    page.toggle_play()  # plays to the last frame, then stops by itself
+    qtbot.waitUntil(lambda: not page._play_timer.isActive(), timeout=20_000)
+    assert page.slider.value() == 14 and page.views["side"].frames_shown > shown + 5
+    assert abs(int(page.views["wrist"].last_frame.mean()) - (60 + 14)) <= 3
 
     page.confirm = lambda text: False  # the operator says Cancel: nothing happens
     page.delete_selected()

@@ -67,7 +67,7 @@ def test_list_can_ports_finds_can_type_interfaces_in_sysfs(tmp_path):
 
 def test_this_machine_has_no_can_and_doctor_says_how_to_fix_it(workspace):
     sections = {s.name: s for s in doctor.collect_report(workspace.root, skip=("gpu", "mujoco_gl", "video"))}
-    assert set(sections) == {"can", "cameras", "disk"}
+    assert set(sections) == {"can", "cameras", "encoder", "disk"}
     if not list_can_ports():
         assert sections["can"].status == doctor.WARN and "USB-CAN" in sections["can"].fixes[0]
     from collect.cameras import find_cameras
@@ -76,6 +76,14 @@ def test_this_machine_has_no_can_and_doctor_says_how_to_fix_it(workspace):
         assert sections["cameras"].status == doctor.WARN and "plug in" in sections["cameras"].fixes[0]
     assert sections["disk"].items[0]["free_gb"] > 0
     assert sections["disk"].items[0]["path"] == str(workspace.root)
+    encoder = sections["encoder"]  # the GPU's h264 where PyAV opens it, else libx264 and why not
+    assert encoder.status == doctor.OK and encoder.items[0]["chosen"] in (
+        "h264_nvenc",
+        "h264_vaapi",
+        "libx264",
+    )
+    if encoder.items[0]["chosen"] == "libx264":
+        assert [item["passed_over"] for item in encoder.items[1:]] and encoder.items[0]["on"] == "CPU"
 
 
 def test_low_disk_is_a_failure_with_a_fix(workspace, monkeypatch):
@@ -108,6 +116,7 @@ def test_doctor_json_end_to_end(workspace):
     assert report["mujoco_gl"]["status"] == "ok"  # EGL works on these machines (tests render with it)
     assert report["mujoco_gl"]["items"][0]["chosen"] in ("egl", "osmesa")
     assert report["gpu"]["items"][0]["torch"]
+    assert report["encoder"]["items"][0]["chosen"] in ("h264_nvenc", "h264_vaapi", "libx264")
     assert proc.returncode == (1 if any(s["status"] == "fail" for s in report.values()) else 0)
     text = subprocess.run(
         [sys.executable, "-m", "app.cli", "--workspace", str(workspace.root), "doctor", "--skip", "gpu"],
@@ -115,5 +124,5 @@ def test_doctor_json_end_to_end(workspace):
         text=True,
         timeout=300,
     ).stdout
-    for name in ("can", "cameras", "mujoco_gl", "disk"):
+    for name in ("can", "cameras", "mujoco_gl", "encoder", "disk"):
         assert name in text

@@ -48,6 +48,8 @@ def test_record_one_sim_episode_by_keys_and_clicks_and_the_counter_moves(qtbot, 
         lambda: page.session is not None and page.session.state == SessionState.READY, timeout=180_000
     )
     assert page.counter_texts() == ["Press the Button 0/2"]
+    assert page.encoder_label.text().startswith("video encoder: ")  # the GPU's, or libx264
+    assert page.encoder_label.toolTip().startswith("video encoder ")  # and why
 
     qtbot.keyClick(page, Qt.Key.Key_Space)  # Space: start
     qtbot.waitUntil(lambda: page.session.state == SessionState.REVIEW, timeout=120_000)  # stops at 1 s
@@ -56,7 +58,9 @@ def test_record_one_sim_episode_by_keys_and_clicks_and_the_counter_moves(qtbot, 
     assert page.keep_button.isEnabled()
     qtbot.mouseClick(page.keep_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: page.counter_texts() == ["Press the Button 1/2"], timeout=60_000)
-    assert page.session.writer.total_episodes == 1
+    # Keep hands the episode over at once; the page says so until it is on disk.
+    qtbot.waitUntil(lambda: page.session.writer.total_episodes == 1, timeout=60_000)
+    qtbot.waitUntil(lambda: page.save_label.text() == "", timeout=5_000)
     assert "fps" in page.timing_label.text() and "ETA" in page.eta_label.text()
 
     qtbot.waitUntil(lambda: page.session.state == SessionState.READY, timeout=10_000)

@@ -163,9 +163,11 @@ def test_kill_9_mid_episode_keeps_every_kept_episode(datasets_dir):
 
 
 @pytest.mark.slow
-def test_a_kill_at_any_instant_leaves_every_kept_episode_loadable_by_plain_lerobot(datasets_dir):
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_a_kill_at_any_instant_leaves_every_kept_episode_loadable_by_plain_lerobot(datasets_dir, mode):
     """SIGKILL at random instants (opening, recording, saving, swapping, reopening), each run
-    resuming the last one's dataset: plain lerobot loads every kept episode right after each kill."""
+    resuming the last one's dataset: plain lerobot loads every kept episode right after each kill.
+    `async`: the next episode is recorded while the last one is saved (keep_async)."""
     import random
     import time
 
@@ -176,7 +178,7 @@ def test_a_kill_at_any_instant_leaves_every_kept_episode_loadable_by_plain_lerob
     kept, loaded, instants = -1, 0, int(os.environ.get("PIPER_KILL_INSTANTS", "12"))
     for _ in range(instants):
         child = subprocess.Popen(
-            [sys.executable, str(HERE / "_kill_anytime_child.py"), str(datasets_dir)],
+            [sys.executable, str(HERE / "_kill_anytime_child.py"), str(datasets_dir), mode],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -1,11 +1,16 @@
 """Datasets page: the workspace's datasets, their episodes, replay, and safe episode deletion.
 
-Everything that reads files (sizes, parquet, video decoding) or rewrites a dataset runs
-through `context.run_in_background`; slots only fill widgets with the results.
+Everything that reads files (sizes, parquet) or rewrites a dataset runs through
+`context.run_in_background`; slots only fill widgets with the results. Replay decodes on
+the `EpisodePlayer`'s own thread, a little ahead of the playhead: the first frames show
+within a fraction of a second of the click, playback keeps the recorded fps by the wall
+clock, and the views say "loading..." (the status line "buffering...") while frames are
+not decoded yet.
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from PySide6.QtCore import Qt, QTimer
@@ -27,6 +32,8 @@ from app.gui.context import AppContext
 from app.gui.widgets.camera_view import CameraView
 from app.gui.widgets.wrap_label import WrapLabel
 from collect.limits import CAMERA_NAMES as CAMERAS
+
+POLL_MS = 10  # playback and "is it decoded yet" checks; frames change at the recorded fps
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -52,12 +59,20 @@ class DatasetsPage(QWidget):
         self.context = context
         self.summaries: list[Any] = []
         self.episodes: list[dict] = []
-        self.replay: dict[str, Any] | None = None  # frames per camera, state, action
+        self.replay: dict[str, Any] | None = None  # episode_index, fps, length, state, action
+        self.player: Any = None  # collect.recording.replay.EpisodePlayer of the selected episode
         self.busy = False
         self.confirm = self._ask  # replaced in tests
         self._build()
         self._play_timer = QTimer(self)
+        self._play_timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self._play_timer.setInterval(POLL_MS)
         self._play_timer.timeout.connect(self._advance)
+        self._play_origin = (0.0, 0)  # (wall time, frame) playback counts from
+        self._frame_timer = QTimer(self)  # shows the wanted frame once the player has decoded it
+        self._frame_timer.setInterval(POLL_MS)
+        self._frame_timer.timeout.connect(self._show_wanted)
+        self._wanted = 0
         self.refresh()
 
     def _build(self) -> None:
@@ -187,66 +202,116 @@ class DatasetsPage(QWidget):
         self._update_buttons()
 
     def _episode_selected(self) -> None:
+        from collect.recording.library import episode_signals
+        from collect.recording.replay import EpisodePlayer
+
         summary, episode = self.selected_dataset(), self.selected_episode()
         self._update_buttons()
         if summary is None or episode is None:
             return
+        self._stop_replay()
         index = episode["episode_index"]
-
-        def load() -> dict[str, Any]:
-            from collect.recording.library import episode_signals, episode_video
-
-            state, action = episode_signals(summary.root, index)
-            frames = {cam: episode_video(summary.root, index, cam) for cam in CAMERAS}
-            return {
-                "episode_index": index,
-                "frames": frames,
-                "state": state,
-                "action": action,
-                "fps": summary.fps,
-            }
-
-        self._busy(f"loading episode {index}...")
-        self.context.run_in_background(load, on_result=self._show_replay, on_error=self._error)
-
-    def _show_replay(self, replay: dict[str, Any]) -> None:
-        import pyqtgraph as pg
-
-        self.replay = replay
+        self.player = EpisodePlayer(summary.root, episode, CAMERAS)  # decodes on its own thread
+        self.replay = {"episode_index": index, "fps": summary.fps, "length": int(episode["length"])}
+        self.replay["clicked_at"] = time.monotonic()
         self.plot.clear()
         self.plot.addItem(self.cursor)
-        for j in range(replay["state"].shape[1] if replay["state"].size else 0):
-            color = pg.intColor(j, 7)
-            self.plot.plot(replay["state"][:, j], pen=pg.mkPen(color, width=2))
-            self.plot.plot(replay["action"][:, j], pen=pg.mkPen(color, style=Qt.PenStyle.DashLine))
-        length = max(len(f) for f in replay["frames"].values())
-        self.slider.setRange(0, max(0, length - 1))
+        self.slider.blockSignals(True)
+        self.slider.setRange(0, max(0, self.replay["length"] - 1))
         self.slider.setValue(0)
+        self.slider.blockSignals(False)
+        for view in self.views.values():
+            view.placeholder = "loading..."
+            view.set_frame(None)
+        self.status_label.setText(f"loading episode {index}...")
         self.show_frame(0)
-        self._done(f"episode {replay['episode_index']}: {length} frames")
+        self.context.run_in_background(
+            episode_signals,
+            summary.root,
+            index,
+            on_result=lambda signals: self._show_signals(index, signals),
+            on_error=self._error,
+        )
+        self._update_buttons()
+
+    def _show_signals(self, index: int, signals: tuple[Any, Any]) -> None:
+        import pyqtgraph as pg
+
+        if self.replay is None or self.replay["episode_index"] != index:
+            return  # another episode was clicked meanwhile
+        state, action = signals
+        self.replay["state"], self.replay["action"] = state, action
+        for j in range(state.shape[1] if state.size else 0):
+            color = pg.intColor(j, 7)
+            self.plot.plot(state[:, j], pen=pg.mkPen(color, width=2))
+            self.plot.plot(action[:, j], pen=pg.mkPen(color, style=Qt.PenStyle.DashLine))
+
+    def _stop_replay(self) -> None:
+        self._play_timer.stop()
+        self._frame_timer.stop()
+        self.play_button.setText("Play")
+        if self.player is not None:
+            self.player.close()
+        self.player, self.replay = None, None
 
     # -- replay -----------------------------------------------------------------------------------
     def show_frame(self, index: int) -> None:
-        if self.replay is None:
+        """Show frame `index` now if it is decoded, else as soon as it is."""
+        if self.player is None:
             return
-        for cam, frames in self.replay["frames"].items():
-            if len(frames):
-                self.views[cam].set_frame(frames[min(index, len(frames) - 1)])
+        self._wanted = index
+        self.player.seek(index)
         self.cursor.setPos(index)
+        if not self._show_wanted():
+            self._frame_timer.start()
+
+    def _show_wanted(self) -> bool:
+        player = self.player
+        frames = player.frames_at(self._wanted) if player is not None else None
+        if frames is None:
+            if player is not None and player.error:
+                self._frame_timer.stop()
+                self._error(f"episode {player.episode_index} cannot be replayed: {player.error}")
+            return False
+        self._frame_timer.stop()
+        for cam, frame in frames.items():
+            self.views[cam].set_frame(frame)
+        if "first_frame_s" not in self.replay:
+            self.replay["first_frame_s"] = time.monotonic() - self.replay["clicked_at"]
+            self.status_label.setText(
+                f"episode {self.replay['episode_index']}: {self.replay['length']} frames"
+            )
+        return True
 
     def toggle_play(self) -> None:
         if self._play_timer.isActive():
             self._play_timer.stop()
             self.play_button.setText("Play")
-        elif self.replay is not None:
-            self._play_timer.start(int(1000 / max(1, self.replay["fps"])))
+        elif self.player is not None:
+            if self.slider.value() >= self.slider.maximum():
+                self.slider.setValue(0)
+            self._play_origin = (time.monotonic(), self.slider.value())
+            self._play_timer.start()
             self.play_button.setText("Pause")
 
     def _advance(self) -> None:
-        if self.slider.value() >= self.slider.maximum():
-            self.toggle_play()
+        """Playback by the wall clock at the recorded fps; it waits while frames are decoded."""
+        started, first = self._play_origin
+        target = min(self.slider.maximum(), first + int((time.monotonic() - started) * self.replay["fps"]))
+        if target == self.slider.value():
             return
-        self.slider.setValue(self.slider.value() + 1)
+        if self.player.frames_at(target) is None:
+            self.player.seek(target)
+            self._play_origin = (time.monotonic(), self.slider.value())  # go on from here once decoded
+            self.status_label.setText(f"episode {self.replay['episode_index']}: buffering...")
+            return
+        self.slider.setValue(target)
+        if self.status_label.text().endswith("buffering..."):
+            self.status_label.setText(
+                f"episode {self.replay['episode_index']}: {self.replay['length']} frames"
+            )
+        if target >= self.slider.maximum():
+            self.toggle_play()
 
     # -- delete -------------------------------------------------------------------------------------
     def _ask(self, text: str) -> bool:
@@ -272,8 +337,7 @@ class DatasetsPage(QWidget):
         )
         if not self.confirm(text):
             return
-        self._play_timer.stop()
-        self.replay = None
+        self._stop_replay()  # its files are about to be rewritten
         self._busy(f"deleting episode {index} of {summary.name}...")
         self.context.run_in_background(
             delete_episode,
@@ -312,7 +376,7 @@ class DatasetsPage(QWidget):
             and bool(self.episode_table.selectionModel().selectedRows())
         )
         self.delete_button.setEnabled(has_episode and not self.busy)
-        self.play_button.setEnabled(self.replay is not None)
+        self.play_button.setEnabled(self.player is not None)
 
     def shutdown(self) -> None:
-        self._play_timer.stop()
+        self._stop_replay()

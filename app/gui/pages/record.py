@@ -125,8 +125,12 @@ class RecordPage(QWidget):
         left.addWidget(self.task_list, 1)
         self.eta_label = WrapLabel("ETA -")
         self.disk_label = WrapLabel("")
-        left.addWidget(self.eta_label)
-        left.addWidget(self.disk_label)
+        self.save_label = WrapLabel("")  # kept episodes still on their way to the disk
+        self.save_label.setObjectName("saving")
+        self.encoder_label = WrapLabel("")  # GPU h264 or libx264; the tooltip says why
+        self.encoder_label.setObjectName("encoder")
+        for label in (self.eta_label, self.disk_label, self.save_label, self.encoder_label):
+            left.addWidget(label)
 
         middle = QVBoxLayout()
         root.addLayout(middle, 3)
@@ -274,6 +278,8 @@ class RecordPage(QWidget):
         self._timer.start()
         self._refresh_disk()
         self.refresh()
+        self.encoder_label.setText(session.writer.encoder.label)
+        self.encoder_label.setToolTip(session.writer.encoder.summary)  # why not the GPU's
         self.context.status_message.emit(f"recording into {session.writer.root}")
 
     def _open_failed(self, message: str) -> None:
@@ -340,9 +346,11 @@ class RecordPage(QWidget):
         elif event == "kept":
             self.context.status_message.emit(
                 f"kept {info['task']} episode {info['episode_index']} ({info['frames']} frames, "
-                f"saved in {info['keep_s']:.2f} s)"
+                f"on disk {info['keep_s']:.2f} s after Keep)"
             )
             self._refresh_disk()
+        elif event == "save_failed":
+            self._show(f"the {info['task']} episode was NOT saved: {info['error']}; record it again")
         elif event == "failed":
             self._show(f"recording stopped: {info.get('error')}")
 
@@ -376,7 +384,7 @@ class RecordPage(QWidget):
             "review": f"REVIEW: {snap.frames} frames"
             + ("" if snap.last_success is None else (" (success)" if snap.last_success else " (failure)"))
             + ": Keep or Discard",
-            "resetting": f"RESET the scene: {snap.countdown_s:.1f} s",
+            "resetting": _resetting_text(snap, self.session.plan.fps),
             "ready": f"READY: {task_title(snap.task)} (Space to start){_start_pose_hint(snap.start_gap)}",
             "finished": "PLAN COMPLETE",
         }.get(snap.state.value, snap.message)
@@ -395,6 +403,9 @@ class RecordPage(QWidget):
             )
             self.timing_label.setStyleSheet("color: #c62828;" if warning else "")
         self.eta_label.setText(f"ETA for the plan: {format_duration(self.session.eta_s())}")
+        self.save_label.setText(
+            f"saving {snap.saving} kept episode{'s' if snap.saving > 1 else ''}..." if snap.saving else ""
+        )
         self._update_buttons()
 
     def _show_live(self, snap) -> None:
@@ -464,6 +475,17 @@ class RecordPage(QWidget):
         session, self.session = self.session, None
         if session is not None:
             session.close()
+
+
+def _resetting_text(snap, fps: int) -> str:
+    """The countdown, then what the next episode still waits for (the plan's last saves, the encoder)."""
+    if snap.countdown_s > 0:
+        return f"RESET the scene: {snap.countdown_s:.1f} s"
+    if "plan is complete" in snap.message:
+        return "PLAN COMPLETE: saving the last episodes..."
+    if snap.saving > 1 or snap.backlog > fps:
+        return "WAITING for the video encoder to catch up..."
+    return "RESET the scene: 0.0 s"
 
 
 def _start_pose_hint(gap: float | None) -> str:

@@ -20,6 +20,7 @@ class CameraView(QWidget):
         self._image: QImage | None = None
         self._stamps: deque[float] = deque(maxlen=60)
         self.frames_shown = 0
+        self.placeholder = "no signal"  # drawn while there is no frame ("loading..." on replay)
         self.setMinimumSize(QSize(200, 150))  # two side by side still leave room on a 1280 px screen
         policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         policy.setHeightForWidth(True)  # keep the 4:3 of the cameras instead of black bars
@@ -70,7 +71,7 @@ class CameraView(QWidget):
             painter.drawImage(QRectF(x, y, size.width(), size.height()), self._image)
         else:
             painter.setPen(QColor("#bdbdbd"))
-            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "no signal")
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.placeholder)
         painter.setPen(QColor("#ffffff"))
         label = f"{self.title}  {self.fps():.0f} fps" if self._image is not None else self.title
         painter.drawText(8, 18, label)

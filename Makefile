@@ -6,8 +6,9 @@ PYTHON ?= $(shell command -v python3.12 >/dev/null 2>&1 && python3.12 -c "" 2>/d
 VENV := .venv
 STAMP := $(VENV)/.installed
 export MUJOCO_GL ?= egl
-export HF_HUB_OFFLINE ?= 1
-export HF_DATASETS_OFFLINE ?= 1
+# `make run` may reach the Hugging Face hub (a hub backbone downloads once, then works
+# offline from the cache); tests never do: tests/conftest.py sets the offline variables too.
+OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: run test lint bench clean-venv
 
@@ -22,7 +23,7 @@ run: $(STAMP)
 	$(VENV)/bin/piper-ws
 
 test: $(STAMP)
-	QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+	$(OFFLINE) QT_QPA_PLATFORM=offscreen $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,9 @@
 A backbone is always a *local pretrained policy directory* (lerobot's `save_pretrained`
 layout: `config.json`, `model.safetensors`, processor JSON files). Two kinds:
 
+- a Hugging Face hub id (`lerobot/smolvla_base`, `lerobot/pi0`, a lab's own): downloaded
+  once into the Hugging Face cache when online (the policy, plus the config and tokenizer
+  files of the VLM it names), read from that cache offline afterwards;
 - a downloaded snapshot of `lerobot/smolvla_base` or `lerobot/pi0`, given by its path;
 - `tiny-smolvla` / `tiny-pi0`: built offline from scratch (random weights, a tokenizer
   trained with `tokenizers`) the first time they are asked for, then cached under
@@ -26,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,7 +37,10 @@ TINY_NAMES = ("tiny-smolvla", "tiny-pi0", "scratch-mini-smolvla")  # built from 
 # made by `piper-ws pretrain` from the scratch model named; the tiny one is for tests
 PRETRAINED_NAMES = {"mini-smolvla": "scratch-mini-smolvla", "tiny-smolvla-pretrained": "tiny-smolvla"}
 CARD_FILE = "card.json"  # written into a pretrained backbone dir: corpus, steps, seed, loss, parameters
-HUB_NAMES = {"lerobot/smolvla_base": "smolvla", "lerobot/pi0": "pi0"}
+HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, when no such local directory exists
+# Besides the policy, lerobot loads these by hub id: only their config/tokenizer files are needed.
+PI0_TOKENIZER = "google/paligemma-3b-pt-224"  # gated on the hub: accept its licence, then `hf auth login`
+COMPANION_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "tokenizer*"]
 TINY_MARKER = "tiny_backbone.json"  # written into tiny backbone dirs: {"name": ..., "version": ...}
 TINY_VERSION = 1
 
@@ -52,6 +59,10 @@ class BackboneError(ValueError):
     """A backbone name or path that cannot be used; the message says what to do."""
 
 
+class NotDownloaded(BackboneError):
+    """A hub backbone that is not cached yet on a machine that can download it."""
+
+
 @dataclass(frozen=True)
 class Backbone:
     name: str  # "tiny-smolvla", "tiny-pi0", or the directory given by the user
@@ -67,11 +78,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "piper-ws" / "backbones"
 
 
-def resolve_backbone(spec: str, cache_dir: str | Path | None = None) -> Backbone:
-    """Turn a backbone name or directory into a ready local pretrained policy directory.
+def resolve_backbone(spec: str, cache_dir: str | Path | None = None, *, download: bool = True) -> Backbone:
+    """Turn a backbone name, hub id or directory into a ready local pretrained policy directory.
 
-    Tiny backbones are built on first use. A hub name or a wrong path raises BackboneError
-    naming what was expected.
+    Tiny backbones are built on first use, hub ids downloaded on first use (with
+    `download=False`, an uncached hub id on a machine that could download it raises
+    NotDownloaded). A wrong name or path raises BackboneError naming what was expected.
     """
     cache = Path(cache_dir) if cache_dir else default_cache_dir()
     if spec in TINY_NAMES:
@@ -87,13 +99,9 @@ def resolve_backbone(spec: str, cache_dir: str | Path | None = None) -> Backbone
                 f"command continues where it stopped), or start from {PRETRAINED_NAMES[spec]!r}"
             )
         return Backbone(spec, "smolvla", path, False)
-    if spec in HUB_NAMES:
-        raise BackboneError(
-            f"backbone {spec!r} is a Hugging Face name, and nothing is downloaded at run time: "
-            f"download the snapshot once (e.g. `huggingface-cli download {spec} --local-dir DIR`) "
-            f"and pass --backbone DIR, or use an offline one: {', '.join((*TINY_NAMES, *PRETRAINED_NAMES))}"
-        )
     path = Path(spec).expanduser()
+    if not path.exists() and HUB_ID.match(spec):
+        return _check_policy_dir(hub_snapshot(spec, download=download), spec)
     if not path.is_dir():
         raise BackboneError(
             f"backbone {spec!r}: no such directory. Expected a local pretrained policy directory "
@@ -101,6 +109,61 @@ def resolve_backbone(spec: str, cache_dir: str | Path | None = None) -> Backbone
             f"model.safetensors) or one of {', '.join(TINY_NAMES)}"
         )
     return _check_policy_dir(path, spec)
+
+
+def hub_snapshot(repo_id: str, *, download: bool = True) -> Path:
+    """The hub policy `repo_id` in the Hugging Face cache: downloaded on first use when online
+    (huggingface_hub prints its progress bars), read from the cache when offline; the VLM /
+    tokenizer repo the policy names comes with it. `download=False` only looks in the cache."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+
+    def fetch(repo: str, patterns: list[str] | None = None) -> Path:
+        try:
+            return Path(
+                snapshot_download(repo, allow_patterns=patterns, local_files_only=offline or not download)
+            )
+        except GatedRepoError:
+            raise BackboneError(
+                f"{repo} is gated on the Hugging Face hub: accept its licence on huggingface.co, "
+                f"run `hf auth login`, then start again"
+            ) from None
+        except RepositoryNotFoundError:
+            raise BackboneError(
+                f"backbone {repo_id!r}: no model {repo!r} on the Hugging Face hub; check the name "
+                f"(e.g. lerobot/smolvla_base) or pass a local directory"
+            ) from None
+        except LocalEntryNotFoundError:
+            if not offline and not download:
+                raise NotDownloaded(f"{repo} is not in the Hugging Face cache yet") from None
+            how = "this machine is offline (HF_HUB_OFFLINE=1)" if offline else "the hub could not be reached"
+            raise BackboneError(
+                f"backbone {repo_id!r} is not in the Hugging Face cache and {how}: download it once with "
+                f"`hf download {repo}` where there is internet (and copy ~/.cache/huggingface here), "
+                f"or pass a local directory"
+            ) from None
+
+    path = fetch(repo_id)
+    companion = _companion_repo(path)
+    if companion:
+        fetch(companion, COMPANION_FILES)
+    return path
+
+
+def _companion_repo(policy_dir: Path) -> str | None:
+    """The hub repo a policy loads its VLM config / tokenizer from at construction, if any."""
+    try:
+        config = json.loads((policy_dir / "config.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None  # _check_policy_dir says what is wrong
+    name = config.get("vlm_model_name") if config.get("type") == "smolvla" else None
+    if config.get("type") == "pi0":
+        name = PI0_TOKENIZER
+    if not name or Path(name).expanduser().exists() or not HUB_ID.match(name):
+        return None
+    return name
 
 
 def _check_policy_dir(path: Path, spec: str) -> Backbone:

@@ -302,7 +302,7 @@ def preflight(config: TrainConfig, datasets_dir: str | Path | None, device: str)
     anything is written: device, dataset files and features, backbone, adapter knobs."""
     from types import SimpleNamespace
 
-    from .backbones import TINY_NAMES, resolve_backbone
+    from .backbones import TINY_NAMES, NotDownloaded, resolve_backbone
     from .data import check_dataset_files, check_features, resolve_dataset_path
     from .loop import adapter_config
 
@@ -311,11 +311,28 @@ def preflight(config: TrainConfig, datasets_dir: str | Path | None, device: str)
     info = check_dataset_files(root)
     check_features(SimpleNamespace(root=root, features=info.get("features", {})))
     if config.backbone not in TINY_NAMES:  # tiny ones are built on first use, by the job
-        resolve_backbone(config.backbone, config.backbone_cache)
+        try:
+            resolve_backbone(config.backbone, config.backbone_cache, download=False)
+        except NotDownloaded:  # the job downloads it first, its progress in the job's log
+            _check_hub_id_exists(config.backbone)
     try:
         adapter_config(config)  # imports peft and torch: the GUI calls start_job off its thread
     except (TypeError, ValueError) as exc:
         raise JobError(f"adapter knobs {config.adapter} for {config.strategy}: {exc}") from None
+
+
+def _check_hub_id_exists(repo_id: str) -> None:
+    """A mistyped hub id is refused here rather than by the job (unreachable hub: the job says)."""
+    from huggingface_hub import repo_exists
+
+    from .backbones import BackboneError
+
+    try:
+        exists = repo_exists(repo_id)
+    except Exception:  # no network, proxy, rate limit: the download itself will report it
+        return
+    if not exists:
+        raise BackboneError(f"backbone {repo_id!r}: no such model on the Hugging Face hub; check the name")
 
 
 def cancel_job(run_dir: str | Path, wait_s: float = 0.0) -> JobRecord:

@@ -1,6 +1,8 @@
 """Backbones: clear errors for bad paths; tiny SmolVLA / pi0 built offline, cached, loadable."""
 
 import json
+import os
+import shutil
 
 import pytest
 import torch
@@ -8,9 +10,67 @@ import torch
 from train.backbones import BackboneError, load_base_policy, load_processors, resolve_backbone
 
 
-def test_hub_name_says_to_download_it_first(tmp_path):
-    with pytest.raises(BackboneError, match="download the snapshot"):
-        resolve_backbone("lerobot/smolvla_base", tmp_path)
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """An empty Hugging Face cache for this test (the tests run with HF_HUB_OFFLINE=1)."""
+    from huggingface_hub import constants
+
+    cache = tmp_path / "hf-hub"
+    cache.mkdir()
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    return cache
+
+
+def _put_in_hub_cache(cache, repo_id, files_dir, revision="0" * 40):
+    """Lay `files_dir` out as huggingface_hub's cache does after `hf download repo_id`."""
+    import shutil
+
+    repo = cache / f"models--{repo_id.replace('/', '--')}"
+    shutil.copytree(files_dir, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    return repo / "snapshots" / revision
+
+
+def test_hub_id_offline_and_not_cached_names_the_download_command(hub_cache):
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
+    with pytest.raises(
+        BackboneError, match=r"not in the Hugging Face cache.*offline.*`hf download lerobot/smolvla_base`"
+    ):
+        resolve_backbone("lerobot/smolvla_base")
+
+
+def test_hub_id_is_read_from_the_cache_offline_with_the_vlm_it_names(hub_cache, backbone_cache, tmp_path):
+    tiny = resolve_backbone("tiny-smolvla", backbone_cache).path
+    policy_files = tmp_path / "policy"
+    shutil.copytree(tiny, policy_files, ignore=shutil.ignore_patterns("vlm"))
+    config = json.loads((policy_files / "config.json").read_text())
+    config["vlm_model_name"] = "lab/tiny-vlm"  # as smolvla_base names HuggingFaceTB/SmolVLM2-500M-...
+    (policy_files / "config.json").write_text(json.dumps(config))
+    snapshot = _put_in_hub_cache(hub_cache, "lab/tiny-smolvla", policy_files)
+
+    with pytest.raises(BackboneError, match=r"'lab/tiny-smolvla' is not in .*`hf download lab/tiny-vlm`"):
+        resolve_backbone("lab/tiny-smolvla")  # the policy is cached, the VLM config it loads is not
+
+    _put_in_hub_cache(hub_cache, "lab/tiny-vlm", tiny / "vlm")
+    backbone = resolve_backbone("lab/tiny-smolvla")
+    assert backbone.path == snapshot and backbone.policy_type == "smolvla"
+    policy = load_base_policy(backbone)  # lerobot finds lab/tiny-vlm in the cache, offline
+    assert policy.model.vlm_with_expert.vlm.config.text_config.hidden_size == 64
+    pre, _ = load_processors(backbone, policy.config)
+    assert (
+        pre({"task": "open the pot", "observation.state": torch.zeros(7)})[
+            "observation.language.tokens"
+        ].numel()
+        > 1
+    )
+
+
+def test_a_local_directory_wins_over_a_hub_id_of_the_same_name(hub_cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "lab" / "snap").mkdir(parents=True)
+    with pytest.raises(BackboneError, match="lacks config.json"):
+        resolve_backbone("lab/snap")
 
 
 def test_missing_directory_names_what_was_expected(tmp_path):

@@ -117,7 +117,10 @@ def _damage(datasets, name, relative, text):
     ("overrides", "message"),
     [
         ({"dataset": "nope"}, "no LeRobot dataset 'nope'.*datasets there: .*tiny_tasks"),
-        ({"backbone": "lerobot/smolvla_base"}, "Hugging Face name.*--backbone DIR"),
+        (
+            {"backbone": "lerobot/smolvla_base"},
+            "not in the Hugging Face cache.*hf download lerobot/smolvla_base",
+        ),
         ({"backbone": "/no/such/dir"}, "no such directory"),
         ({"adapter": {"r": -1}}, "adapter knobs .*r and router_hidden must be >= 1"),
         ({"adapter": {"rank": 8}}, "adapter knobs .*unexpected keyword argument 'rank'"),

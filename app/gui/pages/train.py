@@ -184,11 +184,11 @@ class TrainPage(QWidget):
         self.preset_combo.addItems(list(PRESETS))
         self.preset_combo.setCurrentText(DEFAULT_PRESET)
         self.preset_combo.currentTextChanged.connect(self._load_preset_fields)
-        # the offline names to pick from (mini-smolvla once `piper-ws pretrain` made it), or type a path
+        # the offline names to pick from (mini-smolvla once `piper-ws pretrain` made it); or type a hub id or a path
         self.backbone_edit = QComboBox(editable=True)
         self.backbone_edit.addItems(OFFLINE_BACKBONES)
         self.backbone_edit.lineEdit().setPlaceholderText(
-            "a name above, or a smolvla_base / pi0 snapshot directory"
+            "a name above, a hub id (lerobot/smolvla_base), or a snapshot directory"
         )
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 10_000_000)

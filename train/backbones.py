@@ -42,12 +42,16 @@ HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, when no such
 PI0_TOKENIZER = "google/paligemma-3b-pt-224"  # gated on the hub: accept its licence, then `hf auth login`
 COMPANION_FILES = ["*.json", "*.txt", "*.model", "*.jinja", "tokenizer*"]
 TINY_MARKER = "tiny_backbone.json"  # written into tiny backbone dirs: {"name": ..., "version": ...}
-TINY_VERSION = 1
+TINY_VERSION = 2  # 2: scratch-mini-smolvla acts in 30-step chunks
 
 # Tiny sizes. The image side is the vision input; datasets of any size are resized to it.
 TINY_IMAGE = 64
 TINY_PI0_IMAGE = 28
-TINY_CHUNK = 10
+TINY_CHUNK = 10  # tests: short chunks keep the suite fast
+# 1 s at 30 fps: a chunk spans the pauses in demonstrations (an operator holding still over
+# the button before pressing). With 10-step chunks a policy fitted to such demonstrations
+# stalls where they paused: memorisation of 5 press_button episodes went from 0/5 to 4/5.
+MINI_CHUNK = 30
 MINI_IMAGE = 128  # 8x8 patches of 16 px, 16 visual tokens per camera after the pixel shuffle
 
 STATE_DIM = 7
@@ -319,13 +323,13 @@ TINY_SMOLVLM = dict(
     text=dict(hidden_size=64, intermediate_size=128, num_hidden_layers=4, num_attention_heads=4,
               num_key_value_heads=2, head_dim=16, max_position_embeddings=512),
     vision=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2),
-    image=TINY_IMAGE, scale_factor=2, vocab_size=None,
+    image=TINY_IMAGE, scale_factor=2, vocab_size=None, chunk=TINY_CHUNK,
 )  # fmt: skip
 MINI_SMOLVLM = dict(
     text=dict(hidden_size=256, intermediate_size=1024, num_hidden_layers=8, num_attention_heads=4,
               num_key_value_heads=2, head_dim=64, max_position_embeddings=512),
     vision=dict(hidden_size=192, intermediate_size=768, num_hidden_layers=4, num_attention_heads=3),
-    image=MINI_IMAGE, scale_factor=2, vocab_size=None,
+    image=MINI_IMAGE, scale_factor=2, vocab_size=None, chunk=MINI_CHUNK,
     # the source corpus's instructions join the tokenizer's training text
     vocabulary=("lift the green cube", "put the green cube on the plate", "touch the orange ball",
                 "push the blue switch down"),
@@ -434,8 +438,8 @@ def _scratch_smolvla(work: Path, sizes: dict):
         self_attn_every_n_layers=2,
         expert_width_multiplier=0.75,
         resize_imgs_with_padding=(image, image),
-        chunk_size=TINY_CHUNK,
-        n_action_steps=TINY_CHUNK,
+        chunk_size=sizes["chunk"],
+        n_action_steps=sizes["chunk"],
         tokenizer_max_length=24,
         device="cpu",
         push_to_hub=False,
@@ -558,8 +562,9 @@ def build_tiny_backbone(name: str, path: str | Path, seed: int = 0) -> Path:
     work = path.with_name(path.name + f".building-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
-    torch.manual_seed(seed)
-    policy, pre, post = builders[name](work)
+    with torch.random.fork_rng():  # the caller's RNG is untouched: a run that builds draws as one that loads
+        torch.manual_seed(seed)
+        policy, pre, post = builders[name](work)
     policy.save_pretrained(work)
     pre.save_pretrained(work)
     post.save_pretrained(work)

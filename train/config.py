@@ -61,6 +61,10 @@ class TrainConfig:
     checkpoint_every: int = 200
     num_workers: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N  (accelerate picks under `accelerate launch`)
+    # training processes on this machine (DDP: CPU processes over gloo, one GPU each over NCCL);
+    # batch_size is the global batch, split evenly between them
+    processes: int = 1
+    accelerate_config: str | None = None  # an `accelerate config` file (FSDP, ...): launched with it
     backbone_cache: str | None = None  # where tiny backbones are built; None: the default cache
 
     def __post_init__(self) -> None:
@@ -75,6 +79,11 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.processes < 1 or self.batch_size % self.processes:
+            raise ValueError(
+                f"processes must be >= 1 and divide batch_size (the global batch): {self.processes} "
+                f"processes, batch_size {self.batch_size}"
+            )
         if not self.state_noise >= 0:
             raise ValueError(f"state_noise must be >= 0 (a std in normalised units), got {self.state_noise}")
         if self.val_episodes_per_task < 0:

@@ -109,14 +109,16 @@ class EpochBatchSampler:
     """Shuffled, drop-last batches of dataset indices; epoch e's order comes from seed + e.
 
     `start_at(batches_done)` positions it so that iteration continues exactly where a run
-    that had done that many batches stopped. Under several processes each global batch of
-    `batch_size * world` items is cut into per-process slices (rank r takes the r-th).
+    that had done that many batches stopped, whatever its process count. Under several
+    processes each global batch of `batch_size` items is cut into `world` equal slices
+    (rank r takes the r-th).
     """
 
     def __init__(self, num_items: int, batch_size: int, seed: int, rank: int = 0, world: int = 1) -> None:
+        if batch_size % world:
+            raise DatasetError(f"batch size {batch_size} does not split into {world} equal slices")
         self.rank, self.world = rank, world
-        self.per_process = batch_size
-        batch_size *= world
+        self.per_process = batch_size // world
         if num_items < batch_size:
             raise DatasetError(
                 f"only {num_items} training frames for batch size {batch_size}: lower the batch size "

@@ -5,13 +5,17 @@
     cancel_job(run_dir)                                     # checkpoint, stop, state canceled
     start_job(None, runs_dir, run_name=..., resume=True)    # continue from the last checkpoint
 
+States: queued -> starting -> running -> completed | canceled | failed.
+
 `runs/<run>/job.json` holds the state, pid and process group, so a window opened later
 re-attaches to a running job and shows finished ones. A job whose process vanished
 without writing a final state reads as `failed`. The child's stdout/stderr (including a
 crash's traceback) go to `runs/<run>/train.log`; progress is in `metrics.jsonl`.
 
 One job per device: the child holds an exclusive lock on `runs/.locks/<device>.lock`
-while it trains; a second start on that device is refused with the reason.
+while it trains. A job started while the device is busy is `queued`: its child process
+waits (light: no torch yet) until it is the oldest queued job on that device and the lock
+is free, then trains. Cancelling a queued job ends it `canceled` without training.
 This module must not import torch (the GUI imports it).
 """
 
@@ -35,7 +39,9 @@ JOB_FILE = "job.json"
 LOG_FILE = "train.log"
 CANCEL_FILE = "cancel.request"
 FINAL_STATES = ("completed", "canceled", "failed")
-ACTIVE_STATES = ("starting", "running")
+ACTIVE_STATES = ("queued", "starting", "running")
+WAITING_STATES = ("queued", "starting")  # not training yet: in line for the device lock
+QUEUE_POLL_S = 0.5
 
 
 class JobError(RuntimeError):
@@ -65,6 +71,9 @@ class JobRecord:
     final_val: dict = field(default_factory=dict)
     error: str = ""
     resumes: int = 0
+    processes: int = 1  # training processes (several: a launcher and its workers in the group)
+    queued_at: float = field(default_factory=time.time)  # the queue's order (a resume queues anew)
+    queued_behind: str = ""  # the run that held the device when this one was queued
 
     @property
     def path(self) -> Path:
@@ -73,6 +82,13 @@ class JobRecord:
     @property
     def active(self) -> bool:
         return self.state in ACTIVE_STATES
+
+    @property
+    def status(self) -> str:
+        """The state as shown to the operator: a queued job names the run it waits for."""
+        if self.state == "queued" and self.queued_behind:
+            return f"queued behind {self.queued_behind}"
+        return self.state
 
 
 def _write_record(record: JobRecord) -> None:
@@ -148,7 +164,8 @@ def _lock_path(runs_dir: Path, device: str) -> Path:
 
 
 def _device_busy(runs_dir: Path, device: str) -> JobRecord | None:
-    for record in list_jobs(runs_dir):
+    """The last job in line on `device` (running, starting or queued), if any."""
+    for record in list_jobs(runs_dir):  # newest first
         if record.active and record.device == device:
             return record
     return None
@@ -203,13 +220,10 @@ def start_job(
         config = config.with_overrides(**overrides)
     config = config.with_overrides(run_name=run_name)
     device = device or (config.device if config.device not in ("auto", "cuda") else default_device())
+    if config.processes > 1 and device.startswith("cuda"):
+        device = "cuda"  # one GPU per process, from cuda:0 up
     preflight(config, datasets_dir, device)
     busy = _device_busy(runs_dir, device)
-    if busy is not None:
-        raise JobError(
-            f"{device} is busy with run {busy.run_name!r} ({busy.state}, step {busy.step}/{busy.total_steps}); "
-            "one training job per device: wait for it to finish or cancel it"
-        )
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:  # a restarted run that never checkpointed starts with empty metrics
         (run_dir / METRICS_NAME).unlink(missing_ok=True)
@@ -224,7 +238,10 @@ def start_job(
         backbone=config.backbone,
         dataset=config.dataset,
         total_steps=config.steps,
+        processes=config.processes,
     )
+    if busy is not None:
+        record.state, record.queued_behind = "queued", busy.run_name
     if resume:
         record.created = previous.created
         record.resumes = previous.resumes + 1
@@ -237,7 +254,6 @@ def start_job(
     if resume:
         command.append("--resume")
     env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("HF_HUB_OFFLINE", "1")
     repo_root = str(Path(__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
     with (run_dir / LOG_FILE).open("a") as log_file:
@@ -307,6 +323,12 @@ def preflight(config: TrainConfig, datasets_dir: str | Path | None, device: str)
     from .loop import adapter_config
 
     check_device(device)
+    if device == "cuda" and config.processes > gpu_count():
+        raise JobError(f"{config.processes} processes need as many GPUs; this machine has {gpu_count()}")
+    if config.accelerate_config and not Path(config.accelerate_config).is_file():
+        raise JobError(
+            f"accelerate config {config.accelerate_config}: no such file (make one with `accelerate config`)"
+        )
     root = resolve_dataset_path(config.dataset, datasets_dir)
     info = check_dataset_files(root)
     check_features(SimpleNamespace(root=root, features=info.get("features", {})))
@@ -341,7 +363,9 @@ def cancel_job(run_dir: str | Path, wait_s: float = 0.0) -> JobRecord:
     if not record.active:
         return record
     (Path(run_dir) / CANCEL_FILE).write_text(str(time.time()))
-    if record.pgid is not None and _alive(record):
+    # Several processes stop together at the next step on seeing the file; a signal would also
+    # reach the launcher, which gives its workers only seconds before killing them.
+    if record.pgid is not None and _alive(record) and (record.processes == 1 or record.state == "queued"):
         try:
             os.killpg(record.pgid, signal.SIGTERM)
         except ProcessLookupError:
@@ -373,7 +397,6 @@ def wait_job(run_dir: str | Path, timeout_s: float, poll_s: float = 0.2) -> JobR
 
 def _child_main(argv: list[str]) -> int:
     import argparse
-    import fcntl
     import logging
     import traceback
 
@@ -394,23 +417,27 @@ def _child_main(argv: list[str]) -> int:
     record = read_job(run_dir)
     record.pid = record.pgid = os.getpid()
     record.proc_start = _proc_start(os.getpid())
-    lock_file = _lock_path(run_dir.parent, args.device).open("w")
-    try:
-        fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        record.state, record.finished = "failed", time.time()
-        record.error = f"{args.device} is locked by another training job; one job per device"
-        _write_record(record)
-        print(record.error, flush=True)
-        return 1
-
     stop_requested = {"flag": (run_dir / CANCEL_FILE).exists()}
 
     def on_term(signum, frame):
         stop_requested["flag"] = True
 
+    def should_stop() -> bool:
+        return stop_requested["flag"] or (run_dir / CANCEL_FILE).exists()
+
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
+    if record.state == "queued":
+        _write_record(record)  # the pid: a queued job is cancellable and listed as alive
+        print(
+            f"== run {record.run_name} queued behind {record.queued_behind} on {args.device} ==", flush=True
+        )
+    lock_file = _wait_for_device(record, args.device, should_stop)
+    if lock_file is None:
+        record.state, record.finished = "canceled", time.time()
+        _write_record(record)
+        print(f"== run {record.run_name} canceled while queued ==", flush=True)
+        return 0
     record.state, record.started = "running", time.time()
     _write_record(record)
     print(
@@ -423,13 +450,16 @@ def _child_main(argv: list[str]) -> int:
         config = TrainConfig.load(run_dir / RUN_CONFIG)
         if args.device.startswith("cuda:"):
             os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.device.split(":")[1])
-        result = run_training(
-            config,
-            run_dir,
-            datasets_dir=args.datasets_dir,
-            resume=args.resume,
-            should_stop=lambda: stop_requested["flag"] or (run_dir / CANCEL_FILE).exists(),
-        )
+        if config.processes > 1 or config.accelerate_config:
+            result = _run_processes(config, run_dir, args.datasets_dir, args.resume)
+        else:
+            result = run_training(
+                config,
+                run_dir,
+                datasets_dir=args.datasets_dir,
+                resume=args.resume,
+                should_stop=should_stop,
+            )
         record.state = "canceled" if result.state == "canceled" else "completed"
         record.step = result.step
         record.final_loss = result.final_loss
@@ -447,6 +477,47 @@ def _child_main(argv: list[str]) -> int:
     _write_record(record)
     print(f"== run {record.run_name} {record.state} at step {record.step} ==", flush=True)
     return code
+
+
+def _run_processes(config: TrainConfig, run_dir: Path, datasets_dir: str | None, resume: bool):
+    """Launch the run's worker processes (train.worker) and wait for them; their rank 0's result."""
+    import socket
+    from types import SimpleNamespace
+
+    from .worker import RESULT_FILE, launch_command, read_result
+
+    with socket.socket() as probe:  # a free port for the processes' rendezvous
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    (run_dir / RESULT_FILE).unlink(missing_ok=True)
+    command = launch_command(config, run_dir, datasets_dir, resume, port)
+    print(f"== {config.processes} processes: {' '.join(command)} ==", flush=True)
+    code = subprocess.call(command, cwd=Path(__file__).resolve().parent.parent)
+    result = read_result(run_dir)
+    if code != 0 or result is None:
+        raise RuntimeError(f"the training processes exited with code {code} (their tracebacks are above)")
+    return SimpleNamespace(**result)
+
+
+def _wait_for_device(record: JobRecord, device: str, should_stop) -> object | None:
+    """Hold until this job is first in line on `device` and its lock is free; return the held
+    lock's file (kept open while training), or None if the job was canceled while waiting."""
+    import fcntl
+
+    runs_dir = Path(record.run_dir).parent
+    lock_file = _lock_path(runs_dir, device).open("w")
+    while not should_stop():
+        waiting = [r for r in list_jobs(runs_dir) if r.device == device and r.state in WAITING_STATES]
+        first = min(waiting, key=lambda r: (r.queued_at, r.run_name), default=None)
+        if first is None or first.run_name == record.run_name:
+            try:
+                fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return lock_file
+            except BlockingIOError:
+                pass  # the job before this one is still finishing
+        time.sleep(QUEUE_POLL_S)
+    lock_file.close()
+    return None
 
 
 def _update_step_from_metrics(record: JobRecord) -> None:

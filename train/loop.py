@@ -6,7 +6,9 @@ One optimiser step = `grad_accum` micro-batches. Loss = task loss + the strategy
 auxiliary losses. Per step the adapter hook `handle.set_step` runs (LoRA-SP's eta schedule,
 AdaLoRA's rank allocation). Logging, validation and checkpoints never draw from the
 training RNG, so a resumed run continues exactly as an uninterrupted one.
-The same code runs on CPU, one GPU, or several under `accelerate launch`.
+The same code runs on CPU, one GPU, or several processes (`TrainConfig.processes`, started
+by the job through torchrun or `accelerate launch`): `batch_size` is the global batch, each
+process takes its slice, and `train.distributed` keeps the numbers those of one process.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -106,7 +109,7 @@ class Trainer:
     ) -> None:
         import torch
         from accelerate import Accelerator
-        from accelerate.utils import set_seed
+        from accelerate.utils import DistributedDataParallelKwargs, set_seed
         from lerobot.configs.types import FeatureType
         from lerobot.datasets import LeRobotDataset, LeRobotDatasetMetadata
         from lerobot.datasets.factory import resolve_delta_timestamps
@@ -115,13 +118,25 @@ class Trainer:
         from .adapters import apply_adapters
         from .backbones import load_base_policy, load_processors, resolve_backbone
         from .data import EpochBatchSampler, check_features, resolve_dataset_path, split_episodes
+        from .distributed import Ranks, share_random_draws
 
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         cpu = config.device == "cpu" or not torch.cuda.is_available()
-        self.accelerator = Accelerator(mixed_precision=_mixed_precision(config), cpu=cpu)
-        set_seed(config.seed)
+        # Strategies leave some parameters without a gradient in a step (the VLM's unused head,
+        # a router's unchosen experts): DDP must not wait for them.
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
+        self.accelerator = Accelerator(
+            mixed_precision=_mixed_precision(config), cpu=cpu, kwargs_handlers=[ddp]
+        )
+        self.ranks = Ranks(self.accelerator)
+        if config.batch_size % self.ranks.world:
+            raise ValueError(
+                f"batch_size {config.batch_size} does not split over {self.ranks.world} processes: "
+                "make it a multiple of the process count"
+            )
+        set_seed(config.seed)  # the same on every rank: random draws are global (train.distributed)
 
         dataset_path = resolve_dataset_path(config.dataset, datasets_dir)
         repo_id = f"local/{dataset_path.name}"
@@ -135,6 +150,7 @@ class Trainer:
         inputs = {k: f for k, f in features.items() if k not in outputs}
         self.policy = load_base_policy(self.backbone, inputs, outputs, **config.policy)
         self.handle = apply_adapters(self.policy, adapter_config(config), config.targets)
+        share_random_draws(self.policy.model, self.ranks)
         self.counts = self.handle.parameter_counts()
         device = self.accelerator.device
         self.preprocessor, self.postprocessor = load_processors(
@@ -153,11 +169,11 @@ class Trainer:
             len(self.train_set),
             config.batch_size,
             config.seed,
-            rank=self.accelerator.process_index,
-            world=self.accelerator.num_processes,
+            rank=self.ranks.rank,
+            world=self.ranks.world,
         )
 
-        from .objectives import build_objectives
+        from .objectives import LossModule, build_objectives
 
         self.objectives = build_objectives(
             config, self.policy, self.handle, self.train_set, self.backbone.path, self.accelerator.device
@@ -165,9 +181,11 @@ class Trainer:
         params = self.handle.trainable_parameters() + self.objectives.parameters()
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(
-            self.policy, optimizer, scheduler
+        step_module = LossModule(self.policy, self.handle, self.objectives)
+        self.step_module, self.optimizer, self.scheduler = self.accelerator.prepare(
+            step_module, optimizer, scheduler
         )
+        self.model = self.policy  # on the device now; validation and checkpoints use it unwrapped
         self.step = 0
         self.batches_done = 0  # micro-batches taken from the sampler (where a resume restarts it)
         self.metrics = MetricsWriter(self.run_dir)
@@ -199,10 +217,10 @@ class Trainer:
         from lerobot.utils.constants import OBS_STATE
 
         if self.config.state_noise > 0 and OBS_STATE in batch:
-            import torch
+            from .distributed import global_randn_like
 
             state = batch[OBS_STATE]
-            batch[OBS_STATE] = state + self.config.state_noise * torch.randn_like(state)
+            batch[OBS_STATE] = state + self.config.state_noise * global_randn_like(state, self.ranks)
         return batch
 
     # ---------------------------------------------------------------- steps
@@ -212,17 +230,17 @@ class Trainer:
         detached 0-dim tensors (read on the host once per logging window, not per step)."""
         import torch
 
-        model, acc = self.model, self.accelerator
-        if not model.training:  # train() walks every module (~30 ms on SmolVLA): once, not per step
-            model.train()
+        from .distributed import task_loss_scale
+
+        module, acc = self.step_module, self.accelerator
+        if not self.model.training:  # train() walks every module (~30 ms on SmolVLA): once, not per step
+            module.train()
         sums: dict[str, Any] = {}
         n = len(micro_batches)
         for i, batch in enumerate(micro_batches):
-            sync = contextlib.nullcontext() if i == n - 1 else acc.no_sync(model)
+            sync = contextlib.nullcontext() if i == n - 1 else acc.no_sync(module)
             with sync, acc.autocast():
-                task_loss, _ = model(batch)
-                aux = self.handle.aux_losses()
-                extra = self.objectives.losses(batch)  # capability vectors' aux objective, orth
+                task_loss, aux, extra = module(batch, task_loss_scale(self.policy, batch, self.ranks))
                 loss = task_loss + aux["total"] + sum(extra.values())
             acc.backward(loss / n)
             terms = {"loss": loss, "task_loss": task_loss, **{f"aux/{k}": v for k, v in extra.items()}}
@@ -314,8 +332,9 @@ class Trainer:
             self.handle.set_step(self.step)
         self.batches_done = int(training["batches_done"])
         self.sampler.start_at(self.batches_done)
-        set_rng_state(training["rng"])
-        self.metrics.truncate_after(self.step)
+        set_rng_state(training["rng"])  # rank 0's: every rank's is the same (set_seed, global draws)
+        if self.accelerator.is_main_process:
+            self.metrics.truncate_after(self.step)
         return self.step
 
     # ---------------------------------------------------------------- the run
@@ -326,7 +345,7 @@ class Trainer:
         import torch
 
         cfg = self.config
-        per_step = cfg.batch_size * cfg.grad_accum * self.accelerator.num_processes
+        per_step = cfg.batch_size * cfg.grad_accum
         main = self.accelerator.is_main_process
         event = "resumed" if self.step else "started"
         if main:
@@ -350,7 +369,7 @@ class Trainer:
         window_start, window_steps, window_sums = time.perf_counter(), 0, {}
         last_loss, last_val, checkpoint, state = None, {}, None, "completed"
         while self.step < cfg.steps:
-            if should_stop():
+            if self.ranks.any(should_stop()):  # every rank stops at the same step
                 state = "canceled"
                 break
             if stop_at_step is not None and self.step >= stop_at_step:
@@ -364,9 +383,11 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 step_time = elapsed / window_steps
                 values = torch.stack([torch.as_tensor(v).float() for v in window_sums.values()])
-                means = dict(zip(window_sums, (values / window_steps).tolist(), strict=True))  # one host read
+                values = self.ranks.mean(values / window_steps)
+                means = dict(zip(window_sums, values.tolist(), strict=True))  # one host read
                 last_loss = means["loss"]
-                stats = self.handle.active_rank(reset=True) if self.handle.strategy != "full" else None
+                full = self.handle.strategy == "full"
+                stats = None if full else self.handle.active_rank(reset=True, reduce=self.ranks.sum)
                 ranks = stats.as_log() if stats else {}
                 if main:
                     self.metrics.write(
@@ -417,7 +438,8 @@ def run_training(
     """Build, optionally resume from the last checkpoint, and train. Saves the resolved config."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    config.save(run_dir / RUN_CONFIG)
+    if int(os.environ.get("RANK", "0")) == 0:  # one writer when several processes train
+        config.save(run_dir / RUN_CONFIG)
     trainer = Trainer(config, run_dir, datasets_dir)
     if resume:
         trainer.restore("last")

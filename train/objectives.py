@@ -10,6 +10,9 @@ vectors, arXiv 2605.10903):
   over the weights k of the backbone's capability vector v: the squared length of the
   update's projection on the vector, tensor by tensor; zero for updates orthogonal to it.
   dW is W - W0 for a full fine-tune and scaling * B A for LoRA.
+
+`LossModule` puts the task loss, the adapters' aux losses and these in one forward (what
+the loop trains and DDP wraps).
 """
 
 from __future__ import annotations
@@ -156,3 +159,23 @@ def build_objectives(config: TrainConfig, policy, handle, dataset, backbone_dir:
             )
         orth = OrthogonalRegulariser(handle, load_file(str(path)), config.orth_weight)
     return Objectives(modules, orth)
+
+
+class LossModule(nn.Module):
+    """The policy's task loss, the strategy's auxiliary losses and the run's extra objectives
+    in one forward. Under DDP every loss must come out of the wrapped forward: LoRA-SP's
+    spectral term reaches adapter weights whose layer output the task loss never uses (the
+    VLM's last MLP), and DDP would count their gradient twice if it were computed outside."""
+
+    def __init__(self, policy, handle, objectives) -> None:
+        super().__init__()
+        self.policy = policy
+        self.objective_modules = nn.ModuleList(objectives.modules)  # trained: DDP syncs them too
+        self.handle, self.objectives = handle, objectives  # plain attributes, not submodules
+
+    def forward(self, batch, task_scale=1.0):
+        task_loss, _ = self.policy(batch)
+        task_loss = task_loss * task_scale  # train.distributed.task_loss_scale under several processes
+        aux = self.handle.aux_losses()
+        extra = self.objectives.losses(batch)  # capability vectors' aux objective, orth
+        return task_loss, aux, extra

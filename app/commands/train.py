@@ -24,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--backbone",
-        help="tiny-smolvla | tiny-pi0 | a local lerobot/smolvla_base or lerobot/pi0 snapshot dir",
+        help="mini-smolvla | tiny-smolvla | tiny-pi0 | a hub id (lerobot/smolvla_base) | a local snapshot dir",
     )
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch-size", type=int)
@@ -33,6 +33,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tasks", nargs="+", metavar="TASK", help="train on these task instructions only (default: all)"
     )
     parser.add_argument("--device", help="cpu | cuda:0 | ... (default: a GPU if there is one)")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        help="training processes (DDP; one GPU each); --batch-size is the global batch",
+    )
+    parser.add_argument(
+        "--config",
+        dest="accelerate_config",
+        metavar="FILE",
+        help="an accelerate config file (e.g. FSDP for pi0)",
+    )
     parser.add_argument("--run", dest="run_name", help="run name (the folder under runs/)")
     parser.add_argument(
         "--set",
@@ -50,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _overrides(args) -> dict:
     fields = {}
-    for key in ("dataset", "backbone", "steps", "batch_size", "lr", "tasks", "device", "run_name"):
+    keys = ("dataset", "backbone", "steps", "batch_size", "lr", "tasks", "device", "run_name", "processes")
+    for key in (*keys, "accelerate_config"):
         value = getattr(args, key)
         if value is not None:
             fields[key] = value
@@ -77,20 +89,25 @@ def follow(run_dir, stream=sys.stderr, poll_s: float = 1.0):
 
     # On a terminal one line is redrawn; in a log file a line is written only when the step moves.
     interactive = stream.isatty()
-    last_step = None
+    last_moved = None
     record = read_job(run_dir)
     while record.active:
         p = progress(run_dir)
-        loss = f"{p['loss']:.4f}" if p["loss"] is not None else "-"
-        line = (
-            f"[{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
-            f"loss {loss} ETA {format_eta(p['eta_s'])}"
-        )
+        if record.state == "queued":
+            moved = record.status
+            line = f"{record.status}: starts when {record.device} is free (cancel: piper-ws train --cancel {record.run_name})"
+        else:
+            moved = p["step"]
+            loss = f"{p['loss']:.4f}" if p["loss"] is not None else "-"
+            line = (
+                f"[{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
+                f"loss {loss} ETA {format_eta(p['eta_s'])}"
+            )
         if interactive:
             stream.write(f"\r{line}  ")
-        elif p["step"] != last_step:
+        elif moved != last_moved:
             stream.write(line + "\n")
-        last_step = p["step"]
+        last_moved = moved
         stream.flush()
         time.sleep(poll_s)
         record = read_job(run_dir)
@@ -112,7 +129,7 @@ def _print_runs(runs_dir) -> None:
         pct = f"{r.trainable_percent:.1f}%" if r.trainable_percent is not None else "-"
         loss = f"{r.final_loss:.4f}" if r.final_loss is not None else "-"
         print(
-            f"{r.run_name:24} {r.state:10} {r.strategy:9} {f'{r.step}/{r.total_steps}':>11} {pct:>9} "
+            f"{r.run_name:24} {r.status:10} {r.strategy:9} {f'{r.step}/{r.total_steps}':>11} {pct:>9} "
             f"{loss:>8} {f'{val:.4f}' if val is not None else '-':>8}"
         )
 

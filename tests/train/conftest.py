@@ -23,3 +23,15 @@ def train_workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_ws")
     make_dataset(root / "datasets" / "tiny_tasks")
     return root
+
+
+@pytest.fixture
+def runs(tmp_path):
+    """A runs directory whose jobs are killed when the test ends, passed or failed."""
+    runs = tmp_path / "runs"
+    yield runs
+    from train.jobs import kill_job, list_jobs
+
+    for record in list_jobs(runs):
+        if record.active:
+            kill_job(record.run_dir)

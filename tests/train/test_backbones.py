@@ -122,3 +122,13 @@ def test_tiny_pi0_builds_offline_and_reloads_with_its_tiny_sizes(backbone_cache)
     steps = json.loads((backbone.path / "policy_preprocessor.json").read_text())["steps"]
     tokenizer = [s for s in steps if "tokenizer" in s.get("registry_name", "")][0]
     assert tokenizer["config"]["tokenizer_name"].startswith(str(backbone.path))  # local, not the hub name
+
+
+def test_building_a_tiny_backbone_leaves_the_callers_random_state_alone(tmp_path):
+    # A run that builds the backbone must draw the same numbers as one that finds it cached.
+    from train.backbones import build_tiny_backbone
+
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    build_tiny_backbone("tiny-smolvla", tmp_path / "tiny-smolvla")
+    assert torch.equal(torch.get_rng_state(), before)

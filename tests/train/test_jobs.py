@@ -1,4 +1,5 @@
-"""Background jobs: a real child process per run, its record on disk, cancel/crash/kill states."""
+"""Background jobs: a real child process per run, its record on disk, the per-device queue,
+cancel/crash/kill states."""
 
 import os
 import shutil
@@ -31,22 +32,34 @@ def wait_for_step(run_dir, step, timeout=JOB_TIMEOUT):
 
 
 @pytest.mark.slow
-def test_cancel_checkpoints_and_stops_then_resume_finishes(backbone_cache, train_workspace, tmp_path):
-    runs = tmp_path / "runs"
+def test_cancel_checkpoints_and_stops_then_resume_finishes(backbone_cache, train_workspace, runs):
     data = train_workspace / "datasets"
     record = start_job(job_config(backbone_cache, "a", steps=500), runs, data)
     assert record.active and record.pid
-    with pytest.raises(JobError, match="busy with run 'a'.*cancel"):
-        start_job(job_config(backbone_cache, "b", steps=1), runs, data)
+    # The device is busy: later jobs wait in line, in order, without training.
+    queued = [start_job(job_config(backbone_cache, name, steps=1), runs, data) for name in ("b", "c")]
+    assert [(r.state, r.queued_behind) for r in queued] == [("queued", "a"), ("queued", "b")]
+    assert queued[1].status == "queued behind b"
     wait_for_step(runs / "a", 1)
-    # A second reader (a window opened now) re-attaches to the running job.
-    assert [r.run_name for r in list_jobs(runs)] == ["a"] and read_job(runs / "a").state == "running"
+    # A second reader (a window opened now) re-attaches to the running job and sees the queue.
+    assert [(r.run_name, r.state) for r in list_jobs(runs)] == [
+        ("c", "queued"),
+        ("b", "queued"),
+        ("a", "running"),
+    ]
+    canceled = cancel_job(runs / "b", wait_s=JOB_TIMEOUT)  # leaves the queue without having trained
+    assert canceled.state == "canceled" and canceled.step == 0 and not (runs / "b" / "checkpoints").exists()
+    assert read_job(runs / "c").state == "queued"  # still waiting: a holds the device
     record = cancel_job(runs / "a", wait_s=JOB_TIMEOUT)
     assert record.state == "canceled", open(runs / "a" / "train.log").read()[-3000:]
     assert 1 <= record.step < 500
     last = (runs / "a" / "checkpoints" / "last").read_text()
     assert int(last) == record.step  # the checkpoint is where it stopped
     assert read_metrics(runs / "a", kind="event")[-1]["event"] == "canceled"
+
+    after = wait_job(runs / "c", JOB_TIMEOUT)  # the device freed: the next in line trained
+    assert after.state == "completed" and after.step == 1, open(runs / "c" / "train.log").read()[-3000:]
+    assert after.started > record.finished
 
     resumed = start_job(None, runs, data, run_name="a", resume=True, overrides={"steps": record.step + 1})
     final = wait_job(runs / "a", JOB_TIMEOUT)

@@ -157,8 +157,11 @@ def test_state_noise_perturbs_the_training_state_only_by_its_std():
     with pytest.raises(ValueError, match="state_noise"):
         TrainConfig(state_noise=-0.1)
     clean = {"observation.state": torch.zeros(4096, 7), "action": torch.ones(4096, 50, 7)}
-    noisy = Trainer._augment(SimpleNamespace(config=TrainConfig(state_noise=0.25)), dict(clean))
+    one_process = SimpleNamespace(world=1)
+    noisy = Trainer._augment(
+        SimpleNamespace(config=TrainConfig(state_noise=0.25), ranks=one_process), dict(clean)
+    )
     assert noisy["observation.state"].std().item() == pytest.approx(0.25, rel=0.02)
     assert torch.equal(noisy["action"], clean["action"])  # targets untouched
-    same = Trainer._augment(SimpleNamespace(config=TrainConfig()), dict(clean))
+    same = Trainer._augment(SimpleNamespace(config=TrainConfig(), ranks=one_process), dict(clean))
     assert torch.equal(same["observation.state"], clean["observation.state"])

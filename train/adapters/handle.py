@@ -198,15 +198,23 @@ class AdapterHandle:
                 layer.inference_path = path
 
     # ---- observability ----------------------------------------------------------------------
-    def active_rank(self, reset: bool = False) -> ActiveRankStats:
+    def active_rank(self, reset: bool = False, reduce=None) -> ActiveRankStats:
         """Active-rank statistics: measured per row since the last reset for LoRA-SP/MoE,
-        the current (static or AdaLoRA-allocated) rank per module for LoRA/AdaLoRA."""
+        the current (static or AdaLoRA-allocated) rank per module for LoRA/AdaLoRA.
+        `reduce` sums a tensor over training processes (one call for every histogram)."""
         stats = ActiveRankStats()
         by_group: dict[str, list[float]] = {}
+        measured = {
+            n: m.rank_histogram(reset=reset) for n, m in self.modules.items() if isinstance(m, AdapterLinear)
+        }
+        if reduce is not None and measured:
+            summed = reduce(torch.cat(list(measured.values())).double()).round().long().cpu()
+            lengths = [len(h) for h in measured.values()]
+            measured = dict(zip(measured, summed.split(lengths), strict=True))
         for name, module in self.modules.items():
             group = self.groups[name]
-            if isinstance(module, AdapterLinear):
-                hist = module.rank_histogram(reset=reset)
+            if name in measured:
+                hist = measured[name]
                 mean = _histogram_mean(hist)
                 if mean is None:
                     continue

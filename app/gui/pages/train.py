@@ -200,6 +200,11 @@ class TrainPage(QWidget):
         self.lr_spin.setSingleStep(1e-4)
         self.rank_spin = QSpinBox()
         self.rank_spin.setRange(1, 1024)
+        self.processes_spin = QSpinBox()
+        self.processes_spin.setRange(1, 64)
+        self.processes_spin.setToolTip(
+            "training processes (one GPU each); the batch size is split between them"
+        )
         self.tasks_edit = QLineEdit()
         self.tasks_edit.setPlaceholderText("all tasks (or instructions separated by ';')")
         self.run_edit = QLineEdit()
@@ -210,6 +215,7 @@ class TrainPage(QWidget):
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Learning rate", self.lr_spin)
         form.addRow("Rank r", self.rank_spin)
+        form.addRow("Processes", self.processes_spin)
         form.addRow("Tasks", self.tasks_edit)
         form.addRow("Run name", self.run_edit)
         self.advanced_box = box
@@ -252,6 +258,7 @@ class TrainPage(QWidget):
             steps=self.steps_spin.value(),
             batch_size=self.batch_spin.value(),
             lr=self.lr_spin.value(),
+            processes=self.processes_spin.value(),
         )
         tasks = [t.strip() for t in self.tasks_edit.text().split(";") if t.strip()]
         if tasks:
@@ -315,7 +322,7 @@ class TrainPage(QWidget):
 
     def _job_called(self, action: str, record) -> None:
         self.finetune_button.setEnabled(True)
-        self._say(f"{action}: run {record.run_name} is {record.state}")
+        self._say(f"{action}: run {record.run_name} is {record.status}")
         if action in ("start", "resume"):
             self._select(record.run_name, reload=True)
         self.refresh()
@@ -347,7 +354,7 @@ class TrainPage(QWidget):
             val = sum(r.final_val.values()) / len(r.final_val) if r.final_val else None
             cells = [
                 r.run_name,
-                r.state,
+                r.status,
                 r.strategy,
                 f"{r.step}/{r.total_steps}",
                 f"{r.trainable_percent:.1f}" if r.trainable_percent is not None else "",
@@ -389,8 +396,8 @@ class TrainPage(QWidget):
         total = last.get("total_steps") or record.total_steps or 1
         step = last.get("step", record.step)
         self.progress.setValue(int(1000 * min(1.0, step / total)))
-        text = f"{record.run_name}: {record.state}, step {step}/{total}"
-        if record.active:
+        text = f"{record.run_name}: {record.status}, step {step}/{total}"
+        if record.state in ("starting", "running"):
             text += f", ETA {format_eta(last.get('eta_s'))}"
         if record.state == "failed" and record.error:
             text += f" — {record.error}"

@@ -1,0 +1,80 @@
+"""One process of a multi-process training run, as torchrun / `accelerate launch` start it:
+
+    python -m train.worker RUN_DIR [--datasets-dir DIR] [--resume]
+
+The job process (`train.jobs`) owns the run's record and the device lock and launches
+`TrainConfig.processes` of these. Each trains its slice of every batch; they stop together
+when the cancel file appears or a signal arrives; rank 0 writes the metrics, checkpoints
+and `worker_result.json`, which the job reads when the launcher returns.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+from .jobs import CANCEL_FILE
+
+RESULT_FILE = "worker_result.json"
+
+
+def launch_command(config, run_dir: Path, datasets_dir: str | None, resume: bool, port: int) -> list[str]:
+    """The launcher line for `config.processes` workers on this machine."""
+    worker = ["-m", "train.worker", str(run_dir), *(["--datasets-dir", datasets_dir] if datasets_dir else [])]
+    worker += ["--resume"] if resume else []
+    if config.accelerate_config:
+        launcher = ["-m", "accelerate.commands.launch", "--config_file", config.accelerate_config]
+        launcher += ["--num_processes", str(config.processes), "--main_process_port", str(port)]
+    else:  # torchrun: accelerate reads its environment (gloo on CPU, NCCL on GPUs)
+        launcher = ["-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", str(config.processes)]
+        launcher += ["--master_addr", "127.0.0.1", "--master_port", str(port)]
+    return [sys.executable, *launcher, *worker]
+
+
+def read_result(run_dir: Path) -> dict | None:
+    path = Path(run_dir) / RESULT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m train.worker")
+    parser.add_argument("run_dir")
+    parser.add_argument("--datasets-dir")
+    parser.add_argument("--resume", action="store_true")
+    args = parser.parse_args(argv)
+    run_dir = Path(args.run_dir)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    from .config import RUN_CONFIG, TrainConfig
+    from .loop import run_training
+    from .video_backend import quiet
+
+    quiet()
+    signaled = {"flag": False}
+    signal.signal(signal.SIGTERM, lambda *_: signaled.update(flag=True))
+    signal.signal(signal.SIGINT, lambda *_: signaled.update(flag=True))
+    config = TrainConfig.load(run_dir / RUN_CONFIG)
+    result = run_training(
+        config,
+        run_dir,
+        datasets_dir=args.datasets_dir,
+        resume=args.resume,
+        should_stop=lambda: signaled["flag"] or (run_dir / CANCEL_FILE).exists(),
+    )
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        fields = {**asdict(result), "checkpoint": str(result.checkpoint) if result.checkpoint else None}
+        tmp = run_dir / (RESULT_FILE + ".tmp")
+        tmp.write_text(json.dumps(fields))
+        tmp.replace(run_dir / RESULT_FILE)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -9,7 +9,32 @@ recorded, only how long recording takes.
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import sys
 import time
+
+# The loop thread waits for the GIL at most this long when the writer thread (a save
+# overlapping the next episode) runs Python: CPython's default, 5 ms, made each of the
+# loop's many small waits cost up to 5 ms, and ticks overran by 20-60 ms.
+LOOP_SWITCH_INTERVAL_S = 0.001
+
+
+@contextlib.contextmanager
+def loop_friendly_interpreter():
+    """While a recording session is open: short GIL switch interval, and the objects that
+    exist at the start (torch, lerobot, the station: millions) frozen out of the garbage
+    collector, whose full collections otherwise paused every thread for ~0.5 s mid-episode
+    (16 frames dropped at 30 fps, benchmarks/bench_record.py). Both restored afterwards."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, LOOP_SWITCH_INTERVAL_S))
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        sys.setswitchinterval(interval)
 
 
 class WallClockPacer:

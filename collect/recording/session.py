@@ -46,7 +46,7 @@ from typing import Any
 
 from collect.episode_start import EPISODE_START
 from collect.limits import MOTOR_KEYS
-from collect.recording.pacing import make_pacer
+from collect.recording.pacing import loop_friendly_interpreter, make_pacer
 from collect.recording.plan import RecordingPlan
 from collect.recording.timing import BEHIND_FPS_FRACTION, LoopTimer, TimingStats
 
@@ -296,11 +296,12 @@ class RecordingSession:
             self._opened.set_exception(exc)
             self._teardown()
             return
-        self._opened.set_result(self)
         try:
-            while not self._stop_loop.is_set():
-                self._serve_commands()
-                self._tick()
+            with loop_friendly_interpreter():
+                self._opened.set_result(self)
+                while not self._stop_loop.is_set():
+                    self._serve_commands()
+                    self._tick()
         except BaseException as exc:  # the loop must never die silently: say why
             log.exception("recording loop failed")
             self._set_state(SessionState.FAILED, f"recording stopped: {exc}")

@@ -1,5 +1,7 @@
 """End to end on the simulated PiPER: the session records a plan with the virtual operator."""
 
+import gc
+import sys
 import time
 
 import numpy as np
@@ -21,15 +23,19 @@ def wait_for(session, *states, timeout_s=240.0):
 def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord(make_plan, datasets_dir):
     plan = make_plan("sim22", max_episode_s=1.5, seed=3)
     events = []
+    switch_interval = sys.getswitchinterval()
     with RecordingSession(
         plan, datasets_dir, auto=True, on_event=lambda e, i: events.append((e, i))
     ) as session:
         assert session.state == SessionState.READY and session.task == "open_pot"
+        # while open: what existed is out of the collector's full passes, the GIL switches fast
+        assert gc.get_freeze_count() > 100_000 and sys.getswitchinterval() <= 0.001
         session.start().result(60)
         wait_for(session, SessionState.FINISHED)
         assert session.counts == {"open_pot": 2, "press_button": 2}
         snap = session.snapshot()
         assert len(snap.leader) > 10 and set(snap.images) == {"side", "wrist"}
+    assert gc.get_freeze_count() == 0 and sys.getswitchinterval() == switch_interval  # restored
     kept = [i for e, i in events if e == "kept"]
     assert [k["task"] for k in kept] == ["open_pot", "open_pot", "press_button", "press_button"]
     assert all(k["frames"] == 45 for k in kept)

@@ -19,6 +19,7 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -26,55 +27,75 @@ for key, value in (("MUJOCO_GL", "egl"), ("HF_HUB_OFFLINE", "1"), ("HF_DATASETS_
     os.environ.setdefault(key, value)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workspace", help="workspace to use (default: a temporary one)")
-    parser.add_argument("--task", default="press_button")
-    parser.add_argument("--episodes", type=int, default=5)
-    parser.add_argument("--image-size", default="64x64")
-    parser.add_argument("--backbone", default="tiny-smolvla")
-    parser.add_argument("--steps", type=int, default=3000)
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--state-noise", type=float, default=0.3)
-    parser.add_argument("--max-duration", type=float, default=12.0)
-    args = parser.parse_args()
+@dataclass(frozen=True)
+class Recipe:
+    """The closed-loop check's recipe (the defaults are what `make test` runs)."""
 
+    task: str = "press_button"
+    episodes: int = 5
+    image_size: str = "64x64"
+    backbone: str = "tiny-smolvla"
+    steps: int = 3000
+    lr: float = 5e-4
+    state_noise: float = 0.3
+    chunk: int = 30  # steps per action chunk, all executed: 1 s spans the demonstrations' pauses
+    max_duration: float = 12.0
+
+
+def run_memorisation(root: Path, recipe: Recipe = Recipe()):
+    """record -> train -> eval in the workspace `root` (continuing what is there); returns the
+    scored trials (one per recorded episode, in seed order) and the wall time of each stage."""
     from app.cli import main as cli
     from evaluate.store import ResultsStore
     from train.checkpoint import last_step
 
-    root = Path(args.workspace or tempfile.mkdtemp(prefix="memorisation-"))
     ws = ["--workspace", str(root)]
-    dataset, run = f"memo-{args.task}", "memo"
+    dataset, run = f"memo-{recipe.task}", "memo"
     timings = {}
     t0 = time.perf_counter()
-    record = ["record", "--backend", "sim", "--dataset", dataset, "--tasks", args.task,
-              "--episodes", str(args.episodes), "--image-size", args.image_size]  # fmt: skip
+    record = ["record", "--backend", "sim", "--dataset", dataset, "--tasks", recipe.task,
+              "--episodes", str(recipe.episodes), "--image-size", recipe.image_size]  # fmt: skip
     if (root / "datasets" / dataset).exists():
         record.append("--resume")
     if cli([*ws, *record]) != 0:
-        return 1
+        raise RuntimeError("piper-ws record failed")
     timings["record"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    train = ["train", "--dataset", dataset, "--run", run, "--preset", "smolvla-full", "--backbone", args.backbone,
-             "--steps", str(args.steps), "--lr", str(args.lr), "--set", f"state_noise={args.state_noise}",
-             "--set", "val_episodes_per_task=0", "--device", "cpu"]  # fmt: skip
+    train = ["train", "--dataset", dataset, "--run", run, "--preset", "smolvla-full", "--backbone", recipe.backbone,
+             "--steps", str(recipe.steps), "--lr", str(recipe.lr), "--set", f"state_noise={recipe.state_noise}",
+             "--set", "val_episodes_per_task=0", "--device", "cpu",
+             "--set", f'policy={{"chunk_size": {recipe.chunk}, "n_action_steps": {recipe.chunk}}}']  # fmt: skip
     done = last_step(root / "runs" / run)
     if done:
         train.append("--resume")
-    if done < args.steps and cli([*ws, *train]) != 0:
-        return 1
+    if done < recipe.steps and cli([*ws, *train]) != 0:
+        raise RuntimeError("piper-ws train failed")
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     evaluate = ["eval", "--run", run, "--backend", "sim", "--seeds-from-dataset", dataset,
-                "--image-size", args.image_size, "--max-duration", str(args.max_duration), "--campaign", run]  # fmt: skip
+                "--image-size", recipe.image_size, "--max-duration", str(recipe.max_duration), "--campaign", run]  # fmt: skip
     if cli([*ws, *evaluate]) != 0:
-        return 1
+        raise RuntimeError("piper-ws eval failed")
     timings["eval"] = time.perf_counter() - t0
     with ResultsStore(root / "results.sqlite") as store:
-        trials = store.trials(run)
+        return store.trials(run), timings
+
+
+def main() -> int:
+    defaults = Recipe()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workspace", help="workspace to use (default: a temporary one)")
+    for name, value in asdict(defaults).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    args = vars(parser.parse_args())
+    root = Path(args.pop("workspace") or tempfile.mkdtemp(prefix="memorisation-"))
+    try:
+        trials, timings = run_memorisation(root, Recipe(**args))
+    except RuntimeError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     wins = sum(t.outcome == "success" for t in trials)
     print(f"\nworkspace: {root}")
     print(f"own scenes replayed: {wins}/{len(trials)} " + " ".join(f"{t.seed}:{t.outcome}" for t in trials))

@@ -34,6 +34,7 @@ from pathlib import Path
 from .checkpoint import CHECKPOINTS
 from .config import RUN_CONFIG, TrainConfig
 from .metrics import METRICS_NAME
+from .slurm import SlurmSpec
 
 JOB_FILE = "job.json"
 LOG_FILE = "train.log"
@@ -72,6 +73,7 @@ class JobRecord:
     error: str = ""
     resumes: int = 0
     processes: int = 1  # training processes (several: a launcher and its workers in the group)
+    slurm_job: str = ""  # the Slurm job id when submitted with --slurm (then pid is the node's)
     queued_at: float = field(default_factory=time.time)  # the queue's order (a resume queues anew)
     queued_behind: str = ""  # the run that held the device when this one was queued
 
@@ -86,6 +88,8 @@ class JobRecord:
     @property
     def status(self) -> str:
         """The state as shown to the operator: a queued job names the run it waits for."""
+        if self.state == "queued" and self.slurm_job:
+            return f"queued (Slurm job {self.slurm_job})"
         if self.state == "queued" and self.queued_behind:
             return f"queued behind {self.queued_behind}"
         return self.state
@@ -123,6 +127,8 @@ def read_job(run_dir: str | Path) -> JobRecord:
         raise JobError(f"{run_dir} has no {JOB_FILE}: not a training run (start one with piper-ws train)")
     data = json.loads(path.read_text())
     record = JobRecord(**{k: v for k, v in data.items() if k in JobRecord.__dataclass_fields__})
+    if record.slurm_job:
+        return _with_slurm_state(record, path)
     if record.active and record.pid is not None and not _alive(record):
         # Re-read: the child may have written its final state between our two reads.
         data = json.loads(path.read_text())
@@ -131,6 +137,27 @@ def read_job(run_dir: str | Path) -> JobRecord:
             record.state = "failed"
             record.error = (
                 record.error or "the training process died without a final state (killed?); see train.log"
+            )
+    return record
+
+
+def _with_slurm_state(record: JobRecord, path: Path) -> JobRecord:
+    """A Slurm job's record: what its job process wrote, unless Slurm says the job ended
+    before the process could write a final state (cancelled while pending, killed, timed out)."""
+    from .slurm import ENDED, slurm_state
+
+    if not record.active:
+        return record
+    state = slurm_state(record.slurm_job)
+    if state is not None and state not in ENDED:
+        return record
+    data = json.loads(path.read_text())  # the job process may have just written its final state
+    record = JobRecord(**{k: v for k, v in data.items() if k in JobRecord.__dataclass_fields__})
+    if record.active:
+        record.state = "canceled" if state == "CANCELLED" else "failed"
+        if record.state == "failed":
+            record.error = (
+                record.error or f"Slurm job {record.slurm_job} ended {state or 'out of sight'}; see train.log"
             )
     return record
 
@@ -188,8 +215,10 @@ def start_job(
     resume: bool = False,
     device: str | None = None,
     overrides: dict | None = None,
+    slurm: SlurmSpec | None = None,
 ) -> JobRecord:
-    """Start training in a child process; returns its record at once.
+    """Start training in a child process; returns its record at once. With `slurm`, the
+    same job process is submitted to the Slurm cluster instead (train.slurm).
 
     New run: give `config` (its run_name names the directory). Resume: `resume=True` with
     `run_name` (config read from the run; `overrides` e.g. {"steps": 2000} extend it).
@@ -219,11 +248,20 @@ def start_job(
     if overrides:
         config = config.with_overrides(**overrides)
     config = config.with_overrides(run_name=run_name)
+    if slurm is not None:
+        from .slurm import SlurmError, check_available
+
+        try:
+            check_available()
+        except SlurmError as exc:
+            raise JobError(str(exc)) from None
+        device = "cuda" if slurm.gpus else "cpu"  # what the allocation gives, not what this machine has
+        config = config.with_overrides(processes=slurm.gpus or config.processes, device=device)
     device = device or (config.device if config.device not in ("auto", "cuda") else default_device())
     if config.processes > 1 and device.startswith("cuda"):
         device = "cuda"  # one GPU per process, from cuda:0 up
-    preflight(config, datasets_dir, device)
-    busy = _device_busy(runs_dir, device)
+    preflight(config, datasets_dir, device, local=slurm is None)
+    busy = None if slurm is not None else _device_busy(runs_dir, device)  # Slurm keeps its own queue
     run_dir.mkdir(parents=True, exist_ok=True)
     if not resume:  # a restarted run that never checkpointed starts with empty metrics
         (run_dir / METRICS_NAME).unlink(missing_ok=True)
@@ -247,14 +285,18 @@ def start_job(
         record.resumes = previous.resumes + 1
         record.trainable_percent = previous.trainable_percent
         record.step = previous.step
-    _write_record(record)
     command = [sys.executable, "-m", "train.jobs", str(run_dir.resolve()), "--device", device]
     if datasets_dir is not None:
         command += ["--datasets-dir", str(Path(datasets_dir).resolve())]
     if resume:
         command.append("--resume")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
     repo_root = str(Path(__file__).resolve().parent.parent)
+    if slurm is not None:
+        return _submit_to_slurm(
+            record, slurm, [*command, "--slurm"], Path(repo_root), previous if resume else None
+        )
+    _write_record(record)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
     with (run_dir / LOG_FILE).open("a") as log_file:
         proc = subprocess.Popen(
@@ -272,6 +314,30 @@ def start_job(
     # The child may already have written "running"; only fill in the pid if it has not.
     current = json.loads((run_dir / JOB_FILE).read_text())
     if current.get("pid") is None:
+        _write_record(record)
+    return read_job(run_dir)
+
+
+def _submit_to_slurm(record: JobRecord, spec: SlurmSpec, command: list[str], workdir: Path, previous):
+    """Write the sbatch script and submit it; the record waits as `queued` with the job id.
+    A refused submission leaves the run as it was (a new run's directory is removed)."""
+    import shutil
+
+    from .slurm import SlurmError, submit, write_sbatch
+
+    run_dir = Path(record.run_dir)
+    record.state = "queued"
+    _write_record(record)
+    try:
+        record.slurm_job = submit(write_sbatch(run_dir, spec, command, workdir))
+    except (SlurmError, OSError, subprocess.TimeoutExpired) as exc:
+        if previous is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        else:
+            _write_record(previous)
+        raise JobError(str(exc)) from None
+    current = json.loads((run_dir / JOB_FILE).read_text())  # the job may already run and have written
+    if not current.get("slurm_job"):
         _write_record(record)
     return read_job(run_dir)
 
@@ -313,7 +379,7 @@ def check_device(device: str) -> None:
         raise JobError(f"device {device}: this machine has {have}; pick one of those or --device cpu")
 
 
-def preflight(config: TrainConfig, datasets_dir: str | Path | None, device: str) -> None:
+def preflight(config: TrainConfig, datasets_dir: str | Path | None, device: str, local: bool = True) -> None:
     """What the job would otherwise find wrong ~20 s later in the background, checked before
     anything is written: device, dataset files and features, backbone, adapter knobs."""
     from types import SimpleNamespace
@@ -322,8 +388,9 @@ def preflight(config: TrainConfig, datasets_dir: str | Path | None, device: str)
     from .data import check_dataset_files, check_features, resolve_dataset_path
     from .loop import adapter_config
 
-    check_device(device)
-    if device == "cuda" and config.processes > gpu_count():
+    if local:  # a Slurm job's devices are the allocation's, not this machine's
+        check_device(device)
+    if local and device == "cuda" and config.processes > gpu_count():
         raise JobError(f"{config.processes} processes need as many GPUs; this machine has {gpu_count()}")
     if config.accelerate_config and not Path(config.accelerate_config).is_file():
         raise JobError(
@@ -363,6 +430,11 @@ def cancel_job(run_dir: str | Path, wait_s: float = 0.0) -> JobRecord:
     if not record.active:
         return record
     (Path(run_dir) / CANCEL_FILE).write_text(str(time.time()))
+    if record.slurm_job:
+        from . import slurm
+
+        slurm.cancel(record.slurm_job, running=record.state != "queued")
+        return wait_job(run_dir, wait_s) if wait_s > 0 else read_job(run_dir)
     # Several processes stop together at the next step on seeing the file; a signal would also
     # reach the launcher, which gives its workers only seconds before killing them.
     if record.pgid is not None and _alive(record) and (record.processes == 1 or record.state == "queued"):
@@ -378,7 +450,11 @@ def cancel_job(run_dir: str | Path, wait_s: float = 0.0) -> JobRecord:
 def kill_job(run_dir: str | Path) -> JobRecord:
     """Last resort: SIGKILL the whole process group (no checkpoint; state reads failed)."""
     record = read_job(run_dir)
-    if record.active and record.pgid is not None and _alive(record):
+    if record.active and record.slurm_job:
+        subprocess.run(
+            ["scancel", "--signal=KILL", "--full", record.slurm_job], capture_output=True, timeout=20
+        )
+    elif record.active and record.pgid is not None and _alive(record):
         os.killpg(record.pgid, signal.SIGKILL)
     return read_job(run_dir)
 
@@ -405,6 +481,9 @@ def _child_main(argv: list[str]) -> int:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--datasets-dir")
     parser.add_argument("--resume", action="store_true")
+    parser.add_argument(
+        "--slurm", action="store_true", help="started by sbatch: the allocation is the device"
+    )
     args = parser.parse_args(argv)
     run_dir = Path(args.run_dir)
     logging.basicConfig(
@@ -427,13 +506,14 @@ def _child_main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     signal.signal(signal.SIGINT, on_term)
-    if record.state == "queued":
+    if record.state == "queued" and not args.slurm:
         _write_record(record)  # the pid: a queued job is cancellable and listed as alive
         print(
             f"== run {record.run_name} queued behind {record.queued_behind} on {args.device} ==", flush=True
         )
-    lock_file = _wait_for_device(record, args.device, should_stop)
-    if lock_file is None:
+    # Under Slurm the allocation is this job's alone; here the device lock is held while training.
+    device_lock = None if args.slurm else _wait_for_device(record, args.device, should_stop)
+    if device_lock is None and not args.slurm:
         record.state, record.finished = "canceled", time.time()
         _write_record(record)
         print(f"== run {record.run_name} canceled while queued ==", flush=True)
@@ -450,7 +530,9 @@ def _child_main(argv: list[str]) -> int:
         config = TrainConfig.load(run_dir / RUN_CONFIG)
         if args.device.startswith("cuda:"):
             os.environ.setdefault("CUDA_VISIBLE_DEVICES", args.device.split(":")[1])
-        if config.processes > 1 or config.accelerate_config:
+        from .slurm import node_count
+
+        if config.processes > 1 or config.accelerate_config or node_count() > 1:
             result = _run_processes(config, run_dir, args.datasets_dir, args.resume)
         else:
             result = run_training(

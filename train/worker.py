@@ -13,20 +13,54 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
 from .jobs import CANCEL_FILE
+from .slurm import node_count
 
 RESULT_FILE = "worker_result.json"
 
 
 def launch_command(config, run_dir: Path, datasets_dir: str | None, resume: bool, port: int) -> list[str]:
-    """The launcher line for `config.processes` workers on this machine."""
+    """The launcher line for `config.processes` workers on this machine (on each node of a
+    multi-node Slurm allocation)."""
     worker = ["-m", "train.worker", str(run_dir), *(["--datasets-dir", datasets_dir] if datasets_dir else [])]
     worker += ["--resume"] if resume else []
+    nodes = node_count()
+    if nodes > 1:  # one torchrun per node of the Slurm allocation, meeting at the first node
+        head = subprocess.run(
+            ["scontrol", "show", "hostnames", os.environ["SLURM_JOB_NODELIST"]],
+            capture_output=True,
+            text=True,
+        ).stdout.split()[0]
+        launcher = [
+            "srun",
+            f"--nodes={nodes}",
+            "--ntasks-per-node=1",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+        ]
+        launcher += [
+            "--nnodes",
+            str(nodes),
+            "--nproc_per_node",
+            str(config.processes),
+            "--rdzv_backend",
+            "c10d",
+        ]
+        launcher += [
+            "--rdzv_endpoint",
+            f"{head}:{port}",
+            "--rdzv_id",
+            os.environ.get("SLURM_JOB_ID", "piper"),
+        ]
+        return [*launcher, *worker]
     if config.accelerate_config:
         launcher = ["-m", "accelerate.commands.launch", "--config_file", config.accelerate_config]
         launcher += ["--num_processes", str(config.processes), "--main_process_port", str(port)]

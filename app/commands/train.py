@@ -52,6 +52,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override any config field, JSON values: --set adapter='{\"r\": 64}' --set precision=bf16",
     )
+    slurm = parser.add_argument_group("Slurm (submit the job to the cluster instead of training here)")
+    slurm.add_argument(
+        "--slurm", action="store_true", help="submit with sbatch; runs/ must be on a shared disk"
+    )
+    slurm.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    slurm.add_argument("--gpus", type=int, default=0, help="GPUs per node (one training process each)")
+    slurm.add_argument("--nodes", type=int, default=1)
+    slurm.add_argument("--time", help="wall-time limit, HH:MM")
     parser.add_argument("--resume", action="store_true", help="continue --run from its last checkpoint")
     parser.add_argument("--detach", action="store_true", help="start the job and return")
     parser.add_argument("--list", action="store_true", help="list runs with their states")
@@ -77,6 +85,16 @@ def _overrides(args) -> dict:
     return fields
 
 
+def _slurm_spec(args):
+    from train.slurm import SlurmSpec
+
+    if not args.slurm:
+        if args.partition or args.gpus or args.nodes != 1 or args.time:
+            raise ValueError("--partition, --gpus, --nodes and --time go with --slurm")
+        return None
+    return SlurmSpec(partition=args.partition, gpus=args.gpus, nodes=args.nodes, time=args.time)
+
+
 def _bar(fraction: float, width: int = 30) -> str:
     filled = int(round(width * max(0.0, min(1.0, fraction))))
     return "#" * filled + "-" * (width - filled)
@@ -95,7 +113,8 @@ def follow(run_dir, stream=sys.stderr, poll_s: float = 1.0):
         p = progress(run_dir)
         if record.state == "queued":
             moved = record.status
-            line = f"{record.status}: starts when {record.device} is free (cancel: piper-ws train --cancel {record.run_name})"
+            where = "Slurm's queue" if record.slurm_job else f"line for {record.device}"
+            line = f"{record.status}: waiting in {where} (cancel: piper-ws train --cancel {record.run_name})"
         else:
             moved = p["step"]
             loss = f"{p['loss']:.4f}" if p["loss"] is not None else "-"
@@ -153,6 +172,7 @@ def run(args) -> int:
         return 0 if record.state in ("canceled", "completed") else 1
     try:
         overrides = _overrides(args)
+        slurm = _slurm_spec(args)
         if args.resume:
             if not args.run_name:
                 print("--resume needs --run NAME", file=sys.stderr)
@@ -165,6 +185,7 @@ def run(args) -> int:
                 run_name=args.run_name,
                 resume=True,
                 overrides=overrides,
+                slurm=slurm,
             )
         else:
             if not args.dataset:
@@ -174,12 +195,14 @@ def run(args) -> int:
                 )
                 return 2
             config = get_preset(args.preset or DEFAULT_PRESET, **overrides)
-            record = start_job(config, runs_dir, workspace.datasets_dir, device=args.device)
+            record = start_job(config, runs_dir, workspace.datasets_dir, device=args.device, slurm=slurm)
     except (JobError, KeyError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc.args[0] if isinstance(exc, KeyError) else exc}", file=sys.stderr)
         return 2
     print(
-        f"run {record.run_name}: {record.strategy} on {record.backbone}, job pid {record.pid}, dir {record.run_dir}"
+        f"run {record.run_name}: {record.strategy} on {record.backbone}, "
+        + (f"Slurm job {record.slurm_job}" if record.slurm_job else f"job pid {record.pid}")
+        + f", dir {record.run_dir}"
     )
     print(f"log: {record.run_dir}/train.log")
     if args.detach:

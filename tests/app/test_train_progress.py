@@ -9,12 +9,18 @@ from app.commands.train import follow
 
 
 def test_progress_writes_one_line_per_step_when_not_a_terminal(monkeypatch):
-    # The job is active for four polls; the step moves on polls 1, 2 and 4.
-    steps = iter([5, 10, 10, 15])
-    states = iter([True, True, True, True, False])
-    monkeypatch.setattr(
-        train.jobs, "read_job", lambda run_dir: SimpleNamespace(active=next(states), total_steps=20)
-    )
+    # Queued for two polls (one line), then running for four; the step moves on polls 1, 2 and 4.
+    steps = iter([0, 0, 5, 10, 10, 15])
+    states = iter(["queued", "queued", "running", "running", "running", "running", "completed"])
+
+    def read_job(run_dir):
+        state = next(states)
+        return SimpleNamespace(
+            active=state != "completed", state=state, status=f"{state} behind a" if state == "queued" else state,
+            slurm_job="", device="cpu", run_name="run", total_steps=20,
+        )  # fmt: skip
+
+    monkeypatch.setattr(train.jobs, "read_job", read_job)
     monkeypatch.setattr(
         train.metrics,
         "progress",
@@ -23,5 +29,6 @@ def test_progress_writes_one_line_per_step_when_not_a_terminal(monkeypatch):
     log = io.StringIO()  # not a tty
     follow("run", stream=log, poll_s=0)
     lines = log.getvalue().splitlines()
-    assert [line.split(" step ")[1].split()[0] for line in lines] == ["5/20", "10/20", "15/20"]
+    assert lines[0].startswith("queued behind a: waiting in line for cpu")
+    assert [line.split(" step ")[1].split()[0] for line in lines[1:]] == ["5/20", "10/20", "15/20"]
     assert "\r" not in log.getvalue()

@@ -495,6 +495,8 @@ def _child_main(argv: list[str]) -> int:
 
     record = read_job(run_dir)
     record.pid = record.pgid = os.getpid()
+    if args.slurm:  # the submitting side may not have written the id yet
+        record.slurm_job = os.environ.get("SLURM_JOB_ID", record.slurm_job)
     record.proc_start = _proc_start(os.getpid())
     stop_requested = {"flag": (run_dir / CANCEL_FILE).exists()}
 

@@ -68,6 +68,12 @@ def test_default_form_is_the_lora_sp_preset_on_the_chosen_dataset(page_factory, 
     config = page.config_from_form()
     assert config.strategy == "lora" and config.adapter["r"] == 16
     assert config.tasks == ["open the pot", "press the button"]
+    assert config.processes == 1
+    page.processes_spin.setValue(2)  # the batch is split between the processes
+    assert page.config_from_form().processes == 2
+    page.batch_spin.setValue(3)
+    with pytest.raises(ValueError, match="divide batch_size"):  # shown as "Cannot start: ..."
+        page.config_from_form()
 
 
 @pytest.mark.slow

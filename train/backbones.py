@@ -119,10 +119,10 @@ def hub_snapshot(repo_id: str, *, download: bool = True) -> Path:
     """The hub policy `repo_id` in the Hugging Face cache: downloaded on first use when online
     (huggingface_hub prints its progress bars), read from the cache when offline; the VLM /
     tokenizer repo the policy names comes with it. `download=False` only looks in the cache."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import constants, snapshot_download
     from huggingface_hub.errors import GatedRepoError, LocalEntryNotFoundError, RepositoryNotFoundError
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes", "on")
+    offline = constants.HF_HUB_OFFLINE  # HF_HUB_OFFLINE as huggingface_hub itself reads it
 
     def fetch(repo: str, patterns: list[str] | None = None) -> Path:
         try:

@@ -183,6 +183,25 @@ def test_active_rank_per_module_and_group():
     assert 1 <= stats.overall <= 8
     assert handle.active_rank().per_module == {}  # reset
 
+    # Several processes: every histogram goes through one reduction (a sum over ranks; here a
+    # second rank that saw other rows, simulated by adding counts of one more row at rank 8).
+    model(x)
+    calls = []
+
+    def reduce(counts):
+        calls.append(counts.shape)
+        extra = torch.zeros_like(counts)
+        extra[8::9] = 1  # each module's histogram has ranks 0..8
+        return counts + extra
+
+    reduced = handle.active_rank(reset=True, reduce=reduce)
+    assert len(calls) == 1 and calls[0] == (6 * 9,)
+    for group, hist in reduced.histogram.items():
+        modules = 2 if group == "attn" else 4
+        assert sum(hist) == (3 * 7 + 1) * modules and hist == [
+            a + (modules if r == 8 else 0) for r, a in enumerate(stats.histogram[group])
+        ]
+
 
 def test_eta_schedule_and_inference_eta():
     model, x = build(), inputs()

@@ -82,8 +82,11 @@ def test_two_processes_train_like_one_and_resume_in_one(backbone_cache, train_wo
     assert sorted(two_losses) == [1, 2, 3, 4]  # rank 0 alone writes the metrics: one row per step
     for step, loss in two_losses.items():
         assert loss == pytest.approx(one[step], rel=1e-3), (step, two_losses, one)
-    # LoRA-SP's active rank is counted over both processes' rows
-    assert all(0 < m["active_rank/mean"] <= 8 for m in read_metrics(runs / "two", kind="train"))
+    # LoRA-SP's logged active rank matches the 1-process run's (that the histograms are summed
+    # over ranks is checked in test_adapters_layers: one rank's half batch has a similar mean)
+    one_rank = {m["step"]: m["active_rank/mean"] for m in read_metrics(runs / "one", kind="train")}
+    for m in read_metrics(runs / "two", kind="train"):
+        assert m["active_rank/mean"] == pytest.approx(one_rank[m["step"]], rel=0.02), m["step"]
 
     start_job(None, runs, data, run_name="two", resume=True, overrides={"steps": 6, "processes": 1})
     resumed = losses(finished(runs / "two").path)

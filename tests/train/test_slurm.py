@@ -16,6 +16,7 @@ from train.jobs import cancel_job, kill_job, list_jobs, read_job, start_job, wai
 from train.metrics import read_metrics
 from train.slurm import SBATCH_FILE, SlurmSpec, slurm_state
 
+MUNGE_SOCKET = "/run/munge/munge.socket.2"
 TOOLS = ("slurmctld", "slurmd", "sbatch", "squeue", "scancel", "scontrol", "munged")
 
 
@@ -34,8 +35,18 @@ def _installed() -> str | None:
     return None if done.returncode == 0 else f"apt-get install slurm-wlm munge failed: {done.stderr[-300:]}"
 
 
+def _munge_answers() -> bool:
+    """True when a munged listens on its socket (a killed one leaves the socket file behind)."""
+    with socket.socket(socket.AF_UNIX) as probe:
+        try:
+            probe.connect(MUNGE_SOCKET)
+            return True
+        except OSError:
+            return False
+
+
 def _start_munge() -> None:
-    if os.path.exists("/run/munge/munge.socket.2"):
+    if _munge_answers():
         return
     os.makedirs("/run/munge", exist_ok=True)
     shutil.chown("/run/munge", "munge", "munge")

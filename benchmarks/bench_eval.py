@@ -82,9 +82,13 @@ def adapted_tiny_smolvla_agent(adapter: str, path: str = "dense") -> PolicyAgent
     return PolicyAgent(policy, pre, post, name=adapter)
 
 
-def trial_cost(agent, seconds: float, image_size=(480, 640)) -> tuple[float, float]:
-    """(wall s, CPU s) per simulated second of one press_button trial."""
-    with GymSimExecutor({"a": agent}, image_size=image_size, max_duration_s=seconds) as executor:
+def trial_cost(agent, seconds: float, image_size=(480, 640), frames_every_tick=False) -> tuple[float, float]:
+    """(wall s, CPU s) per simulated second of one press_button trial. `frames_every_tick`: render
+    the cameras on every tick, as with a live view (the reference), not only when the policy looks."""
+    on_tick = (lambda info: None) if frames_every_tick else None
+    with GymSimExecutor(
+        {"a": agent}, image_size=image_size, max_duration_s=seconds, on_tick=on_tick
+    ) as executor:
         slot = TrialSlot("a", "press_button", 0, 1)
         executor.reset(slot)
         wall, cpu = time.perf_counter(), time.process_time()
@@ -107,6 +111,11 @@ def bench_adapted_trials(seconds: float, threads: list[int]) -> None:
         for name, agent in agents.items():
             wall, cpu = trial_cost(agent, seconds)
             print(f"  torch threads {n}  {name:20} wall/simulated {wall:5.2f}   CPU/simulated {cpu:5.2f}")
+        ref_wall, ref_cpu = trial_cost(agents["lora_sp r=128 auto"], seconds, frames_every_tick=True)
+        print(
+            f"  torch threads {n}  {'  rendering every tick':20} wall/simulated {ref_wall:5.2f}   CPU/simulated "
+            f"{ref_cpu:5.2f}   (lora_sp auto, as with a live view: the reference)"
+        )
 
 
 def main() -> None:

@@ -126,6 +126,11 @@ class PolicyAgent:
             if callable(reset):
                 reset()
 
+    @property
+    def needs_frames(self) -> bool:
+        """Whether the next `act` looks at the camera frames (False while it serves a chunk)."""
+        return not self._pending
+
     def act(self, observation: dict[str, Any], instruction: str) -> dict[str, float]:
         if self._pending:
             return self._pending.popleft()
@@ -310,6 +315,10 @@ class GymSimExecutor:
     predicate (`info["is_success"]`) scores,
     and the episode ends on success as in lerobot's gym envs. The env and its renderer are
     created on the thread that calls `reset` (EGL contexts are per thread).
+
+    With no live view and no episode sink, the cameras render only on the ticks where the
+    agent looks at them (`needs_frames`: once per action chunk), the same frames at the same
+    instants, a fraction of the rendering.
     """
 
     def __init__(
@@ -331,6 +340,7 @@ class GymSimExecutor:
         self.on_tick = on_tick
         self.episode_sink = episode_sink
         self.env: Any = None
+        self.frames_every_tick = on_tick is not None or episode_sink is not None
         self._observation: dict[str, Any] | None = None
         self._safety: Any = None  # a SafetyFilter per trial, from the start pose (reset)
 
@@ -342,8 +352,13 @@ class GymSimExecutor:
         self.close()
         from collect.sim.env import PiperSimEnv
 
+        obs_type = "pixels_agent_pos" if self.frames_every_tick else "agent_pos"
         self.env = PiperSimEnv(
-            task=task, image_size=self.image_size, perturbations=self.perturbation, fps=self.fps
+            task=task,
+            obs_type=obs_type,
+            image_size=self.image_size,
+            perturbations=self.perturbation,
+            fps=self.fps,
         )
         return self.env
 
@@ -371,6 +386,8 @@ class GymSimExecutor:
         for steps in range(1, max(1, round(self.max_duration_s * self.fps)) + 1):
             if stop.is_set():
                 return self._finish(steps - 1, None, aborted=True)
+            if not self.frames_every_tick and getattr(agent, "needs_frames", True):
+                observation = {**observation, **env.unwrapped.camera_frames()}
             wanted = agent.act(observation, instruction)
             sent = self._safety.filter([wanted[k] for k in MOTOR_KEYS])
             action = dict(zip(MOTOR_KEYS, sent, strict=True))

@@ -152,10 +152,15 @@ class PiperSimEnv(gym.Env):
         """Joints and gripper as the arm reports them over CAN (1 mdeg, 1 um), like a recorded state."""
         return np.asarray(as_reported(np.append(self.world.arm_q(), self.world.gripper_opening())))
 
+    def camera_frames(self) -> dict[str, np.ndarray]:
+        """Both cameras at this instant, whatever `obs_type` says: an `agent_pos` env plus this on
+        the ticks that need images renders only those (an evaluation serving action chunks)."""
+        return {cam: self.world.render(cam, self.image_size).copy() for cam in CAMERA_NAMES}
+
     def _observation(self) -> dict:
         obs = {}
         if self.obs_type != "agent_pos":
-            obs["pixels"] = {cam: self.world.render(cam, self.image_size).copy() for cam in CAMERA_NAMES}
+            obs["pixels"] = self.camera_frames()
         if self.obs_type != "pixels":
             obs["agent_pos"] = self.agent_pos()
         return obs

@@ -1,11 +1,13 @@
 """A real lerobot policy (a tiny ACT, random weights, built offline) driving sim trials."""
 
+import threading
+
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from collect.limits import HOME_JOINTS_RAD, MOTOR_KEYS  # noqa: E402
-from evaluate.campaign import Campaign, CampaignSpec, run_campaign  # noqa: E402
+from evaluate.campaign import Campaign, CampaignSpec, TrialSlot, run_campaign  # noqa: E402
 from evaluate.rollout import GymSimExecutor, PolicyAgent, RolloutError  # noqa: E402
 from evaluate.store import ResultsStore  # noqa: E402
 
@@ -119,3 +121,33 @@ def test_served_chunks_equal_lerobots_per_tick_actions():
         agent.reset()
         actions.append([agent.act(o, "press the button") for o in observations])
     assert actions[0] == actions[1]
+
+
+@pytest.mark.slow  # two 1 s trials of the tiny ACT
+def test_cameras_render_only_when_the_policy_looks_and_the_trial_is_the_same(agent, monkeypatch):
+    """With no live view and no episode sink a trial renders once per action chunk: the
+    same actions as rendering every tick (the frames are of the same instants)."""
+    from collect.sim.env import PiperSimEnv
+
+    renders = []
+    camera_frames = PiperSimEnv.camera_frames
+    monkeypatch.setattr(PiperSimEnv, "camera_frames", lambda env: renders.append(1) or camera_frames(env))
+    act = agent.act
+    actions = []
+    monkeypatch.setattr(
+        agent, "act", lambda obs, instruction: actions.append(act(obs, instruction)) or actions[-1]
+    )
+    slot = TrialSlot("tiny-act", "press_button", 0, 3)
+    counts = []
+    for live_view in (None, lambda info: None):
+        renders.clear()
+        with GymSimExecutor(
+            {"tiny-act": agent}, image_size=(H, W), max_duration_s=1.0, on_tick=live_view
+        ) as ex:
+            ex.reset(slot)
+            result = ex.run(slot, threading.Event())
+        counts.append(len(renders))
+    ticks = result.steps
+    assert ticks == 30 and len(actions) == 2 * ticks
+    assert actions[:ticks] == actions[ticks:]
+    assert counts == [ticks // CHUNK, ticks + 1]  # every tick's observation, and the reset's

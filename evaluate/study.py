@@ -174,6 +174,24 @@ def paper_table_markdown(rows: list[StudyRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curve_markdown(points: list[tuple[str, int, StudyRow]]) -> str:
+    """Success against training steps: (row, checkpoint step, that checkpoint's scored row)."""
+    lines = ["Success against training steps (the same held-out scenes at each checkpoint):", ""]
+    lines += [
+        "| Strategy | step | Open | Pour | Press | Pick-Place | Avg. |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for strategy, step, row in sorted(points, key=lambda p: (p[0], p[1])):
+        cells = [
+            strategy,
+            str(step),
+            *(_cell(row.per_task.get(t)) for t in PAPER_TASKS),
+            _pct(row.average) or "-",
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def sweep_markdown(sweep: dict[str, dict[float, float | None]], picked: dict[str, float]) -> str:
     lines = ["| Strategy | lr | final validation loss | picked |", "|---|---|---|---|"]
     for strategy, losses in sweep.items():

@@ -13,10 +13,11 @@ disk when the same command runs again:
    then the LoRA-SP readings): a learning-rate sweep on validation loss (short runs
    `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the picked rate with the same data,
    step budget and seed, and its scored trials (campaign `<name>-<row>`, the same held-out
-   scenes for every row);
+   scenes for every row); the learnability rows (CURVE_ROWS) also score their earlier
+   checkpoints on those scenes (campaigns `<name>-<row>-step<N>`);
 3. after each row, the tables in `--out`: `paper_table.csv` / `.md` / `.png`, `sweep.md`,
    `learnability.md` (full fine-tuning from the pretrained backbone against the same from
-   random weights) and `lora_sp_readings.md`.
+   random weights, and success against training steps) and `lora_sp_readings.md`.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import sys
 from pathlib import Path
 
 SCRATCH_ROW = "full_scratch"  # the learnability baseline: full fine-tuning from random weights
+CURVE_ROWS = ("full", SCRATCH_ROW)  # also scored at each checkpoint: success against training steps
+CURVE_POINTS = 4  # checkpoints per row run: at 1/4, 1/2, 3/4 and all of the step budget
 EVAL_SEED = 7  # base seed of the held-out scenes (recorded episodes use seeds seed..seed+N-1)
 
 
@@ -150,7 +153,7 @@ class Study:
             return code
         for i, row in enumerate(self.rows, 1):
             _say(f"row {i}/{len(self.rows)}: {row}")
-            for stage in (self.sweep_stage, self.train_stage, self.eval_stage):
+            for stage in (self.sweep_stage, self.train_stage, self.eval_stage, self.curve_stage):
                 if (code := stage(row)) != 0:
                     _say(f"stopped at row {row}; run the same command again to continue from what is on disk")
                     return code
@@ -186,8 +189,11 @@ class Study:
             argv.append("--resume")  # a complete dataset is left as it is
         return self._cli(*argv)
 
-    def train(self, row: str, run: str, steps: int, lr: float, extra: dict | None = None) -> int:
-        """One training run of the row's preset, continued from its last checkpoint."""
+    def train(
+        self, row: str, run: str, steps: int, lr: float, extra: dict | None = None, *, sweep: bool = False
+    ) -> int:
+        """One training run of the row's preset, continued from its last checkpoint. A row's run
+        checkpoints CURVE_POINTS times (what the learnability curve scores); a sweep run rarely."""
         from train.checkpoint import last_step
 
         run_dir = self.workspace.runs_dir / run
@@ -196,7 +202,8 @@ class Study:
         argv = ["train", "--dataset", self.dataset, "--preset", self.preset(row), "--run", run,
                 "--steps", str(steps), "--batch-size", str(self.args.batch_size), "--lr", repr(lr),
                 "--set", f"seed={self.args.seed}", "--set", "val_episodes_per_task=1",
-                "--set", f"checkpoint_every={max(50, steps // 4)}", "--set", f"val_every={max(25, steps // 6)}",
+                "--set", f"checkpoint_every={max(50 if sweep else 1, steps // CURVE_POINTS)}",
+                "--set", f"val_every={max(25, steps // 6)}",
                 "--set", "val_batches=4", "--set", f"state_noise={self.args.state_noise}"]  # fmt: skip
         backbone = self.backbone_for(row)
         if backbone:
@@ -257,7 +264,7 @@ class Study:
         losses = {}
         for lr in lr_grid(preset.strategy):
             run = f"{self.args.name}-sweep-{strategy}-{lr_tag(lr)}"
-            if (code := self.train(strategy, run, self.args.sweep_steps, lr)) != 0:
+            if (code := self.train(strategy, run, self.args.sweep_steps, lr, sweep=True)) != 0:
                 return code
             losses[lr] = final_val_loss(self.workspace.runs_dir / run)
         self.sweep[strategy] = losses
@@ -273,13 +280,34 @@ class Study:
         lr = self.picked[self.base_strategy(row)]
         return self.train(row, self.run_name(row), self.args.steps, lr, extra)
 
-    def eval_stage(self, row: str) -> int:
-        """The row's trials on the held-out scenes (the campaign resumes from results.sqlite)."""
+    def eval_stage(self, row: str, checkpoint: int | None = None) -> int:
+        """The row's trials on the held-out scenes (the campaign resumes from results.sqlite):
+        of its last checkpoint, or of the one at step `checkpoint` (campaign `<run>-step<N>`)."""
+        campaign = (
+            self.run_name(row) if checkpoint is None else curve_campaign(self.run_name(row), checkpoint)
+        )
         return self._cli(
             "eval", "--run", self.run_name(row), "--backend", "sim", "--tasks", "all",
-            "--trials", str(self.args.trials), "--seed", str(EVAL_SEED), "--campaign", self.run_name(row),
+            "--trials", str(self.args.trials), "--seed", str(EVAL_SEED), "--campaign", campaign,
             "--image-size", self.args.image_size, "--max-duration", str(self.args.max_duration),
+            "--checkpoint", "last" if checkpoint is None else str(checkpoint),
         )  # fmt: skip
+
+    def curve_stage(self, row: str) -> int:
+        """Learnability rows: the same trials of each earlier checkpoint (success against steps)."""
+        if row not in CURVE_ROWS:
+            return 0
+        for step in self.curve_steps(row)[:-1]:
+            if (code := self.eval_stage(row, checkpoint=step)) != 0:
+                return code
+        return 0
+
+    def curve_steps(self, row: str) -> list[int]:
+        """The steps of the row run's checkpoints, the last one included."""
+        from train.checkpoint import CHECKPOINTS
+
+        root = self.workspace.runs_dir / self.run_name(row) / CHECKPOINTS
+        return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
 
     # ------------------------------------------------------------------ outputs
     def write_tables(self) -> None:
@@ -287,6 +315,7 @@ class Study:
         from evaluate.study import (
             LORA_SP_VARIANTS,
             STRATEGIES,
+            curve_markdown,
             paper_table_csv,
             paper_table_markdown,
             study_row,
@@ -296,6 +325,13 @@ class Study:
         with ResultsStore(self.workspace.results_db) as store:
             done = [r for r in self.rows if store.has_campaign(self.run_name(r))]
             trials = [t for r in done for t in store.trials(self.run_name(r))]
+            curve = [  # (row, step, its trials): the learnability rows' earlier checkpoints
+                (r, step, store.trials(curve_campaign(self.run_name(r), step)))
+                for r in CURVE_ROWS
+                if r in done
+                for step in self.curve_steps(r)[:-1]
+                if store.has_campaign(curve_campaign(self.run_name(r), step))
+            ]
         rows = {r: study_row(r, self.workspace.runs_dir / self.run_name(r), trials) for r in done}
         table = [rows[s] for s in STRATEGIES if s in rows]
         header = (
@@ -307,12 +343,23 @@ class Study:
         _write(self.out / "paper_table.md", header + paper_table_markdown(table))
         if table:
             success_chart(table, self.out / "paper_table.png", f"simulated Table I ({self.args.name})")
-        learn = [rows[r] for r in ("full", SCRATCH_ROW) if r in rows]
+        learn = [r for r in CURVE_ROWS if r in rows]
         if learn:
-            _write(self.out / "learnability.md", header + paper_table_markdown(learn))
+            points = [
+                (r, s, study_row(r, self.workspace.runs_dir / self.run_name(r), t)) for r, s, t in curve
+            ]
+            points += [(r, self.curve_steps(r)[-1], rows[r]) for r in learn]
+            _write(
+                self.out / "learnability.md",
+                header + paper_table_markdown([rows[r] for r in learn]) + "\n" + curve_markdown(points),
+            )
         readings = [rows[r] for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
         if len(readings) > 1:
             _write(self.out / "lora_sp_readings.md", header + paper_table_markdown(readings))
+
+
+def curve_campaign(run: str, step: int) -> str:
+    return f"{run}-step{step}"
 
 
 def held_out_seeds(trials: int) -> set[int]:

@@ -42,9 +42,15 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     picked = [line for line in sweep.splitlines() if line.startswith("| lora_sp") and line.endswith("yes |")]
     assert len(picked) == 1 and f"| {config['lr']:g} |" in picked[0]
 
+    campaigns = ("study-full", "study-lora_sp-no_z", "study-full-step1", "study-full-step2")
     with ResultsStore(workspace.results_db) as store:
-        scored = {c: len(store.trials(c)) for c in ("study-full", "study-lora_sp-no_z")}
-    assert scored == {"study-full": 4, "study-lora_sp-no_z": 4}  # 4 tasks x 1 trial, held-out scenes
+        scored = {c: len(store.trials(c)) for c in campaigns}
+        seeds = {c: sorted(t.seed for t in store.trials(c)) for c in campaigns}
+    # 4 tasks x 1 trial on the held-out scenes, for each row and each earlier checkpoint of `full`
+    assert scored == dict.fromkeys(campaigns, 4) and len({tuple(v) for v in seeds.values()}) == 1
+    curve = (out / "learnability.md").read_text().split("against training steps")[1].splitlines()
+    curve = [line for line in curve if line.startswith("| full |")]
+    assert [line.split(" | ")[1] for line in curve] == ["1", "2", "3"]  # success against steps
     table = list(csv.reader((out / "paper_table.csv").open()))
     assert table[0] == ["strategy", "open_pot", "pour_block", "press_button", "pick_grape", "avg",
                         "trainable_pct", "active_rank"]  # fmt: skip

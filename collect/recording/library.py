@@ -10,13 +10,14 @@ original dataset as it was.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from collect.recording.plan import REPO_PREFIX, is_dataset
-from collect.recording.writer import read_sidecar, write_sidecar
+from collect.recording.writer import lock_dataset, read_sidecar, write_sidecar
 
 
 @dataclass
@@ -184,12 +185,20 @@ def delete_episode(root: str | Path, episode_index: int) -> Path:
     """Remove one episode safely; later episodes move down by one (sidecar re-keyed to match).
 
     The edited copy is written beside the dataset and loaded back with lerobot before it
-    takes the dataset's place; the old copy is removed only after the swap.
+    takes the dataset's place; the old copy is removed only after the swap. Refused
+    (DatasetBusy) while the dataset is being recorded into.
     """
+    lock = lock_dataset(Path(root))
+    try:
+        return _delete_episode(Path(root), episode_index)
+    finally:
+        os.close(lock)
+
+
+def _delete_episode(root: Path, episode_index: int) -> Path:
     from lerobot.datasets import LeRobotDataset
     from lerobot.datasets.dataset_tools import delete_episodes
 
-    root = Path(root)
     total = int(read_info(root).get("total_episodes", 0))
     if not 0 <= episode_index < total:
         raise ValueError(f"episode {episode_index} is not in {root.name} (it has {total})")

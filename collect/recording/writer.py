@@ -33,6 +33,7 @@ keyed by `episode_index`; lerobot ignores the folder.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -159,6 +160,32 @@ def staging_path(dataset_root: Path) -> Path:
     return Path(dataset_root).parent / STAGING_DIR / Path(dataset_root).name
 
 
+class DatasetBusy(RuntimeError):
+    """Another process records into the dataset (two writers would destroy each other's saves)."""
+
+
+def lock_dataset(dataset_root: Path) -> int:
+    """Take the dataset's recording lock: an exclusive flock on `.piper-staging/<name>.lock`,
+    held while the returned descriptor is open and dropped by the OS when the process ends,
+    however it ends (kill -9 included). Raises DatasetBusy when another writer holds it."""
+    root = Path(dataset_root)
+    path = root.parent / STAGING_DIR / f"{root.name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise DatasetBusy(
+            f"dataset {root.name!r} is being recorded by another process (pid {holder}): stop that "
+            "recording first, or record under another name"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, str(os.getpid()).encode(), 0)  # for the message above, nothing else
+    return fd
+
+
 def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)
@@ -269,8 +296,9 @@ def total_episodes(dataset_root: Path) -> int:
 class EpisodeWriter:
     """Appends episodes to one LeRobotDataset; all dataset calls run on one writer thread."""
 
-    def __init__(self, plan: RecordingPlan, root: Path, dataset: Any):
+    def __init__(self, plan: RecordingPlan, root: Path, dataset: Any, lock_fd: int | None = None):
         self.plan = plan
+        self._lock_fd = lock_fd  # the dataset's recording lock (`lock_dataset`), released by close()
         self.root = Path(root)
         self._dataset = dataset
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="episode-writer")
@@ -288,13 +316,23 @@ class EpisodeWriter:
     # -- opening ------------------------------------------------------------------------------
     @classmethod
     def open(cls, plan: RecordingPlan, datasets_dir: str | Path, *, resume: bool = False) -> EpisodeWriter:
-        """Create the dataset, or (with `resume`) reopen it after the match check."""
+        """Create the dataset, or (with `resume`) reopen it after the match check. Refused
+        (DatasetBusy) while another process records into it."""
         root = plan.root(datasets_dir)
         if is_dataset(root) and not resume:
             raise FileExistsError(
                 f"dataset {plan.dataset!r} already exists in {root.parent}: resume it (--resume / the Resume "
                 "button) or choose a new name"
             )
+        lock_fd = lock_dataset(root)
+        try:
+            return cls._open_locked(plan, root, lock_fd)
+        except BaseException:
+            os.close(lock_fd)
+            raise
+
+    @classmethod
+    def _open_locked(cls, plan: RecordingPlan, root: Path, lock_fd: int) -> EpisodeWriter:
         remove_interrupted_save(root)
         exists = is_dataset(root)
         if exists:
@@ -313,7 +351,7 @@ class EpisodeWriter:
             staging.parent.mkdir(parents=True, exist_ok=True)
             dataset = cls._create_dataset(plan, staging)  # the first keep puts it in place
             plan.save(staging)
-        writer = cls(plan, root, dataset)
+        writer = cls(plan, root, dataset, lock_fd)
         log.log(logging.INFO if writer.encoder.hardware else logging.WARNING, writer.encoder.summary)
         return writer
 
@@ -537,6 +575,9 @@ class EpisodeWriter:
             self._executor.submit(self._close).result(timeout_s)
         finally:
             self._executor.shutdown(wait=True)
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)  # another process may record into it now
+                self._lock_fd = None
 
     def _close(self) -> None:
         if self._dataset is not None:

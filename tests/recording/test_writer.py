@@ -116,6 +116,45 @@ def test_resume_refuses_other_settings_and_names_the_mismatch(make_plan, dataset
         EpisodeWriter.open(plan, datasets_dir, resume=True)
 
 
+def test_a_second_writer_is_refused_while_one_records_and_a_killed_one_frees_the_dataset(
+    make_plan, datasets_dir
+):
+    """Two sessions on one dataset once removed each other's staged saves and truncated a
+    kept episode's parquet file: one writer per dataset, the lock dropped however it ends."""
+    from collect.recording.library import delete_episode
+    from collect.recording.writer import DatasetBusy
+
+    plan = make_plan("busy")
+    root = plan.root(datasets_dir)
+    writer = EpisodeWriter.open(plan, datasets_dir)
+    synthetic_episode(writer, 5, 0.0, plan.instruction("open_pot"))
+    keep(writer, "open_pot")
+    before = tree_digest(root)
+    with pytest.raises(
+        DatasetBusy, match=rf"'busy' is being recorded by another process \(pid {os.getpid()}\)"
+    ):
+        EpisodeWriter.open(plan, datasets_dir, resume=True)
+    with pytest.raises(DatasetBusy):
+        delete_episode(root, 0)
+    assert tree_digest(root) == before  # the refused writer touched nothing
+    synthetic_episode(writer, 4, 1.0, plan.instruction("open_pot"))  # the first one records on
+    keep(writer, "open_pot")
+    writer.close()
+    assert load(plan, datasets_dir).meta.total_episodes == 2
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import time; from collect.recording.writer import lock_dataset; "
+         f"lock_dataset({str(root)!r}); print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True, cwd=HERE.parent.parent,
+    )  # fmt: skip
+    assert holder.stdout.readline().strip() == "locked"
+    with pytest.raises(DatasetBusy, match=f"pid {holder.pid}"):
+        EpisodeWriter.open(plan, datasets_dir, resume=True)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    EpisodeWriter.open(plan, datasets_dir, resume=True).close()  # the OS dropped the lock
+
+
 @pytest.mark.slow
 def test_kill_9_mid_episode_keeps_every_kept_episode(datasets_dir):
     env = dict(os.environ, PYTHONPATH=str(HERE.parent.parent))

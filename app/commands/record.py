@@ -88,10 +88,12 @@ def run(args: argparse.Namespace) -> int:
         hardware = workspace.load_hardware()
         plan = build_plan(args, hardware)
         if args.resume and (workspace.datasets_dir / plan.dataset).is_dir():
+            from collect.recording.writer import ensure_not_recording
             from train.data import check_dataset_files  # names a damaged file instead of lerobot's traceback
 
+            ensure_not_recording(workspace.datasets_dir / plan.dataset)
             check_dataset_files(workspace.datasets_dir / plan.dataset)
-    except ValueError as exc:
+    except (ValueError, RuntimeError) as exc:  # RuntimeError: DatasetBusy
         print(f"piper-ws record: {exc}", file=sys.stderr)
         return 2
     from collect.recording.session import RecordingSession, SessionState, default_station_factory

@@ -186,6 +186,12 @@ def lock_dataset(dataset_root: Path) -> int:
     return fd
 
 
+def ensure_not_recording(dataset_root: Path) -> None:
+    """Raise DatasetBusy if another process records into the dataset (before reading its files:
+    a file half-written by that process is not damage)."""
+    os.close(lock_dataset(dataset_root))
+
+
 def _link_or_copy(src: str, dst: str) -> None:
     try:
         os.link(src, dst)

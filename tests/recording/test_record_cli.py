@@ -1,5 +1,7 @@
 """`piper-ws record`: bad input is a clear error with exit status 2, before any arm is touched."""
 
+import os
+
 from app.cli import main
 from collect.recording.writer import EpisodeRecord, EpisodeWriter
 
@@ -54,3 +56,22 @@ def test_resume_with_other_settings_names_the_mismatch(workspace, make_plan, cap
     assert main(argv + ["--resume"]) == 2
     err = capsys.readouterr().err
     assert "cannot resume dataset 'cli_mm'" in err and "(96, 128, 3)" in err and "(120, 160, 3)" in err
+
+
+def test_resume_while_another_process_records_is_refused_before_its_files_are_read(
+    workspace, make_plan, capsys
+):
+    from collect.recording.writer import lock_dataset
+
+    root = one_episode_dataset(workspace, make_plan, "live")
+    info = root / "meta" / "info.json"
+    info.write_text(info.read_text()[:200])  # as a file in the middle of the other process's save
+    held = lock_dataset(root)  # the other recording (flock: another open file, even in this process)
+    try:
+        argv = ["--dataset", "live", "--tasks", "open_pot", "--image-size", "96x128", "--resume"]
+        assert record(workspace, *argv) == 2
+    finally:
+        os.close(held)
+    err = capsys.readouterr().err
+    assert "'live' is being recorded by another process" in err and "damaged" not in err
+    assert err.count("\n") == 1

@@ -265,8 +265,12 @@ class RecordPage(QWidget):
 
         def check_then_open():
             if resume:  # a damaged file is named with the fix, not as lerobot's bare traceback
+                from collect.recording.writer import ensure_not_recording
                 from train.data import check_dataset_files
 
+                ensure_not_recording(
+                    plan.root(datasets_dir)
+                )  # another process's half-written file is no damage
                 check_dataset_files(plan.root(datasets_dir))
             return session.open()
 

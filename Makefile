@@ -12,8 +12,18 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
 .PHONY: run test lint bench clean-venv
 
+# torchcodec, lerobot's fast video decoder (3.8x PyAV's wall time per training frame here),
+# loads FFmpeg's shared libraries from the system. Installed where this user may use apt-get;
+# elsewhere training decodes with PyAV, slower, and `piper-ws doctor` says what to install.
+FFMPEG_LIBS := libavutil libavcodec libavformat libavdevice libavfilter libswscale libswresample
+
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python 3.12 not found: install python3.12 (lerobot 0.6 needs it) or run 'make PYTHON=/path/to/python3.12'"; exit 1; }
+	@ldconfig -p 2>/dev/null | grep -q 'libavdevice\.so' || { \
+	  [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  pkgs=$$(apt-cache pkgnames | grep -E '^($(shell echo $(FFMPEG_LIBS) | tr ' ' '|'))[0-9]+$$') && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$pkgs >/dev/null && echo "installed $$pkgs (torchcodec)"; \
+	} || echo "notice: FFmpeg's shared libraries are not installed: training decodes video with PyAV (slower)"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install --upgrade pip >/dev/null
 	$(VENV)/bin/python -m pip install -e '.[dev]'

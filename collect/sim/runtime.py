@@ -153,7 +153,13 @@ class SimRuntime:
         return future
 
     def call(self, fn: Callable[[Any], Any], timeout_s: float = 10.0) -> Any:
-        return self.submit(fn).result(timeout_s)
+        try:
+            return self.submit(fn).result(timeout_s)
+        except TimeoutError:  # bare, it reached the operator as an empty message
+            raise TimeoutError(
+                f"the simulation thread did not answer within {timeout_s:g} s: the machine was paused or "
+                "overloaded, or the simulation hung"
+            ) from None
 
     def render(self, camera: str, size: tuple[int, int] | None = None, timeout_s: float = 5.0):
         """A fresh frame of `camera` at `size` (h, w; default the runtime's image size)."""

@@ -125,6 +125,17 @@ def test_runtime_real_time_clock_survives_a_stall():
     assert abs(sim_elapsed - wall_elapsed) < 0.25, (sim_elapsed, wall_elapsed)
 
 
+def test_a_call_the_worker_does_not_answer_in_time_says_so():
+    """(Bare, the timeout once stopped a recording with an empty message.)"""
+    import time
+
+    from collect.sim.runtime import SimRuntime
+
+    with SimRuntime(image_size=(60, 80), realtime=False, start_emulators=False) as rt:
+        with pytest.raises(TimeoutError, match="did not answer within 0.1 s: the machine was paused"):
+            rt.call(lambda world: time.sleep(0.5), timeout_s=0.1)
+
+
 def test_appearance_jitter_is_bounded_and_reversible():
     world = PiperWorld(image_size=(60, 80))
     nominal_cam, nominal_light = world.model.cam_pos.copy(), world.model.light_diffuse.copy()

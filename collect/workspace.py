@@ -8,11 +8,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 ENV_VAR = "PIPER_WS_HOME"
 CONFIG_NAME = "workspace.json"
+MIN_FREE_GB = 10.0  # a few hours of dual-camera h264 episodes plus checkpoints
+
+
+class LowDisk(RuntimeError):
+    """Too little free space to start a long stage; the message says what to do."""
 
 
 def default_root() -> Path:
@@ -61,6 +67,21 @@ class Workspace:
     @property
     def config_path(self) -> Path:
         return self.root / CONFIG_NAME
+
+    def free_gb(self) -> float:
+        return shutil.disk_usage(self.root).free / 2**30
+
+    def require_free_space(self, what: str, gb: float | None = None) -> None:
+        """Refuse `what` before it starts (a recording, a training run) when the workspace's
+        disk has less than `gb` (default MIN_FREE_GB) free: stopped between stages, a long
+        command loses nothing; stopped by a full disk mid-write, it loses the stage."""
+        gb = MIN_FREE_GB if gb is None else gb
+        free = self.free_gb()
+        if free < gb:
+            raise LowDisk(
+                f"only {free:.1f} GB free in {self.root}, {what} wants >= {gb:.0f} GB: free space or move the "
+                "workspace (--workspace DIR or PIPER_WS_HOME), then run the same command again"
+            )
 
     def load_hardware(self) -> HardwareConfig:
         if not self.config_path.exists():

@@ -17,7 +17,8 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 
-MIN_FREE_DISK_GB = 10.0  # a few hours of dual-camera h264 episodes plus adapter checkpoints
+from collect.workspace import MIN_FREE_GB as MIN_FREE_DISK_GB
+
 GPU_PROBE_TIMEOUT_S = 120.0
 OK, WARN, FAIL = "ok", "warn", "fail"
 

@@ -59,6 +59,13 @@ def run(args: argparse.Namespace) -> int:
     tasks = ",".join(SOURCE_TASK_KEYS) if args.tasks.strip() == "all" else args.tasks
     prefix = ["--workspace", str(workspace.root)]
 
+    from collect.workspace import LowDisk
+
+    try:
+        workspace.require_free_space("pretraining")  # checked again by the study between its stages
+    except LowDisk as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     _say(f"1/3 corpus: {corpus} ({tasks}, {args.episodes_per_task} episodes each)")
     record = ["record", "--backend", "sim", "--dataset", corpus, "--tasks", tasks, "--episodes",
               str(args.episodes_per_task), "--image-size", args.image_size, "--seed", str(CORPUS_SEED)]  # fmt: skip

@@ -71,8 +71,13 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    from collect.workspace import LowDisk
+
     try:
         return study.run()
+    except LowDisk as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         _say("stopped; run the same command to continue from what is on disk")
         return 130
@@ -147,6 +152,7 @@ class Study:
 
     # ------------------------------------------------------------------ stages
     def run(self) -> int:
+        self.workspace.require_free_space("the study")
         if (code := self.backbone_stage()) != 0:
             return code
         if (code := self.data_stage()) != 0:
@@ -154,6 +160,7 @@ class Study:
         for i, row in enumerate(self.rows, 1):
             _say(f"row {i}/{len(self.rows)}: {row}")
             for stage in (self.sweep_stage, self.train_stage, self.eval_stage, self.curve_stage):
+                self.workspace.require_free_space("the study")  # a stage never starts on a nearly full disk
                 if (code := stage(row)) != 0:
                     _say(f"stopped at row {row}; run the same command again to continue from what is on disk")
                     return code

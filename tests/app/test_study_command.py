@@ -76,3 +76,15 @@ def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(worksp
     assert main([*base, "--seed", str(min(held_out_seeds(15)) - 3)]) == 1
     assert "held-out evaluation scenes" in capsys.readouterr().err
     assert not (workspace.datasets_dir / "study-target").exists() and not workspace.runs_dir.exists()
+
+
+def test_a_nearly_full_disk_is_refused_before_anything_is_recorded(workspace, tmp_path, monkeypatch, capsys):
+    import collect.workspace
+
+    monkeypatch.setattr(collect.workspace, "MIN_FREE_GB", 1e9)  # no disk has that much free
+    for command in (["study", "--out", str(tmp_path / "results")], ["pretrain", "--size", "tiny"]):
+        assert main(["--workspace", str(workspace.root), *command]) == 1
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: only ") and "GB free in" in err and "run the same command again" in err
+        assert "\n" not in err
+    assert not any(workspace.datasets_dir.iterdir()) and not workspace.runs_dir.exists()

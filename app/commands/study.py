@@ -42,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scratch", default="scratch-mini-smolvla", help="backbone of the full_scratch row")
     parser.add_argument("--rows", help="comma list of rows (default: all strategies, full_scratch, readings)")
     parser.add_argument("--no-readings", action="store_true", help="skip the LoRA-SP readings rows")
+    parser.add_argument(
+        "--dataset", help="the recorded target dataset (default: <name>-target); another study's to share it"
+    )
     parser.add_argument("--episodes-per-task", type=int, default=120)
     parser.add_argument("--image-size", default="96x128", metavar="HxW")
     parser.add_argument("--steps", type=int, default=3000, help="step budget of every row")
@@ -92,7 +95,7 @@ class Study:
         from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
 
         self.args, self.workspace = args, workspace
-        self.dataset = f"{args.name}-target"
+        self.dataset = args.dataset or f"{args.name}-target"
         paper = STRATEGIES[: STRATEGIES.index("lora_sp") + 1]
         default_rows = [paper[0], SCRATCH_ROW, *reversed(paper[1:]), *STRATEGIES[len(paper) :]]
         default_rows += [] if args.no_readings else list(LORA_SP_VARIANTS)

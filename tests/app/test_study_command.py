@@ -65,6 +65,15 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     with ResultsStore(workspace.results_db) as store:
         assert {c: len(store.trials(c)) for c in scored} == scored
 
+    # another study (a longer learnability run, say) on the same recorded data
+    other = [*argv, "--name", "long", "--dataset", "study-target", "--rows", "full", "--sweep-steps", "0"]
+    assert main([*other, "--out", str(tmp_path / "long")]) == 0
+    assert [p.name for p in workspace.datasets_dir.iterdir() if not p.name.startswith(".")] == [
+        "study-target"
+    ]
+    config = json.loads((workspace.runs_dir / "long-full" / "config.json").read_text())
+    assert config["dataset"] == "study-target"
+
 
 def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(workspace, tmp_path, capsys):
     out = ["--out", str(tmp_path / "results")]

@@ -161,7 +161,7 @@ def staging_path(dataset_root: Path) -> Path:
 
 
 class DatasetBusy(RuntimeError):
-    """Another process records into the dataset (two writers would destroy each other's saves)."""
+    """Another session records into the dataset (two writers would destroy each other's saves)."""
 
 
 def lock_dataset(dataset_root: Path) -> int:
@@ -178,7 +178,7 @@ def lock_dataset(dataset_root: Path) -> int:
         holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
         os.close(fd)
         raise DatasetBusy(
-            f"dataset {root.name!r} is being recorded by another process (pid {holder}): stop that "
+            f"dataset {root.name!r} is open for recording elsewhere (pid {holder}): stop that "
             "recording first, or record under another name"
         ) from None
     os.ftruncate(fd, 0)

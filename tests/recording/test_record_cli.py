@@ -73,5 +73,5 @@ def test_resume_while_another_process_records_is_refused_before_its_files_are_re
     finally:
         os.close(held)
     err = capsys.readouterr().err
-    assert "'live' is being recorded by another process" in err and "damaged" not in err
+    assert "'live' is open for recording elsewhere" in err and "damaged" not in err
     assert err.count("\n") == 1

@@ -131,7 +131,7 @@ def test_a_second_writer_is_refused_while_one_records_and_a_killed_one_frees_the
     keep(writer, "open_pot")
     before = tree_digest(root)
     with pytest.raises(
-        DatasetBusy, match=rf"'busy' is being recorded by another process \(pid {os.getpid()}\)"
+        DatasetBusy, match=rf"'busy' is open for recording elsewhere \(pid {os.getpid()}\)"
     ):
         EpisodeWriter.open(plan, datasets_dir, resume=True)
     with pytest.raises(DatasetBusy):

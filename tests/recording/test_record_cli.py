@@ -67,6 +67,7 @@ def test_resume_while_another_process_records_is_refused_before_its_files_are_re
     info = root / "meta" / "info.json"
     info.write_text(info.read_text()[:200])  # as a file in the middle of the other process's save
     held = lock_dataset(root)  # the other recording (flock: another open file, even in this process)
+    capsys.readouterr()  # what making the dataset printed
     try:
         argv = ["--dataset", "live", "--tasks", "open_pot", "--image-size", "96x128", "--resume"]
         assert record(workspace, *argv) == 2

@@ -130,9 +130,7 @@ def test_a_second_writer_is_refused_while_one_records_and_a_killed_one_frees_the
     synthetic_episode(writer, 5, 0.0, plan.instruction("open_pot"))
     keep(writer, "open_pot")
     before = tree_digest(root)
-    with pytest.raises(
-        DatasetBusy, match=rf"'busy' is open for recording elsewhere \(pid {os.getpid()}\)"
-    ):
+    with pytest.raises(DatasetBusy, match=rf"'busy' is open for recording elsewhere \(pid {os.getpid()}\)"):
         EpisodeWriter.open(plan, datasets_dir, resume=True)
     with pytest.raises(DatasetBusy):
         delete_episode(root, 0)

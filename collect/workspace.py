@@ -71,16 +71,15 @@ class Workspace:
     def free_gb(self) -> float:
         return shutil.disk_usage(self.root).free / 2**30
 
-    def require_free_space(self, what: str, gb: float | None = None) -> None:
+    def require_free_space(self, what: str) -> None:
         """Refuse `what` before it starts (a recording, a training run) when the workspace's
-        disk has less than `gb` (default MIN_FREE_GB) free: stopped between stages, a long
-        command loses nothing; stopped by a full disk mid-write, it loses the stage."""
-        gb = MIN_FREE_GB if gb is None else gb
+        disk has less than MIN_FREE_GB free: stopped between stages, a long command loses
+        nothing; stopped by a full disk mid-write, it loses the stage."""
         free = self.free_gb()
-        if free < gb:
+        if free < MIN_FREE_GB:
             raise LowDisk(
-                f"only {free:.1f} GB free in {self.root}, {what} wants >= {gb:.0f} GB: free space or move the "
-                "workspace (--workspace DIR or PIPER_WS_HOME), then run the same command again"
+                f"only {free:.1f} GB free in {self.root}, {what} wants >= {MIN_FREE_GB:.0f} GB: free space or "
+                "move the workspace (--workspace DIR or PIPER_WS_HOME), then run the same command again"
             )
 
     def load_hardware(self) -> HardwareConfig:

@@ -81,6 +81,7 @@ def build_plan(args: argparse.Namespace, hardware):
 
 
 def run(args: argparse.Namespace) -> int:
+    from collect.recording.writer import DatasetBusy, ensure_not_recording
     from collect.workspace import Workspace
 
     workspace = Workspace.open(args.workspace)
@@ -88,12 +89,11 @@ def run(args: argparse.Namespace) -> int:
         hardware = workspace.load_hardware()
         plan = build_plan(args, hardware)
         if args.resume and (workspace.datasets_dir / plan.dataset).is_dir():
-            from collect.recording.writer import ensure_not_recording
             from train.data import check_dataset_files  # names a damaged file instead of lerobot's traceback
 
-            ensure_not_recording(workspace.datasets_dir / plan.dataset)
+            ensure_not_recording(workspace.datasets_dir / plan.dataset)  # first: a busy file is no damage
             check_dataset_files(workspace.datasets_dir / plan.dataset)
-    except (ValueError, RuntimeError) as exc:  # RuntimeError: DatasetBusy
+    except (ValueError, DatasetBusy) as exc:
         print(f"piper-ws record: {exc}", file=sys.stderr)
         return 2
     from collect.recording.session import RecordingSession, SessionState, default_station_factory

@@ -187,8 +187,8 @@ def lock_dataset(dataset_root: Path) -> int:
 
 
 def ensure_not_recording(dataset_root: Path) -> None:
-    """Raise DatasetBusy if another process records into the dataset (before reading its files:
-    a file half-written by that process is not damage)."""
+    """Raise DatasetBusy if a session elsewhere records into the dataset (check before reading
+    its files: a file that session is half-way through writing is not damage)."""
     os.close(lock_dataset(dataset_root))
 
 

@@ -268,9 +268,8 @@ class RecordPage(QWidget):
                 from collect.recording.writer import ensure_not_recording
                 from train.data import check_dataset_files
 
-                ensure_not_recording(
-                    plan.root(datasets_dir)
-                )  # another process's half-written file is no damage
+                # first: a file another session is writing is not damage
+                ensure_not_recording(plan.root(datasets_dir))
                 check_dataset_files(plan.root(datasets_dir))
             return session.open()
 

@@ -145,11 +145,13 @@ def test_a_second_writer_is_refused_while_one_records_and_a_killed_one_frees_the
          f"lock_dataset({str(root)!r}); print('locked', flush=True); time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, cwd=HERE.parent.parent,
     )  # fmt: skip
-    assert holder.stdout.readline().strip() == "locked"
-    with pytest.raises(DatasetBusy, match=f"pid {holder.pid}"):
-        EpisodeWriter.open(plan, datasets_dir, resume=True)
-    holder.send_signal(signal.SIGKILL)
-    holder.wait()
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DatasetBusy, match=f"pid {holder.pid}"):
+            EpisodeWriter.open(plan, datasets_dir, resume=True)
+    finally:  # kill -9: the lock's holder gets no chance to release it
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
     EpisodeWriter.open(plan, datasets_dir, resume=True).close()  # the OS dropped the lock
 
 

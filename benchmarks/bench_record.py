@@ -14,8 +14,11 @@ test pattern). One episode of `--seconds` each:
 2. lerobot `record_loop` writing to a dataset with the same h264 streaming encoder;
 3. lerobot `record_loop` with `lerobot-record`'s defaults (AV1, encoded after the episode).
 
-For each: achieved fps, dropped frame slots, late ticks, p99 loop period (all measured the
-same way: a timestamp per `get_observation()` call), and the wait between episodes (from
+For each: achieved fps, dropped frame slots (gaps of 1.5 periods or more), missing frames
+(the episode's wall time x fps, minus the frames it has: a loop that catches up after a late
+tick misses none, one that drifts slow misses them without a single long gap), late ticks,
+p99 and max loop period (all measured the same way: a timestamp per `get_observation()`
+call), and the wait between episodes (from
 "episode over" until the next episode records: ours Keep + Start; lerobot's
 `save_episode`, which `record_loop`'s caller must wait for). Ours also prints when the
 kept episode was on disk, and the loop figures of the second episode, which overlapped
@@ -165,12 +168,18 @@ class TickClock:
         target = 1.0 / self.fps
         if not periods:
             return {"frames": len(stamps)}
+        elapsed = stamps[-1] - stamps[0]
         return {
             "frames": len(stamps),
-            "fps": (len(stamps) - 1) / (stamps[-1] - stamps[0]),
+            "fps": (len(stamps) - 1) / elapsed,
+            # gaps of 1.5 periods or more, each counted as the slots it spans
             "dropped": sum(max(0, round(p / target) - 1) for p in periods),
+            # frames the episode lacks for the wall time it lasted: a late tick that the
+            # loop catches up on loses none, a loop that drifts slow loses them one by one
+            "missing": max(0, round(elapsed / target) + 1 - len(stamps)),
             "late": sum(p > 1.5 * target for p in periods),
             "p99_ms": 1000 * periods[min(len(periods) - 1, int(0.99 * len(periods)))],
+            "max_ms": 1000 * periods[-1],
         }
 
 
@@ -290,7 +299,9 @@ def run_lerobot(
 def show(label: str, f: dict) -> None:
     print(
         f"{label:34s} fps {f['fps']:5.1f}  frames {f['saved_frames']:5d}  dropped {f['dropped']:4d}  "
+        f"missing {f['missing']:4d}  "
         f"late {f['late']:4d}  encoder drops {f['video_dropped']:4d}  p99 period {f['p99_ms']:6.1f} ms  "
+        f"max {f['max_ms']:6.1f} ms  "
         f"wait between episodes {f['wait_s']:6.2f} s"
     )
     if "on_disk_s" in f:
@@ -298,7 +309,8 @@ def show(label: str, f: dict) -> None:
         print(
             f"{'':34s} first episode on disk {f['on_disk_s']:.2f} s after Keep (save {f['save_s']:.2f} s on the "
             f"writer thread, backlog {f['backlog_at_start']} frames at the next Start); the second episode, "
-            f"recorded meanwhile: fps {second['fps']:.1f}, dropped {second['dropped']}, late {second['late']}, "
+            f"recorded meanwhile: fps {second['fps']:.1f}, dropped {second['dropped']}, "
+            f"missing {second['missing']}, late {second['late']}, "
             f"p99 period {second['p99_ms']:.1f} ms"
         )
     if f.get("failure"):
@@ -348,7 +360,8 @@ def main() -> int:
                 f"ratio ours / {label}: fps {min(ours['fps'], ours['second']['fps']) / ref['fps']:.3f} "
                 f"(the slower of our two episodes), p99 period {ours['p99_ms'] / ref['p99_ms']:.3f}, "
                 f"wait between episodes {ours['wait_s'] / ref['wait_s']:.3f}, "
-                f"dropped {ours['dropped'] + ours['second']['dropped']} (both episodes) vs {ref['dropped']}"
+                f"dropped {ours['dropped'] + ours['second']['dropped']} (both episodes) vs {ref['dropped']}, "
+                f"missing {ours['missing'] + ours['second']['missing']} vs {ref['missing']}"
             )
     print(f"load average after: {load_average()}")
     return 0

@@ -1,8 +1,10 @@
 """Live timing of the recording loop: period, per-camera fps, late ticks and dropped frames.
 
-A recorder samples at a fixed rate, so a tick that takes 2.4 periods has lost frame slots:
-`dropped` counts those slots (round(period / target) - 1 per tick), `late` counts ticks
-over 1.5 target periods. A camera whose frame did not change since the last tick (the same
+A recorder samples at a fixed rate, so the frames an episode lacks for the wall time it
+lasted are lost: `dropped` is round(elapsed / target period) + 1 - ticks. A tick that takes
+2.4 periods loses two slots; a late tick the pacer catches up on (1.6 periods, then 0.4)
+loses none, only jitter; a loop that drifts slow loses frames without one long gap. `late`
+counts ticks over 1.5 target periods. A camera whose frame did not change since the last tick (the same
 array object, the way lerobot's async readers hand out their latest frame) counts a
 repeated frame for that camera. `behind` turns on when the last second fell short.
 
@@ -64,7 +66,6 @@ class LoopTimer:
         self._periods: list[float] = []
         self._recent: deque[float] = deque()
         self._late = 0
-        self._dropped = 0
         self._previous: dict[str, object] = {}
         self._camera_new: dict[str, int] = {}
         self._camera_repeats: dict[str, int] = {}
@@ -79,7 +80,6 @@ class LoopTimer:
             if not self.lockstep:
                 if period > LATE_FACTOR * self.period:
                     self._late += 1
-                self._dropped += max(0, round(period / self.period) - 1)
         self._last = now
         self._recent.append(now)
         while self._recent and now - self._recent[0] > 1.0:
@@ -104,7 +104,8 @@ class LoopTimer:
         stats.p99_period_ms = 1000 * ordered[min(len(ordered) - 1, int(0.99 * len(ordered)))]
         stats.max_period_ms = 1000 * ordered[-1]
         stats.late_ticks = self._late
-        stats.dropped_frames = self._dropped
+        if not self.lockstep:
+            stats.dropped_frames = max(0, round(elapsed / self.period) + 1 - stats.ticks)
         stats.camera_fps = {name: n / elapsed for name, n in self._camera_new.items()} if elapsed > 0 else {}
         stats.camera_repeats = dict(self._camera_repeats)
         window = self._recent[-1] - self._recent[0] if len(self._recent) > 1 else 0.0

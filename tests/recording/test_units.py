@@ -52,6 +52,25 @@ def test_timer_counts_late_ticks_dropped_slots_and_repeated_frames():
     assert not stats.behind and stats.warning() == ""
 
 
+def test_timer_counts_frames_missing_against_the_clock_not_jitter():
+    """A late tick the pacer catches up on loses no frame; a loop drifting 5% slow loses
+    one frame in twenty, though no single period reaches 1.5 targets."""
+    clock = FakeClock()
+    caught_up = LoopTimer(30, clock=clock)
+    for i in range(100):
+        caught_up.tick()
+        clock.now += {50: 1.6 / 30, 51: 0.4 / 30}.get(i, 1 / 30)
+    stats = caught_up.stats()
+    assert stats.late_ticks == 1 and stats.dropped_frames == 0
+
+    drifting = LoopTimer(30, clock=clock)
+    for _ in range(201):
+        drifting.tick()
+        clock.now += 1.05 / 30
+    stats = drifting.stats()
+    assert stats.late_ticks == 0 and stats.dropped_frames == 10
+
+
 def test_timer_warns_when_behind():
     clock = FakeClock()
     timer = LoopTimer(30, clock=clock)

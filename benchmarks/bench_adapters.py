@@ -8,8 +8,9 @@
    rank, against LoRA r=128, per batch size.
 
 Each variant runs in its own process so that peak memory (CUDA max allocated, or CPU
-peak RSS above the post-import baseline) is its own. Goal: LoRA-SP within 1.3x LoRA's
-time and 1.2x its memory.
+peak RSS above the post-import baseline) is its own. Goals: a LoRA-SP training step within
+1.15x LoRA's time and 1.05x its memory; LoRA-SP inference no slower than LoRA at active
+rank <= 64.
 
     .venv/bin/python benchmarks/bench_adapters.py                 # CPU, small
     python benchmarks/bench_adapters.py --device cuda --layers 16 --batch 32 --compiled --skip smolvla
@@ -249,8 +250,8 @@ def report_training(args) -> None:
         )
     mem_ratio = rows["lora_sp"]["peak_mb"] / rows["lora"]["peak_mb"]
     print(
-        f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.3), "
-        f"memory {mem_ratio:.2f}x (goal <= 1.2)"
+        f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.15), "
+        f"memory {mem_ratio:.2f}x (goal <= 1.05)"
     )
     print(
         f"LoRA-SP reference path / LoRA: time {ms['lora_sp_reference'] / ms['lora']:.2f}x, "
@@ -351,7 +352,7 @@ def report_tiny_smolvla(args) -> None:
     for v in variants:
         percent = v.handle.parameter_counts().percent if v.handle else 0.0
         print(f"{v.name:<10} {ms[v.name]:>9.1f} {percent:>12.1f}")
-    print(f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.3)")
+    print(f"LoRA-SP / LoRA: time {ms['lora_sp'] / ms['lora']:.2f}x (goal <= 1.15)")
 
 
 def main() -> None:

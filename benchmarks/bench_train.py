@@ -4,7 +4,7 @@ Same tiny SmolVLA (the cached `tiny-smolvla` backbone), same dataset, same batch
 same LoRA targets (lerobot's SmolVLA default: the action expert's q/v projections and the
 action heads) and rank, no dataloader workers on either side. Steps/s is measured after
 the first logging window (warm-up) from each trainer's own step log: our metrics.jsonl
-step times, lerobot's log-line timestamps. Prints a ratio (ours / lerobot; goal >= 1).
+step times, lerobot's log-line timestamps. Prints a ratio (ours / lerobot; goal >= 1.2).
 
     .venv/bin/python benchmarks/bench_train.py [--steps 30] [--batch 4] [--dataset DIR]
 

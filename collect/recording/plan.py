@@ -19,6 +19,7 @@ CAMERAS = CAMERA_NAMES
 REPO_PREFIX = "local/"  # repo_id of a workspace dataset: local/<name> (never pushed)
 SIDECAR_DIR = "piper"  # <dataset>/piper/: our own files, ignored by lerobot
 INFO_FILE = Path("meta") / "info.json"  # what makes a folder a LeRobot dataset
+RETRY_SEED_STRIDE = 100  # sim: a discarded episode's retry moves this far through the scene seeds
 
 
 def is_dataset(path: str | Path) -> bool:
@@ -56,7 +57,7 @@ class RecordingPlan:
     image_size: tuple[int, int] = (480, 640)  # (height, width)
     backend: str = "sim"  # "sim" | "piper"
     operator: str = ""  # who records (the virtual operator in sim Auto mode)
-    seed: int = 0  # sim: episode k of a task uses scene seed (seed + k)
+    seed: int = 0  # sim: the first scene seed (`scene_seed`)
 
     def __post_init__(self) -> None:
         self.tasks = list(self.tasks)
@@ -94,6 +95,18 @@ class RecordingPlan:
 
     def instruction(self, task: str) -> str:
         return task_instructions()[task]
+
+    def scene_seed(
+        self, task: str, kept: int, retries: int, taken: set[int] | frozenset = frozenset()
+    ) -> int:
+        """Sim: the scene of a task's next episode. seed + 1000 x the task's index + the
+        episodes kept so far, 100 further on for each discarded try, and never a seed in
+        `taken` (the task's kept episodes): a retry of episode 5 that was kept took 105, so
+        episode 105 moves on to 205 instead of recording the same scene twice."""
+        seed = self.seed + 1000 * self.tasks.index(task) + kept + RETRY_SEED_STRIDE * retries
+        while seed in taken:
+            seed += RETRY_SEED_STRIDE
+        return seed
 
     def task_of_instruction(self, instruction: str) -> str | None:
         return next((k for k, v in task_instructions().items() if v == instruction), None)

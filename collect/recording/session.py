@@ -164,6 +164,8 @@ class RecordingSession:
         self._finish_at: float | None = None
         self._seed: int | None = None
         self._retries = 0
+        # sim: the scene seeds each task's kept episodes used (a new episode never repeats one)
+        self._kept_seeds: dict[str, set[int]] = {task: set() for task in plan.tasks}
         self._started_at = ""
         self._kept_seconds = 0.0
         self._relay: Any = None
@@ -311,14 +313,18 @@ class RecordingSession:
             self._teardown()
 
     def _open_all(self) -> None:
-        from collect.recording.writer import EpisodeWriter
+        from collect.recording.writer import EpisodeWriter, read_sidecar
 
         self.writer = EpisodeWriter.open(self.plan, self.datasets_dir, resume=self.resume)
         for instruction in self.writer.episode_tasks():
             task = self.plan.task_of_instruction(instruction)
             if task in self.counts:
                 self.counts[task] += 1
-        self._kept_seconds = self._recorded_seconds()
+        kept_rows = read_sidecar(self.writer.root).values()
+        self._kept_seconds = sum(row.get("frames", 0) for row in kept_rows) / self.plan.fps
+        for row in kept_rows:
+            if row.get("task") in self._kept_seeds and row.get("seed") is not None:
+                self._kept_seeds[row["task"]].add(row["seed"])
         next_task = self._next_unfinished_task(self.plan.tasks[0])
         if next_task is None:
             self.task = self.plan.tasks[-1]
@@ -328,11 +334,6 @@ class RecordingSession:
         self.task = next_task
         self._open_station(self.task)
         self._set_state(SessionState.READY, "ready")
-
-    def _recorded_seconds(self) -> float:
-        from collect.recording.writer import read_sidecar
-
-        return sum(row.get("frames", 0) for row in read_sidecar(self.writer.root).values()) / self.plan.fps
 
     def _open_station(self, task: str) -> None:
         was_estopped = self.station is not None and getattr(self.station.follower, "estopped", False)
@@ -507,8 +508,9 @@ class RecordingSession:
         if self.station.sim is not None:
             from collect.sim.operator import VirtualOperator
 
-            index = self.plan.tasks.index(self.task)
-            self._seed = self.plan.seed + 1000 * index + self.counts[self.task] + 100 * self._retries
+            self._seed = self.plan.scene_seed(
+                self.task, self.counts[self.task], self._retries, self._kept_seeds[self.task]
+            )
             self.station.sim.reset(seed=self._seed)  # the start state evaluation uses for this seed
             self._sim_started_at = self.station.sim.sim_time
             self._operator = VirtualOperator(self.task, seed=self._seed)
@@ -600,6 +602,8 @@ class RecordingSession:
         with self._lock:
             self.counts[task] += 1
             self._kept_seconds += record.frames / self.plan.fps
+        if record.seed is not None:
+            self._kept_seeds[task].add(record.seed)
         self._retries = 0
         info = {
             "task": task,

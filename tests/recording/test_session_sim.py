@@ -64,6 +64,7 @@ def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord
     bigger = make_plan("sim22", max_episode_s=1.5, seed=3, episodes_per_task=3)
     with RecordingSession(bigger, datasets_dir, resume=True) as session:
         assert session.counts == {"open_pot": 2, "press_button": 2} and session.task == "open_pot"
+        assert session._kept_seeds == {"open_pot": {3, 4}, "press_button": {1003, 1004}}  # from the sidecar
         session.start().result(60)
         session.stop().result(60)
         session.discard().result(60)
@@ -97,6 +98,7 @@ def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord
         last["note"] == "re-recorded"
         and last["success"] is True
         and last["frames"] == ds.meta.episodes["length"][4]
+        and last["seed"] == 3 + 2 + 2 * 100  # the third open_pot episode after two discarded tries
     )
 
 

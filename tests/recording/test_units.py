@@ -34,6 +34,15 @@ def test_plan_defaults_and_bad_input(tmp_path):
         RecordingPlan("x", backend="ros")
 
 
+def test_scene_seeds_per_task_retry_and_never_repeat_a_kept_scene():
+    plan = RecordingPlan("x", tasks=["open_pot", "press_button"], seed=3)
+    assert plan.scene_seed("open_pot", 0, 0) == 3 and plan.scene_seed("press_button", 4, 0) == 1007
+    assert plan.scene_seed("open_pot", 5, 1) == 108  # a discarded try moves on 100
+    # a kept retry of episode 5 took 108: episode 105 must not record that scene again
+    assert plan.scene_seed("open_pot", 105, 0, {3, 108}) == 208
+    assert plan.scene_seed("open_pot", 105, 0, {108, 208}) == 308
+
+
 def test_timer_counts_late_ticks_dropped_slots_and_repeated_frames():
     clock = FakeClock()
     timer = LoopTimer(30, clock=clock)

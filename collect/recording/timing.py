@@ -3,10 +3,10 @@
 A recorder samples at a fixed rate, so the frames an episode lacks for the wall time it
 lasted are lost: `dropped` is round(elapsed / target period) + 1 - ticks. A tick that takes
 2.4 periods loses two slots; a late tick the pacer catches up on (1.6 periods, then 0.4)
-loses none, only jitter; a loop that drifts slow loses frames without one long gap. `late`
-counts ticks over 1.5 target periods. A camera whose frame did not change since the last tick (the same
-array object, the way lerobot's async readers hand out their latest frame) counts a
-repeated frame for that camera. `behind` turns on when the last second fell short.
+loses none, only jitter; a loop that drifts slow loses frames without one long gap.
+`late` counts ticks over 1.5 target periods. A camera whose frame did not change since the
+last tick (the same array object, the way lerobot's async readers hand out their latest
+frame) counts a repeated frame for that camera. `behind` turns on when the last second fell short.
 
 In lockstep simulation (`lockstep = True`) a frame is a period of simulated time however
 long it took, so no frame slot can be lost: dropped and late stay 0 and the periods

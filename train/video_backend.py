@@ -15,6 +15,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import warnings
 
 # torchcodec's FFmpeg majors and the libavutil soname each needs (torchcodec tries 8 down to 4)
 TORCHCODEC_FFMPEG = {8: "libavutil.so.60", 7: "libavutil.so.59", 6: "libavutil.so.58", 5: "libavutil.so.57",
@@ -78,6 +79,9 @@ def quiet() -> None:
     _state["installed"] = True
     # Hugging Face datasets draws a progress bar each time lerobot reopens a dataset (every kept episode)
     os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    # ... and lerobot's SuppressProgressBars turns them back on after each load, which the
+    # variable refuses with a warning per kept episode: say nothing instead.
+    warnings.filterwarnings("ignore", message="Cannot enable progress bars", category=UserWarning)
     logging.getLogger(LEROBOT_LOGGER).addFilter(_FallbackFilter())
     try:
         import av.logging

@@ -13,9 +13,11 @@ disk when the same command runs again:
    then the LoRA-SP readings): a learning-rate sweep on validation loss (short runs
    `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the picked rate with the same data,
    step budget and seed, and its scored trials (campaign `<name>-<row>`, the same held-out
-   scenes for every row); the learnability rows (CURVE_ROWS) also score their earlier
-   checkpoints on those scenes (campaigns `<name>-<row>-step<N>`);
-3. after each row, the tables in `--out`: `paper_table.csv` / `.md` / `.png`, `sweep.md`,
+   scenes for every row);
+3. once every row is scored, the learnability rows (CURVE_ROWS) also score their earlier
+   checkpoints on those scenes (campaigns `<name>-<row>-step<N>`): last, because they
+   refine rows that already have a result, and they cost as many trials again per point;
+4. after each row and each curve, the tables in `--out`: `paper_table.csv` / `.md` / `.png`, `sweep.md`,
    `learnability.md` (full fine-tuning from the pretrained backbone against the same from
    random weights, and success against training steps) and `lora_sp_readings.md`.
 """
@@ -160,9 +162,12 @@ class Study:
             return code
         if (code := self.data_stage()) != 0:
             return code
-        for i, row in enumerate(self.rows, 1):
-            _say(f"row {i}/{len(self.rows)}: {row}")
-            for stage in (self.sweep_stage, self.train_stage, self.eval_stage, self.curve_stage):
+        rows = [(f"row {i}/{len(self.rows)}: {row}", row, (self.sweep_stage, self.train_stage, self.eval_stage))
+                for i, row in enumerate(self.rows, 1)]  # fmt: skip
+        rows += [(f"curve: {row}", row, (self.curve_stage,)) for row in self.rows if row in CURVE_ROWS]
+        for title, row, stages in rows:
+            _say(title)
+            for stage in stages:
                 self.workspace.require_free_space("the study")  # a stage never starts on a nearly full disk
                 if (code := stage(row)) != 0:
                     _say(f"stopped at row {row}; run the same command again to continue from what is on disk")
@@ -304,9 +309,7 @@ class Study:
         )  # fmt: skip
 
     def curve_stage(self, row: str) -> int:
-        """Learnability rows: the same trials of each earlier checkpoint (success against steps)."""
-        if row not in CURVE_ROWS:
-            return 0
+        """A learnability row: the same trials of each earlier checkpoint (success against steps)."""
         for step in self.curve_steps(row)[:-1]:
             if (code := self.eval_stage(row, checkpoint=step)) != 0:
                 return code

@@ -2,7 +2,9 @@
 
 Same tiny SmolVLA (the cached `tiny-smolvla` backbone), same dataset, same batch size,
 same LoRA targets (lerobot's SmolVLA default: the action expert's q/v projections and the
-action heads) and rank, no dataloader workers on either side. Steps/s is measured after
+action heads) and rank, no dataloader workers on either side. Ours reads its samples from
+the frame cache (train/frame_cache.py; built first, its time printed apart), lerobot's
+decodes them per sample. Steps/s is measured after
 the first logging window (warm-up) from each trainer's own step log: our metrics.jsonl
 step times, lerobot's log-line timestamps. Prints a ratio (ours / lerobot; goal >= 1.2).
 
@@ -112,6 +114,20 @@ def lerobot(
     return (s1 - s0) / max(t1 - t0, 1e-9)
 
 
+def build_frame_cache(dataset: Path) -> float:
+    """Seconds to build our loop's frame cache of `dataset` (0 when it is already there)."""
+    from lerobot.datasets import LeRobotDatasetMetadata, lerobot_dataset
+
+    from train.config import TrainConfig
+    from train.frame_cache import FrameCache
+
+    t = time.perf_counter()
+    meta = LeRobotDatasetMetadata(f"local/{dataset.name}", root=dataset)
+    backend = lerobot_dataset.get_safe_default_video_backend()  # the one the loop's datasets use
+    FrameCache.open_or_build(dataset, meta, backend, max_gb=TrainConfig.frame_cache_gb)
+    return time.perf_counter() - t
+
+
 def child_cpu_seconds(command: list[str]) -> tuple[float, str]:
     """(CPU seconds, output) of one trainer run in its own process. CPU time, not wall time:
     the machine is shared, and other jobs stretch wall time but not the work done."""
@@ -146,6 +162,8 @@ def cpu_comparison(args) -> None:
     )
     load = os.getloadavg()
     t = time.perf_counter()
+    built = build_frame_cache(dataset)
+    print(f"frame cache (our loop's decoded frames, once per dataset, not in the rates below): {built:.1f} s")
     ours_lora = ours(
         "lora",
         {"r": args.r, "lora_alpha": args.r},

@@ -60,6 +60,9 @@ class TrainConfig:
     log_every: int = 5
     checkpoint_every: int = 200
     num_workers: int = 0
+    # decode the dataset's videos once into a frame cache beside it (train/frame_cache.py) when
+    # its frames take at most this many GB; 0: decode per sample, as lerobot does
+    frame_cache_gb: float = 16.0
     device: str = "auto"  # auto | cpu | cuda | cuda:N  (accelerate picks under `accelerate launch`)
     # training processes on this machine (DDP: CPU processes over gloo, one GPU each over NCCL);
     # batch_size is the global batch, split evenly between them
@@ -83,6 +86,10 @@ class TrainConfig:
             raise ValueError(
                 f"processes must be >= 1 and divide batch_size (the global batch): {self.processes} "
                 f"processes, batch_size {self.batch_size}"
+            )
+        if not self.frame_cache_gb >= 0:
+            raise ValueError(
+                f"frame_cache_gb must be >= 0 (0 turns the frame cache off), got {self.frame_cache_gb}"
             )
         if not self.state_noise >= 0:
             raise ValueError(f"state_noise must be >= 0 (a std in normalised units), got {self.state_noise}")

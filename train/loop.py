@@ -119,6 +119,7 @@ class Trainer:
         from .backbones import load_base_policy, load_processors, resolve_backbone
         from .data import EpochBatchSampler, check_features, resolve_dataset_path, split_episodes
         from .distributed import Ranks, share_random_draws
+        from .frame_cache import FrameCache
 
         self.config = config
         self.run_dir = Path(run_dir)
@@ -165,6 +166,12 @@ class Trainer:
             task: LeRobotDataset(repo_id, root=dataset_path, episodes=eps, delta_timestamps=delta)
             for task, eps in self.split.val.items()
         }
+        cache = FrameCache.open_or_build(
+            dataset_path, meta, self.train_set._video_backend, config.frame_cache_gb
+        )
+        if cache is not None:  # the same frames, read instead of decoded per sample
+            for dataset in (self.train_set, *self.val_sets.values()):
+                cache.attach(dataset)
         self.sampler = EpochBatchSampler(
             len(self.train_set),
             config.batch_size,

@@ -46,8 +46,13 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     with ResultsStore(workspace.results_db) as store:
         scored = {c: len(store.trials(c)) for c in campaigns}
         seeds = {c: sorted(t.seed for t in store.trials(c)) for c in campaigns}
+        first_trial = {c: min(t.id for t in store.trials(c)) for c in campaigns}
     # 4 tasks x 1 trial on the held-out scenes, for each row and each earlier checkpoint of `full`
     assert scored == dict.fromkeys(campaigns, 4) and len({tuple(v) for v in seeds.values()}) == 1
+    # every row is scored before any learnability point: a study cut short has the rows first
+    assert (
+        first_trial["study-lora_sp-no_z"] < first_trial["study-full-step1"] < first_trial["study-full-step2"]
+    )
     curve = (out / "learnability.md").read_text().split("against training steps")[1].splitlines()
     curve = [line for line in curve if line.startswith("| full |")]
     assert [line.split(" | ")[1] for line in curve] == ["1", "2", "3"]  # success against steps

@@ -117,6 +117,21 @@ def test_resume_continues_exactly(backbone_cache, train_workspace, tmp_path):
 
 
 @pytest.mark.slow
+def test_the_frame_cache_changes_speed_not_numbers(backbone_cache, train_workspace, tmp_path):
+    data = datasets_dir(train_workspace)
+    logged = {}
+    for gb in (0.0, 1.0):  # decoded per sample, then read from the cache
+        cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=3, val_every=3, frame_cache_gb=gb)
+        run_training(cfg, tmp_path / f"run-{gb}", data)
+        metrics = read_metrics(tmp_path / f"run-{gb}")
+        logged[gb] = [
+            (r["step"], r.get("loss"), r.get("val/mean")) for r in metrics if r["kind"] in ("train", "val")
+        ]
+    assert logged[0.0] == logged[1.0] and len(logged[0.0]) == 4
+    assert any((data / ".frame_cache" / "tiny_tasks").glob("*/done.json"))
+
+
+@pytest.mark.slow
 def test_trained_policy_loads_with_lerobot_plus_adapters_and_acts(backbone_cache, train_workspace, tmp_path):
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.datasets import LeRobotDataset

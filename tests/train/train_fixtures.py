@@ -10,21 +10,24 @@ FRAMES = 16
 IMAGE = (64, 80, 3)
 
 
-def make_dataset(root, tasks=TASKS, episodes_per_task=EPISODES_PER_TASK, frames=FRAMES, seed=0):
+def make_dataset(
+    root, tasks=TASKS, episodes_per_task=EPISODES_PER_TASK, frames=FRAMES, seed=0, image=IMAGE, noisy=False
+):
     """A LeRobotDataset v3 shaped like the recorder's: 7-d state/action, two h264 cameras.
 
     Each task moves the joints along its own smooth path so that a policy can learn something.
+    `noisy`: random pixels instead, every frame of every episode and camera different.
     """
     from lerobot.configs.video import RGBEncoderConfig
     from lerobot.datasets import LeRobotDataset
 
     names = [f"joint_{i}.pos" for i in range(1, 7)] + ["gripper.pos"]
-    image = {"dtype": "video", "shape": IMAGE, "names": ["height", "width", "channels"]}
+    camera = {"dtype": "video", "shape": image, "names": ["height", "width", "channels"]}
     features = {
         "observation.state": {"dtype": "float32", "shape": (7,), "names": names},
         "action": {"dtype": "float32", "shape": (7,), "names": names},
-        "observation.images.side": image,
-        "observation.images.wrist": image,
+        "observation.images.side": camera,
+        "observation.images.wrist": camera,
     }
     ds = LeRobotDataset.create(
         "local/train_fixture",
@@ -44,14 +47,17 @@ def make_dataset(root, tasks=TASKS, episodes_per_task=EPISODES_PER_TASK, frames=
                 angle = np.sin(np.linspace(0, 1, 7) * (task_index + 1) + t / frames + phase).astype(
                     np.float32
                 )
-                frame = np.full(IMAGE, 40 + 80 * task_index, dtype=np.uint8)
-                frame[:, (4 * t) % IMAGE[1]] = 255
+                frame = np.full(image, 40 + 80 * task_index, dtype=np.uint8)
+                frame[:, (4 * t) % image[1]] = 255
+                wrist = frame[::-1].copy()
+                if noisy:
+                    frame, wrist = rng.integers(0, 256, (2, *image), dtype=np.uint8)
                 ds.add_frame(
                     {
                         "observation.state": angle,
                         "action": angle + 0.05 * (task_index + 1),
                         "observation.images.side": frame,
-                        "observation.images.wrist": frame[::-1].copy(),
+                        "observation.images.wrist": wrist,
                         "task": task,
                     }
                 )

@@ -76,9 +76,13 @@ class TrainingFigures:
     active_rank: dict[str, float] = field(default_factory=dict)  # group -> mean active rank (LoRA-SP)
     final_loss: float | None = None
     final_val_loss: float | None = None
+    overall_active_rank: float | None = None  # over every wrapped module, as the run logged it
 
     @property
     def mean_active_rank(self) -> float | None:
+        """The run's own mean over modules; from the groups only where it did not log one."""
+        if self.overall_active_rank is not None:
+            return self.overall_active_rank
         return sum(self.active_rank.values()) / len(self.active_rank) if self.active_rank else None
 
 
@@ -102,6 +106,7 @@ def training_figures(run_dir: Path) -> TrainingFigures:
             for k, v in train[-1].items()
             if k.startswith(prefix) and "/" not in k[len(prefix) :] and v is not None
         }
+        figures.overall_active_rank = figures.active_rank.pop("mean", None)  # not a group
     return figures
 
 
@@ -166,6 +171,7 @@ def paper_table_markdown(rows: list[StudyRow]) -> str:
     for row in rows:
         f = row.figures
         ranks = ", ".join(f"{g} {v:.1f}" for g, v in sorted(f.active_rank.items())) or "-"
+        ranks += f" (mean {f.mean_active_rank:.1f})" if f.active_rank else ""
         cells = [row.strategy, f"{row.lr:g}" if row.lr else "-"]
         cells += [_cell(row.per_task.get(t)) for t in PAPER_TASKS]
         cells += [_pct(row.average) or "-", _num(f.trainable_pct, 2) or "-", ranks]

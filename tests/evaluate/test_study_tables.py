@@ -41,7 +41,8 @@ def test_training_figures_come_from_the_runs_metrics(tmp_path):
         {"kind": "train", "step": 5, "steps_per_s": 2.0, "peak_memory_mb": 900.0, "loss": 1.0},
         {"kind": "train", "step": 10, "steps_per_s": 4.0, "peak_memory_mb": 950.0, "loss": 0.5},
         {"kind": "train", "step": 15, "steps_per_s": 3.0, "peak_memory_mb": 940.0, "loss": 0.4,
-         "active_rank/vision": 12.0, "active_rank/expert": 20.0, "active_rank/vision/p90": 30.0},
+         "active_rank/vision": 12.0, "active_rank/expert": 20.0, "active_rank/vision/p90": 30.0,
+         "active_rank/mean": 14.0},
         {"kind": "val", "step": 15, "val/mean": 0.7},
     ]  # fmt: skip
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"kind": "tr')
@@ -49,8 +50,9 @@ def test_training_figures_come_from_the_runs_metrics(tmp_path):
     assert figures.steps_per_s == 3.0  # the median window, not the last or the first
     assert figures.peak_memory_mb == 950.0
     assert figures.trainable_pct == pytest.approx(12.5)
-    assert figures.active_rank == {"vision": 12.0, "expert": 20.0}
-    assert figures.mean_active_rank == pytest.approx(16.0)
+    assert figures.active_rank == {"vision": 12.0, "expert": 20.0}  # groups only
+    assert figures.mean_active_rank == pytest.approx(14.0)  # the run's mean over modules
+    assert TrainingFigures(active_rank=figures.active_rank).mean_active_rank == pytest.approx(16.0)
     assert (figures.final_loss, figures.final_val_loss) == (0.4, 0.7)
 
 
@@ -75,7 +77,9 @@ def test_paper_table_csv_has_the_fixed_header_and_percent_values(tmp_path):
     # a row still being scored: no average until every task has trials
     assert table[2] == ["lora_sp", "", "", "60.0", "", "", "17.25", "15.0"]
     markdown = paper_table_markdown([full, partial])
-    assert "| full | 0.001 | 20.0 [7.0, 45.2] |" in markdown and "expert 10.0, vlm 20.0" in markdown
+    assert (
+        "| full | 0.001 | 20.0 [7.0, 45.2] |" in markdown and "expert 10.0, vlm 20.0 (mean 15.0)" in markdown
+    )
     success_chart([full, partial], tmp_path / "chart.png", "test")
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
 

@@ -49,8 +49,7 @@ _channel_ids = itertools.count()
 PHYSICS_QUANTUM_S = 0.004  # the worker wakes this often in real-time mode
 MAX_CATCH_UP_S = 0.1  # behind by more than this (a slow render): drop time rather than race
 COMMAND_WAIT_S = 0.02  # lockstep: how long advance() waits for a command still on the bus
-LEADER_COMMAND_WAIT_S = 2.0  # lockstep, leader on the bus: its command reaches the follower well within this
-# (0.5 s was once too short: a CI run on 2 cores, the recorder encoding video beside the bus threads)
+LEADER_COMMAND_WAIT_S = 0.5  # lockstep, leader on the bus: its command reaches the follower well within this
 LEADER_TAU_S = 0.05  # real-time mode: the simulated leader's lag behind what it is told
 
 

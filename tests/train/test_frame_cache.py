@@ -1,6 +1,6 @@
 """The frame cache: the same samples lerobot's reader builds (frames, delta windows, padding,
-task), without decoding; rebuilt when the videos change; skipped when too large; a killed
-build leaves nothing that is read."""
+task), without decoding; rebuilt when the videos change; frames over the limit decoded while
+the columns are still held; a killed build leaves nothing that is read."""
 
 import logging
 import os

@@ -166,8 +166,9 @@ def test_fused_layer_under_bf16_autocast_stays_close_to_reference():
 
 
 def test_backward_saves_only_x_and_ax_beyond_weights_and_r_wide_mask():
-    """The autograd graph of a fused forward holds x, A x, the kept mask and the weights:
-    not the router's hidden layer, not its logits or scores."""
+    """The autograd graph of a fused forward holds x, A x, the kept mask, three numbers per
+    row (for the auxiliary terms' gradients) and the weights: not the router's hidden
+    layer, not its logits or scores."""
     fused, _ = fused_and_reference_layers(router_hidden=32)
     fused.base_layer.requires_grad_(False)  # frozen, as apply_adapters leaves it
     x = torch.randn(50, D_IN, requires_grad=True)
@@ -182,8 +183,10 @@ def test_backward_saves_only_x_and_ax_beyond_weights_and_r_wide_mask():
     shapes = {tuple(t.shape) for t in saved}
     assert (50, 32) not in shapes  # the hidden layer is recomputed in backward
     activations = [t for t in saved if t.shape[0] == 50]
-    assert sorted(tuple(t.shape) for t in activations) == [(50, 8), (50, 8), (50, D_IN)]
-    assert sum(t.dtype == torch.bool for t in activations) == 1  # x, A x and the bool mask
+    wide = [t for t in activations if t.shape[-1] > 1]
+    assert sorted(tuple(t.shape) for t in wide) == [(50, 8), (50, 8), (50, D_IN)]
+    assert sum(t.dtype == torch.bool for t in wide) == 1  # x, A x and the bool mask
+    assert len(activations) - len(wide) == 3  # energy, kept energy, logsumexp per row
 
 
 def test_training_step_reads_no_tensor_value_on_the_host():

@@ -10,8 +10,10 @@ built for speed and memory:
 - the energy comparison runs in float64 against eta as the decimal it is written as
   (`eta_fraction`), so rows exactly at the boundary (E(k) = 0.99) keep k, not k + 1;
 - nothing reads a tensor value on the host: a training step never synchronises;
-- backward saves x, A x and the r-wide kept mask only; the router's hidden layer and
-  logits are recomputed, and the auxiliary losses' gradients are written out by hand.
+- A and the router's first layer read x in one matmul, forward and backward;
+- backward saves x, A x, the r-wide kept mask and three numbers per row; the router's
+  hidden layer and logits are recomputed, and the auxiliary losses' gradients are written
+  out by hand, folded into a few in-place passes over the [tokens, r] scores.
 """
 
 from __future__ import annotations
@@ -69,28 +71,34 @@ def threshold_select_torch(scores: torch.Tensor, eta_frac: torch.Tensor, k_rule:
 
 
 def threshold_select_numpy(scores: torch.Tensor, eta_frac: torch.Tensor, k_rule: str):
-    """`threshold_select_torch` in NumPy (CPU tensors only). Host code may branch on values:
-    the tie rule's running count runs only on rows whose ties at tau exceed what they keep."""
+    """`threshold_select_torch` on CPU tensors, the same result: NumPy sorts |s| (the order
+    of s^2; float32 squares are exact in float64), torch sums the prefixes (NumPy's row-wise
+    cumsum is ~6x slower) and binary-searches each row for k*. Host code may branch on
+    values: the tie rule runs only on rows whose ties at the threshold exceed what they keep."""
     r = scores.shape[-1]
-    energy = scores.detach().numpy().astype(np.float64)
-    energy *= energy
-    ascending = np.sort(energy, axis=-1)
-    prefix = np.cumsum(ascending, axis=-1)
-    allow, den = eta_frac.numpy()
-    dropped = np.count_nonzero(prefix * den <= allow * prefix[..., -1:], axis=-1)[..., None]
+    magnitude = np.abs(scores.detach().numpy())
+    ascending = np.sort(magnitude, axis=-1)
+    energy = ascending.astype(np.float64)
+    prefix = torch.from_numpy(np.square(energy, out=energy)).cumsum_(dim=-1)
+    allow, den = eta_frac.tolist()
+    bound = prefix[..., -1:] * allow
+    # prefixes that pass `prefix * den <= allow * total`: a non-decreasing row's count is a search
+    dropped = torch.searchsorted(prefix.mul_(den), bound, right=True)
     if k_rule == "one_fewer":
-        dropped = np.minimum(dropped + 1, r)
-    tau = np.take_along_axis(ascending, np.minimum(dropped, r - 1), axis=-1)
-    tau[dropped == r] = np.inf  # nothing kept: an all-zero row
-    mask = energy >= tau
-    excess = np.count_nonzero(mask, axis=-1)[..., None] - (r - dropped)  # ties beyond k*
-    rows = np.nonzero(excess[..., 0] > 0)
+        dropped = (dropped + 1).clamp_(max=r)
+    drop = dropped.numpy()
+    tau = np.take_along_axis(ascending, np.minimum(drop, r - 1), axis=-1)  # the smallest kept |s|
+    tau[drop == r] = np.inf  # nothing kept: an all-zero row
+    mask = magnitude >= tau
+    # more than k* reach tau only where the largest dropped |s| ties with it
+    below = np.take_along_axis(ascending, np.maximum(drop - 1, 0), axis=-1)
+    rows = np.nonzero((drop[..., 0] > 0) & (below[..., 0] == tau[..., 0]))
     if rows[0].size:
-        tie = energy[rows] == tau[rows]
-        above = energy[rows] > tau[rows]
-        need = (r - dropped[rows]) - np.count_nonzero(above, axis=-1)[..., None]
+        tie = magnitude[rows] == tau[rows]
+        above = magnitude[rows] > tau[rows]
+        need = (r - drop[rows]) - np.count_nonzero(above, axis=-1)[..., None]
         mask[rows] = above | (tie & (np.cumsum(tie, axis=-1) <= need))
-    return torch.from_numpy(mask), torch.from_numpy(dropped.astype(np.int64))
+    return torch.from_numpy(mask), dropped
 
 
 def kept_counts_of(dropped: torch.Tensor, r: int) -> torch.Tensor:
@@ -129,117 +137,146 @@ def _score_grad(logits: torch.Tensor, score_fn: str) -> torch.Tensor | float:
     return 1.0
 
 
-def _router(x, w1, b1, w2, b2, activation):
-    """(hidden pre-activation or None, float32 logits)."""
-    if w1 is None:
-        return None, F.linear(x, w2, b2).float()
-    pre = F.linear(x, w1, b1)
-    return pre, F.linear(_activation(pre, activation), w2, b2).float()
+def _project(x, lora_a, w_in, b_in):
+    """(A x, the router's first pre-activation W_in x + b_in): one matmul reads x for both.
+    A x is copied out of the joint product, so that saving it does not keep the router's."""
+    r = lora_a.shape[0]
+    both = F.linear(x, torch.cat([lora_a, w_in]))
+    return both[:, :r].contiguous(), both[:, r:] + b_in
+
+
+def _logits(pre, w2, b2, activation, one_layer):
+    """(hidden activation or None, float32 router logits) from the first pre-activation (the
+    logits themselves for a one-layer router)."""
+    if one_layer:
+        return None, pre.float()
+    hidden = _activation(pre, activation)
+    return hidden, F.linear(hidden, w2, b2).float()
 
 
 def _forward(x, lora_a, lora_b, w1, b1, w2, b2, eta_frac, scale, cfg, want_aux):
-    """(delta, aux or None, kept counts, (A x, mask, dispatch share or None)) on 2-D x."""
+    """(delta, aux or None, kept counts, (A x, mask, per-row and per-vector sums or None)) on 2-D x."""
     activation, score_fn, k_rule, z_form = cfg
-    _, logits = _router(x, w1, b1, w2, b2, activation)
+    one_layer = w1 is None
+    ax, pre = _project(x, lora_a, w2 if one_layer else w1, b2 if one_layer else b1)
+    _, logits = _logits(pre, w2, b2, activation, one_layer)
     scores = _score(logits, score_fn)
     mask, dropped = threshold_select(scores, eta_frac, k_rule)
     gate = scores * mask
-    ax = F.linear(x, lora_a)
-    delta = F.linear(ax * (gate * scale).to(ax.dtype), lora_b)
-    aux = share = None
+    delta = F.linear(ax * (gate if scale == 1.0 else gate * scale).to(ax.dtype), lora_b)
+    aux = sums = None
     if want_aux:
-        aux, share = _aux_losses(logits, scores, gate, mask, z_form)
-    return delta, aux, kept_counts_of(dropped, mask.shape[-1]), (ax, mask, share)
+        aux, sums = _aux_losses(logits, scores, gate, mask, z_form)
+    return delta, aux, kept_counts_of(dropped, mask.shape[-1]), (ax, mask, sums)
 
 
 class LoraSPFunction(torch.autograd.Function):
     """delta = B((scale * m(x) * s(x)) * (A x)) on 2-D x, and (spectral, balance, z) of the call.
 
     Inputs share one dtype (the caller casts under autocast). Returns (delta, aux [3] float32,
-    kept counts [r] long); aux is zeros when `want_aux` is False.
+    kept counts [r] long); aux is zeros when `want_aux` is False. Backward gets from forward
+    x, A x, the kept mask and, for the auxiliary terms, three numbers per row (energy, kept
+    energy, logsumexp) and the dispatch share per vector; the router is recomputed.
     """
 
     @staticmethod
     def forward(ctx, x, lora_a, lora_b, w1, b1, w2, b2, eta_frac, scale, cfg, want_aux):
-        delta, aux, kept, (ax, mask, share) = _forward(
+        delta, aux, kept, (ax, mask, sums) = _forward(
             x, lora_a, lora_b, w1, b1, w2, b2, eta_frac, scale, cfg, want_aux
         )
         if aux is None:
             aux = torch.zeros(3, device=x.device)
-        ctx.save_for_backward(x, ax, mask, lora_a, lora_b, w1, b1, w2, b2, share)
+        ctx.save_for_backward(x, ax, mask, lora_a, lora_b, w1, b1, w2, b2, *(sums or ()))
         ctx.config = (scale, cfg, want_aux)
         ctx.mark_non_differentiable(kept)
         return delta, aux, kept
 
     @staticmethod
     def backward(ctx, grad_delta, grad_aux, _grad_kept):
-        x, ax, mask, lora_a, lora_b, w1, b1, w2, b2, share = ctx.saved_tensors
+        x, ax, mask, lora_a, lora_b, w1, b1, w2, b2, *sums = ctx.saved_tensors
         scale, (activation, score_fn, _, z_form), want_aux = ctx.config
-        dtype = x.dtype
-        pre, logits = _router(x, w1, b1, w2, b2, activation)  # recomputed, not saved
+        dtype, one_layer = x.dtype, w1 is None
+        w_in, b_in = (w2, b2) if one_layer else (w1, b1)
+        pre = F.linear(x, w_in, b_in)  # the router, recomputed: not saved
+        hidden, logits = _logits(pre, w2, b2, activation, one_layer)
         scores = _score(logits, score_fn)
         gate = scores * mask
-        gate_scaled = (gate * scale).to(dtype)
+        gate_scaled = (gate if scale == 1.0 else gate * scale).to(dtype)
         grad_delta = grad_delta.to(dtype)
         grad_u = grad_delta @ lora_b  # [N, r]
         grad_b = grad_delta.t() @ (ax * gate_scaled)
         grad_ax = grad_u * gate_scaled
-        grad_a = grad_ax.t() @ x
-        grad_scores = (grad_u * ax).float() * (mask * scale)
-        grad_logits = None
+        # d/ds of the update: (grad_u . A x) * scale on the kept vectors
+        grad_scores = (grad_u * ax).float()
         if want_aux:
-            grad_scores_aux, grad_logits = _aux_grads(logits, scores, gate, mask, share, z_form, grad_aux)
-            grad_scores = grad_scores + grad_scores_aux
-        grad_logits_s = grad_scores * _score_grad(logits, score_fn)
-        grad_logits = (grad_logits_s if grad_logits is None else grad_logits_s + grad_logits).to(dtype)
-        grad_x = grad_ax @ lora_a
-        grad_b2 = grad_logits.sum(dim=0)
-        if w1 is None:
-            grad_w2 = grad_logits.t() @ x
-            grad_w1 = grad_b1 = None
-            grad_x = grad_x + grad_logits @ w2
+            grad_scores = _spectral_grad_into(grad_scores, scores, mask, scale, sums, grad_aux)
         else:
-            grad_w2 = grad_logits.t() @ _activation(pre, activation)
+            grad_scores = grad_scores.mul_(mask if scale == 1.0 else mask * scale)
+        grad_logits = grad_scores.mul_(_score_grad(logits, score_fn))
+        if want_aux:
+            _router_grad_into(grad_logits, logits, sums, z_form, grad_aux)
+        grad_logits = grad_logits.to(dtype)
+        grad_b2 = grad_logits.sum(dim=0)
+        if one_layer:
+            grad_pre, grad_w2 = grad_logits, None
+        else:
+            grad_w2 = grad_logits.t() @ hidden
             grad_pre = _activation_grad(grad_logits @ w2, pre, activation)
-            grad_w1 = grad_pre.t() @ x
-            grad_b1 = grad_pre.sum(dim=0)
-            grad_x = grad_x + grad_pre @ w1
-        return grad_x, grad_a, grad_b, grad_w1, grad_b1, grad_w2, grad_b2, None, None, None, None
+        # A and the router's first layer read x together: one matmul each way
+        grad_both = torch.cat([grad_ax, grad_pre], dim=1)
+        grad_x = grad_both @ torch.cat([lora_a, w_in])
+        grad_w = grad_both.t() @ x
+        r = lora_a.shape[0]
+        grad_a, grad_w_in = grad_w[:r], grad_w[r:]
+        if one_layer:
+            return grad_x, grad_a, grad_b, None, None, grad_w_in, grad_b2, None, None, None, None
+        grad_b1 = grad_pre.sum(dim=0)
+        return grad_x, grad_a, grad_b, grad_w_in, grad_b1, grad_w2, grad_b2, None, None, None, None
 
 
 def _aux_losses(logits, scores, gate, mask, z_form):
-    """(stack(spectral, balance, z), dispatch share): the same formulas as `lora_sp.py`'s
-    `spectral_loss`, `balance_loss` and `z_loss`, on float32 [N, r] inputs."""
-    total = scores.square().sum(dim=-1)
-    kept = gate.square().sum(dim=-1)
-    spectral = torch.where(total > 0, 1.0 - kept / total.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
-    dispatch = mask.float().sum(dim=0)
-    share = dispatch / dispatch.sum().clamp_min(1.0)
-    n = logits.shape[-1]
-    balance = n * (share * logits.softmax(dim=-1).mean(dim=0)).sum()
-    lse = logits.logsumexp(dim=-1)
-    z = lse.square().mean() if z_form == "square" else torch.log1p(lse).mean()
-    return torch.stack([spectral.mean(), balance, z]), share
-
-
-def _aux_grads(logits, scores, gate, mask, share, z_form, grad_aux):
-    """(d aux / d scores, d aux / d logits) weighted by the incoming gradient of (spectral,
-    balance, z)."""
-    rows, n = logits.shape
-    g_spec, g_bal, g_z = grad_aux.float().unbind()
+    """(stack(spectral, balance, z), (energy, kept energy, logsumexp per row, dispatch share
+    per vector)): the same formulas as `lora_sp.py`'s `spectral_loss`, `balance_loss` and
+    `z_loss`, on float32 [N, r] inputs."""
     total = scores.square().sum(dim=-1, keepdim=True)
     kept = gate.square().sum(dim=-1, keepdim=True)
-    safe = total.clamp_min(torch.finfo(torch.float32).tiny)
-    # d(1 - kept/total)/ds_j = 2 s_j (kept/total - m_j) / total
-    grad_scores = torch.where(total > 0, 2 * scores * (kept / safe - mask.float()) / safe, 0.0)
-    grad_scores = grad_scores * (g_spec / rows)
+    spectral = torch.where(total > 0, 1.0 - kept / total.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+    dispatch = mask.sum(dim=0, dtype=torch.float32)
+    share = dispatch / dispatch.sum().clamp_min(1.0)
     probs = logits.softmax(dim=-1)
-    # balance n * sum_i share_i mean_rows(p_i): d/dlogit_j = n/rows * p_j (share_j - <p, share>)
-    grad_logits = probs * (share - (probs * share).sum(dim=-1, keepdim=True)) * (g_bal * n / rows)
-    lse = logits.logsumexp(dim=-1, keepdim=True)
-    z_scale = 2 * lse if z_form == "square" else 1.0 / (1.0 + lse)
-    grad_logits = grad_logits + probs * z_scale * (g_z / rows)
-    return grad_scores, grad_logits
+    n = logits.shape[-1]
+    balance = n * (share * probs.mean(dim=0)).sum()
+    # logsumexp from the softmax's largest probability (>= 1/n, so the log is safe)
+    lse = logits.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
+    z = lse.square().mean() if z_form == "square" else torch.log1p(lse).mean()
+    return torch.stack([spectral.mean(), balance, z]), (total, kept, lse, share)
+
+
+def _spectral_grad_into(grad_scores, scores, mask, scale, sums, grad_aux):
+    """grad_scores (the update's d/ds, before the mask) -> masked and scaled, plus the spectral
+    term's d/ds: d(1 - kept/total)/ds_j = 2 s_j (kept/total - m_j) / total, per row mean."""
+    total, kept, _, _ = sums
+    rows = scores.shape[0]
+    g_spec = grad_aux[0].float() / rows
+    inverse = torch.where(total > 0, 1.0 / total.clamp_min(torch.finfo(torch.float32).tiny), 0.0)
+    beta = (2 * g_spec) * inverse  # [N, 1]
+    if scale != 1.0:
+        grad_scores = grad_scores.mul_(scale)
+    grad_scores = grad_scores.addcmul_(scores, beta, value=-1.0).mul_(mask)
+    return grad_scores.addcmul_(scores, beta * kept * inverse)
+
+
+def _router_grad_into(grad_logits, logits, sums, z_form, grad_aux):
+    """grad_logits += d(balance, z)/dlogits. Balance n * sum_i share_i mean_rows(p_i):
+    n/rows * p_j (share_j - <p, share>); z: p_j * 2 lse / rows (square) or p_j / (1 + lse) / rows."""
+    _, _, lse, share = sums
+    rows, n = logits.shape
+    _, g_bal, g_z = grad_aux.float().unbind()
+    probs = (logits - lse).exp_()
+    c_bal = g_bal * n / rows
+    per_row = (g_z / rows) * (2 * lse if z_form == "square" else 1.0 / (1.0 + lse))
+    per_row = per_row - c_bal * (probs @ share).unsqueeze(-1)
+    return grad_logits.addcmul_(probs, per_row + c_bal * share)
 
 
 def autocast_dtype(device_type: str) -> torch.dtype | None:

@@ -21,7 +21,9 @@ Roles:
 
 Joints come from a `collect.joint_source.JointSource`: `FirstOrderJoints` (no physics)
 by default, or the MuJoCo arm of `collect.sim`. The emulator runs its own thread at
-`rate_hz`, or, with `manual=True`, a caller drives `tick(dt)` (lockstep simulation).
+`rate_hz`, or, with `manual=True`, a caller drives `tick(dt)`. `kick()` asks the thread
+for a tick now: lockstep simulation kicks after each physics step (and after moving the
+leader), so a new state is on the bus at once while the timer ticks only as a heartbeat.
 Frames are encoded with `collect.can_protocol`, never with the SDK's encoder.
 """
 
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 ROLES = ("follower", "leader")
 LOW_SPEED_EVERY_TICKS = 10  # 20 Hz at 200 Hz, like the real arm's slower motor reports
 CONTROL_LOG_SIZE = 50_000  # the newest frames kept: ~50 s of a leader's traffic, ~10 MB
+KICK_POLL_S = 0.002  # between ticks, how often the thread looks for a kick
 # MOVE_L at 100 % speed (0x151 byte 2 scales it): chosen figures, the vendor publishes none.
 LINE_SPEED_MM_S = 200.0
 LINE_TURN_DEG_S = 90.0
@@ -133,6 +136,7 @@ class PiperEmulator:
         self._log_lock = threading.Lock()
         self._bus: can.BusABC | None = None
         self._stop = threading.Event()
+        self._kicked = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- life cycle ---------------------------------------------------------------------
@@ -207,15 +211,24 @@ class PiperEmulator:
             self.error = exc
             log.exception("emulator %s on %s stopped", self.role, self.channel)
 
+    def kick(self) -> None:
+        """Tick as soon as the thread can (any thread may call this): there is a new state to report."""
+        self._kicked.set()
+
     def _loop(self) -> None:
         period = 1.0 / self.rate_hz
-        next_tick = time.perf_counter()
+        next_tick = last_tick = time.perf_counter()
         while not self._stop.is_set():
-            self.tick(period)
+            self._kicked.clear()
+            now = time.perf_counter()
+            self.tick(min(now - last_tick, period) if now > last_tick else period)
+            last_tick = now
             next_tick += period
-            # Wait for the next tick while answering commands as they arrive.
+            # Wait for the next tick (or a kick) while answering commands as they arrive.
             while (remaining := next_tick - time.perf_counter()) > 0 and not self._stop.is_set():
-                self._drain(timeout=remaining)
+                if self._kicked.is_set():
+                    break
+                self._drain(timeout=min(remaining, KICK_POLL_S))
             if -remaining > 10 * period:  # fell far behind (a loaded machine): do not race to catch up
                 next_tick = time.perf_counter()
 

@@ -462,7 +462,7 @@ class RecordingSession:
         sim = self.station.sim
         operator, t = self._operator, self._episode_t
         target = sim.call(lambda world: operator.act(world, t))
-        sim.leader_source.command(tuple(float(v) for v in target[:6]), float(target[6]))
+        sim.command_leader(target[:6], target[6])
 
     def _episode_over(self) -> bool:
         if self._frames >= self.plan.max_frames:

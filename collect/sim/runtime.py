@@ -9,14 +9,18 @@ that the worker executes between physics steps:
     rt.follower_channel, rt.leader_channel  # python-can `virtual` channels for piper_sdk
     frame = rt.render("side")               # HxWx3 uint8, rendered on the worker
     rt.call(lambda world: world.site("tcp").xpos.copy())
-    rt.leader_source.command(q6, gripper_m) # the virtual operator moves the leader arm
+    rt.command_leader(q6, gripper_m)        # the virtual operator moves the leader arm
     rt.stop()
 
 Clock: `realtime=True` steps physics against the wall clock; `realtime=False` (lockstep,
 for recording and evaluation) advances only when asked: `rt.advance(1 / fps)`. In lockstep
 the simulated leader arm goes where it is told at once (the virtual operator's motion is
 already smooth), and `advance` applies the leader's command of this tick, never an older
-one still on the bus (see `collect.sim.lockstep` for the reading side).
+one still on the bus (see `collect.sim.lockstep` for the reading side). In lockstep the
+emulators tick when there is something new to say (a physics step, a leader move) and
+otherwise only at a heartbeat rate: a free-running 200 Hz pair puts ~5,000 frames a
+second through Python on the bus, and on a slow 2-core machine the SDK's readers then fall
+behind and report states that are ticks old.
 
 `reset(seed=...)` starts an episode exactly as the gym env's reset does
 (`collect.sim.episode.begin_episode`): the same seed gives the same first frame.
@@ -51,6 +55,8 @@ MAX_CATCH_UP_S = 0.1  # behind by more than this (a slow render): drop time rath
 COMMAND_WAIT_S = 0.02  # lockstep: how long advance() waits for a command still on the bus
 LEADER_COMMAND_WAIT_S = 0.5  # lockstep, leader on the bus: its command reaches the follower well within this
 LEADER_TAU_S = 0.05  # real-time mode: the simulated leader's lag behind what it is told
+EMULATOR_HZ = 200.0  # real-time mode: the real arm's feedback rate
+LOCKSTEP_HEARTBEAT_HZ = 25.0  # lockstep: ticks without news (kicks bring the news at once)
 
 
 def unique_channel(label: str) -> str:
@@ -207,7 +213,20 @@ class SimRuntime:
                 world, round((self._lockstep_due - world.time) / world.model.opt.timestep)
             )
 
-        return self.call(step, timeout_s)
+        now = self.call(step, timeout_s)
+        self._kick("follower")  # the new state goes on the bus now, not at the next heartbeat
+        return now
+
+    def command_leader(self, joints_rad: Sequence[float], gripper_m: float) -> None:
+        """Move the simulated leader arm (the virtual operator's hand); in lockstep its
+        emulator puts the command on the bus at once."""
+        self.leader_source.command(tuple(float(v) for v in joints_rad), float(gripper_m))
+        self._kick("leader")
+
+    def _kick(self, role: str) -> None:
+        emulator = self.emulators.get(role)
+        if emulator is not None and not self._realtime:
+            emulator.kick()
 
     def commanding_leader_target(self) -> list[float] | None:
         """Where the leader arm is told to be (6 joints rad + gripper m), while its emulator puts
@@ -236,7 +255,9 @@ class SimRuntime:
 
         self._commands_seen = None
         self.leader_source.jump_to(start.arm_q, start.gripper_m)
+        self._kick("leader")
         self.call(do_reset)
+        self._kick("follower")
 
     def set_realtime(self, realtime: bool) -> None:
         self._commands_seen = None
@@ -351,10 +372,17 @@ class SimRuntime:
     def _start_emulator_pair(self) -> None:
         from collect.emulator import PiperEmulator
 
-        follower = PiperEmulator(self.follower_channel, role="follower", joint_source=self.follower_source)
+        rate_hz = EMULATOR_HZ if self._realtime else LOCKSTEP_HEARTBEAT_HZ
+        follower = PiperEmulator(
+            self.follower_channel, role="follower", joint_source=self.follower_source, rate_hz=rate_hz
+        )
         # The SDK ignores a leader's feedback IDs (0x2Bx): skip its end-pose frames and their FK.
         leader = PiperEmulator(
-            self.leader_channel, role="leader", joint_source=self.leader_source, end_pose=False
+            self.leader_channel,
+            role="leader",
+            joint_source=self.leader_source,
+            end_pose=False,
+            rate_hz=rate_hz,
         )
         for name, emulator in (("follower", follower), ("leader", leader)):
             emulator.start()

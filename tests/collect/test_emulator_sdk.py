@@ -322,6 +322,26 @@ def test_manual_emulator_answers_only_when_ticked():
             close_sdk(sdk)
 
 
+def test_a_kick_reports_a_new_state_at_once_between_slow_heartbeats():
+    """Lockstep sim runs its emulators at a slow heartbeat and kicks them when the arm has
+    moved: the SDK sees the new joints within milliseconds, not at the next heartbeat."""
+    joints = FirstOrderJoints(tau_s=0.0)
+    with PiperEmulator(unique_channel("kick"), role="follower", joint_source=joints, rate_hz=0.2) as emu:
+        sdk = open_sdk(emu.channel, "virtual")
+        try:
+            emu.kick()  # its first tick went out before the SDK listened
+            wait_for_feedback(sdk, emu.channel, timeout_s=1.0)
+            for target_mdeg in (20_000, -15_000):  # two moves, each reported by its own kick
+                joints.jump_to((math.radians(target_mdeg / 1000), 1.57, -1.3485, 0.0, 0.0, 0.0), 0.0)
+                ticks, start = emu.ticks, time.monotonic()
+                emu.kick()
+                assert wait_until(lambda t=target_mdeg: sdk.GetArmJointMsgs().joint_state.joint_1 == t, 0.5)
+                assert time.monotonic() - start < 0.5  # the next heartbeat is 5 s after the first tick
+                assert emu.ticks == ticks + 1
+        finally:
+            close_sdk(sdk)
+
+
 def test_a_leader_that_goes_quiet_mid_teleop_is_reported_not_replayed():
     with PiperEmulator(unique_channel("leader-unplugged"), role="leader") as emu:
         leader = PiperLeader(PiperLeaderConfig(port=emu.channel, interface="virtual", stale_after_s=0.2))

@@ -216,17 +216,19 @@ class PiperEmulator:
         self._kicked.set()
 
     def _loop(self) -> None:
-        period = 1.0 / self.rate_hz
-        next_tick = last_tick = time.perf_counter()
+        next_tick = time.perf_counter()
+        last_tick = next_tick - 1.0 / self.rate_hz
         while not self._stop.is_set():
+            period = 1.0 / self.rate_hz  # read each tick: a simulation may change it
             self._kicked.clear()
             now = time.perf_counter()
-            self.tick(min(now - last_tick, period) if now > last_tick else period)
+            self.tick(min(now - last_tick, period))
             last_tick = now
             next_tick += period
             # Wait for the next tick (or a kick) while answering commands as they arrive.
             while (remaining := next_tick - time.perf_counter()) > 0 and not self._stop.is_set():
-                if self._kicked.is_set():
+                if self._kicked.is_set():  # tick now; the timer counts again from this tick
+                    next_tick = time.perf_counter()
                     break
                 self._drain(timeout=min(remaining, KICK_POLL_S))
             if -remaining > 10 * period:  # fell far behind (a loaded machine): do not race to catch up

@@ -268,6 +268,12 @@ class SimRuntime:
             self._anchor_clock(world)
 
         self.call(switch)
+        for emulator in self.emulators.values():
+            emulator.rate_hz = self._emulator_hz()
+            emulator.kick()  # ends a wait timed by the old rate
+
+    def _emulator_hz(self) -> float:
+        return EMULATOR_HZ if self._realtime else LOCKSTEP_HEARTBEAT_HZ
 
     @property
     def realtime(self) -> bool:
@@ -372,7 +378,7 @@ class SimRuntime:
     def _start_emulator_pair(self) -> None:
         from collect.emulator import PiperEmulator
 
-        rate_hz = EMULATOR_HZ if self._realtime else LOCKSTEP_HEARTBEAT_HZ
+        rate_hz = self._emulator_hz()
         follower = PiperEmulator(
             self.follower_channel, role="follower", joint_source=self.follower_source, rate_hz=rate_hz
         )

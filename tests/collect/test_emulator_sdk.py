@@ -342,6 +342,18 @@ def test_a_kick_reports_a_new_state_at_once_between_slow_heartbeats():
             close_sdk(sdk)
 
 
+def test_the_heartbeat_goes_on_after_a_burst_of_kicks():
+    """A recorded episode kicks every frame; in the pause after it the arm must still report
+    at its heartbeat (a leader silent for 0.5 s reads as lost)."""
+    with PiperEmulator(unique_channel("burst"), role="follower", rate_hz=20.0) as emu:
+        for _ in range(100):  # 100 kicked ticks: five seconds of 20 Hz heartbeats
+            emu.kick()
+            time.sleep(0.003)
+        start = emu.ticks
+        time.sleep(0.5)
+        assert emu.ticks - start >= 5  # about 10 at 20 Hz
+
+
 def test_a_leader_that_goes_quiet_mid_teleop_is_reported_not_replayed():
     with PiperEmulator(unique_channel("leader-unplugged"), role="leader") as emu:
         leader = PiperLeader(PiperLeaderConfig(port=emu.channel, interface="virtual", stale_after_s=0.2))

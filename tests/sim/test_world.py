@@ -125,6 +125,37 @@ def test_runtime_real_time_clock_survives_a_stall():
     assert abs(sim_elapsed - wall_elapsed) < 0.25, (sim_elapsed, wall_elapsed)
 
 
+def test_lockstep_emulators_tick_on_news_and_real_time_ones_at_the_arms_rate():
+    """Lockstep: a heartbeat plus one kicked tick per advance; switched to real time, the
+    emulators tick at the real arm's 200 Hz again (and back)."""
+    import time
+
+    from collect.sim.runtime import EMULATOR_HZ, LOCKSTEP_HEARTBEAT_HZ, SimRuntime
+
+    def ticks_per_s(emulator, seconds=0.5):
+        start = emulator.ticks
+        time.sleep(seconds)
+        return (emulator.ticks - start) / seconds
+
+    with SimRuntime(image_size=(60, 80), realtime=False, single_bus=False) as rt:
+        follower = rt.emulators["follower"]
+        assert ticks_per_s(follower) <= 2 * LOCKSTEP_HEARTBEAT_HZ
+        follower.rate_hz = 0.5  # a heartbeat every 2 s: only kicks can keep up below
+        time.sleep(0.1)
+        for _ in range(10):
+            before = follower.ticks
+            rt.advance(1 / 30)
+            deadline = time.monotonic() + 0.5
+            while follower.ticks == before and time.monotonic() < deadline:
+                time.sleep(0.002)
+            assert follower.ticks > before  # reported at once, not at the next heartbeat
+        rt.set_realtime(True)
+        assert ticks_per_s(follower) > 2 * LOCKSTEP_HEARTBEAT_HZ
+        assert follower.rate_hz == EMULATOR_HZ
+        rt.set_realtime(False)
+        assert follower.rate_hz == LOCKSTEP_HEARTBEAT_HZ
+
+
 def test_a_call_the_worker_does_not_answer_in_time_says_so():
     """(Bare, the timeout once stopped a recording with an empty message.)"""
     import time

@@ -55,7 +55,10 @@ MAX_CATCH_UP_S = 0.1  # behind by more than this (a slow render): drop time rath
 COMMAND_WAIT_S = 0.02  # lockstep: how long advance() waits for a command still on the bus
 LEADER_COMMAND_WAIT_S = 0.5  # lockstep, leader on the bus: its command reaches the follower well within this
 LEADER_TAU_S = 0.05  # real-time mode: the simulated leader's lag behind what it is told
-EMULATOR_HZ = 200.0  # real-time mode: the real arm's feedback rate
+# Real-time mode: half the real arm's 200 Hz. Both arms on one bus at 200 Hz cost 74% of a
+# core in Python (benchmarks/bench_emulator_cpu.py, one SDK listening; the station has two),
+# at 100 Hz 41%: on a slow 2-core machine 200 Hz left the SDK's readers behind.
+EMULATOR_HZ = 100.0
 LOCKSTEP_HEARTBEAT_HZ = 25.0  # lockstep: ticks without news (kicks bring the news at once)
 
 

@@ -52,9 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=3000, help="step budget of every row")
     parser.add_argument("--sweep-steps", type=int, default=300, help="steps of each sweep run (0: no sweep)")
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument(
-        "--state-noise", type=float, default=0.3, help="state_noise of every run (see train guide)"
-    )
+    parser.add_argument("--state-noise", type=float, help="state_noise of every run (default: the presets')")
     parser.add_argument("--seed", type=int, default=0, help="training seed and first recorded scene seed")
     parser.add_argument("--trials", type=int, default=15, help="scored trials per task and row")
     parser.add_argument("--max-duration", type=float, default=20.0, metavar="S", help="seconds per trial")
@@ -219,7 +217,9 @@ class Study:
                 "--set", f"seed={self.args.seed}", "--set", "val_episodes_per_task=1",
                 "--set", f"checkpoint_every={max(50 if sweep else 1, steps // CURVE_POINTS)}",
                 "--set", f"val_every={max(25, steps // 6)}",
-                "--set", "val_batches=4", "--set", f"state_noise={self.args.state_noise}"]  # fmt: skip
+                "--set", "val_batches=4"]  # fmt: skip
+        if self.args.state_noise is not None:
+            argv += ["--set", f"state_noise={self.args.state_noise}"]
         backbone = self.backbone_for(row)
         if backbone:
             argv += ["--backbone", backbone]

@@ -7,6 +7,7 @@ import json
 import pytest
 
 from app.cli import main
+from train.presets import get_preset
 
 pytestmark = pytest.mark.slow
 
@@ -38,6 +39,7 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     # the reading trains the lora_sp preset with its override, at the rate lora_sp's sweep picked
     config = json.loads((workspace.runs_dir / "study-lora_sp-no_z" / "config.json").read_text())
     assert config["strategy"] == "lora_sp" and config["adapter"]["z_weight"] == 0.0
+    assert config["state_noise"] == get_preset("smolvla-lora_sp").state_noise  # the family's own
     sweep = (out / "sweep.md").read_text()
     picked = [line for line in sweep.splitlines() if line.startswith("| lora_sp") and line.endswith("yes |")]
     assert len(picked) == 1 and f"| {config['lr']:g} |" in picked[0]
@@ -71,13 +73,14 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
         assert {c: len(store.trials(c)) for c in scored} == scored
 
     # another study (a longer learnability run, say) on the same recorded data
-    other = [*argv, "--name", "long", "--dataset", "study-target", "--rows", "full", "--sweep-steps", "0"]
+    other = [*argv, "--name", "long", "--dataset", "study-target", "--rows", "full", "--sweep-steps", "0",
+             "--state-noise", "0.2"]  # fmt: skip
     assert main([*other, "--out", str(tmp_path / "long")]) == 0
     assert [p.name for p in workspace.datasets_dir.iterdir() if not p.name.startswith(".")] == [
         "study-target"
     ]
     config = json.loads((workspace.runs_dir / "long-full" / "config.json").read_text())
-    assert config["dataset"] == "study-target"
+    assert config["dataset"] == "study-target" and config["state_noise"] == 0.2
 
 
 def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(workspace, tmp_path, capsys):

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from train.config import TrainConfig
-from train.presets import DEFAULT_PRESET, PRESETS, get_preset, preset_names
+from train.presets import DEFAULT_PRESET, PRESETS, SIM_STATE_NOISE, get_preset, preset_names
 
 
 def test_default_preset_is_lora_sp_on_smolvla_with_the_papers_knobs():
@@ -33,6 +33,14 @@ def test_each_required_preset_exists_with_its_strategy():
         assert get_preset(name).strategy == strategy
         assert get_preset(name).preset == name
     assert get_preset("pi0-lora_sp").backbone == "tiny-pi0"
+
+
+def test_the_simulation_family_trains_with_state_noise_and_the_others_without():
+    # measured in simulation only (study-cpu.md, Run 5); a real arm's presets stay clean
+    for name in preset_names():
+        expected = SIM_STATE_NOISE if name.startswith("mini-") else 0.0
+        assert get_preset(name).state_noise == expected, name
+    assert get_preset("mini-full", state_noise=0.0).state_noise == 0.0  # `--set state_noise=0` turns it off
 
 
 def test_overrides_make_a_new_config_and_never_change_the_preset():

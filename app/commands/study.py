@@ -147,6 +147,8 @@ class Study:
         for name in ("steps", "episodes_per_task", "trials", "batch_size"):
             if getattr(self.args, name) < 1:
                 raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.args.state_noise is not None and not self.args.state_noise >= 0:
+            raise ValueError(f"--state-noise is a std: give 0 or more, not {self.args.state_noise}")
         if self.args.episodes_per_task < 2 and self.args.sweep_steps:
             raise ValueError(
                 "the sweep holds out one episode per task: record at least 2 (--episodes-per-task)"

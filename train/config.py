@@ -32,7 +32,7 @@ class TrainConfig:
     tasks: list[str] | None = None  # task instructions to train on; None = every task of the dataset
     val_episodes_per_task: int = 1  # held out per task for the validation loss
     val_every: int = 50
-    val_batches: int = 2
+    val_batches: int = 2  # batches of validation frames per task, spread over its held-out episodes
     # optimisation
     steps: int = 1000
     batch_size: int = 8

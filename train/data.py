@@ -105,6 +105,17 @@ def check_features(meta) -> None:
         )
 
 
+def spread_indices(num_items: int, count: int) -> list[int]:
+    """`count` indices spread evenly over `num_items` frames, first and last included (every
+    frame when count >= num_items): validation frames from the whole of each held-out
+    episode, not only its first second, the same frames at every step and in every run."""
+    if count >= num_items:
+        return list(range(num_items))
+    if count == 1:
+        return [num_items // 2]
+    return [round(i * (num_items - 1) / (count - 1)) for i in range(count)]
+
+
 class EpochBatchSampler:
     """Shuffled, drop-last batches of dataset indices; epoch e's order comes from seed + e.
 

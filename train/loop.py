@@ -264,8 +264,11 @@ class Trainer:
         return sums
 
     def validate(self) -> dict[str, float]:
-        """Mean task loss per held-out task, with fixed noise (comparable across steps)."""
+        """Mean task loss per held-out task on `val_batches` batches of frames spread over its
+        held-out episodes, with fixed noise (comparable across steps and runs)."""
         import torch
+
+        from .data import spread_indices
 
         if not self.val_sets:
             return {}
@@ -274,10 +277,11 @@ class Trainer:
         with _isolated_rng(VAL_SEED), torch.no_grad():
             for task, dataset in self.val_sets.items():
                 losses = []
-                loader = self._loader(dataset, batch_size=self.config.batch_size)
-                for i, raw in enumerate(loader):
-                    if i >= self.config.val_batches:
-                        break
+                frames = spread_indices(len(dataset), self.config.val_batches * self.config.batch_size)
+                loader = self._loader(
+                    torch.utils.data.Subset(dataset, frames), batch_size=self.config.batch_size
+                )
+                for raw in loader:
                     with self.accelerator.autocast():
                         loss, _ = self.model(self.preprocessor(raw))
                     losses.append(float(loss))

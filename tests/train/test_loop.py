@@ -180,3 +180,35 @@ def test_state_noise_perturbs_the_training_state_only_by_its_std():
     assert torch.equal(noisy["action"], clean["action"])  # targets untouched
     same = Trainer._augment(SimpleNamespace(config=TrainConfig(), ranks=one_process), dict(clean))
     assert torch.equal(same["observation.state"], clean["observation.state"])
+
+
+def test_spread_indices_take_frames_from_the_whole_episode():
+    from train.data import spread_indices
+
+    assert spread_indices(100, 5) == [0, 25, 50, 74, 99]
+    assert spread_indices(3, 8) == [0, 1, 2]  # fewer frames than asked: every one, once
+    assert spread_indices(10, 1) == [5]
+
+
+@pytest.mark.slow
+def test_validation_reads_frames_from_the_end_of_held_out_episodes_too(
+    backbone_cache, train_workspace, tmp_path, monkeypatch
+):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    cfg = tiny_config("smolvla-full", backbone_cache, steps=1, val_batches=2)
+    trainer = Trainer(cfg, tmp_path / "run", datasets_dir(train_workspace))
+    read: dict[int, list[int]] = {}
+    original = LeRobotDataset.__getitem__
+
+    def recording_getitem(dataset, index):
+        read.setdefault(id(dataset), []).append(index)
+        return original(dataset, index)
+
+    monkeypatch.setattr(LeRobotDataset, "__getitem__", recording_getitem)
+    losses = trainer.validate()
+    assert set(losses) == set(trainer.val_sets)
+    for dataset in trainer.val_sets.values():
+        # 2 batches of 2 frames: the first and the last frame of the held-out episode among them
+        assert len(read[id(dataset)]) == 4
+        assert {0, len(dataset) - 1} <= set(read[id(dataset)])

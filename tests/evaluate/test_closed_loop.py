@@ -22,7 +22,7 @@ def _memorisation():
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(2400)  # 5 min on an idle 2-core AMD EPYC (13 on the older host), most of it training
+@pytest.mark.timeout(2400)  # 5 min on an idle 2-core EPYC (3000 steps: 9 on the older host)
 def test_a_policy_trained_on_five_recorded_episodes_replays_at_least_four(tmp_path, monkeypatch):
     monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))  # tiny-smolvla built from seed 0
     memorisation = _memorisation()

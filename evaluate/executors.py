@@ -1,7 +1,8 @@
 """The one place that builds what runs a campaign's trials, for the window and the CLI.
 
     agents = policy_agents(spec, runs_dir)           # run name -> a PolicyAgent loaded on first use
-    executor = build_executor(spec, agents, datasets_dir, station=None, image_size=(240, 320))
+    size = trained_image_size(runs_dir, spec.runs, spec.checkpoint)  # sim: render what they saw
+    executor = build_executor(spec, agents, datasets_dir, station=None, image_size=size)
     ...
     executor.close()                                 # env and evaluation episodes closed
 
@@ -13,7 +14,8 @@ never disconnects the arm). With `spec.save_episodes` each trial also goes to
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,40 @@ def policy_agents(spec: CampaignSpec, runs_dir: str | Path) -> dict[str, Callabl
         run: (lambda run=run: PolicyAgent.from_run(runs_dir / run, spec.checkpoint, spec.eta))
         for run in spec.runs
     }
+
+
+def trained_image_size(
+    runs_dir: str | Path, runs: Iterable[str], checkpoint: str = "last"
+) -> tuple[int, int]:
+    """The camera frames (height, width) the runs' policies were trained on, from each
+    checkpoint's config. Sim trials render at this size: a policy trained on 96x128 renders
+    and shown 480x640 ones shrunk by its preprocessor would see other pixels (sharper
+    edges, other aliasing) than it learned from. Runs trained at different sizes cannot
+    share one sim campaign's frames."""
+    from train.checkpoint import PRETRAINED, checkpoint_dir
+
+    sizes: dict[str, set[tuple[int, int]]] = {}
+    for run in runs:
+        config = checkpoint_dir(Path(runs_dir) / run, checkpoint) / PRETRAINED / "config.json"
+        try:
+            features = json.loads(config.read_text())["input_features"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ValueError(f"run {run!r}: cannot read its input features from {config} ({exc})") from None
+        sizes[run] = {
+            (int(f["shape"][-2]), int(f["shape"][-1])) for f in features.values() if f.get("type") == "VISUAL"
+        }
+    found = set().union(*sizes.values())
+    if len(found) > 1:
+        listing = ", ".join(
+            f"{run} {'/'.join(f'{h}x{w}' for h, w in sorted(s)) or 'without cameras'}"
+            for run, s in sizes.items()
+        )
+        raise ValueError(
+            f"the runs' cameras were trained at different sizes ({listing}): evaluate them in separate campaigns"
+        )
+    if not found:
+        raise ValueError(f"runs {', '.join(sizes)} take no camera input: nothing to render for them")
+    return found.pop()
 
 
 def build_executor(

@@ -42,7 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default="last", help="checkpoint of each run (default: last)")
     parser.add_argument("--max-duration", type=float, default=30.0, metavar="S", help="seconds per trial")
     parser.add_argument("--fps", type=int, default=30, help="control rate")
-    parser.add_argument("--image-size", default="480x640", metavar="HxW", help="camera frames (sim)")
+    parser.add_argument(
+        "--image-size", metavar="HxW", help="sim camera frames (default: the size the runs were trained on)"
+    )
     parser.add_argument(
         "--save-episodes", action="store_true", help="keep each trial as an evaluation episode"
     )
@@ -79,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
 
     workspace = Workspace.open(args.workspace)
     try:
-        height, width = (int(v) for v in args.image_size.lower().split("x"))
         tasks, trials, scene_seeds = _scenes(args, workspace)
         spec = CampaignSpec(
             name=args.campaign or default_campaign_name(args, trials),
@@ -104,12 +105,13 @@ def run(args: argparse.Namespace) -> int:
                 f"no run named {', '.join(missing)} under {workspace.runs_dir}; known runs: {known}"
             )
         _check_checkpoints(workspace.runs_dir, spec.runs, spec.checkpoint)  # before a campaign is written
+        image_size = _image_size(args, workspace, spec)
         with ResultsStore(workspace.results_db) as store:
             campaign = _open_campaign(store, spec, workspace)
             print(f"campaign {spec.name!r}: {campaign.summary()} so far", file=sys.stderr)
             if campaign.pause_requested:  # running the command again is the operator's explicit resume
                 print("the campaign was paused (or e-stopped); resuming it now", file=sys.stderr)
-            executor = _make_executor(spec, workspace, args.fps, (height, width))
+            executor = _make_executor(spec, workspace, args.fps, image_size)
             try:
                 if spec.auto_scored:
                     _run_sim(campaign, executor)
@@ -141,6 +143,24 @@ def _check_checkpoints(runs_dir, runs, checkpoint: str) -> None:
                 f"run {run!r} cannot be evaluated: {exc}; let it train to a checkpoint "
                 f"(piper-ws train --resume --run {run}) or pick another --checkpoint"
             ) from None
+
+
+def _image_size(args, workspace, spec) -> tuple[int, int]:
+    """--image-size HxW, or (sim) the size the runs' policies were trained on."""
+    if args.image_size:
+        try:
+            height, width = (int(v) for v in args.image_size.lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--image-size {args.image_size!r}: give it as HxW, e.g. 96x128") from None
+        return height, width
+    if spec.backend != "sim":
+        return (480, 640)  # unused: the real arm's cameras give their own frames
+    from evaluate.executors import trained_image_size
+
+    try:
+        return trained_image_size(workspace.runs_dir, spec.runs, spec.checkpoint)
+    except ValueError as exc:
+        raise ValueError(f"{exc}, or give one size with --image-size HxW") from None
 
 
 def _scenes(args, workspace) -> tuple[tuple[str, ...], int, dict[str, tuple[int, ...]]]:

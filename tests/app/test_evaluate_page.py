@@ -1,3 +1,4 @@
+import json
 import threading
 
 from PySide6.QtCore import Qt
@@ -6,7 +7,6 @@ from app.gui.pages.evaluate import EvaluatePage
 from app.gui.pages.results import ResultsPage
 from collect.limits import MOTOR_KEYS
 from evaluate.campaign import RolloutResult
-from evaluate.rollout import GymSimExecutor
 from evaluate.store import ResultsStore
 
 
@@ -21,11 +21,25 @@ class OperatorArm:
 
 
 class HoldStill:
+    def __init__(self):
+        self.frame_shapes = set()
+
     def reset(self, seed=None):
         pass
 
     def act(self, observation, instruction):
+        self.frame_shapes |= {v.shape for k, v in observation.items() if k in ("side", "wrist")}
         return {k: observation[k] for k in MOTOR_KEYS}
+
+
+def _trained_at(run_dir, height, width):
+    """The part of a checkpoint the sim render size is read from (lerobot's config.json)."""
+    model = run_dir / "checkpoints" / "000001" / "pretrained_model"
+    model.mkdir(parents=True)
+    camera = {"type": "VISUAL", "shape": [3, height, width]}
+    features = {"observation.state": {"type": "STATE", "shape": [7]}, "observation.images.side": camera}
+    (model / "config.json").write_text(json.dumps({"input_features": features}))
+    (run_dir / "checkpoints" / "last").write_text("000001")
 
 
 def _page(qtbot, app_context, workspace, runs=("r1",)):
@@ -82,11 +96,10 @@ def test_operator_scores_trials_by_clicking_and_the_tables_update(qtbot, app_con
 
 
 def test_sim_trial_scored_by_predicate_then_overridden_by_click(qtbot, app_context, workspace):
+    _trained_at(workspace.runs_dir / "hold", 48, 64)
     page = _page(qtbot, app_context, workspace, runs=("hold",))
-    page.make_agents = lambda spec: {"hold": HoldStill()}
-    page.make_executor = lambda spec, agents, on_tick: GymSimExecutor(
-        agents, image_size=(48, 64), max_duration_s=spec.max_duration_s, on_tick=on_tick
-    )
+    agent = HoldStill()
+    page.make_agents = lambda spec: {"hold": agent}
     page.backend_combo.setCurrentText("sim")
     page.trials_spin.setValue(1)
     page.duration_spin.setValue(1.0)
@@ -101,6 +114,22 @@ def test_sim_trial_scored_by_predicate_then_overridden_by_click(qtbot, app_conte
         page.shutdown()
     (row,) = ResultsStore(workspace.results_db).trials()
     assert (row.outcome, row.scorer, row.predicate_outcome) == ("success", "override", "failure")
+    assert agent.frame_shapes == {(48, 64, 3)}  # rendered at the size the run was trained on
+
+
+def test_sim_runs_trained_at_different_sizes_are_refused_before_a_campaign(qtbot, app_context, workspace):
+    _trained_at(workspace.runs_dir / "small", 48, 64)
+    _trained_at(workspace.runs_dir / "large", 96, 128)
+    page = _page(qtbot, app_context, workspace, runs=("small", "large"))
+    page.backend_combo.setCurrentText("sim")
+    qtbot.mouseClick(page.start_button, Qt.MouseButton.LeftButton)
+    try:
+        text = page.trial_label.text()
+        assert text.startswith("Cannot start:") and "48x64" in text and "96x128" in text
+        assert page.driver is None
+    finally:
+        page.shutdown()
+    assert ResultsStore(workspace.results_db).campaigns() == []
 
 
 def test_real_arm_without_an_open_station_says_what_to_do(qtbot, app_context, workspace):

@@ -1,6 +1,8 @@
 """End to end: a tiny SmolVLA fine-tuned with LoRA-SP by the project's trainer, evaluated by
 `piper-ws eval` on seeded sim trials; the rows and the table come out right."""
 
+import json
+import shutil
 import threading
 
 import pytest
@@ -9,6 +11,7 @@ from app.cli import main
 from collect.limits import MOTOR_KEYS
 from evaluate.campaign import TrialSlot
 from evaluate.episodes import EvalEpisodeWriter
+from evaluate.executors import trained_image_size
 from evaluate.rollout import GymSimExecutor, PolicyAgent
 from evaluate.store import ResultsStore
 
@@ -105,3 +108,29 @@ def test_inference_eta_reaches_every_lora_sp_layer(trained_workspace):
     agent = PolicyAgent.from_run(trained_workspace.runs_dir / RUN, eta=0.5)
     layers = [m for m in agent.policy.modules() if hasattr(m, "inference_eta")]
     assert layers and all(layer.inference_eta == 0.5 for layer in layers)
+
+
+def test_sim_trials_render_at_the_size_the_run_was_trained_on(trained_workspace, capsys):
+    ws = str(trained_workspace.root)
+    argv = ["--workspace", ws, "eval", "--run", RUN, "--tasks", "press_button", "--trials", "1"]
+    assert main([*argv, "--max-duration", "0.1", "--campaign", "sized", "--save-episodes"]) == 0
+    info = json.loads((trained_workspace.datasets_dir / "eval_sized" / "meta" / "info.json").read_text())
+    assert info["features"]["observation.images.side"]["shape"][:2] == [48, 64]  # not 480x640
+
+    # a run trained on other frames cannot share a sim campaign: refused before it is written
+    other = trained_workspace.runs_dir / "tiny-sp-96"
+    shutil.copytree(trained_workspace.runs_dir / RUN, other)
+    for config in other.glob("checkpoints/*/pretrained_model/config.json"):
+        data = json.loads(config.read_text())
+        for feature in data["input_features"].values():
+            if feature["type"] == "VISUAL":
+                feature["shape"] = [3, 96, 128]
+        config.write_text(json.dumps(data))
+    assert trained_image_size(trained_workspace.runs_dir, ["tiny-sp-96"]) == (96, 128)
+    capsys.readouterr()
+    assert main([*argv, "--run", "tiny-sp-96", "--campaign", "mixed"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "48x64" in err and "96x128" in err and "--image-size" in err and "\n" not in err
+    with ResultsStore(trained_workspace.results_db) as store:
+        assert "mixed" not in {c.name for c in store.campaigns()}
+    shutil.rmtree(other)

@@ -50,7 +50,6 @@ ESTOP_TEXT = (
     "E-STOP: the trial was aborted and kept on record; the campaign is paused. "
     "Release the arm (Resume on the Station page), then Resume campaign."
 )
-SIM_IMAGE_SIZE = (240, 320)  # sim trials' camera frames (the policy resizes them itself)
 PREVIEW_INTERVAL_S = 0.1  # live views at ~10 Hz: the rollout thread must not wait on painting
 
 
@@ -63,6 +62,7 @@ class EvaluatePage(QWidget):
         self.last_scored: Any = None  # the trial Success/Failure overrides in sim
         self._awaiting_score = False
         self._last_preview = 0.0
+        self._sim_image_size = (480, 640)  # set per campaign: the size its runs were trained on
         self._bridge = EventBridge()
         self._bridge.event.connect(self._on_event, Qt.ConnectionType.QueuedConnection)
         # Tests (and other front ends) may replace these two factories.
@@ -247,6 +247,7 @@ class EvaluatePage(QWidget):
     def start_campaign(self) -> None:
         from evaluate.campaign import Campaign
         from evaluate.driver import CampaignDriver
+        from evaluate.executors import trained_image_size
         from evaluate.runs import describe_run
 
         if self.driver is not None:
@@ -256,6 +257,8 @@ class EvaluatePage(QWidget):
             spec = self.build_spec()
             self.store = self.context.results_store()  # the window's one connection
             runs_dir = self.context.workspace.runs_dir
+            if spec.backend == "sim":  # before the campaign is written: refuse runs of mixed sizes
+                self._sim_image_size = trained_image_size(runs_dir, spec.runs, spec.checkpoint)
             infos = [describe_run(runs_dir / r, spec.name, spec.checkpoint, spec.eta) for r in spec.runs]
             campaign = Campaign.open_or_create(self.store, spec, infos)
         except Exception as exc:  # bad settings or a campaign of that name with others: say so
@@ -281,8 +284,10 @@ class EvaluatePage(QWidget):
 
         worker = self.context.station
         datasets_dir = self.context.workspace.datasets_dir
-        if spec.backend == "sim":
-            return build_executor(spec, agents, datasets_dir, image_size=SIM_IMAGE_SIZE, on_tick=on_tick)
+        if spec.backend == "sim":  # rendered at the size the runs were trained on
+            return build_executor(
+                spec, agents, datasets_dir, image_size=self._sim_image_size, on_tick=on_tick
+            )
 
         def tick(info) -> None:  # this loop reads the arm: it feeds the previews itself
             worker.publish(info.observation, info.action)

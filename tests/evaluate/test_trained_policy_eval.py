@@ -128,9 +128,11 @@ def test_sim_trials_render_at_the_size_the_run_was_trained_on(trained_workspace,
         config.write_text(json.dumps(data))
     assert trained_image_size(trained_workspace.runs_dir, ["tiny-sp-96"]) == (96, 128)
     capsys.readouterr()
+    assert main([*argv, "--campaign", "typo", "--image-size", "96by128"]) == 1
+    assert "give it as HxW" in capsys.readouterr().err
     assert main([*argv, "--run", "tiny-sp-96", "--campaign", "mixed"]) == 1
     err = capsys.readouterr().err.strip()
     assert "48x64" in err and "96x128" in err and "--image-size" in err and "\n" not in err
     with ResultsStore(trained_workspace.results_db) as store:
-        assert "mixed" not in {c.name for c in store.campaigns()}
+        assert not {"mixed", "typo"} & {c.name for c in store.campaigns()}
     shutil.rmtree(other)

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_adapters import TOKENS_PER_SAMPLE, autocast, build_stack, interleaved_ms, peak_memory_mb, sync  # noqa: E402
+from bench_adapters import TOKENS_PER_SAMPLE, Interleaved, autocast, build_stack, peak_memory_mb, sync  # noqa: E402
 
 TARGETS = "re:_proj$"
 VARIANTS = ("lora", "vla_gse", "vla_gse_fold")  # fold: W reduced once, no frozen-expert pass
@@ -116,15 +116,15 @@ def main() -> None:
         for v in VARIANTS
     }  # first, while this process is small: a child starts from its parent's peak RSS
     variants = [Variant(name, args) for name in VARIANTS]
-    ms = interleaved_ms(variants, warmup=2, iters=args.iters)
+    timed = Interleaved(variants, warmup=2, iters=args.iters)
     print(f"device {args.device}, {args.layers} layers, batch {args.batch} x {TOKENS_PER_SAMPLE} tokens")
     print(f"{'variant':12} {'trainable':>10} {'step ms':>9} {'peak MB':>9}")
     for v in variants:
         m = memory[v.name]
-        print(f"{v.name:12} {m['trainable']:>10,} {ms[v.name]:>9.1f} {m['peak_mb']:>9.1f}")
+        print(f"{v.name:12} {m['trainable']:>10,} {timed.ms(v.name):>9.1f} {m['peak_mb']:>9.1f}")
     for name in VARIANTS[1:]:
         print(
-            f"{name} / lora: time x{ms[name] / ms['lora']:.2f}, "
+            f"{name} / lora: time x{timed.ratio(name, 'lora'):.2f}, "
             f"memory x{memory[name]['peak_mb'] / memory['lora']['peak_mb']:.2f}"
         )
 

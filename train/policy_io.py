@@ -46,6 +46,10 @@ def load_trained_policy(run_dir: str | Path, checkpoint: str | int = "last", dev
         handle = load_adapters(policy, weights_dir)
         if getattr(handle.config, "eta_inference", None) is not None:
             handle.set_inference_eta(handle.config.eta_inference)
+        if handle.strategy == "lora_sp":
+            # multiply by the kept vectors alone where the rows of a call keep at most half
+            # the bank between them: the same numbers, less work (benchmarks/bench_adapters.py)
+            handle.set_inference_path("auto")
     policy.to(device)
     policy.eval()
     overrides = {"device_processor": {"device": device}}

@@ -19,6 +19,7 @@ from train.adapters.lora_sp import (
 )
 from train.adapters.lora_sp_fused import (
     eta_fraction,
+    kept_union,
     threshold_select,
     threshold_select_numpy,
     threshold_select_torch,
@@ -248,3 +249,11 @@ def test_eta_setter_keeps_the_exact_fraction():
     assert layer._eta.tolist() == [1, 100] and layer.eta == 0.99
     layer.to(torch.bfloat16)
     assert layer._eta.dtype == torch.long  # a dtype cast leaves eta exact
+
+
+def test_kept_union_lists_the_vectors_some_row_keeps():
+    mask = torch.zeros(2, 3, 8, dtype=torch.bool)
+    mask[0, 1, [5, 2]] = True
+    mask[1, 2, [2, 7]] = True
+    assert kept_union(mask).tolist() == [2, 5, 7]
+    assert kept_union(torch.zeros(4, 8, dtype=torch.bool)).tolist() == []

@@ -16,6 +16,7 @@ from train.adapters import (
     parse_targets,
 )
 from train.adapters.lora_sp import LoraSPLinear, energy_select
+from train.adapters.lora_sp_fused import kept_union
 
 D, HIDDEN = 24, 40
 
@@ -258,6 +259,43 @@ def test_gathered_equals_dense(routing, eta):
     assert not torch.equal(dense, model.head(x) * 0)  # the adapters do contribute
     torch.testing.assert_close(gathered, dense, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(auto, dense, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("score_fn", ["softplus", "none"])
+def test_gathered_over_a_shared_kept_set_equals_dense(score_fn):
+    """A trained-like router (the same few vectors ahead in every row): the gathered path
+    multiplies by the kept union alone, a strict subset of the bank, and gives the dense
+    numbers and the same active-rank histogram."""
+    r = 16
+    model, x = build(), inputs()
+    handle = apply_adapters(model, LoraSPConfig(r=r, eta=0.9, score_fn=score_fn), TARGETS)
+    for layer in handle.modules.values():
+        nn.init.normal_(layer.lora_B, std=0.2)
+        last = layer.router.net[-1]
+        with torch.no_grad():
+            last.weight.mul_(0.01)  # a small per-token term: k* still varies between rows
+            last.bias.copy_(torch.linspace(3.0, -12.0, r)[torch.randperm(r)])
+    model.eval()
+    with torch.no_grad():
+        for layer in handle.modules.values():  # the precondition: each layer's rows keep <= r/2
+            seen = []
+            hook = layer.register_forward_pre_hook(lambda _, args, seen=seen: seen.append(args[0]))
+            model(x)
+            hook.remove()
+            _, scores = layer.scores(seen[0])
+            assert 0 < kept_union(energy_select(scores, 0.9).mask).numel() <= r // 2
+        handle.active_rank(reset=True)
+        dense = model(x)
+        dense_ranks = handle.active_rank(reset=True).histogram
+        handle.set_inference_path("gathered")
+        gathered = model(x)
+        gathered_ranks = handle.active_rank(reset=True).histogram
+        handle.set_inference_path("auto")
+        auto = model(x)
+    assert not torch.equal(dense, model.head(x) * 0)
+    torch.testing.assert_close(gathered, dense, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(auto, dense, rtol=1e-5, atol=1e-5)
+    assert gathered_ranks == dense_ranks
 
 
 def test_adapter_layers_keep_the_base_layer_interface():

@@ -148,9 +148,20 @@ def test_trained_policy_loads_with_lerobot_plus_adapters_and_acts(backbone_cache
     item = dataset[0]
     observation = {k: v for k, v in item.items() if k.startswith("observation.")}
     observation["task"] = item["task"]
+    torch.manual_seed(0)  # the flow's initial noise
     with torch.no_grad():
         action = post(policy.select_action(pre(observation)))
     assert action.shape == (1, 7) and torch.isfinite(action).all()
+    # LoRA-SP acts on its "auto" inference path: the dense path's numbers, with less work
+    lora_sp_layers = [m for m in policy.modules() if "LoraSP" in type(m).__name__]
+    assert {m.inference_path for m in lora_sp_layers} == {"auto"}
+    for layer in lora_sp_layers:
+        layer.inference_path = "dense"
+    policy.reset()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        dense_action = post(policy.select_action(pre(observation)))
+    torch.testing.assert_close(action, dense_action, rtol=1e-4, atol=1e-5)
 
 
 def test_missing_dataset_and_unknown_task_are_clear_errors(backbone_cache, train_workspace, tmp_path):

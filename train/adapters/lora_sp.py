@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import LoraSPConfig
 from .layer import AdapterLinear, kaiming_uniform_
-from .lora_sp_fused import eta_fraction, fused_delta, kept_counts_of, threshold_select
+from .lora_sp_fused import eta_fraction, fused_delta, gathered_delta
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 #: the auxiliary terms a LoRA-SP forward records, in this order
@@ -272,6 +272,18 @@ class LoraSPLinear(AdapterLinear):
         logits = self.router(x)
         return logits, router_scores(logits, self.config.score_fn)
 
+    def _fused_args(self) -> tuple:
+        """What `fused_delta` and `gathered_delta` take after x: tensors, not modules, so
+        that a compiled forward does not recompile per layer."""
+        return (
+            self.lora_A,
+            self.lora_B,
+            self.router.tensors(),
+            self.current_eta(),
+            self.config.scale,
+            self._fused_config,
+        )
+
     def adapter_delta(self, x: torch.Tensor) -> torch.Tensor:
         x = self.dropout(x)
         if not self.training and self.inference_path != "dense":
@@ -280,16 +292,7 @@ class LoraSPLinear(AdapterLinear):
         sample = self.config.routing == "sample" and x.dim() >= 3
         if self.implementation == "fused" and not sample:
             forward = compiled_fused_delta() if self.config.compile else fused_delta
-            delta, aux, kept_counts = forward(
-                x,
-                self.lora_A,
-                self.lora_B,
-                self.router.tensors(),
-                self.current_eta(),
-                self.config.scale,
-                self._fused_config,
-                want_aux,
-            )
+            delta, aux, kept_counts = forward(x, *self._fused_args(), want_aux)
         else:
             forward = compiled_lora_sp_forward() if self.config.compile else lora_sp_forward
             delta, kept_counts, aux = forward(
@@ -305,11 +308,11 @@ class LoraSPLinear(AdapterLinear):
 
     def _gathered(self, x: torch.Tensor, auto: bool = False) -> torch.Tensor:
         """Compute only kept vectors: per sample (bmm on each sample's own set) when routing
-        by sample, else on the union of the rows' kept sets. Eval only: it reads the kept set
-        on the host. `auto`: fall back to the dense product when the union holds more than
+        by sample, else on the union of the rows' kept sets (`gathered_delta`). Eval only: it
+        reads the kept set on the host. `auto`: the full bank when the union holds more than
         r/2 vectors (the gather then costs more than it saves)."""
-        _, scores = self.scores(x)
         if self.config.routing == "sample" and x.dim() == 3:
+            _, scores = self.scores(x)
             selection = energy_select(scores, self.current_eta(), self.config.k_rule)
             self.record_kept_counts(
                 selection.keep_ascending.reshape(-1, self.max_rank).sum(dim=0), selection.k.numel()
@@ -321,11 +324,6 @@ class LoraSPLinear(AdapterLinear):
             a_kept = self.lora_A[index]  # [batch, k_max, d_in]
             b_kept = self.lora_B.t()[index]  # [batch, k_max, d_out]
             return torch.bmm(torch.bmm(x, a_kept.transpose(1, 2)) * gate_kept, b_kept)
-        mask, dropped = threshold_select(scores, self.current_eta(), self.config.k_rule)
-        self.record_kept_counts(kept_counts_of(dropped, self.max_rank), dropped.numel())
-        gate = scores * (mask * self.config.scale)
-        used = mask.reshape(-1, self.max_rank).any(dim=0)
-        kept = used.nonzero().squeeze(1)
-        if auto and 2 * len(kept) > self.max_rank:
-            return F.linear(F.linear(x, self.lora_A) * gate.to(x.dtype), self.lora_B)
-        return F.linear(F.linear(x, self.lora_A[kept]) * gate[..., kept].to(x.dtype), self.lora_B[:, kept])
+        delta, kept_counts = gathered_delta(x, *self._fused_args(), auto)
+        self.record_kept_counts(kept_counts, x.shape[:-1].numel())
+        return delta

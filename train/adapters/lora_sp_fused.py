@@ -279,6 +279,42 @@ def _router_grad_into(grad_logits, logits, sums, z_form, grad_aux):
     return grad_logits.addcmul_(probs, per_row + c_bal * share)
 
 
+def kept_union(mask: torch.Tensor) -> torch.Tensor:
+    """Bank indices (long, ascending) of the vectors at least one row keeps. Reads the mask
+    on the host: eval only."""
+    if mask.device.type == "cpu":
+        return torch.from_numpy(np.flatnonzero(mask.numpy().reshape(-1, mask.shape[-1]).any(axis=0)))
+    return mask.reshape(-1, mask.shape[-1]).any(dim=0).nonzero().squeeze(1)
+
+
+def gathered_delta(x, lora_a, lora_b, router, eta_frac, scale, cfg, auto):
+    """LoRA-SP update of any-rank x at inference, computing only the vectors some row keeps.
+
+    Token routing: the rows of a call share one product over the union of their kept sets
+    (a row's dropped vectors have gate 0 in it). `auto`: the full bank instead when the union
+    holds more than r/2 vectors (the gather then costs more than it saves). The router reads
+    x on its own, as it must before A is cut to the union. Returns (delta, kept counts).
+    No autograd node, no auxiliary losses; the union is read on the host: eval only."""
+    activation, score_fn, k_rule, _ = cfg
+    r = lora_a.shape[0]
+    w1, b1, w2, b2 = (None, None, *router) if len(router) == 2 else router
+    one_layer = w1 is None
+    lead = x.shape[:-1]
+    flat = x.reshape(-1, x.shape[-1])
+    pre = F.linear(flat, w2 if one_layer else w1, b2 if one_layer else b1)
+    _, logits = _logits(pre, w2, b2, activation, one_layer)
+    scores = _score(logits, score_fn)
+    mask, dropped = threshold_select(scores, eta_frac, k_rule)
+    gate = scores * mask if scale == 1.0 else scores * (mask * scale)
+    kept = kept_union(mask)
+    if kept.numel() == r or (auto and 2 * kept.numel() > r):
+        delta = F.linear(F.linear(flat, lora_a) * gate.to(flat.dtype), lora_b)
+    else:  # index_select: a contiguous copy of the kept rows (advanced indexing is ~3x slower)
+        u = F.linear(flat, lora_a.index_select(0, kept)) * gate.index_select(1, kept).to(flat.dtype)
+        delta = F.linear(u, lora_b.index_select(1, kept))
+    return delta.reshape(*lead, delta.shape[-1]), kept_counts_of(dropped, r)
+
+
 def autocast_dtype(device_type: str) -> torch.dtype | None:
     """The autocast dtype in force on this device type, or None (meta has no autocast)."""
     if device_type != "meta" and torch.is_autocast_enabled(device_type):

@@ -26,7 +26,11 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 BACKENDS = ("sim", "piper")
-LOCKSTEP_CAMERA_TIMEOUT_MS = 30_000.0  # lockstep sim: only a stalled simulation is this late
+# Lockstep sim has no deadline: a frame or a leader command late because the CPU is busy
+# (a niced corpus beside a test run waits seconds for a core) is still the right one, so
+# only a stalled simulation, this late, stops a recording.
+LOCKSTEP_STALL_S = 30.0
+LOCKSTEP_CAMERA_TIMEOUT_MS = 1000 * LOCKSTEP_STALL_S
 DEFAULT_MAX_STEP_RAD = 0.1  # per control tick (collect.safety's default; kept here to stay import-light)
 
 
@@ -184,15 +188,16 @@ class Station:
                 port=follower_port,
                 interface=interface,
                 max_step_rad=self.config.max_step_rad,
-                # lockstep sim has no deadline: a frame late because the CPU is busy is still
-                # the right frame, so only a stalled simulation should time out
                 **({} if self.config.realtime else {"camera_timeout_ms": LOCKSTEP_CAMERA_TIMEOUT_MS}),
             ),
             cameras=self.cameras,
         )
         leader = PiperLeader(
             PiperLeaderConfig(
-                port=leader_port or follower_port, interface=interface, two_bus=leader_port is not None
+                port=leader_port or follower_port,
+                interface=interface,
+                two_bus=leader_port is not None,
+                **({} if self.config.realtime else {"stale_after_s": LOCKSTEP_STALL_S}),
             )
         )
         return follower, leader

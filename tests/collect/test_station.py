@@ -138,10 +138,13 @@ def test_lockstep_applies_each_command_before_physics_advances():
             )
         assert station.sim.sim_time - t0 == pytest.approx(1.5, abs=1e-6)
         assert np.allclose(sim_arm(station), list(target.values()), atol=0.02)
-        # no deadline in lockstep: a frame late on a busy CPU is waited for (a real stall is not)
-        from collect.station import LOCKSTEP_CAMERA_TIMEOUT_MS
+        # no deadline in lockstep: a frame or a leader command late on a busy CPU is waited
+        # for (a real stall is not); a niced corpus beside a test run stopped on the leader's
+        # 0.5 s before
+        from collect.station import LOCKSTEP_CAMERA_TIMEOUT_MS, LOCKSTEP_STALL_S
 
         assert station.follower.config.camera_timeout_ms == LOCKSTEP_CAMERA_TIMEOUT_MS
+        assert station.leader.config.stale_after_s == LOCKSTEP_STALL_S
 
 
 def test_sim_station_without_gl_fails_fast_with_the_fix():

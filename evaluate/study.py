@@ -13,10 +13,10 @@ from __future__ import annotations
 import csv
 import io
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evaluate.stats import Rate
+from evaluate.stats import Rate, wilson
 from evaluate.tables import PAPER_TASKS, tally
 from train.config import RUN_CONFIG
 from train.metrics import read_metrics
@@ -131,6 +131,82 @@ def study_row(strategy: str, run_dir: Path, trials) -> StudyRow:
     config = json.loads((run_dir / RUN_CONFIG).read_text()) if (run_dir / RUN_CONFIG).exists() else {}
     rates = {task: rate for (run, task), rate in tally(trials).items() if run == run_dir.name}
     return StudyRow(strategy, run_dir.name, config.get("lr"), rates, training_figures(run_dir))
+
+
+# A scored row outlives the machine it ran on: `<out>/rows/<row>.json`, committed with the
+# tables, holds what the tables need (trials per task, figures, curve, sweep) and the
+# study settings it was scored under. A later study with the same settings on a machine
+# that lacks the row's run adopts it instead of training it again.
+LEDGER_DIR = "rows"
+
+
+@dataclass
+class LedgerEntry:
+    settings: dict  # the study arguments that make rows comparable (Study.settings())
+    row: StudyRow
+    curve: list[tuple[int, StudyRow]] = field(default_factory=list)  # (checkpoint step, its row)
+    sweep: dict[float, float | None] = field(default_factory=dict)  # lr -> final validation loss
+    scored_on: str = ""  # host and date, for the reader
+    backbone: dict = field(default_factory=dict)  # what its backbone's card says (backbone_summary)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "settings": self.settings,
+                "row": _row_json(self.row),
+                "curve": [[step, _row_json(row)] for step, row in self.curve],
+                "sweep": [[lr, loss] for lr, loss in sorted(self.sweep.items())],
+                "scored_on": self.scored_on,
+                "backbone": self.backbone,
+            },
+            indent=1,
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> LedgerEntry:
+        data = json.loads(text)
+        return cls(
+            settings=data["settings"],
+            row=_row_from_json(data["row"]),
+            curve=[(int(step), _row_from_json(row)) for step, row in data.get("curve", [])],
+            sweep={float(lr): loss for lr, loss in data.get("sweep", [])},
+            scored_on=data.get("scored_on", ""),
+            backbone=data.get("backbone", {}),
+        )
+
+
+def _row_json(row: StudyRow) -> dict:
+    return {
+        "strategy": row.strategy,
+        "run": row.run,
+        "lr": row.lr,
+        "trials": {task: [rate.successes, rate.trials] for task, rate in row.per_task.items()},
+        "figures": asdict(row.figures),
+    }
+
+
+def _row_from_json(data: dict) -> StudyRow:
+    per_task = {task: wilson(int(s), int(n)) for task, (s, n) in data["trials"].items()}
+    return StudyRow(data["strategy"], data["run"], data["lr"], per_task, TrainingFigures(**data["figures"]))
+
+
+def backbone_summary(card: dict | None) -> dict:
+    """What tells two builds of an in-house backbone apart: a rebuild by the same recipe on
+    another machine gives the same corpus and steps, and a final loss close to, not equal to,
+    the first build's."""
+    if not card:
+        return {}
+    return {"name": card.get("name"), "corpus_frames": (card.get("corpus") or {}).get("frames"),
+            "steps": card.get("steps"), "seed": card.get("seed"), "final_loss": card.get("final_loss")}  # fmt: skip
+
+
+def read_ledger(path: Path) -> LedgerEntry | None:
+    """The entry at `path`, or None when there is none or it cannot be read (then the row is
+    simply run again: the file is rewritten when it is scored)."""
+    try:
+        return LedgerEntry.from_json(path.read_text())
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _pct(value: float | None, digits: int = 1) -> str:

@@ -19,7 +19,12 @@ disk when the same command runs again:
    refine rows that already have a result, and they cost as many trials again per point;
 4. after each row and each curve, the tables in `--out`: `paper_table.csv` / `.md` / `.png`, `sweep.md`,
    `learnability.md` (full fine-tuning from the pretrained backbone against the same from
-   random weights, and success against training steps) and `lora_sp_readings.md`.
+   random weights, and success against training steps) and `lora_sp_readings.md`, and each
+   scored row's ledger entry `rows/<row>.json` (commit them with the tables).
+
+A row whose run is not in this workspace but whose ledger entry in `--out` was scored
+under the same settings is adopted, not trained again: a study that outlives its machine
+continues on another from the committed entries (delete an entry to run its row again).
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ SCRATCH_ROW = "full_scratch"  # the learnability baseline: full fine-tuning from
 CURVE_ROWS = ("full", SCRATCH_ROW)  # also scored at each checkpoint: success against training steps
 CURVE_POINTS = 4  # checkpoints per row run: at 1/4, 1/2, 3/4 and all of the step budget
 EVAL_SEED = 7  # base seed of the held-out scenes (recorded episodes use seeds seed..seed+N-1)
+# The arguments that make two studies' rows comparable (a ledger entry is adopted only under
+# the same values); --rows, --out, --device and the like change where and what, not a row.
+SETTINGS = ("name", "family", "backbone", "scratch", "episodes_per_task", "image_size", "steps",
+            "sweep_steps", "batch_size", "state_noise", "seed", "trials", "max_duration",
+            "capvector_steps")  # fmt: skip
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -103,6 +113,7 @@ class Study:
         self.out = Path(args.out)
         self.sweep: dict[str, dict[float, float | None]] = {}
         self.picked: dict[str, float] = {}
+        self.adopted: dict = {}  # row -> its LedgerEntry, for rows scored on another machine
 
     # ------------------------------------------------------------------ what a row is
     def base_strategy(self, row: str) -> str:
@@ -114,6 +125,48 @@ class Study:
 
     def run_name(self, row: str) -> str:
         return f"{self.args.name}-{row}"
+
+    def settings(self) -> dict:
+        return {key: getattr(self.args, key) for key in SETTINGS} | {"dataset": self.dataset}
+
+    def ledger_path(self, row: str) -> Path:
+        from evaluate.study import LEDGER_DIR
+
+        return self.out / LEDGER_DIR / f"{row}.json"
+
+    def adopt(self, row: str) -> bool:
+        """Take the row from its ledger entry when this workspace has no run of it and the
+        entry was scored under the same settings; its picked rate serves the rows that share
+        its strategy, so their sweep is not run again either."""
+        from evaluate.study import read_ledger
+
+        path = self.ledger_path(row)
+        if (self.workspace.runs_dir / self.run_name(row)).exists() or not path.exists():
+            return False
+        entry = read_ledger(path)
+        if entry is None:
+            _say(f"{path} cannot be read: running {row} again (the entry is rewritten when it is scored)")
+            return False
+        if entry.settings != self.settings():
+            changed = sorted(
+                k
+                for k in {*entry.settings, *self.settings()}
+                if entry.settings.get(k) != self.settings().get(k)
+            )
+            _say(f"{path} was scored under other settings ({', '.join(changed)}): running {row} again")
+            return False
+        built = self.backbone_summary(row)
+        if entry.backbone and built and entry.backbone != built:
+            _say(
+                f"{row}: its backbone was another build of {built['name']} ({entry.backbone}); this one: {built}"
+            )
+        self.adopted[row] = entry
+        strategy = self.base_strategy(row)
+        if row == strategy and entry.row.lr is not None:
+            self.picked[strategy] = entry.row.lr
+            self.sweep[strategy] = entry.sweep
+        _say(f"{row}: adopted from {path} (scored on {entry.scored_on or 'another machine'})")
+        return True
 
     def check(self) -> None:
         """Refuse bad input before anything is recorded or trained."""
@@ -167,6 +220,8 @@ class Study:
         rows += [(f"curve: {row}", row, (self.curve_stage,)) for row in self.rows if row in CURVE_ROWS]
         for title, row, stages in rows:
             _say(title)
+            if row in self.adopted or self.adopt(row):
+                continue
             for stage in stages:
                 self.workspace.require_free_space("the study")  # a stage never starts on a nearly full disk
                 if (code := stage(row)) != 0:
@@ -338,16 +393,27 @@ class Study:
         )
 
         with ResultsStore(self.workspace.results_db) as store:
-            done = [r for r in self.rows if store.has_campaign(self.run_name(r))]
+            done = [r for r in self.rows if r not in self.adopted and store.has_campaign(self.run_name(r))]
             trials = [t for r in done for t in store.trials(self.run_name(r))]
-            curve = [  # (row, step, its trials): the learnability rows' earlier checkpoints
-                (r, step, store.trials(curve_campaign(self.run_name(r), step)))
+            curve = {  # row -> [(step, its trials)]: the learnability rows' earlier checkpoints
+                r: [
+                    (step, store.trials(curve_campaign(self.run_name(r), step)))
+                    for step in self.curve_steps(r)[:-1]
+                    if store.has_campaign(curve_campaign(self.run_name(r), step))
+                ]
                 for r in CURVE_ROWS
                 if r in done
-                for step in self.curve_steps(r)[:-1]
-                if store.has_campaign(curve_campaign(self.run_name(r), step))
-            ]
+            }
         rows = {r: study_row(r, self.workspace.runs_dir / self.run_name(r), trials) for r in done}
+        points = {
+            r: [(s, study_row(r, self.workspace.runs_dir / self.run_name(r), t)) for s, t in steps]
+            + [(self.curve_steps(r)[-1], rows[r])]
+            for r, steps in curve.items()
+        }
+        for r in done:
+            self.write_ledger(r, rows[r], points.get(r, []))
+        for r, entry in self.adopted.items():
+            rows[r], points[r] = entry.row, entry.curve
         table = [rows[s] for s in STRATEGIES if s in rows]
         header = (
             f"Study `{self.args.name}`: {self.args.episodes_per_task} recorded episodes per task "
@@ -360,17 +426,42 @@ class Study:
             success_chart(table, self.out / "paper_table.png", f"simulated Table I ({self.args.name})")
         learn = [r for r in CURVE_ROWS if r in rows]
         if learn:
-            points = [
-                (r, s, study_row(r, self.workspace.runs_dir / self.run_name(r), t)) for r, s, t in curve
-            ]
-            points += [(r, self.curve_steps(r)[-1], rows[r]) for r in learn]
+            curves = [(r, step, row) for r in learn for step, row in points.get(r, [])]
             _write(
                 self.out / "learnability.md",
-                header + paper_table_markdown([rows[r] for r in learn]) + "\n" + curve_markdown(points),
+                header + paper_table_markdown([rows[r] for r in learn]) + "\n" + curve_markdown(curves),
             )
         readings = [rows[r] for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
         if len(readings) > 1:
             _write(self.out / "lora_sp_readings.md", header + paper_table_markdown(readings))
+
+    def backbone_summary(self, row: str) -> dict:
+        from evaluate.study import backbone_summary
+        from train.backbones import read_card
+        from train.presets import get_preset
+
+        name = self.backbone_for(row) or get_preset(self.preset(row)).backbone
+        return backbone_summary(read_card(name)) if "/" not in name else {}
+
+    def write_ledger(self, row: str, scored, curve) -> None:
+        """The row's entry in `<out>/rows/`: what a study on another machine adopts."""
+        import platform
+        import time
+
+        from evaluate.study import LedgerEntry
+
+        strategy = self.base_strategy(row)
+        path = self.ledger_path(row)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        entry = LedgerEntry(
+            settings=self.settings(),
+            row=scored,
+            curve=curve,
+            sweep=self.sweep.get(strategy, {}) if row == strategy else {},
+            scored_on=f"{platform.node()}, {time.strftime('%Y-%m-%d')}",
+            backbone=self.backbone_summary(row),
+        )
+        _write(path, entry.to_json())
 
 
 def curve_campaign(run: str, step: int) -> str:

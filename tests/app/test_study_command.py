@@ -1,8 +1,10 @@
 """`piper-ws study` at test scale: data, sweep, rows trained and scored, the tables written;
 running it again redoes nothing; bad input is refused before anything is recorded."""
 
+import argparse
 import csv
 import json
+import shutil
 
 import pytest
 
@@ -23,7 +25,8 @@ def _events(run_dir):
 
 
 @pytest.mark.timeout(1800)  # ~10 training jobs, each a fresh process: minutes on 2 busy cores
-def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_path, monkeypatch):
+def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_path, monkeypatch, capsys):
+    from collect.workspace import Workspace
     from evaluate.store import ResultsStore
 
     monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
@@ -82,6 +85,18 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     config = json.loads((workspace.runs_dir / "long-full" / "config.json").read_text())
     assert config["dataset"] == "study-target" and config["state_noise"] == 0.2
 
+    # a new machine: an empty workspace (the recorded data copied over), the same --out with
+    # the committed tables and ledger entries: every row is adopted, none trained or scored
+    assert sorted(p.name for p in (out / "rows").iterdir()) == ["full.json", "lora_sp-no_z.json"]
+    tables = {n: (out / n).read_text() for n in ("paper_table.csv", "paper_table.md", "learnability.md")}
+    fresh = Workspace.open(tmp_path / "fresh")
+    shutil.copytree(workspace.datasets_dir / "study-target", fresh.datasets_dir / "study-target")
+    capsys.readouterr()
+    assert main(["--workspace", str(fresh.root), *argv[2:]]) == 0
+    assert "full: adopted from" in capsys.readouterr().err
+    assert not fresh.runs_dir.exists() or not any(fresh.runs_dir.iterdir())
+    assert {n: (out / n).read_text() for n in tables} == tables
+
 
 def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(workspace, tmp_path, capsys):
     out = ["--out", str(tmp_path / "results")]
@@ -107,3 +122,48 @@ def test_a_nearly_full_disk_is_refused_before_anything_is_recorded(workspace, tm
         assert err.startswith("error: only ") and "GB free in" in err and "run the same command again" in err
         assert "\n" not in err
     assert not any(workspace.datasets_dir.iterdir()) and not workspace.runs_dir.exists()
+
+
+def _study(workspace, out, *extra):
+    from app.commands.study import Study, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return Study(parser.parse_args([*SMALL, "--out", str(out), *extra]), workspace)
+
+
+def test_a_ledger_entry_is_adopted_only_under_the_same_settings(workspace, tmp_path, monkeypatch, capsys):
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    card = {"name": "tiny-smolvla", "corpus": {"frames": 100}, "steps": 50, "seed": 0, "final_loss": 0.5}
+    (tmp_path / "models" / "tiny-smolvla").mkdir(parents=True)
+    (tmp_path / "models" / "tiny-smolvla" / "card.json").write_text(json.dumps(card))
+    out = tmp_path / "results"
+    study = _study(workspace, out)
+    row = StudyRow("full", "study-full", 1e-4, {"open_pot": wilson(7, 15)}, TrainingFigures(steps_per_s=1.9))
+    another_build = {**study.backbone_summary("full"), "final_loss": 0.49}
+    entry = LedgerEntry(study.settings(), row, [(5, row)], {1e-4: 0.1, 3e-4: 0.2}, "elsewhere", another_build)
+    path = study.ledger_path("full")
+    path.parent.mkdir(parents=True)
+    path.write_text(entry.to_json())
+
+    assert study.adopt("full")  # a rebuild by the same recipe: adopted, and the reader is told
+    err = capsys.readouterr().err
+    assert "adopted from" in err and "its backbone was another build of tiny-smolvla" in err
+    adopted = study.adopted["full"]
+    assert adopted.row.per_task["open_pot"] == wilson(7, 15) and adopted.curve[0][0] == 5
+    assert study.picked["full"] == 1e-4 and study.sweep["full"] == {1e-4: 0.1, 3e-4: 0.2}
+
+    other = _study(workspace, out, "--trials", "2")  # another study's rows are not comparable
+    assert not other.adopt("full") and "full" not in other.picked
+    assert "other settings (trials)" in capsys.readouterr().err
+
+    (workspace.runs_dir / "study-full").mkdir(parents=True)  # this machine has the run: it goes on
+    assert not _study(workspace, out).adopt("full")
+    (workspace.runs_dir / "study-full").rmdir()
+
+    path.write_text(path.read_text()[:40])  # cut short: the row runs again, and says why
+    assert not _study(workspace, out).adopt("full")
+    assert "cannot be read: running full again" in capsys.readouterr().err

@@ -221,6 +221,7 @@ class Study:
         for title, row, stages in rows:
             _say(title)
             if row in self.adopted or self.adopt(row):
+                self.write_tables()  # the adopted row goes into the tables now, as a scored one does
                 continue
             for stage in stages:
                 self.workspace.require_free_space("the study")  # a stage never starts on a nearly full disk

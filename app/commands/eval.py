@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app.commands import parse_image_size
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -148,11 +150,7 @@ def _check_checkpoints(runs_dir, runs, checkpoint: str) -> None:
 def _image_size(args, workspace, spec) -> tuple[int, int]:
     """--image-size HxW, or (sim) the size the runs' policies were trained on."""
     if args.image_size:
-        try:
-            height, width = (int(v) for v in args.image_size.lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--image-size {args.image_size!r}: give it as HxW, e.g. 96x128") from None
-        return height, width
+        return parse_image_size(args.image_size)
     if spec.backend != "sim":
         return (480, 640)  # unused: the real arm's cameras give their own frames
     from evaluate.executors import trained_image_size

@@ -15,6 +15,8 @@ import argparse
 import sys
 import time
 
+from app.commands import parse_image_size
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -50,10 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def build_plan(args: argparse.Namespace, hardware):
     from collect.recording.plan import DEFAULT_TASKS, RecordingPlan
 
-    try:
-        height, width = (int(v) for v in args.image_size.lower().split("x"))
-    except ValueError as exc:
-        raise ValueError(f"--image-size {args.image_size!r}: write it as HxW, e.g. 480x640") from exc
+    height, width = parse_image_size(args.image_size)
     backend = args.backend or hardware.backend
     tasks = (
         list(DEFAULT_TASKS)

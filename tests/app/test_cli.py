@@ -2,7 +2,9 @@ import os
 import subprocess
 import sys
 
-from app.cli import COMMANDS, build_parser
+import pytest
+
+from app.cli import COMMANDS, build_parser, main
 from app.gui.launch import display_available
 
 
@@ -67,3 +69,18 @@ def test_piper_ws_opens_the_window_offscreen(tmp_path):
     proc = _piper_ws(env=env)
     assert proc.returncode == 0, proc.stderr
     assert "window_shown_at=" in proc.stdout
+
+
+def test_image_size_is_parsed_in_one_place_and_bad_values_are_refused(tmp_path, capsys):
+    from app.commands import parse_image_size
+
+    assert parse_image_size("96x128") == (96, 128) and parse_image_size("480X640") == (480, 640)
+    for bad, says in (("96by128", "give it as HxW"), ("0x64", "at least 1 pixel"), ("96x128x3", "HxW")):
+        with pytest.raises(ValueError, match=says):
+            parse_image_size(bad)
+    # record refuses it in one line before anything is opened or written
+    argv = ["--workspace", str(tmp_path / "ws"), "record", "--backend", "sim", "--dataset", "d"]
+    assert main([*argv, "--image-size", "0x64"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "at least 1 pixel" in err and "\n" not in err
+    assert not (tmp_path / "ws" / "datasets" / "d").exists()

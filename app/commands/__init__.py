@@ -7,6 +7,4 @@ def parse_image_size(text: str) -> tuple[int, int]:
         height, width = (int(v) for v in text.lower().split("x"))
     except ValueError:
         raise ValueError(f"--image-size {text!r}: give it as HxW, e.g. 96x128") from None
-    if height < 1 or width < 1:
-        raise ValueError(f"--image-size {text!r}: both sides must be at least 1 pixel, e.g. 96x128")
     return height, width

@@ -14,12 +14,15 @@ With no --dataset it writes a small synthetic LeRobot v3 dataset (2 tasks x 3 ep
 
 GPU mode (`--gpu`): a SmolVLA-sized architecture with random weights (the real
 SmolVLM2-500M shapes, 16 VLM layers), steps/s and peak memory per strategy (full,
-LoRA r=128, LoRA-SP r=128) at batch 32 on synthetic batches.
+LoRA r=128, LoRA-SP r=128) at batch 32 on synthetic batches, and the latency of one action
+chunk at batch 1 (LoRA-SP on its dense and auto inference paths). `benchmarks/gpu_suite.sh`
+runs every GPU figure in one command.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import resource
@@ -281,29 +284,41 @@ def gpu_strategies(args) -> None:
     for shape in args.shapes:
         rows = {}
         for name, adapter_config in strategies(args.compiled).items():
+            if args.strategies and name not in args.strategies:
+                continue
             for whole in (False, True) if args.compile_model else (False,):
                 label = name + (" +compile(model)" if whole else "")
-                rows[label] = time_strategy(shape, adapter_config, args, whole)
-                rate, peak, counts, scope = rows[label]
+                try:
+                    rows[label] = time_strategy(shape, adapter_config, args, whole)
+                except Exception as error:  # noqa: BLE001 -- compiling can fail on a new machine
+                    if not (whole or "compiled" in label):
+                        raise
+                    print(f"{shape:13} {label:32} failed, left out: {error!r}"[:3000], flush=True)
+                    continue
+                rate, peak, counts, scope, latency = rows[label]
                 print(
                     f"{shape:13} {label:32} {rate:7.2f} steps/s  peak {peak:6.2f} GiB  trainable "
-                    f"{counts.trainable / 1e6:7.2f}M = {counts.percent:5.2f}% of {counts.total / 1e6:.0f}M  [{scope}]",
+                    f"{counts.trainable / 1e6:7.2f}M = {counts.percent:5.2f}% of {counts.total / 1e6:.0f}M  "
+                    "chunk "
+                    + ", ".join(f"{path} {ms:.1f} ms" for path, ms in latency.items())
+                    + f"  [{scope}]",
                     flush=True,
                 )
                 if device == "cuda":
                     torch.cuda.empty_cache()
-        lora = rows["lora128"]
-        for label, (rate, peak, _, _) in rows.items():
-            if label.startswith("lora_sp"):
+        lora = rows.get("lora128")
+        for label, (rate, peak, _, _, latency) in rows.items():
+            if label.startswith("lora_sp") and lora:
                 print(
                     f"{shape:13} {label} / lora128: time {lora[0] / rate:.2f}x (goal <= 1.15), "
-                    f"peak memory {peak / lora[1]:.2f}x (goal <= 1.05)"
+                    f"peak memory {peak / lora[1]:.2f}x (goal <= 1.05), action-chunk latency "
+                    + ", ".join(f"{path} {ms / lora[4]['dense']:.2f}x" for path, ms in latency.items())
+                    + " (goal <= 1.0)"
                 )
+        print(f"{shape:13} one control period at 30 Hz: 33.3 ms (chunk latency: batch 1, after training)")
 
 
 def time_strategy(shape: str, adapter_config, args, compile_model: bool):
-    import contextlib
-
     import torch
 
     from train.adapters import apply_adapters
@@ -346,7 +361,38 @@ def time_strategy(shape: str, adapter_config, args, compile_model: bool):
     rate = args.steps / (time.perf_counter() - start)
     peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else float("nan")
     counts = handle.parameter_counts()
-    return rate, peak, counts, scope
+    paths = ("dense", "auto") if handle.strategy == "lora_sp" else ("dense",)
+    return rate, peak, counts, scope, {path: chunk_latency_ms(policy, handle, args, path) for path in paths}
+
+
+def chunk_latency_ms(policy, handle, args, path: str, iters: int = 10) -> float:
+    """Median wall time of one action chunk at batch 1, as in a rollout: eval mode, no grad,
+    LoRA-SP on the inference `path` (dense, gathered or auto)."""
+    import statistics
+
+    import torch
+
+    handle.set_inference_path(path)
+    policy.eval()
+    vocab = max(m.num_embeddings for m in policy.modules() if isinstance(m, torch.nn.Embedding))
+    batch = synthetic_batch(policy.config, 1, args.device, vocab)
+    batch.pop("action")
+    autocast = (
+        torch.autocast(args.device, dtype=torch.bfloat16)
+        if args.device == "cuda"
+        else contextlib.nullcontext()
+    )
+    times = []
+    for _ in range(3 + iters):  # the first three warm up
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        with torch.no_grad(), autocast:
+            policy.predict_action_chunk(dict(batch))
+        if args.device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times[3:])
 
 
 def synthetic_batch(config, batch: int, device: str, vocab: int = 1000) -> dict:
@@ -391,6 +437,9 @@ def main() -> None:
     parser.add_argument("--compiled", action="store_true", help="--gpu: also LoRA-SP with compile=True")
     parser.add_argument(
         "--compile-model", action="store_true", help="--gpu: also every strategy under torch.compile"
+    )
+    parser.add_argument(
+        "--strategies", nargs="+", help="--gpu: only these (full, lora128, lora_sp128, lora_sp128_compiled)"
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -16,6 +16,15 @@ from pathlib import Path
 from .checkpoint import BACKBONE_FILE, PRETRAINED, checkpoint_dir
 
 
+def lora_sp_inference_path(device: str) -> str:
+    """LoRA-SP's eval forward for a trained policy; every path gives the same numbers. On the
+    CPU "auto": multiply by the kept vectors alone where the rows of a call keep at most half
+    the bank between them (benchmarks/bench_adapters.py). On a GPU "dense": finding those
+    vectors reads the kept set on the host, which stalls the GPU's queue once per layer (an
+    H200, SmolVLA-sized policy: 1.64 s per action chunk on "auto" against LoRA's 0.66 s)."""
+    return "auto" if str(device).split(":")[0] == "cpu" else "dense"
+
+
 def load_trained_policy(run_dir: str | Path, checkpoint: str | int = "last", device: str = "cpu"):
     """(policy in eval mode, preprocessor, postprocessor) from `runs/<run>/checkpoints/<checkpoint>`."""
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
@@ -47,9 +56,7 @@ def load_trained_policy(run_dir: str | Path, checkpoint: str | int = "last", dev
         if getattr(handle.config, "eta_inference", None) is not None:
             handle.set_inference_eta(handle.config.eta_inference)
         if handle.strategy == "lora_sp":
-            # multiply by the kept vectors alone where the rows of a call keep at most half
-            # the bank between them: the same numbers, less work (benchmarks/bench_adapters.py)
-            handle.set_inference_path("auto")
+            handle.set_inference_path(lora_sp_inference_path(device))
     policy.to(device)
     policy.eval()
     overrides = {"device_processor": {"device": device}}

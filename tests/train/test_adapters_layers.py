@@ -344,3 +344,20 @@ def test_compiled_forward_matches_eager_without_recompiling_per_layer():
             torch.testing.assert_close(p_compiled.grad, p_eager.grad, rtol=1e-4, atol=1e-5, msg=name)
     assert eager.active_rank().per_module == compiled.active_rank().per_module
     assert dynamo_utils.counters["stats"]["unique_graphs"] <= 6  # 3 layer shapes (+ a dynamic retrace)
+
+
+@pytest.mark.slow
+def test_compiled_forward_covers_more_layer_shapes_than_dynamos_default_limit():
+    """A policy adapts a dozen weight shapes; dynamo's default of 8 compiles per function would
+    leave the layers past the eighth shape running eager, silently."""
+    import torch._dynamo.utils as dynamo_utils
+
+    widths = range(4, 14)  # 10 distinct weight shapes, one layer each
+    model = nn.Sequential(*[nn.Linear(w, w + 1) for w in widths])
+    model.forward = lambda x: [layer(x[..., : layer.in_features]) for layer in model]
+    handle = apply_adapters(model, LoraSPConfig(r=4, router_hidden=3, compile=True), "re:^[0-9]+$")
+    assert len(handle.modules) == len(widths)
+    dynamo_utils.counters.clear()
+    outputs = model(torch.randn(2, 5, max(widths)))
+    sum(out.square().mean() for out in outputs).backward()
+    assert dynamo_utils.counters["stats"]["unique_graphs"] >= len(widths)

@@ -152,7 +152,7 @@ def test_trained_policy_loads_with_lerobot_plus_adapters_and_acts(backbone_cache
     with torch.no_grad():
         action = post(policy.select_action(pre(observation)))
     assert action.shape == (1, 7) and torch.isfinite(action).all()
-    # LoRA-SP acts on its "auto" inference path: the dense path's numbers, with less work
+    # on the CPU LoRA-SP acts on its "auto" inference path: the dense path's numbers, less work
     lora_sp_layers = [m for m in policy.modules() if "LoraSP" in type(m).__name__]
     assert {m.inference_path for m in lora_sp_layers} == {"auto"}
     for layer in lora_sp_layers:
@@ -162,6 +162,15 @@ def test_trained_policy_loads_with_lerobot_plus_adapters_and_acts(backbone_cache
     with torch.no_grad():
         dense_action = post(policy.select_action(pre(observation)))
     torch.testing.assert_close(action, dense_action, rtol=1e-4, atol=1e-5)
+
+
+def test_lora_sp_gathers_kept_vectors_on_the_cpu_only():
+    """On a GPU the gather's host read of the kept set would stall the queue every layer."""
+    from train.policy_io import lora_sp_inference_path
+
+    assert lora_sp_inference_path("cpu") == "auto"
+    assert lora_sp_inference_path("cuda") == lora_sp_inference_path("cuda:1") == "dense"
+    assert lora_sp_inference_path(torch.device("cuda", 0)) == "dense"
 
 
 def test_missing_dataset_and_unknown_task_are_clear_errors(backbone_cache, train_workspace, tmp_path):

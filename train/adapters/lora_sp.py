@@ -190,16 +190,29 @@ def lora_sp_forward(
     return delta, kept_counts, aux
 
 
+# Parameters' shapes are static to torch.compile, so a policy compiles once per adapted
+# shape (SmolVLA: about 12 of them, x training/eval and 2-D/3-D inputs): past dynamo's
+# default limit of 8, the remaining layers would silently run eager.
+COMPILED_SHAPES_LIMIT = 64
+
+
 @functools.cache
 def compiled_lora_sp_forward():
     """One compiled copy shared by all layers (recompiled per input shape, then dynamic)."""
+    _allow_compiled_shapes()
     return torch.compile(lora_sp_forward)
 
 
 @functools.cache
 def compiled_fused_delta():
     """The fused path compiled once for all layers (the autograd function is traced whole)."""
+    _allow_compiled_shapes()
     return torch.compile(fused_delta)
+
+
+def _allow_compiled_shapes() -> None:
+    config = torch._dynamo.config
+    config.recompile_limit = max(config.recompile_limit, COMPILED_SHAPES_LIMIT)
 
 
 class LoraSPLinear(AdapterLinear):

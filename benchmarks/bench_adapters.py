@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -288,6 +289,40 @@ def report_training(args) -> None:
         )
 
 
+# aten ops that launch no kernel on a GPU: views, allocations, no-op casts
+NO_KERNEL = re.compile(
+    r"aten::(t|reshape|view|_unsafe_view|slice|select|unbind|split|expand|unsqueeze|squeeze|"
+    r"transpose|permute|as_strided|alias|detach|lift_fresh|to|_to_copy|empty.*|contiguous)$"
+)
+
+
+def report_op_counts(args) -> None:
+    """Operators one adapted layer dispatches per training step (fwd+bwd), counted on meta
+    tensors, which take the GPU's code path (torch selection, no NumPy) and compute nothing.
+    Where a GPU step is bound by launches, each costs the host ~10-20 us per call."""
+    from torch.profiler import ProfilerActivity, profile
+
+    print("\n## operators per adapted layer, one training step (fwd+bwd), as a GPU runs them (eager)")
+    counts = {}
+    for variant in ("frozen", "lora", "lora_sp"):
+        variant_args = argparse.Namespace(**{**vars(args), "device": "meta", "layers": 1})
+        model = TrainVariant(variant, variant_args, 2)
+        model.step()  # lazily built state out of the count
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            model.step()
+        top = [
+            e.name
+            for e in prof.events()
+            if e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
+        ]
+        counts[variant] = sum(1 for name in top if not NO_KERNEL.match(name))
+    per_layer = {v: (counts[v] - counts["frozen"]) / 7 for v in ("lora", "lora_sp")}  # 7 projections a block
+    print(
+        f"adapter ops per layer: LoRA {per_layer['lora']:.0f}, LoRA-SP {per_layer['lora_sp']:.0f} "
+        f"(the block's own, frozen: {counts['frozen']})"
+    )
+
+
 def report_inference(args) -> None:
     print(
         f"\n## inference latency ms (eval, no grad), {args.layers} blocks, router biased to about "
@@ -401,6 +436,7 @@ def main() -> None:
         print(json.dumps(child_memory(args)))
         return
     print(f"load: {os.getloadavg()}  cpus: {os.cpu_count()}  shape: {args.shape} (the machine may be shared)")
+    report_op_counts(args)
     if "train" not in args.skip:
         report_training(args)
     if "infer" not in args.skip:

@@ -299,7 +299,8 @@ NO_KERNEL = re.compile(
 def report_op_counts(args) -> None:
     """Operators one adapted layer dispatches per training step (fwd+bwd), counted on meta
     tensors, which take the GPU's code path (torch selection, no NumPy) and compute nothing.
-    Where a GPU step is bound by launches, each costs the host ~10-20 us per call."""
+    Where a GPU step is bound by launches, each costs the host ~10-20 us per call. Counted in
+    float32: under bf16 autocast each call also casts its weights (LoRA-SP 6 tensors, LoRA 2)."""
     from torch.profiler import ProfilerActivity, profile
 
     print("\n## operators per adapted layer, one training step (fwd+bwd), as a GPU runs them (eager)")

@@ -23,13 +23,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from collect.sim.lockstep import LOCKSTEP_STALL_S
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("sim", "piper")
-# Lockstep sim has no deadline: a frame or a leader command late because the CPU is busy
-# (a niced corpus beside a test run waits seconds for a core) is still the right one, so
-# only a stalled simulation, this late, stops a recording.
-LOCKSTEP_STALL_S = 30.0
 LOCKSTEP_CAMERA_TIMEOUT_MS = 1000 * LOCKSTEP_STALL_S
 DEFAULT_MAX_STEP_RAD = 0.1  # per control tick (collect.safety's default; kept here to stay import-light)
 

@@ -40,6 +40,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -183,7 +184,17 @@ class RecordingSession:
             self._accepting = True
         self._thread = threading.Thread(target=self._run, name="recording-loop", daemon=True)
         self._thread.start()
-        self._opened.result(timeout_s)
+        try:
+            self._opened.result(timeout_s)
+        except FutureTimeout:
+            # the loop thread stops as soon as it has opened; nothing is recorded before then,
+            # and a kill at any point leaves the dataset resumable
+            self._stop_loop.set()
+            raise RuntimeError(
+                f"the recording session did not open within {timeout_s:.0f} s (dataset, arm and "
+                "cameras): the CPU is likely too busy; free it and run the same command again "
+                "(--resume continues a dataset)"
+            ) from None
         return self
 
     def close(self, timeout_s: float = 60.0) -> None:

@@ -46,6 +46,7 @@ from collect.can_protocol import as_commanded
 from collect.episode_start import EPISODE_START
 from collect.joint_source import FirstOrderJoints, JointState
 from collect.sim.joints import MujocoJointSource
+from collect.sim.lockstep import LOCKSTEP_STALL_S
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ _channel_ids = itertools.count()
 PHYSICS_QUANTUM_S = 0.004  # the worker wakes this often in real-time mode
 MAX_CATCH_UP_S = 0.1  # behind by more than this (a slow render): drop time rather than race
 COMMAND_WAIT_S = 0.02  # lockstep: how long advance() waits for a command still on the bus
-LEADER_COMMAND_WAIT_S = 0.5  # lockstep, leader on the bus: its command reaches the follower well within this
+LEADER_COMMAND_WAIT_S = LOCKSTEP_STALL_S  # lockstep, leader on the bus: wait for its command
 LEADER_TAU_S = 0.05  # real-time mode: the simulated leader's lag behind what it is told
 # Real-time mode: half the real arm's 200 Hz. Both arms on one bus at 200 Hz cost 74% of a
 # core in Python (benchmarks/bench_emulator_cpu.py, one SDK listening; the station has two),
@@ -182,7 +183,9 @@ class SimRuntime:
         size = tuple(size or self.image_size)
         return self.call(lambda world: {cam: world.render(cam, size) for cam in cameras}, timeout_s)
 
-    def advance(self, dt: float, command_wait_s: float = COMMAND_WAIT_S, timeout_s: float = 10.0) -> float:
+    def advance(
+        self, dt: float, command_wait_s: float = COMMAND_WAIT_S, timeout_s: float = LOCKSTEP_STALL_S
+    ) -> float:
         """Lockstep: apply the newest commands and simulate `dt` seconds; returns sim time.
 
         A command sent through the SDK just before is still on its way over the bus (the

@@ -143,3 +143,29 @@ def test_a_wall_clock_loop_that_falls_behind_is_held_for_review_not_auto_kept(ma
         info = session.keep(note="kept by hand").result(60)
     row = read_sidecar(plan.root(datasets_dir))[info["episode_index"]]
     assert row["timing"]["fell_behind"] and not row["timing"]["lockstep"]
+
+
+def test_a_session_that_cannot_open_in_time_says_so_in_one_line_and_stops(make_plan, datasets_dir):
+    """On a starved CPU the station can take minutes to open: a clear error, not a traceback,
+    and the loop thread stops once the station is up instead of recording unattended."""
+    import threading
+
+    from collect.recording.session import default_station_factory
+
+    release = threading.Event()
+    opened = []
+
+    def slow_station(plan, task):
+        release.wait(30)
+        station = default_station_factory(plan, task)
+        opened.append(station)
+        return station
+
+    plan = make_plan("starved", tasks=["press_button"], episodes_per_task=1)
+    session = RecordingSession(plan, datasets_dir, auto=True, station_factory=slow_station)
+    with pytest.raises(RuntimeError, match=r"did not open within 1 s .* run the same command again"):
+        session.open(timeout_s=1.0)
+    release.set()
+    session._thread.join(60)
+    assert opened and not session._thread.is_alive()
+    assert session.counts["press_button"] == 0

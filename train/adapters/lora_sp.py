@@ -191,7 +191,7 @@ def lora_sp_forward(
 
 
 # Parameters' shapes are static to torch.compile, so a policy compiles once per adapted
-# shape (SmolVLA: about 12 of them, x training/eval and 2-D/3-D inputs): past dynamo's
+# shape and input rank (the tiny SmolVLA's action expert: 12 compiles): past dynamo's
 # default limit of 8, the remaining layers would silently run eager.
 COMPILED_SHAPES_LIMIT = 64
 

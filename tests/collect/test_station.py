@@ -146,8 +146,8 @@ def test_lockstep_applies_each_command_before_physics_advances():
 
         assert station.follower.config.camera_timeout_ms == LOCKSTEP_CAMERA_TIMEOUT_MS
         assert station.leader.config.stale_after_s == LOCKSTEP_STALL_S
-        # nor do the lockstep waits give up early: at 0.5 s, 212 of 480 episodes recorded
-        # niced beside training missed some (lockstep_misses in their timing)
+        # nor do the lockstep waits give up early: at 0.5 s, 10 of 480 episodes recorded
+        # niced beside training missed some
         import inspect
 
         from collect.sim import runtime

@@ -30,6 +30,7 @@ def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord
         assert session.state == SessionState.READY and session.task == "open_pot"
         # while open: what existed is out of the collector's full passes, the GIL switches fast
         assert gc.get_freeze_count() > 100_000 and sys.getswitchinterval() <= 0.001
+        session.station.sim.lockstep_misses += 5  # counted before any episode: none of theirs
         session.start().result(60)
         wait_for(session, SessionState.FINISHED)
         assert session.counts == {"open_pot": 2, "press_button": 2}
@@ -60,6 +61,7 @@ def test_auto_records_two_tasks_by_two_episodes_then_resume_discard_and_rerecord
     sidecar = read_sidecar(plan.root(datasets_dir))
     assert [r["seed"] for r in sidecar.values()] == [3, 4, 1003, 1004]
     assert all(r["backend"] == "sim" and r["timing"]["ticks"] == 45 for r in sidecar.values())
+    assert all(r["timing"]["lockstep_misses"] == 0 for r in sidecar.values())  # each episode's own
 
     bigger = make_plan("sim22", max_episode_s=1.5, seed=3, episodes_per_task=3)
     with RecordingSession(bigger, datasets_dir, resume=True) as session:

@@ -304,10 +304,11 @@ def report_op_counts(args) -> None:
     from torch.profiler import ProfilerActivity, profile
 
     print("\n## operators per adapted layer, one training step (fwd+bwd), as a GPU runs them (eager)")
-    counts = {}
+    counts, adapted = {}, 0
     for variant in ("frozen", "lora", "lora_sp"):
         variant_args = argparse.Namespace(**{**vars(args), "device": "meta", "layers": 1})
         model = TrainVariant(variant, variant_args, 2)
+        adapted = len(model.handle.modules) if model.handle else adapted
         model.step()  # lazily built state out of the count
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             model.step()
@@ -317,7 +318,7 @@ def report_op_counts(args) -> None:
             if e.name.startswith("aten::") and not (e.cpu_parent and e.cpu_parent.name.startswith("aten::"))
         ]
         counts[variant] = sum(1 for name in top if not NO_KERNEL.match(name))
-    per_layer = {v: (counts[v] - counts["frozen"]) / 7 for v in ("lora", "lora_sp")}  # 7 projections a block
+    per_layer = {v: (counts[v] - counts["frozen"]) / adapted for v in ("lora", "lora_sp")}
     print(
         f"adapter ops per layer: LoRA {per_layer['lora']:.0f}, LoRA-SP {per_layer['lora_sp']:.0f} "
         f"(the block's own, frozen: {counts['frozen']})"

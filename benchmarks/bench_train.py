@@ -337,7 +337,7 @@ def time_strategy(shape: str, adapter_config, args, compile_model: bool):
     forward = torch.compile(policy.forward) if compile_model else policy.forward
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    autocast = torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+    autocast = bf16_autocast(device)
 
     def step():
         with autocast:
@@ -365,6 +365,13 @@ def time_strategy(shape: str, adapter_config, args, compile_model: bool):
     return rate, peak, counts, scope, {path: chunk_latency_ms(policy, handle, args, path) for path in paths}
 
 
+def bf16_autocast(device: str):
+    """bf16 autocast on a GPU (as lab training and inference run there); none on the CPU."""
+    import torch
+
+    return torch.autocast(device, dtype=torch.bfloat16) if device == "cuda" else contextlib.nullcontext()
+
+
 def chunk_latency_ms(policy, handle, args, path: str, iters: int = 10) -> float:
     """Median wall time of one action chunk at batch 1, as in a rollout: eval mode, no grad,
     LoRA-SP on the inference `path` (dense, gathered or auto)."""
@@ -377,11 +384,7 @@ def chunk_latency_ms(policy, handle, args, path: str, iters: int = 10) -> float:
     vocab = max(m.num_embeddings for m in policy.modules() if isinstance(m, torch.nn.Embedding))
     batch = synthetic_batch(policy.config, 1, args.device, vocab)
     batch.pop("action")
-    autocast = (
-        torch.autocast(args.device, dtype=torch.bfloat16)
-        if args.device == "cuda"
-        else contextlib.nullcontext()
-    )
+    autocast = bf16_autocast(args.device)
     times = []
     for _ in range(3 + iters):  # the first three warm up
         if args.device == "cuda":

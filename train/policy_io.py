@@ -12,11 +12,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .checkpoint import BACKBONE_FILE, PRETRAINED, checkpoint_dir
 
+if TYPE_CHECKING:
+    import torch
 
-def lora_sp_inference_path(device: str) -> str:
+
+def lora_sp_inference_path(device: str | torch.device) -> str:
     """LoRA-SP's eval forward for a trained policy; every path gives the same numbers. On the
     CPU "auto": multiply by the kept vectors alone where the rows of a call keep at most half
     the bank between them (benchmarks/bench_adapters.py). On a GPU "dense": finding those

@@ -172,8 +172,7 @@ class RecordingSession:
         self._relay: Any = None
         self._sim_started_at: float | None = None  # sim time of the episode's first frame
         self._sim_seconds: float | None = None  # simulated time the episode covered
-        self._misses_at_start = 0  # the sim runtime's lockstep misses when the episode began
-        self._episode_misses = 0  # lockstep waits that timed out during the episode
+        self._misses_at_start = 0  # the sim runtime's lockstep misses (a running total) at episode start
         self._ended_by_estop = False
         self._fell_behind = False  # real arm: the loop ran below BEHIND_FPS_FRACTION of its fps
         self._start_gap: float | None = None
@@ -526,7 +525,7 @@ class RecordingSession:
             )
             self.station.sim.reset(seed=self._seed)  # the start state evaluation uses for this seed
             self._sim_started_at = self.station.sim.sim_time
-            self._misses_at_start = self.station.sim.lockstep_misses  # the runtime counts for life
+            self._misses_at_start = self.station.sim.lockstep_misses
             self._operator = VirtualOperator(self.task, seed=self._seed)
         else:
             self._seed = None
@@ -578,7 +577,6 @@ class RecordingSession:
         self._last_success = self._sim_success() if sim is not None else None
         if sim is not None and self._sim_started_at is not None:
             self._sim_seconds = sim.sim_time - self._sim_started_at
-            self._episode_misses = sim.lockstep_misses - self._misses_at_start
         message = f"{self._frames} frames: keep or discard"
         if self._ended_by_estop:
             message = f"E-STOP: {self._frames} frames held for review (not kept automatically)"
@@ -599,7 +597,7 @@ class RecordingSession:
         timing["fell_behind"] = self._fell_behind
         if self._sim_seconds is not None:
             timing["sim_seconds"] = round(self._sim_seconds, 6)
-            timing["lockstep_misses"] = self._episode_misses
+            timing["lockstep_misses"] = self.station.sim.lockstep_misses - self._misses_at_start
         record = EpisodeRecord(
             task=self.task,
             instruction=self.plan.instruction(self.task),

@@ -211,6 +211,7 @@ def compiled_fused_delta():
 
 
 def _allow_compiled_shapes() -> None:
+    """Raises dynamo's per-function compile limit for the whole process (it has no per-function one)."""
     config = torch._dynamo.config
     config.recompile_limit = max(config.recompile_limit, COMPILED_SHAPES_LIMIT)
 

@@ -8,7 +8,9 @@
 
 A checkpoint is written into a temporary directory and renamed into place, and
 `checkpoints/last` is then re-pointed, so a kill at any moment leaves the previous
-checkpoint intact.
+checkpoint intact. A *resume point* (saved on a clock, not on the step cadence: what a
+killed run continues from) carries a marker file and is deleted once a newer checkpoint is
+in place, so only the cadence's checkpoints and the final one stay.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ CHECKPOINTS = "checkpoints"
 PRETRAINED = "pretrained_model"
 TRAINING_STATE = "training_state.pt"
 BACKBONE_FILE = "backbone.json"
+RESUME_POINT = "resume_point"  # marker file: a checkpoint kept only until a newer one lands
 ADAPTER_CONFIG = (
     "adapter_config.json"  # in PRETRAINED of a PEFT run (train.adapters.io); named here without torch
 )
@@ -72,7 +75,15 @@ def set_rng_state(state: dict) -> None:
 
 
 def save_checkpoint(
-    run_dir, step: int, policy, handle, preprocessor, postprocessor, backbone, training_state: dict
+    run_dir,
+    step: int,
+    policy,
+    handle,
+    preprocessor,
+    postprocessor,
+    backbone,
+    training_state: dict,
+    resume_point: bool = False,
 ) -> Path:
     import torch
 
@@ -102,11 +113,16 @@ def save_checkpoint(
     if marker.exists():  # a full fine-tune of a tiny pi0 needs the tiny sizes to load
         shutil.copy(marker, pretrained / marker.name)
     torch.save(training_state, tmp / TRAINING_STATE)
+    if resume_point:
+        (tmp / RESUME_POINT).touch()
     shutil.rmtree(final, ignore_errors=True)
     tmp.rename(final)
     last_tmp = root / "last.tmp"
     last_tmp.write_text(final.name)
     os.replace(last_tmp, root / "last")
+    for older in root.iterdir():  # only after `last` points past them
+        if older != final and (older / RESUME_POINT).exists():
+            shutil.rmtree(older, ignore_errors=True)
     return final
 
 

@@ -59,6 +59,10 @@ class TrainConfig:
     # bookkeeping
     log_every: int = 5
     checkpoint_every: int = 200
+    # also save a resume point when this many seconds of training passed since the last save
+    # (checked at logging steps; 0: off): a kill loses at most this much. Each resume point is
+    # deleted once a newer checkpoint is in place, so they cost no disk.
+    resume_every_s: float = 900.0
     num_workers: int = 0
     # decode the dataset's videos once into a frame cache beside it (train/frame_cache.py) when
     # its frames take at most this many GB; 0: decode per sample, as lerobot does
@@ -86,6 +90,10 @@ class TrainConfig:
             raise ValueError(
                 f"processes must be >= 1 and divide batch_size (the global batch): {self.processes} "
                 f"processes, batch_size {self.batch_size}"
+            )
+        if not self.resume_every_s >= 0:
+            raise ValueError(
+                f"resume_every_s must be >= 0 (0 turns resume points off), got {self.resume_every_s}"
             )
         if not self.frame_cache_gb >= 0:
             raise ValueError(

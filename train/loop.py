@@ -292,7 +292,15 @@ class Trainer:
 
     # ---------------------------------------------------------------- checkpoints
 
-    def save(self) -> Path | None:
+    def _resume_point_due(self, last_save: float) -> bool:
+        """Whether `resume_every_s` of training passed since the last save, on every rank alike.
+        Asked at logging steps only: agreeing across ranks takes a collective."""
+        every = self.config.resume_every_s
+        if not every or self.step % self.config.log_every:
+            return False
+        return self.ranks.any(time.perf_counter() - last_save >= every)
+
+    def save(self, resume_point: bool = False) -> Path | None:
         from .checkpoint import rng_state, save_checkpoint
 
         self.accelerator.wait_for_everyone()
@@ -314,8 +322,9 @@ class Trainer:
             self.postprocessor,
             self.backbone,
             state,
+            resume_point=resume_point,
         )
-        self.metrics.write("event", self.step, event="checkpoint", path=str(path))
+        self.metrics.write("event", self.step, event="checkpoint", path=str(path), resume_point=resume_point)
         return path
 
     def restore(self, checkpoint: str | int = "last") -> int:
@@ -378,6 +387,7 @@ class Trainer:
         )  # fmt: skip
         batches = self.batches()
         window_start, window_steps, window_sums = time.perf_counter(), 0, {}
+        last_save = window_start
         last_loss, last_val, checkpoint, state = None, {}, None, "completed"
         while self.step < cfg.steps:
             if self.ranks.any(should_stop()):  # every rank stops at the same step
@@ -431,7 +441,10 @@ class Trainer:
                 window_start = time.perf_counter()  # validation time is not training speed
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 self.save()
-                window_start = time.perf_counter()
+                window_start = last_save = time.perf_counter()
+            elif self.step < cfg.steps and self._resume_point_due(last_save):
+                self.save(resume_point=True)
+                window_start = last_save = time.perf_counter()
         checkpoint = self.save()
         if main:
             self.metrics.write("event", self.step, event=state)

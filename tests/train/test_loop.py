@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from train.checkpoint import last_step
 from train.loop import Trainer, run_training
 from train.metrics import read_metrics
 from train.presets import get_preset
@@ -114,6 +115,38 @@ def test_resume_continues_exactly(backbone_cache, train_workspace, tmp_path):
     val_a = read_metrics(tmp_path / "straight", kind="val")[-1]
     val_b = read_metrics(tmp_path / "split", kind="val")[-1]
     assert val_a["val/mean"] == pytest.approx(val_b["val/mean"], rel=1e-4)
+
+
+@pytest.mark.slow
+def test_a_kill_loses_at_most_the_time_since_the_last_resume_point(backbone_cache, train_workspace, tmp_path):
+    # resume_every_s near 0: a resume point at every logging step (log_every=1) between the
+    # cadence's checkpoints (every 2 steps); killed after step 3, resumed from its resume point
+    cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=5, checkpoint_every=2, resume_every_s=1e-9)
+    run, data = tmp_path / "run", datasets_dir(train_workspace)
+    on_disk = []  # before each step: the step a run killed there would resume from
+
+    class Killed(Exception):
+        pass
+
+    def look() -> bool:
+        on_disk.append(last_step(run))
+        if len(on_disk) == 4:  # killed before step 4: no final save
+            raise Killed
+        return False
+
+    with pytest.raises(Killed):
+        run_training(cfg, run, data, should_stop=look)
+    assert on_disk == [0, 1, 2, 3]
+    resumed = run_training(cfg, run, data, resume=True)
+    assert resumed.state == "completed" and resumed.step == 5
+    assert [r["step"] for r in read_metrics(run, kind="train")] == [1, 2, 3, 4, 5]
+    # each resume point went once a newer checkpoint was in place: the cadence's and the final stay
+    kept = sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir())
+    assert kept == ["000002", "000004", "000005"]
+    saved = [e for e in read_metrics(run, kind="event") if e["event"] == "checkpoint"]
+    assert [(e["step"], e["resume_point"]) for e in saved] == [
+        (1, True), (2, False), (3, True), (4, False), (5, False)
+    ]  # fmt: skip
 
 
 @pytest.mark.slow

@@ -68,6 +68,8 @@ def test_bad_values_are_refused_with_the_choices():
         get_preset(DEFAULT_PRESET, strategy="lora-sp")
     with pytest.raises(ValueError, match="steps"):
         get_preset(DEFAULT_PRESET, steps=0)
+    with pytest.raises(ValueError, match="resume_every_s"):
+        get_preset(DEFAULT_PRESET, resume_every_s=-1)
     with pytest.raises(ValueError, match="unknown training config keys"):
         get_preset(DEFAULT_PRESET, stepz=10)
 

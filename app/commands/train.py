@@ -100,11 +100,13 @@ def _bar(fraction: float, width: int = 30) -> str:
     return "#" * filled + "-" * (width - filled)
 
 
-def follow(run_dir, stream=sys.stderr, poll_s: float = 1.0):
-    """Print a progress line until the job ends; returns its final record."""
+def follow(run_dir, stream=None, poll_s: float = 1.0):
+    """Print a progress line until the job ends (to stderr by default, the one in force at the
+    call, not at import); returns its final record."""
     from train.jobs import read_job
     from train.metrics import format_eta, progress
 
+    stream = stream or sys.stderr
     # On a terminal one line is redrawn; in a log file a line is written only when the step moves.
     interactive = stream.isatty()
     last_moved = None

@@ -12,6 +12,11 @@ step times, lerobot's log-line timestamps. Prints a ratio (ours / lerobot; goal 
 
 With no --dataset it writes a small synthetic LeRobot v3 dataset (2 tasks x 3 episodes).
 
+Study mode (`--study-policy`): what one training step of `piper-ws study` costs per
+strategy on this machine: the in-house `mini-smolvla` (built by `piper-ws pretrain`) with
+each `mini-*` preset's ranks and scope, batch 8, 96x128 images, the loop's fused AdamW;
+the strategies' steps interleaved in one process, so the ratios hold on a shared CPU.
+
 GPU mode (`--gpu`): a SmolVLA-sized architecture with random weights (the real
 SmolVLM2-500M shapes, 16 VLM layers), steps/s and peak memory per strategy (full,
 LoRA r=128, LoRA-SP r=128) at batch 32 on synthetic batches, and the latency of one action
@@ -365,6 +370,58 @@ def time_strategy(shape: str, adapter_config, args, compile_model: bool):
     return rate, peak, counts, scope, {path: chunk_latency_ms(policy, handle, args, path) for path in paths}
 
 
+STUDY_ROWS = ("full", "lora128", "lora_sp")  # the presets `mini-<row>`
+
+
+def study_policy_steps(args) -> None:
+    """ms per training step of the study's policy, per strategy, interleaved rounds (median)."""
+    import statistics
+
+    import torch
+
+    from train.adapters import apply_adapters
+    from train.backbones import BackboneError, load_base_policy, resolve_backbone
+    from train.loop import adapter_config
+    from train.presets import get_preset
+
+    try:
+        backbone = resolve_backbone("mini-smolvla", download=False)
+    except BackboneError as error:
+        sys.exit(f"{error} (build it with `piper-ws pretrain`, or set PIPER_WS_MODEL_CACHE)")
+    steps = {}
+    for row in STUDY_ROWS:
+        config = get_preset(f"mini-{row}")
+        torch.manual_seed(0)
+        policy = load_base_policy(backbone, **config.policy)
+        handle = apply_adapters(policy, adapter_config(config), config.targets)
+        policy.train()
+        vocab = max(m.num_embeddings for m in policy.modules() if isinstance(m, torch.nn.Embedding))
+        batch = synthetic_batch(policy.config, args.batch, "cpu", vocab, image_size=(96, 128))
+        optimizer = torch.optim.AdamW(handle.trainable_parameters(), lr=config.lr, fused=True)
+
+        def step(policy=policy, handle=handle, batch=batch, optimizer=optimizer):
+            loss, _ = policy.forward(dict(batch))
+            (loss + handle.aux_losses()["total"]).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+
+        step()  # lazily built state out of the timing
+        steps[row] = (step, handle.parameter_counts(), [])
+    for _ in range(args.steps):
+        for step, _, times in steps.values():
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
+    lora = statistics.median(steps["lora128"][2])
+    print(f"mini-smolvla, the study's presets, batch {args.batch}, CPU, {torch.get_num_threads()} threads:")
+    for row, (_, counts, times) in steps.items():
+        ms = 1000 * statistics.median(times)
+        print(
+            f"  {row:8} {ms:7.1f} ms/step  {ms / 1000 / lora:5.2f}x lora128   trainable "
+            f"{counts.trainable / 1e6:5.2f} M ({counts.percent:.1f}%)"
+        )
+
+
 def bf16_autocast(device: str):
     """bf16 autocast on a GPU (as lab training and inference run there); none on the CPU."""
     import torch
@@ -398,7 +455,7 @@ def chunk_latency_ms(policy, handle, args, path: str, iters: int = 10) -> float:
     return 1000 * statistics.median(times[3:])
 
 
-def synthetic_batch(config, batch: int, device: str, vocab: int = 1000) -> dict:
+def synthetic_batch(config, batch: int, device: str, vocab: int = 1000, image_size=(480, 640)) -> dict:
     """What the preprocessor hands the policy: normalised state/action, images in [0,1], tokens."""
     import torch
 
@@ -413,7 +470,7 @@ def synthetic_batch(config, batch: int, device: str, vocab: int = 1000) -> dict:
         ),
     }
     for cam in ("side", "wrist"):
-        out[f"observation.images.{cam}"] = torch.rand(batch, 3, 480, 640, device=device)
+        out[f"observation.images.{cam}"] = torch.rand(batch, 3, *image_size, device=device)
     return out
 
 
@@ -444,13 +501,18 @@ def main() -> None:
     parser.add_argument(
         "--strategies", nargs="+", help="--gpu: only these (full, lora128, lora_sp128, lora_sp128_compiled)"
     )
+    parser.add_argument(
+        "--study-policy", action="store_true", help="ms per step of the study's policy per strategy (CPU)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     if args.batch is None:
-        args.batch = 32 if args.gpu else 4
+        args.batch = 32 if args.gpu else 8 if args.study_policy else 4
     if args.child:
         child_run(args)
+    elif args.study_policy:
+        study_policy_steps(args)
     elif args.gpu:
         gpu_strategies(args)
     else:

@@ -10,7 +10,7 @@ disk when the same command runs again:
 0. backbone: `piper-ws pretrain` when the in-house backbone is not built yet;
 1. data: the four target tasks recorded by the virtual operator into `datasets/<name>-target`;
 2. per row, in order (full, full from scratch, LoRA-SP, LoRA r=128/32/8, AdaLoRA, LoRA-MoE,
-   then the LoRA-SP readings): a learning-rate sweep on validation loss (short runs
+   VLA-GSE, capability vectors, then the LoRA-SP readings): a learning-rate sweep on validation loss (short runs
    `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the picked rate with the same data,
    step budget and seed, and its scored trials (campaign `<name>-<row>`, the same held-out
    scenes for every row);
@@ -35,6 +35,11 @@ import sys
 from pathlib import Path
 
 SCRATCH_ROW = "full_scratch"  # the learnability baseline: full fine-tuning from random weights
+# The order that answers the paper's question soonest (a row costs hours on a CPU): full
+# fine-tuning and what pretraining buys, LoRA-SP, the LoRA r=128 it claims to beat, the other
+# baselines, the newer methods; then the LoRA-SP readings.
+DEFAULT_ROW_ORDER = ("full", SCRATCH_ROW, "lora_sp", "lora128", "lora32", "lora8", "adalora", "lora_moe",
+                     "vla_gse", "capvector")  # fmt: skip
 CURVE_ROWS = ("full", SCRATCH_ROW)  # also scored at each checkpoint: success against training steps
 CURVE_POINTS = 4  # checkpoints per row run: at 1/4, 1/2, 3/4 and all of the step budget
 EVAL_SEED = 7  # base seed of the held-out scenes (recorded episodes use seeds seed..seed+N-1)
@@ -102,13 +107,11 @@ def _say(text: str) -> None:
 
 class Study:
     def __init__(self, args: argparse.Namespace, workspace) -> None:
-        from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
+        from evaluate.study import LORA_SP_VARIANTS
 
         self.args, self.workspace = args, workspace
         self.dataset = args.dataset or f"{args.name}-target"
-        paper = STRATEGIES[: STRATEGIES.index("lora_sp") + 1]
-        default_rows = [paper[0], SCRATCH_ROW, *reversed(paper[1:]), *STRATEGIES[len(paper) :]]
-        default_rows += [] if args.no_readings else list(LORA_SP_VARIANTS)
+        default_rows = [*DEFAULT_ROW_ORDER, *([] if args.no_readings else LORA_SP_VARIANTS)]
         self.rows = [r.strip() for r in args.rows.split(",")] if args.rows else default_rows
         self.out = Path(args.out)
         self.sweep: dict[str, dict[float, float | None]] = {}

@@ -169,3 +169,12 @@ def test_a_ledger_entry_is_adopted_only_under_the_same_settings(workspace, tmp_p
     path.write_text(path.read_text()[:40])  # cut short: the row runs again, and says why
     assert not _study(workspace, out).adopt("full")
     assert "cannot be read: running full again" in capsys.readouterr().err
+
+
+def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early():
+    from app.commands.study import DEFAULT_ROW_ORDER, SCRATCH_ROW
+    from evaluate.study import STRATEGIES
+
+    assert sorted(set(DEFAULT_ROW_ORDER) - {SCRATCH_ROW}) == sorted(STRATEGIES)
+    assert len(DEFAULT_ROW_ORDER) == len(set(DEFAULT_ROW_ORDER))
+    assert DEFAULT_ROW_ORDER[2:4] == ("lora_sp", "lora128")  # the paper's comparison, soonest

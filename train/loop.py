@@ -448,7 +448,8 @@ class Trainer:
             elif self.step < cfg.steps and self._resume_point_due(last_save):
                 self.save(resume_point=True)
                 window_start = last_save = time.perf_counter()
-        checkpoint = self.save()
+        # a run that stops short saves to be continued: once it is, that save is not kept
+        checkpoint = self.save(resume_point=state != "completed")
         if main:
             self.metrics.write("event", self.step, event=state)
         return TrainResult(state, self.step, last_loss, last_val, self.counts.percent, checkpoint)

@@ -377,11 +377,15 @@ class Study:
         return 0
 
     def curve_steps(self, row: str) -> list[int]:
-        """The steps of the row run's checkpoints, the last one included."""
-        from train.checkpoint import CHECKPOINTS
+        """The steps of the row run's checkpoints, the last one included (not resume points)."""
+        from train.checkpoint import CHECKPOINTS, RESUME_POINT
 
         root = self.workspace.runs_dir / self.run_name(row) / CHECKPOINTS
-        return sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+        return sorted(
+            int(p.name)
+            for p in root.iterdir()
+            if p.name.isdigit() and p.is_dir() and not (p / RESUME_POINT).exists()
+        )
 
     # ------------------------------------------------------------------ outputs
     def write_tables(self) -> None:

@@ -101,6 +101,9 @@ def test_resume_continues_exactly(backbone_cache, train_workspace, tmp_path):
     assert first.state == "stopped" and first.step == 2
     second = run_training(cfg, tmp_path / "split", data, resume=True)
     assert straight.state == second.state == "completed" and second.step == 4
+    # the stop's save was for continuing: once continued, both runs keep the same checkpoints
+    for run in ("straight", "split"):
+        assert [p.name for p in (tmp_path / run / "checkpoints").iterdir() if p.is_dir()] == ["000004"]
 
     def losses(run):
         return [

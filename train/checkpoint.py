@@ -15,6 +15,7 @@ in place, so only the cadence's checkpoints and the final one stay.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -26,6 +27,13 @@ PRETRAINED = "pretrained_model"
 TRAINING_STATE = "training_state.pt"
 BACKBONE_FILE = "backbone.json"
 RESUME_POINT = "resume_point"  # marker file: a checkpoint kept only until a newer one lands
+
+
+class DiskFull(RuntimeError):
+    """The disk filled while a checkpoint was written (the half-written one is removed, the
+    last whole one kept); the message says what to do."""
+
+
 ADAPTER_CONFIG = (
     "adapter_config.json"  # in PRETRAINED of a PEFT run (train.adapters.io); named here without torch
 )
@@ -85,14 +93,39 @@ def save_checkpoint(
     training_state: dict,
     resume_point: bool = False,
 ) -> Path:
-    import torch
-
-    from .adapters import save_adapters
-
     root = Path(run_dir) / CHECKPOINTS
     final = root / f"{step:06d}"
     tmp = root / f".{step:06d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        _write(tmp, policy, handle, preprocessor, postprocessor, backbone, training_state, resume_point)
+    except Exception as exc:
+        shutil.rmtree(tmp, ignore_errors=True)  # the half-written checkpoint, not the last whole one
+        if not _disk_full(exc):
+            raise
+        raise DiskFull(
+            f"the disk filled while saving step {step} of run {Path(run_dir).name}: free space, then resume it "
+            f"(`piper-ws train --resume --run {Path(run_dir).name}`, or the same pretrain or study command); "
+            f"it continues from step {last_step(run_dir)}, which is intact",
+        ) from exc
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    last_tmp = root / "last.tmp"
+    last_tmp.write_text(final.name)
+    os.replace(last_tmp, root / "last")
+    for older in root.iterdir():  # only after `last` points past them
+        if older != final and (older / RESUME_POINT).exists():
+            shutil.rmtree(older, ignore_errors=True)
+    return final
+
+
+def _write(
+    tmp: Path, policy, handle, preprocessor, postprocessor, backbone, training_state, resume_point
+) -> None:
+    import torch
+
+    from .adapters import save_adapters
+
     pretrained = tmp / PRETRAINED
     pretrained.mkdir(parents=True)
     if handle.strategy == "full":
@@ -112,18 +145,19 @@ def save_checkpoint(
     marker = backbone.path / "tiny_backbone.json"
     if marker.exists():  # a full fine-tune of a tiny pi0 needs the tiny sizes to load
         shutil.copy(marker, pretrained / marker.name)
-    torch.save(training_state, tmp / TRAINING_STATE)
+    with open(tmp / TRAINING_STATE, "wb") as file:  # a file object: a full disk raises ENOSPC, not a
+        torch.save(training_state, file)  # RuntimeError about zip positions
     if resume_point:
         (tmp / RESUME_POINT).touch()
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    last_tmp = root / "last.tmp"
-    last_tmp.write_text(final.name)
-    os.replace(last_tmp, root / "last")
-    for older in root.iterdir():  # only after `last` points past them
-        if older != final and (older / RESUME_POINT).exists():
-            shutil.rmtree(older, ignore_errors=True)
-    return final
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """ENOSPC anywhere in the chain; safetensors reports it only in its message."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or "No space left on device" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def load_training_state(path: Path) -> dict:

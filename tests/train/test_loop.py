@@ -153,6 +153,37 @@ def test_a_kill_loses_at_most_the_time_since_the_last_resume_point(backbone_cach
 
 
 @pytest.mark.slow
+def test_a_full_disk_stops_the_run_with_what_to_do_and_keeps_its_last_checkpoint(
+    backbone_cache, train_workspace, tmp_path, monkeypatch
+):
+    from train.checkpoint import DiskFull
+
+    cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=3, checkpoint_every=1)
+    run, data = tmp_path / "run", datasets_dir(train_workspace)
+    real_save = torch.save
+
+    def save_onto_a_full_disk(obj, file, *args, **kwargs):  # /dev/full: every write fails with ENOSPC
+        with open("/dev/full", "wb") as full:
+            return real_save(obj, full, *args, **kwargs)
+
+    def fill_the_disk_after_step_1() -> bool:
+        if last_step(run) == 1:
+            monkeypatch.setattr(torch, "save", save_onto_a_full_disk)
+        return False
+
+    with pytest.raises(DiskFull) as error:
+        run_training(cfg, run, data, should_stop=fill_the_disk_after_step_1)
+    message = str(error.value)
+    assert "free space, then resume it" in message and "from step 1, which is intact" in message
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "000001",
+        "last",
+    ]  # no half-written one
+    monkeypatch.setattr(torch, "save", real_save)
+    assert run_training(cfg, run, data, resume=True).step == 3
+
+
+@pytest.mark.slow
 def test_the_frame_cache_changes_speed_not_numbers(backbone_cache, train_workspace, tmp_path):
     data = datasets_dir(train_workspace)
     logged = {}

@@ -388,7 +388,7 @@ def study_policy_steps(args) -> None:
         backbone = resolve_backbone("mini-smolvla", download=False)
     except BackboneError as error:
         sys.exit(f"{error} (build it with `piper-ws pretrain`, or set PIPER_WS_MODEL_CACHE)")
-    steps = {}
+    steps, optimizer_ms = {}, {}
     for row in STUDY_ROWS:
         config = get_preset(f"mini-{row}")
         torch.manual_seed(0)
@@ -407,6 +407,7 @@ def study_policy_steps(args) -> None:
 
         step()  # lazily built state out of the timing
         steps[row] = (step, handle.parameter_counts(), [])
+        optimizer_ms[row] = adamw_step_ms(handle.trainable_parameters())
     for _ in range(args.steps):
         for step, _, times in steps.values():
             start = time.perf_counter()
@@ -418,8 +419,32 @@ def study_policy_steps(args) -> None:
         ms = 1000 * statistics.median(times)
         print(
             f"  {row:8} {ms:7.1f} ms/step  {ms / 1000 / lora:5.2f}x lora128   trainable "
-            f"{counts.trainable / 1e6:5.2f} M ({counts.percent:.1f}%)"
+            f"{counts.trainable / 1e6:5.2f} M ({counts.percent:.1f}%)   AdamW step: fused "
+            f"{optimizer_ms[row]['fused']:.1f} ms, per-tensor loop {optimizer_ms[row]['loop']:.1f} ms"
         )
+
+
+def adamw_step_ms(params, rounds: int = 7) -> dict[str, float]:
+    """Median ms of one AdamW step over `params` (random gradients), fused (as the loop trains)
+    and torch's per-tensor loop (its CPU default), alternated round by round."""
+    import statistics
+
+    import torch
+
+    copies = {how: [torch.nn.Parameter(p.detach().clone()) for p in params] for how in ("fused", "loop")}
+    optimizers = {}
+    for how, copy in copies.items():
+        for p in copy:
+            p.grad = torch.randn_like(p)
+        optimizers[how] = torch.optim.AdamW(copy, lr=1e-4, fused=how == "fused", foreach=False)
+        optimizers[how].step()  # state built out of the timing
+    times = {how: [] for how in optimizers}
+    for _ in range(rounds):
+        for how, optimizer in optimizers.items():
+            start = time.perf_counter()
+            optimizer.step()
+            times[how].append(1000 * (time.perf_counter() - start))
+    return {how: statistics.median(t) for how, t in times.items()}
 
 
 def bf16_autocast(device: str):

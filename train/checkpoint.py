@@ -27,16 +27,14 @@ PRETRAINED = "pretrained_model"
 TRAINING_STATE = "training_state.pt"
 BACKBONE_FILE = "backbone.json"
 RESUME_POINT = "resume_point"  # marker file: a checkpoint kept only until a newer one lands
+ADAPTER_CONFIG = (
+    "adapter_config.json"  # in PRETRAINED of a PEFT run (train.adapters.io); named here without torch
+)
 
 
 class DiskFull(RuntimeError):
     """The disk filled while a checkpoint was written (the half-written one is removed, the
     last whole one kept); the message says what to do."""
-
-
-ADAPTER_CONFIG = (
-    "adapter_config.json"  # in PRETRAINED of a PEFT run (train.adapters.io); named here without torch
-)
 
 
 def checkpoint_dir(run_dir: str | Path, checkpoint: str | int = "last") -> Path:

@@ -186,8 +186,9 @@ class Trainer:
             config, self.policy, self.handle, self.train_set, self.backbone.path, self.accelerator.device
         )
         params = self.handle.trainable_parameters() + self.objectives.parameters()
-        # torch's fused AdamW updates every tensor in one kernel: LoRA-SP has six per layer, and
-        # the per-tensor loop took 59 ms a step on this 2-core CPU where fused takes 13 ms
+        # torch's fused AdamW updates every tensor in one kernel: LoRA-SP has six per layer, and on
+        # mini-smolvla the per-tensor loop took 62 ms a step on this 2-core CPU, fused 16
+        # (`bench_train.py --study-policy`)
         fused = self.accelerator.device.type in ("cpu", "cuda")
         optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, fused=fused)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(config))

@@ -10,10 +10,10 @@ disk when the same command runs again:
 0. backbone: `piper-ws pretrain` when the in-house backbone is not built yet;
 1. data: the four target tasks recorded by the virtual operator into `datasets/<name>-target`;
 2. per row, in order (full, full from scratch, LoRA-SP, LoRA r=128/32/8, AdaLoRA, LoRA-MoE,
-   VLA-GSE, capability vectors, then the LoRA-SP readings): a learning-rate sweep on validation loss (short runs
-   `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the picked rate with the same data,
-   step budget and seed, and its scored trials (campaign `<name>-<row>`, the same held-out
-   scenes for every row);
+   VLA-GSE, capability vectors, then the LoRA-SP readings): a learning-rate sweep on
+   validation loss (short runs `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the
+   picked rate with the same data, step budget and seed, and its scored trials (campaign
+   `<name>-<row>`, the same held-out scenes for every row);
 3. once every row is scored, the learnability rows (CURVE_ROWS) also score their earlier
    checkpoints on those scenes (campaigns `<name>-<row>-step<N>`): last, because they
    refine rows that already have a result, and they cost as many trials again per point;

@@ -15,7 +15,10 @@ With no --dataset it writes a small synthetic LeRobot v3 dataset (2 tasks x 3 ep
 Study mode (`--study-policy`): what one training step of `piper-ws study` costs per
 strategy on this machine: the in-house `mini-smolvla` (built by `piper-ws pretrain`) with
 each `mini-*` preset's ranks and scope, batch 8, 96x128 images, the loop's fused AdamW;
-the strategies' steps interleaved in one process, so the ratios hold on a shared CPU.
+the strategies' steps interleaved in one process, so the ratios hold on a shared CPU; and
+one AdamW step on each strategy's parameters, fused against torch's per-tensor loop.
+
+    PIPER_WS_MODEL_CACHE=<models dir> .venv/bin/python benchmarks/bench_train.py --study-policy --steps 12
 
 GPU mode (`--gpu`): a SmolVLA-sized architecture with random weights (the real
 SmolVLM2-500M shapes, 16 VLM layers), steps/s and peak memory per strategy (full,

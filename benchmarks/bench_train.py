@@ -18,7 +18,7 @@ each `mini-*` preset's ranks and scope, batch 8, 96x128 images, the loop's fused
 the strategies' steps interleaved in one process, so the ratios hold on a shared CPU; and
 one AdamW step on each strategy's parameters, fused against torch's per-tensor loop.
 
-    PIPER_WS_MODEL_CACHE=<models dir> .venv/bin/python benchmarks/bench_train.py --study-policy --steps 12
+    .venv/bin/python benchmarks/bench_train.py --study-policy --steps 12   # PIPER_WS_MODEL_CACHE as pretrain's
 
 GPU mode (`--gpu`): a SmolVLA-sized architecture with random weights (the real
 SmolVLM2-500M shapes, 16 VLM layers), steps/s and peak memory per strategy (full,

@@ -393,6 +393,7 @@ class Trainer:
         window_start, window_steps, window_sums = time.perf_counter(), 0, {}
         last_save = window_start
         last_loss, last_val, checkpoint, state = None, {}, None, "completed"
+        saved_step = self.step if self.step else None  # alike on every rank; a resume starts on disk
         while self.step < cfg.steps:
             if self.ranks.any(should_stop()):  # every rank stops at the same step
                 state = "canceled"
@@ -444,13 +445,16 @@ class Trainer:
                     )
                 window_start = time.perf_counter()  # validation time is not training speed
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
-                self.save()
+                checkpoint, saved_step = self.save(), self.step
                 window_start = last_save = time.perf_counter()
             elif self.step < cfg.steps and self._resume_point_due(last_save):
-                self.save(resume_point=True)
+                checkpoint, saved_step = self.save(resume_point=True), self.step
                 window_start = last_save = time.perf_counter()
-        # a run that stops short saves to be continued: once it is, that save is not kept
-        checkpoint = self.save(resume_point=state != "completed")
+        # A run that stops short saves to be continued (a resume point: once continued, not
+        # kept), unless its step is on disk already: re-saving a cadence checkpoint, or the
+        # one a resumed run started from, as a resume point would get it deleted later.
+        if saved_step != self.step:
+            checkpoint = self.save(resume_point=state != "completed")
         if main:
             self.metrics.write("event", self.step, event=state)
         return TrainResult(state, self.step, last_loss, last_val, self.counts.percent, checkpoint)

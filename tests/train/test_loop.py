@@ -153,6 +153,18 @@ def test_a_kill_loses_at_most_the_time_since_the_last_resume_point(backbone_cach
 
 
 @pytest.mark.slow
+def test_a_stop_on_a_cadence_checkpoint_keeps_it(backbone_cache, train_workspace, tmp_path):
+    # stopped right after the cadence's step 2, then stopped again at once after resuming:
+    # neither stop re-saves step 2 as a resume point, which a later save would delete
+    cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=4, checkpoint_every=2)
+    run, data = tmp_path / "run", datasets_dir(train_workspace)
+    assert run_training(cfg, run, data, stop_at_step=2).state == "stopped"
+    assert run_training(cfg, run, data, resume=True, stop_at_step=2).step == 2
+    assert run_training(cfg, run, data, resume=True).state == "completed"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == ["000002", "000004"]
+
+
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_with_what_to_do_and_keeps_its_last_checkpoint(
     backbone_cache, train_workspace, tmp_path, monkeypatch
 ):

@@ -31,15 +31,26 @@ def lora_sp_inference_path(device: str | torch.device) -> str:
 
 def load_trained_policy(run_dir: str | Path, checkpoint: str | int = "last", device: str = "cpu"):
     """(policy in eval mode, preprocessor, postprocessor) from `runs/<run>/checkpoints/<checkpoint>`."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no run directory {run_dir}; list runs with `piper-ws train --list`")
+    weights_dir = checkpoint_dir(run_dir, checkpoint) / PRETRAINED
+    try:
+        return _load(weights_dir, device)
+    except Exception:
+        # A running run deletes the resume point `last` named once a newer checkpoint lands,
+        # which can happen during the seconds of a load: load the newer one.
+        if checkpoint != "last" or weights_dir.parent.exists():
+            raise
+        return _load(checkpoint_dir(run_dir, "last") / PRETRAINED, device)
+
+
+def _load(weights_dir: Path, device: str):
     from lerobot.policies.factory import get_policy_class, make_pre_post_processors
 
     from .adapters import load_adapters
     from .backbones import load_policy_config, loading_context
 
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise FileNotFoundError(f"no run directory {run_dir}; list runs with `piper-ws train --list`")
-    weights_dir = checkpoint_dir(run_dir, checkpoint) / PRETRAINED
     config = load_policy_config(weights_dir)
     config.device = device
     policy_cls = get_policy_class(config.type)

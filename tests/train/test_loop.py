@@ -243,6 +243,45 @@ def test_trained_policy_loads_with_lerobot_plus_adapters_and_acts(backbone_cache
     torch.testing.assert_close(action, dense_action, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+def test_a_load_of_last_survives_the_trainer_pruning_it(
+    backbone_cache, train_workspace, tmp_path, monkeypatch
+):
+    """An evaluation that loads a running run's `last` while the trainer deletes that resume
+    point (a newer checkpoint landed) loads the newer one; a named checkpoint that vanishes
+    is an error."""
+    import shutil
+
+    import train.backbones
+    from train.policy_io import load_trained_policy
+
+    run = tmp_path / "run"
+    run_training(
+        tiny_config("smolvla-lora128", backbone_cache, steps=2, checkpoint_every=1),
+        run,
+        datasets_dir(train_workspace),
+    )
+    checkpoints = run / "checkpoints"
+    (checkpoints / "last").write_text("000001")
+    real_load_config, loaded = train.backbones.load_policy_config, []
+
+    def trainer_prunes_during_the_load(policy_dir):
+        if not loaded:  # what save_checkpoint does when step 2 lands: re-point `last`, then prune
+            (checkpoints / "last").write_text("000002")
+            shutil.rmtree(checkpoints / "000001")
+        loaded.append(policy_dir.parent.name)
+        return real_load_config(policy_dir)
+
+    monkeypatch.setattr(train.backbones, "load_policy_config", trainer_prunes_during_the_load)
+    policy, _, _ = load_trained_policy(run)
+    assert loaded == ["000001", "000002"] and policy is not None
+    shutil.copytree(checkpoints / "000002", checkpoints / "000001")
+    loaded.clear()
+    with pytest.raises(Exception):  # noqa: B017 - a named checkpoint is never swapped for another
+        load_trained_policy(run, checkpoint=1)
+    assert loaded == ["000001"]
+
+
 def test_lora_sp_gathers_kept_vectors_on_the_cpu_only():
     """On a GPU the gather's host read of the kept set would stall the queue every layer."""
     from train.policy_io import lora_sp_inference_path

@@ -67,7 +67,10 @@ class TrainConfig:
     # decode the dataset's videos once into a frame cache beside it (train/frame_cache.py) when
     # its frames take at most this many GB; 0: decode per sample, as lerobot does
     frame_cache_gb: float = 16.0
-    device: str = "auto"  # auto | cpu | cuda | cuda:N  (accelerate picks under `accelerate launch`)
+    # auto | cpu | cpu:N | cuda | cuda:N (accelerate picks under `accelerate launch`); cpu:N is
+    # CPU lane N: jobs on different lanes train at once, each on its `threads`
+    device: str = "auto"
+    threads: int = 0  # CPU threads of the job's torch; 0: torch's default (one per core)
     # training processes on this machine (DDP: CPU processes over gloo, one GPU each over NCCL);
     # batch_size is the global batch, split evenly between them
     processes: int = 1
@@ -86,6 +89,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.threads < 0:
+            raise ValueError(f"threads must be 0 (torch's default) or more, not {self.threads}")
         if self.processes < 1 or self.batch_size % self.processes:
             raise ValueError(
                 f"processes must be >= 1 and divide batch_size (the global batch): {self.processes} "

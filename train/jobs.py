@@ -368,11 +368,12 @@ def gpu_count() -> int:
 
 
 def check_device(device: str) -> None:
+    """cpu:N is CPU lane N (any N): one job at a time per lane, as per GPU."""
     match = re.fullmatch(r"cuda(?::(\d+))?", device)
-    if device == "cpu":
+    if re.fullmatch(r"cpu(?::\d+)?", device):
         return
     if match is None:
-        raise JobError(f"device {device!r} unknown: use cpu, cuda or cuda:N")
+        raise JobError(f"device {device!r} unknown: use cpu, cpu:N (a CPU lane), cuda or cuda:N")
     count = gpu_count()
     if int(match.group(1) or 0) >= count:
         have = f"GPUs cuda:0..cuda:{count - 1}" if count else "no GPU"

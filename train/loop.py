@@ -124,7 +124,9 @@ class Trainer:
         self.config = config
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        cpu = config.device == "cpu" or not torch.cuda.is_available()
+        cpu = config.device.split(":")[0] == "cpu" or not torch.cuda.is_available()
+        if config.threads:
+            torch.set_num_threads(config.threads)
         # Strategies leave some parameters without a gradient in a step (the VLM's unused head,
         # a router's unchosen experts): DDP must not wait for them.
         ddp = DistributedDataParallelKwargs(find_unused_parameters=True, broadcast_buffers=False)
@@ -385,9 +387,10 @@ class Trainer:
                 val_episodes={t: len(e) for t, e in self.split.val.items()},
             )
         log.info(
-            "%s at step %d/%d: %s on %s, %s trainable of %s (%.2f%%), %d train frames, device %s",
+            "%s at step %d/%d: %s on %s, %s trainable of %s (%.2f%%), %d train frames, device %s, %d threads",
             event, self.step, cfg.steps, self.handle.strategy, self.backbone.name, f"{self.counts.trainable:,}",
             f"{self.counts.total:,}", self.counts.percent, len(self.train_set), self.accelerator.device,
+            torch.get_num_threads(),
         )  # fmt: skip
         batches = self.batches()
         window_start, window_steps, window_sums = time.perf_counter(), 0, {}

@@ -3,6 +3,7 @@
     piper-ws study                                  # the whole study; run it again to continue
     piper-ws study --episodes-per-task 20 --steps 1500 --sweep-steps 200   # a CPU-sized pass
     piper-ws study --device cuda --batch-size 32    # the same on a GPU
+    piper-ws study --parallel 2                     # two rows at once (two CPU lanes, or two GPUs)
 
 Every stage is a normal workstation command on the workspace, continued from what is on
 disk when the same command runs again:
@@ -13,7 +14,8 @@ disk when the same command runs again:
    VLA-GSE, capability vectors, then the LoRA-SP readings): a learning-rate sweep on
    validation loss (short runs `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the
    picked rate with the same data, step budget and seed, and its scored trials (campaign
-   `<name>-<row>`, the same held-out scenes for every row);
+   `<name>-<row>`, the same held-out scenes for every row); with `--parallel N`, N rows at
+   once (`study_lanes`);
 3. once every row is scored, the learnability rows (CURVE_ROWS) also score their earlier
    checkpoints on those scenes (campaigns `<name>-<row>-step<N>`): last, because they
    refine rows that already have a result, and they cost as many trials again per point;
@@ -32,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import threading
 from pathlib import Path
 
 SCRATCH_ROW = "full_scratch"  # the learnability baseline: full fine-tuning from random weights
@@ -76,6 +79,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--capvector-steps", type=int, default=300, help="steps of each run that builds the capability vector"
     )
     parser.add_argument("--device", help="cpu | cuda | cuda:N (default: a GPU if there is one)")
+    parser.add_argument(
+        "--parallel", type=int, default=1, metavar="N",
+        help="rows trained at once: on a CPU each on its share of the cores, else one GPU each",
+    )  # fmt: skip
     parser.add_argument("--out", default="docs/results", help="where the tables and the chart go")
 
 
@@ -117,6 +124,9 @@ class Study:
         self.sweep: dict[str, dict[float, float | None]] = {}
         self.picked: dict[str, float] = {}
         self.adopted: dict = {}  # row -> its LedgerEntry, for rows scored on another machine
+        self.lanes: list = []  # where rows train (study_lanes), set by check()
+        self.started_runs: set[str] = set()  # training runs this study started: stopped with it
+        self.scoring = threading.Lock()  # rows are scored in this process, one at a time
 
     # ------------------------------------------------------------------ what a row is
     def base_strategy(self, row: str) -> str:
@@ -128,6 +138,11 @@ class Study:
 
     def run_name(self, row: str) -> str:
         return f"{self.args.name}-{row}"
+
+    def waits_for(self, row: str) -> str | None:
+        """The row whose picked learning rate this row reuses, when the study has it: it goes first."""
+        strategy = self.base_strategy(row)
+        return strategy if strategy != row and strategy in self.rows else None
 
     def settings(self) -> dict:
         return {key: getattr(self.args, key) for key in SETTINGS} | {"dataset": self.dataset}
@@ -176,6 +191,9 @@ class Study:
         from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
         from train.presets import PRESETS, get_preset
 
+        from .study_lanes import make_lanes
+
+        self.lanes = make_lanes(self.args.parallel, self.args.device)
         known = {*STRATEGIES, SCRATCH_ROW, *LORA_SP_VARIANTS}
         unknown = [r for r in self.rows if r not in known]
         if unknown:
@@ -218,22 +236,52 @@ class Study:
             return code
         if (code := self.data_stage()) != 0:
             return code
-        rows = [(f"row {i}/{len(self.rows)}: {row}", row, (self.sweep_stage, self.train_stage, self.eval_stage))
-                for i, row in enumerate(self.rows, 1)]  # fmt: skip
-        rows += [(f"curve: {row}", row, (self.curve_stage,)) for row in self.rows if row in CURVE_ROWS]
-        for title, row, stages in rows:
-            _say(title)
-            if row in self.adopted or self.adopt(row):
-                self.write_tables()  # the adopted row goes into the tables now, as a scored one does
-                continue
-            for stage in stages:
-                self.workspace.require_free_space("the study")  # a stage never starts on a nearly full disk
-                if (code := stage(row)) != 0:
-                    _say(f"stopped at row {row}; run the same command again to continue from what is on disk")
+        from .study_lanes import run_in_lanes
+
+        try:
+            code = run_in_lanes(
+                self.rows, self.lanes, self.run_row, self.waits_for, lambda row: self.write_tables()
+            )
+        except BaseException:  # Ctrl-C, a full disk: no training goes on without the study
+            self.stop_jobs()
+            raise
+        if code != 0:
+            return code
+        for row in self.rows:
+            if row in CURVE_ROWS and row not in self.adopted:
+                _say(f"curve: {row}")
+                if (code := self.stages(row, None, (self.curve_stage,))) != 0:
                     return code
-            self.write_tables()
+                self.write_tables()
         _say(f"done: {self.out / 'paper_table.md'}")
         return 0
+
+    def run_row(self, row: str, lane) -> int:
+        """The row's sweep, training and scoring on `lane`; nothing for a row adopted or done."""
+        where = f" on {lane.device}" if len(self.lanes) > 1 else ""
+        _say(f"row {self.rows.index(row) + 1}/{len(self.rows)}: {row}{where}")
+        if row in self.adopted or self.adopt(row):
+            return 0  # the adopted row goes into the tables now, as a scored one does
+        return self.stages(row, lane, (self.sweep_stage, self.train_stage, self.eval_stage))
+
+    def stages(self, row: str, lane, stages) -> int:
+        for stage in stages:
+            self.workspace.require_free_space("the study")  # a stage never starts on a nearly full disk
+            if (code := stage(row, lane)) != 0:
+                _say(f"stopped at row {row}; run the same command again to continue from what is on disk")
+                return code
+        return 0
+
+    def stop_jobs(self) -> None:
+        """Cancel the training jobs this study started that still run (each saves where it stopped)."""
+        from train.jobs import cancel_job, list_jobs
+
+        active = [
+            r for r in list_jobs(self.workspace.runs_dir) if r.active and r.run_name in self.started_runs
+        ]
+        for record in active:
+            _say(f"canceling {record.run_name} (it saves a checkpoint first)")
+            cancel_job(record.run_dir, wait_s=600)
 
     def _cli(self, *argv: str) -> int:
         from app.cli import main
@@ -264,7 +312,15 @@ class Study:
         return self._cli(*argv)
 
     def train(
-        self, row: str, run: str, steps: int, lr: float, extra: dict | None = None, *, sweep: bool = False
+        self,
+        row: str,
+        run: str,
+        steps: int,
+        lr: float,
+        lane,
+        extra: dict | None = None,
+        *,
+        sweep: bool = False,
     ) -> int:
         """One training run of the row's preset, continued from its last checkpoint. A row's run
         checkpoints CURVE_POINTS times (what the learnability curve scores); a sweep run rarely."""
@@ -284,12 +340,15 @@ class Study:
         backbone = self.backbone_for(row)
         if backbone:
             argv += ["--backbone", backbone]
-        if self.args.device:
-            argv += ["--device", self.args.device]
+        if lane.device:
+            argv += ["--device", lane.device]
+        if lane.threads:
+            argv += ["--set", f"threads={lane.threads}"]
         for key, value in (extra or {}).items():
             argv += ["--set", f"{key}={json.dumps(value)}"]
         if last_step(run_dir):
             argv.append("--resume")
+        self.started_runs.add(run)
         code = self._cli(*argv)
         return code or (0 if last_step(run_dir) >= steps else 1)
 
@@ -307,7 +366,7 @@ class Study:
 
         return default_cache_dir() / f"{self.args.name}-capvector"
 
-    def capvector_stage(self) -> int:
+    def capvector_stage(self, lane) -> int:
         """The capability vector, built on the pretraining corpus's tasks (other tasks than the
         four evaluated, as in the paper: a small task set), once."""
         from train.backbones import CARD_FILE, resolve_backbone
@@ -320,9 +379,9 @@ class Study:
         _say(f"capability vector: {self.args.capvector_steps} steps x 2 on {corpus}")
         argv = ["capvector", "--backbone", backbone, "--dataset", corpus, "--steps", str(self.args.capvector_steps),
                 "--name", self.capvector_dir.name, "--batch-size", str(self.args.batch_size)]  # fmt: skip
-        return self._cli(*argv, *(["--device", self.args.device] if self.args.device else []))
+        return self._cli(*argv, *(["--device", lane.device] if lane.device else []))
 
-    def sweep_stage(self, row: str) -> int:
+    def sweep_stage(self, row: str, lane) -> int:
         """Short runs at each rate of the grid; the lowest final validation loss wins. Rows that
         share a strategy (the readings, the scratch row) reuse their strategy's pick."""
         from evaluate.study import final_val_loss, lr_grid, lr_tag, pick_lr, sweep_markdown
@@ -331,7 +390,7 @@ class Study:
         strategy = self.base_strategy(row)
         if strategy in self.picked:
             return 0
-        if strategy == "capvector" and (code := self.capvector_stage()) != 0:
+        if strategy == "capvector" and (code := self.capvector_stage(lane)) != 0:
             return code
         preset = get_preset(self.preset(row))
         if not self.args.sweep_steps:
@@ -340,7 +399,7 @@ class Study:
         losses = {}
         for lr in lr_grid(preset.strategy):
             run = f"{self.args.name}-sweep-{strategy}-{lr_tag(lr)}"
-            if (code := self.train(strategy, run, self.args.sweep_steps, lr, sweep=True)) != 0:
+            if (code := self.train(strategy, run, self.args.sweep_steps, lr, lane, sweep=True)) != 0:
                 return code
             losses[lr] = final_val_loss(self.workspace.runs_dir / run)
         self.sweep[strategy] = losses
@@ -349,27 +408,33 @@ class Study:
         _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked))
         return 0
 
-    def train_stage(self, row: str) -> int:
+    def train_stage(self, row: str, lane) -> int:
         from evaluate.study import LORA_SP_VARIANTS
 
         extra = {"adapter": LORA_SP_VARIANTS[row]} if row in LORA_SP_VARIANTS else None
         lr = self.picked[self.base_strategy(row)]
-        return self.train(row, self.run_name(row), self.args.steps, lr, extra)
+        return self.train(row, self.run_name(row), self.args.steps, lr, lane, extra)
 
-    def eval_stage(self, row: str, checkpoint: int | None = None) -> int:
+    def eval_stage(self, row: str, lane=None, checkpoint: int | None = None) -> int:
         """The row's trials on the held-out scenes (the campaign resumes from results.sqlite):
-        of its last checkpoint, or of the one at step `checkpoint` (campaign `<run>-step<N>`)."""
+        of its last checkpoint, or of the one at step `checkpoint` (campaign `<run>-step<N>`).
+        In this process, one row at a time, on the lane's share of the cores."""
         campaign = (
             self.run_name(row) if checkpoint is None else curve_campaign(self.run_name(row), checkpoint)
         )
-        return self._cli(
-            "eval", "--run", self.run_name(row), "--backend", "sim", "--tasks", "all",
-            "--trials", str(self.args.trials), "--seed", str(EVAL_SEED), "--campaign", campaign,
-            "--image-size", self.args.image_size, "--max-duration", str(self.args.max_duration),
-            "--checkpoint", "last" if checkpoint is None else str(checkpoint),
-        )  # fmt: skip
+        with self.scoring:
+            if lane is not None and lane.threads:
+                import torch
 
-    def curve_stage(self, row: str) -> int:
+                torch.set_num_threads(lane.threads)
+            return self._cli(
+                "eval", "--run", self.run_name(row), "--backend", "sim", "--tasks", "all",
+                "--trials", str(self.args.trials), "--seed", str(EVAL_SEED), "--campaign", campaign,
+                "--image-size", self.args.image_size, "--max-duration", str(self.args.max_duration),
+                "--checkpoint", "last" if checkpoint is None else str(checkpoint),
+            )  # fmt: skip
+
+    def curve_stage(self, row: str, lane=None) -> int:
         """A learnability row: the same trials of each earlier checkpoint (success against steps)."""
         for step in self.curve_steps(row)[:-1]:
             if (code := self.eval_stage(row, checkpoint=step)) != 0:

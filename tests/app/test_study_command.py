@@ -111,6 +111,8 @@ def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(worksp
     assert "held-out evaluation scenes" in capsys.readouterr().err
     assert main([*base, "--state-noise", "-0.3"]) == 1
     assert "--state-noise is a std" in capsys.readouterr().err
+    assert main([*base, "--device", "cpu", "--parallel", "64"]) == 1
+    assert "needs a core per lane" in capsys.readouterr().err
     assert not (workspace.datasets_dir / "study-target").exists() and not workspace.runs_dir.exists()
 
 

@@ -70,6 +70,26 @@ def test_cancel_checkpoints_and_stops_then_resume_finishes(backbone_cache, train
 
 
 @pytest.mark.slow
+def test_jobs_on_two_cpu_lanes_train_at_once_each_on_its_threads(backbone_cache, train_workspace, runs):
+    data = train_workspace / "datasets"
+    lanes = {"a": "cpu:0", "b": "cpu:1", "c": "cpu:0"}
+    records = [
+        start_job(job_config(backbone_cache, name, steps=2, device=lane, threads=1), runs, data)
+        for name, lane in lanes.items()
+    ]
+    assert [(r.state == "queued", r.queued_behind) for r in records] == [
+        (False, ""),
+        (False, ""),
+        (True, "a"),
+    ]
+    a, b, c = (wait_job(runs / name, JOB_TIMEOUT) for name in lanes)
+    assert [r.state for r in (a, b, c)] == ["completed"] * 3, open(runs / "b" / "train.log").read()[-3000:]
+    assert max(a.started, b.started) < min(a.finished, b.finished)  # the two lanes overlapped
+    assert c.started >= a.finished  # the same lane: in line
+    assert "device cpu, 1 threads" in (runs / "b" / "train.log").read_text()
+
+
+@pytest.mark.slow
 def test_crash_ends_failed_with_the_traceback_in_the_log(backbone_cache, train_workspace, tmp_path):
     broken = tmp_path / "datasets" / "broken"
     shutil.copytree(train_workspace / "datasets" / "tiny_tasks", broken)
@@ -138,7 +158,8 @@ def _damage(datasets, name, relative, text):
         ({"adapter": {"r": -1}}, "adapter knobs .*r and router_hidden must be >= 1"),
         ({"adapter": {"rank": 8}}, "adapter knobs .*unexpected keyword argument 'rank'"),
         ({"device": "cuda:7"}, "device cuda:7: this machine has .*--device cpu"),
-        ({"device": "tpu"}, "device 'tpu' unknown: use cpu, cuda or cuda:N"),
+        ({"device": "tpu"}, r"device 'tpu' unknown: use cpu, cpu:N \(a CPU lane\), cuda or cuda:N"),
+        ({"threads": -1}, "threads must be 0"),
     ],
 )
 def test_bad_input_is_refused_before_anything_is_written(

@@ -121,7 +121,7 @@ def follow(run_dir, stream=None, poll_s: float = 1.0):
             moved = p["step"]
             loss = f"{p['loss']:.4f}" if p["loss"] is not None else "-"
             line = (
-                f"[{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
+                f"{record.run_name} [{_bar(p['fraction'])}] step {p['step']}/{p['total_steps'] or record.total_steps} "
                 f"loss {loss} ETA {format_eta(p['eta_s'])}"
             )
         if interactive:

@@ -31,4 +31,5 @@ def test_progress_writes_one_line_per_step_when_not_a_terminal(monkeypatch):
     lines = log.getvalue().splitlines()
     assert lines[0].startswith("queued behind a: waiting in line for cpu")
     assert [line.split(" step ")[1].split()[0] for line in lines[1:]] == ["5/20", "10/20", "15/20"]
+    assert all(line.startswith("run [") for line in lines[1:])  # named: a study trains rows side by side
     assert "\r" not in log.getvalue()

@@ -5,6 +5,7 @@ import argparse
 import csv
 import json
 import shutil
+import time
 
 import pytest
 
@@ -180,3 +181,47 @@ def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early():
     assert sorted(set(DEFAULT_ROW_ORDER) - {SCRATCH_ROW}) == sorted(STRATEGIES)
     assert len(DEFAULT_ROW_ORDER) == len(set(DEFAULT_ROW_ORDER))
     assert DEFAULT_ROW_ORDER[2:4] == ("lora_sp", "lora128")  # the paper's comparison, soonest
+
+
+@pytest.mark.timeout(600)
+def test_a_stopped_study_cancels_the_training_it_started_and_no_other(workspace, tmp_path, monkeypatch):
+    """Ctrl-C (or an error) while rows train on lanes: the study's own jobs stop, saving where
+    they were; a job the study did not start trains on."""
+    from tests.app import train_fixtures
+    from train.checkpoint import last_step
+    from train.jobs import cancel_job, read_job, start_job
+    from train.metrics import progress
+
+    train_fixtures().make_dataset(workspace.datasets_dir / "tiny")
+    config = get_preset(
+        "smolvla-lora_sp", dataset="tiny", steps=500, batch_size=2, adapter={"r": 8}, log_every=1,
+        val_every=1000, checkpoint_every=1000, backbone_cache=str(tmp_path / "models"),
+    )  # fmt: skip
+    study = _study(workspace, tmp_path / "results", "--parallel", "2")
+    study.check()
+    monkeypatch.setattr(study, "backbone_stage", lambda: 0)
+    monkeypatch.setattr(study, "data_stage", lambda: 0)
+    runs = workspace.runs_dir
+    start_job(config.with_overrides(run_name="other"), runs, workspace.datasets_dir, device="cpu:1")
+
+    def run_row(row, lane):  # the full row's training is under way when the operator presses Ctrl-C
+        if row == "full":
+            study.started_runs.add("study-full")
+            start_job(
+                config.with_overrides(run_name="study-full"), runs, workspace.datasets_dir, device=lane.device
+            )
+            while progress(runs / "study-full")["step"] < 1:
+                assert read_job(runs / "study-full").active
+                time.sleep(0.5)
+            raise KeyboardInterrupt
+        return 0
+
+    monkeypatch.setattr(study, "run_row", run_row)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            study.run()
+        stopped = read_job(runs / "study-full")
+        assert stopped.state == "canceled" and last_step(runs / "study-full") == stopped.step >= 1
+        assert read_job(runs / "other").active
+    finally:
+        cancel_job(runs / "other", wait_s=300)

@@ -1,30 +1,21 @@
 """The Train page drives real training jobs (child processes) and re-attaches to them."""
 
-import importlib.util
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from app.gui.pages.train import TrainPage
+from tests.app import train_fixtures
 from train.jobs import list_jobs
 
 JOB_TIMEOUT_MS = 400_000
 
 
-def _load_train_fixtures():
-    path = Path(__file__).parents[1] / "train" / "train_fixtures.py"
-    spec = importlib.util.spec_from_file_location("train_fixtures", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def recorded_dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_page") / "tiny_tasks"
-    return _load_train_fixtures().make_dataset(root)
+    return train_fixtures().make_dataset(root)
 
 
 @pytest.fixture

@@ -127,6 +127,7 @@ class Study:
         self.lanes: list = []  # where rows train (study_lanes), set by check()
         self.started_runs: set[str] = set()  # training runs this study started: stopped with it
         self.scoring = threading.Lock()  # rows are scored in this process, one at a time
+        self.sweeps_lock = threading.Lock()  # lanes' sweeps end at any time; sweep.md reads them all
 
     # ------------------------------------------------------------------ what a row is
     def base_strategy(self, row: str) -> str:
@@ -181,8 +182,9 @@ class Study:
         self.adopted[row] = entry
         strategy = self.base_strategy(row)
         if row == strategy and entry.row.lr is not None:
-            self.picked[strategy] = entry.row.lr
-            self.sweep[strategy] = entry.sweep
+            with self.sweeps_lock:
+                self.picked[strategy] = entry.row.lr
+                self.sweep[strategy] = entry.sweep
         _say(f"{row}: adopted from {path} (scored on {entry.scored_on or 'another machine'})")
         return True
 
@@ -402,10 +404,11 @@ class Study:
             if (code := self.train(strategy, run, self.args.sweep_steps, lr, lane, sweep=True)) != 0:
                 return code
             losses[lr] = final_val_loss(self.workspace.runs_dir / run)
-        self.sweep[strategy] = losses
-        self.picked[strategy] = pick_lr(losses)
+        with self.sweeps_lock:
+            self.sweep[strategy] = losses
+            self.picked[strategy] = pick_lr(losses)
+            _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked))
         _say(f"sweep {strategy}: picked lr {self.picked[strategy]:g} of {losses}")
-        _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked))
         return 0
 
     def train_stage(self, row: str, lane) -> int:

@@ -37,6 +37,8 @@ import sys
 import threading
 from pathlib import Path
 
+from .study_lanes import Lane, make_lanes, run_in_lanes
+
 SCRATCH_ROW = "full_scratch"  # the learnability baseline: full fine-tuning from random weights
 # The order that answers the paper's question soonest (a row costs hours on a CPU): full
 # fine-tuning and what pretraining buys, LoRA-SP, the LoRA r=128 it claims to beat, the other
@@ -124,7 +126,7 @@ class Study:
         self.sweep: dict[str, dict[float, float | None]] = {}
         self.picked: dict[str, float] = {}
         self.adopted: dict = {}  # row -> its LedgerEntry, for rows scored on another machine
-        self.lanes: list = []  # where rows train (study_lanes), set by check()
+        self.lanes: list[Lane] = []  # where rows train (study_lanes), set by check()
         self.started_runs: set[str] = set()  # training runs this study started: stopped with it
         self.scoring = threading.Lock()  # rows are scored in this process, one at a time
         self.sweeps_lock = threading.Lock()  # lanes' sweeps end at any time; sweep.md reads them all
@@ -193,8 +195,6 @@ class Study:
         from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
         from train.presets import PRESETS, get_preset
 
-        from .study_lanes import make_lanes
-
         self.lanes = make_lanes(self.args.parallel, self.args.device)
         known = {*STRATEGIES, SCRATCH_ROW, *LORA_SP_VARIANTS}
         unknown = [r for r in self.rows if r not in known]
@@ -238,8 +238,6 @@ class Study:
             return code
         if (code := self.data_stage()) != 0:
             return code
-        from .study_lanes import run_in_lanes
-
         try:
             code = run_in_lanes(
                 self.rows, self.lanes, self.run_row, self.waits_for, lambda row: self.write_tables()
@@ -258,7 +256,7 @@ class Study:
         _say(f"done: {self.out / 'paper_table.md'}")
         return 0
 
-    def run_row(self, row: str, lane) -> int:
+    def run_row(self, row: str, lane: Lane) -> int:
         """The row's sweep, training and scoring on `lane`; nothing for a row adopted or done."""
         where = f" on {lane.device}" if len(self.lanes) > 1 else ""
         _say(f"row {self.rows.index(row) + 1}/{len(self.rows)}: {row}{where}")
@@ -266,7 +264,7 @@ class Study:
             return 0  # the adopted row goes into the tables now, as a scored one does
         return self.stages(row, lane, (self.sweep_stage, self.train_stage, self.eval_stage))
 
-    def stages(self, row: str, lane, stages) -> int:
+    def stages(self, row: str, lane: Lane | None, stages) -> int:
         for stage in stages:
             self.workspace.require_free_space("the study")  # a stage never starts on a nearly full disk
             if (code := stage(row, lane)) != 0:
@@ -319,7 +317,7 @@ class Study:
         run: str,
         steps: int,
         lr: float,
-        lane,
+        lane: Lane,
         extra: dict | None = None,
         *,
         sweep: bool = False,
@@ -368,7 +366,7 @@ class Study:
 
         return default_cache_dir() / f"{self.args.name}-capvector"
 
-    def capvector_stage(self, lane) -> int:
+    def capvector_stage(self, lane: Lane) -> int:
         """The capability vector, built on the pretraining corpus's tasks (other tasks than the
         four evaluated, as in the paper: a small task set), once."""
         from train.backbones import CARD_FILE, resolve_backbone
@@ -379,11 +377,12 @@ class Study:
         backbone = self.args.backbone or get_preset(self.preset("capvector")).backbone
         corpus = _corpus_of(resolve_backbone(backbone).path)
         _say(f"capability vector: {self.args.capvector_steps} steps x 2 on {corpus}")
+        _use_threads(lane)  # it trains in this process
         argv = ["capvector", "--backbone", backbone, "--dataset", corpus, "--steps", str(self.args.capvector_steps),
                 "--name", self.capvector_dir.name, "--batch-size", str(self.args.batch_size)]  # fmt: skip
         return self._cli(*argv, *(["--device", lane.device] if lane.device else []))
 
-    def sweep_stage(self, row: str, lane) -> int:
+    def sweep_stage(self, row: str, lane: Lane) -> int:
         """Short runs at each rate of the grid; the lowest final validation loss wins. Rows that
         share a strategy (the readings, the scratch row) reuse their strategy's pick."""
         from evaluate.study import final_val_loss, lr_grid, lr_tag, pick_lr, sweep_markdown
@@ -411,14 +410,14 @@ class Study:
         _say(f"sweep {strategy}: picked lr {self.picked[strategy]:g} of {losses}")
         return 0
 
-    def train_stage(self, row: str, lane) -> int:
+    def train_stage(self, row: str, lane: Lane) -> int:
         from evaluate.study import LORA_SP_VARIANTS
 
         extra = {"adapter": LORA_SP_VARIANTS[row]} if row in LORA_SP_VARIANTS else None
         lr = self.picked[self.base_strategy(row)]
         return self.train(row, self.run_name(row), self.args.steps, lr, lane, extra)
 
-    def eval_stage(self, row: str, lane=None, checkpoint: int | None = None) -> int:
+    def eval_stage(self, row: str, lane: Lane | None = None, checkpoint: int | None = None) -> int:
         """The row's trials on the held-out scenes (the campaign resumes from results.sqlite):
         of its last checkpoint, or of the one at step `checkpoint` (campaign `<run>-step<N>`).
         In this process, one row at a time, on the lane's share of the cores."""
@@ -426,10 +425,7 @@ class Study:
             self.run_name(row) if checkpoint is None else curve_campaign(self.run_name(row), checkpoint)
         )
         with self.scoring:
-            if lane is not None and lane.threads:
-                import torch
-
-                torch.set_num_threads(lane.threads)
+            _use_threads(lane)
             return self._cli(
                 "eval", "--run", self.run_name(row), "--backend", "sim", "--tasks", "all",
                 "--trials", str(self.args.trials), "--seed", str(EVAL_SEED), "--campaign", campaign,
@@ -437,7 +433,7 @@ class Study:
                 "--checkpoint", "last" if checkpoint is None else str(checkpoint),
             )  # fmt: skip
 
-    def curve_stage(self, row: str, lane=None) -> int:
+    def curve_stage(self, row: str, lane: Lane | None = None) -> int:
         """A learnability row: the same trials of each earlier checkpoint (success against steps)."""
         for step in self.curve_steps(row)[:-1]:
             if (code := self.eval_stage(row, checkpoint=step)) != 0:
@@ -559,6 +555,15 @@ def _corpus_of(backbone_dir: Path) -> str | None:
 
     card = backbone_dir / CARD_FILE
     return (json.loads(card.read_text()).get("corpus") or {}).get("dataset") if card.is_file() else None
+
+
+def _use_threads(lane: Lane | None) -> None:
+    """What runs in the study's process (scoring, the capability vector's runs) keeps to the
+    lane's share of the cores, like the lane's jobs."""
+    if lane is not None and lane.threads:
+        import torch
+
+        torch.set_num_threads(lane.threads)
 
 
 def _write(path: Path, text: str) -> None:

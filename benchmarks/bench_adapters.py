@@ -113,12 +113,32 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def cpu_memory_baseline_kb() -> int:
+    """Where a CPU variant's memory starts, for `peak_memory_mb`: on Linux the process's
+    high-water mark is reset first (/proc/self/clear_refs), so the peak is the variant's own.
+    Without the reset, torch's imports peak above a small variant's whole run (its figure
+    came out 0 MB)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return _proc_status_kb("VmRSS")
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def _proc_status_kb(field: str) -> int:
+    return int(re.search(rf"{field}:\s+(\d+)", Path("/proc/self/status").read_text()).group(1))
+
+
 def peak_memory_mb(device: str, baseline_kb: int) -> float:
     import torch
 
     if device == "cuda":
         return torch.cuda.max_memory_allocated() / 2**20
-    return (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline_kb) / 1024
+    try:
+        peak_kb = _proc_status_kb("VmHWM")
+    except OSError:
+        peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (peak_kb - baseline_kb) / 1024
 
 
 def autocast(device: str):
@@ -219,7 +239,7 @@ def child_memory(args) -> dict:
     """Peak memory of a few training steps of one variant, alone in this process."""
     import torch
 
-    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline_kb = cpu_memory_baseline_kb()
     variant = TrainVariant(args.variant, args, args.batch)
     if args.device == "cuda":
         torch.cuda.reset_peak_memory_stats()

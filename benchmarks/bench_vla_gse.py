@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +19,15 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench_adapters import TOKENS_PER_SAMPLE, Interleaved, autocast, build_stack, peak_memory_mb, sync  # noqa: E402
+from bench_adapters import (  # noqa: E402
+    TOKENS_PER_SAMPLE,
+    Interleaved,
+    autocast,
+    build_stack,
+    cpu_memory_baseline_kb,
+    peak_memory_mb,
+    sync,
+)  # fmt: skip
 
 TARGETS = "re:_proj$"
 VARIANTS = ("lora", "vla_gse", "vla_gse_fold")  # fold: W reduced once, no frozen-expert pass
@@ -78,7 +85,7 @@ def child(args) -> None:
 
     import train.adapters  # noqa: F401
 
-    baseline_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    baseline_kb = cpu_memory_baseline_kb()
     variant = Variant(args.child, args)
     if args.device == "cuda":
         import torch

@@ -143,9 +143,11 @@ class Study:
         return f"{self.args.name}-{row}"
 
     def waits_for(self, row: str) -> str | None:
-        """The row whose picked learning rate this row reuses, when the study has it: it goes first."""
+        """The study's first row of this row's strategy, if another: its sweep picks the rate
+        this row reuses (rows on two lanes must not run one sweep twice at once), so it goes first."""
         strategy = self.base_strategy(row)
-        return strategy if strategy != row and strategy in self.rows else None
+        first = next(r for r in self.rows if self.base_strategy(r) == strategy)
+        return None if first == row else first
 
     def settings(self) -> dict:
         return {key: getattr(self.args, key) for key in SETTINGS} | {"dataset": self.dataset}

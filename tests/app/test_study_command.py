@@ -137,6 +137,13 @@ def _study(workspace, out, *extra):
     return Study(parser.parse_args([*SMALL, "--out", str(out), *extra]), workspace)
 
 
+def test_rows_of_one_strategy_wait_for_its_first_row_whose_sweep_they_reuse(workspace, tmp_path):
+    study = _study(workspace, tmp_path, "--rows", "lora_sp-no_z,full,lora_sp-eta0.8,full_scratch,lora_sp")
+    waits = {row: study.waits_for(row) for row in study.rows}
+    assert waits == {"lora_sp-no_z": None, "full": None, "lora_sp-eta0.8": "lora_sp-no_z",
+                     "full_scratch": "full", "lora_sp": "lora_sp-no_z"}  # fmt: skip
+
+
 def test_a_ledger_entry_is_adopted_only_under_the_same_settings(workspace, tmp_path, monkeypatch, capsys):
     from evaluate.stats import wilson
     from evaluate.study import LedgerEntry, StudyRow, TrainingFigures

@@ -7,8 +7,8 @@ reading, full fine-tuning from random weights) starts once that row is done. Sco
 the study's process, one row at a time.
 
 Why on a CPU: the study's small policy does not keep two cores busy. On this project's 2-core
-machine one LoRA-SP step takes 664 ms on two threads and 990 ms on one, so two rows on a
-thread each train 1.34x as many steps per hour (docs/guide/train.md, Speed).
+machine one LoRA-SP step takes 664 ms on two threads and about 990 ms on one, so two rows on a
+thread each train 1.34x as many steps per hour (docs/guide/train.md, "Rows at once").
 """
 
 from __future__ import annotations

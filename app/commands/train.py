@@ -32,7 +32,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tasks", nargs="+", metavar="TASK", help="train on these task instructions only (default: all)"
     )
-    parser.add_argument("--device", help="cpu | cuda:0 | ... (default: a GPU if there is one)")
+    parser.add_argument(
+        "--device", help="cpu | cpu:N (a CPU lane) | cuda:0 | ... (default: a GPU if there is one)"
+    )
     parser.add_argument(
         "--processes",
         type=int,

@@ -27,7 +27,7 @@ from bench_adapters import (  # noqa: E402
     cpu_memory_baseline_kb,
     peak_memory_mb,
     sync,
-)  # fmt: skip
+)
 
 TARGETS = "re:_proj$"
 VARIANTS = ("lora", "vla_gse", "vla_gse_fold")  # fold: W reduced once, no frozen-expert pass

@@ -458,6 +458,10 @@ class Trainer:
         # one a resumed run started from, as a resume point would get it deleted later.
         if saved_step != self.step:
             checkpoint = self.save(resume_point=state != "completed")
+        elif checkpoint is None and main:  # resumed at its last step: the checkpoint it resumed from
+            from .checkpoint import checkpoint_dir
+
+            checkpoint = checkpoint_dir(self.run_dir, self.step)
         if main:
             self.metrics.write("event", self.step, event=state)
         return TrainResult(state, self.step, last_loss, last_val, self.counts.percent, checkpoint)

@@ -159,7 +159,8 @@ def test_a_stop_on_a_cadence_checkpoint_keeps_it(backbone_cache, train_workspace
     cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=4, checkpoint_every=2)
     run, data = tmp_path / "run", datasets_dir(train_workspace)
     assert run_training(cfg, run, data, stop_at_step=2).state == "stopped"
-    assert run_training(cfg, run, data, resume=True, stop_at_step=2).step == 2
+    again = run_training(cfg, run, data, resume=True, stop_at_step=2)
+    assert again.step == 2 and again.checkpoint == run / "checkpoints" / "000002"  # the one on disk
     assert run_training(cfg, run, data, resume=True).state == "completed"
     assert sorted(p.name for p in (run / "checkpoints").iterdir() if p.is_dir()) == ["000002", "000004"]
 

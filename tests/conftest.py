@@ -11,6 +11,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import pytest  # noqa: E402
 
+pytest_plugins = ("tests.slurm_cluster",)  # the `slurm_cluster` fixture
+
 
 @pytest.fixture
 def workspace(tmp_path, monkeypatch):

@@ -49,12 +49,13 @@ class SlurmSpec:
             raise ValueError(f"--time {self.time!r}: expected HH:MM, e.g. 04:00")
 
 
-def check_available() -> None:
+def check_available(command: str = "train") -> None:
+    """Refuse, naming the fix, where `piper-ws <command> --slurm` cannot reach a cluster."""
     missing = [tool for tool in ("sbatch", "squeue", "scancel", "scontrol") if shutil.which(tool) is None]
     if missing:
         raise SlurmError(
-            f"no Slurm here ({', '.join(missing)} not found): run piper-ws train --slurm on the cluster's "
-            "login node, or train without --slurm"
+            f"no Slurm here ({', '.join(missing)} not found): run piper-ws {command} --slurm on the "
+            "cluster's login node, or without --slurm"
         )
 
 

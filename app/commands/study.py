@@ -4,6 +4,7 @@
     piper-ws study --episodes-per-task 20 --steps 1500 --sweep-steps 200   # a CPU-sized pass
     piper-ws study --device cuda --batch-size 32    # the same on a GPU
     piper-ws study --parallel 2                     # two rows at once (two CPU lanes, or two GPUs)
+    piper-ws study --slurm --gpus 1 --parallel 13   # every row at once, each row's jobs on the cluster
 
 Every stage is a normal workstation command on the workspace, continued from what is on
 disk when the same command runs again:
@@ -15,7 +16,8 @@ disk when the same command runs again:
    validation loss (short runs `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the
    picked rate with the same data, step budget and seed, and its scored trials (campaign
    `<name>-<row>`, the same held-out scenes for every row); with `--parallel N`, N rows at
-   once (`study_lanes`);
+   once (`study_lanes`); with `--slurm`, the rows' training runs are Slurm jobs and the
+   study scores them where it runs;
 3. once every row is scored, the learnability rows (CURVE_ROWS) also score their earlier
    checkpoints on those scenes (campaigns `<name>-<row>-step<N>`): last, because they
    refine rows that already have a result, and they cost as many trials again per point;
@@ -38,6 +40,7 @@ import threading
 from pathlib import Path
 
 from .study_lanes import Lane, make_lanes, run_in_lanes
+from .train import add_slurm_arguments, slurm_argv, slurm_spec
 
 SCRATCH_ROW = "full_scratch"  # the learnability baseline: full fine-tuning from random weights
 # The order that answers the paper's question soonest (a row costs hours on a CPU): full
@@ -86,6 +89,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rows trained at once: on a CPU each on its share of the cores, else one GPU each",
     )  # fmt: skip
     parser.add_argument("--out", default="docs/results", help="where the tables and the chart go")
+    add_slurm_arguments(
+        parser, "Slurm (each row's training runs as a Slurm job; the study scores where it runs)"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -197,7 +203,19 @@ class Study:
         from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
         from train.presets import PRESETS, get_preset
 
-        self.lanes = make_lanes(self.args.parallel, self.args.device)
+        slurm = slurm_spec(self.args)
+        if slurm is not None:
+            from train.slurm import SlurmError, check_available
+
+            if self.args.device:
+                raise ValueError(
+                    "with --slurm the rows train where Slurm puts them: give --gpus, not --device"
+                )
+            try:
+                check_available("study")
+            except SlurmError as exc:
+                raise ValueError(str(exc)) from None
+        self.lanes = make_lanes(self.args.parallel, self.args.device, slurm)
         known = {*STRATEGIES, SCRATCH_ROW, *LORA_SP_VARIANTS}
         unknown = [r for r in self.rows if r not in known]
         if unknown:
@@ -260,7 +278,7 @@ class Study:
 
     def run_row(self, row: str, lane: Lane) -> int:
         """The row's sweep, training and scoring on `lane`; nothing for a row adopted or done."""
-        where = f" on {lane.device}" if len(self.lanes) > 1 else ""
+        where = f" on {lane}" if len(self.lanes) > 1 or lane.slurm else ""
         _say(f"row {self.rows.index(row) + 1}/{len(self.rows)}: {row}{where}")
         if row in self.adopted or self.adopt(row):
             return 0  # the adopted row goes into the tables now, as a scored one does
@@ -325,12 +343,23 @@ class Study:
         sweep: bool = False,
     ) -> int:
         """One training run of the row's preset, continued from its last checkpoint. A row's run
-        checkpoints CURVE_POINTS times (what the learnability curve scores); a sweep run rarely."""
+        checkpoints CURVE_POINTS times (what the learnability curve scores); a sweep run rarely.
+        A run still training from an earlier start of the study (one killed, or whose Slurm
+        allocation ended, while its jobs went on) is followed, not started twice."""
         from train.checkpoint import last_step
+        from train.jobs import JOB_FILE, read_job
+
+        from .train import follow
 
         run_dir = self.workspace.runs_dir / run
         if last_step(run_dir) >= steps:
             return 0
+        if (run_dir / JOB_FILE).is_file() and read_job(run_dir).active:
+            _say(f"{run} is still training from an earlier start: following it")
+            self.started_runs.add(run)
+            follow(run_dir)
+            if last_step(run_dir) >= steps:
+                return 0
         argv = ["train", "--dataset", self.dataset, "--preset", self.preset(row), "--run", run,
                 "--steps", str(steps), "--batch-size", str(self.args.batch_size), "--lr", repr(lr),
                 "--set", f"seed={self.args.seed}", "--set", "val_episodes_per_task=1",
@@ -342,7 +371,9 @@ class Study:
         backbone = self.backbone_for(row)
         if backbone:
             argv += ["--backbone", backbone]
-        if lane.device:
+        if lane.slurm:
+            argv += slurm_argv(lane.slurm)
+        elif lane.device:
             argv += ["--device", lane.device]
         if lane.threads:
             argv += ["--set", f"threads={lane.threads}"]

@@ -1,7 +1,8 @@
 """A study's rows on several lanes at once (`piper-ws study --parallel N`).
 
-A lane is where one row's training jobs run: a GPU (`cuda:K`), or on a CPU a lane `cpu:K`
-with its share of the cores (`train.jobs`: one job per lane at a time). Rows start in the
+A lane is where one row's training jobs run: a GPU (`cuda:K`), on a CPU a lane `cpu:K`
+with its share of the cores (`train.jobs`: one job per lane at a time), or with `--slurm` a
+place in the cluster's queue (the row's jobs are submitted there). Rows start in the
 study's order as lanes free up; a row that reuses another row's learning rate (a LoRA-SP
 reading, full fine-tuning from random weights) starts once that row is done. Scoring runs in
 the study's process, one row at a time.
@@ -19,20 +20,30 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from train.slurm import SlurmSpec
+
 
 @dataclass(frozen=True)
 class Lane:
     device: str | None  # what `piper-ws train --device` gets; None: its own default
     threads: int = 0  # torch threads of the lane's jobs; 0: torch's default (every core)
+    slurm: SlurmSpec | None = None  # the row's jobs go to this Slurm cluster (device: None)
+    slot: int = 0  # tells Slurm lanes apart: each is one row in the cluster's queue
+
+    def __str__(self) -> str:
+        return f"Slurm ({self.slot + 1})" if self.slurm else str(self.device)
 
 
-def make_lanes(count: int, device: str | None) -> list[Lane]:
-    """`count` lanes on `device` (cpu, cuda or None: a GPU if there is one); one lane is the
-    device as given. Refuses what the machine cannot hold, in one line."""
+def make_lanes(count: int, device: str | None, slurm: SlurmSpec | None = None) -> list[Lane]:
+    """`count` lanes on `device` (cpu, cuda or None: a GPU if there is one), or in `slurm`'s
+    queue; one local lane is the device as given. Refuses what the machine cannot hold, in one
+    line (the cluster's queue holds any number)."""
     from train.jobs import default_device, gpu_count
 
     if count < 1:
         raise ValueError(f"--parallel must be at least 1, not {count}")
+    if slurm is not None:
+        return [Lane(None, slurm=slurm, slot=k) for k in range(count)]
     if count == 1:
         return [Lane(device)]
     kind = (device or default_device()).split(":")[0]

@@ -54,14 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="override any config field, JSON values: --set adapter='{\"r\": 64}' --set precision=bf16",
     )
-    slurm = parser.add_argument_group("Slurm (submit the job to the cluster instead of training here)")
-    slurm.add_argument(
-        "--slurm", action="store_true", help="submit with sbatch; runs/ must be on a shared disk"
-    )
-    slurm.add_argument("--partition", help="Slurm partition (default: the cluster's)")
-    slurm.add_argument("--gpus", type=int, default=0, help="GPUs per node (one training process each)")
-    slurm.add_argument("--nodes", type=int, default=1)
-    slurm.add_argument("--time", help="wall-time limit, HH:MM")
+    add_slurm_arguments(parser, "Slurm (submit the job to the cluster instead of training here)")
     parser.add_argument("--resume", action="store_true", help="continue --run from its last checkpoint")
     parser.add_argument("--detach", action="store_true", help="start the job and return")
     parser.add_argument("--list", action="store_true", help="list runs with their states")
@@ -87,7 +80,20 @@ def _overrides(args) -> dict:
     return fields
 
 
-def _slurm_spec(args):
+def add_slurm_arguments(parser: argparse.ArgumentParser, title: str) -> None:
+    """The Slurm options, shared by `train` and `study` (which passes them on to its rows' jobs)."""
+    slurm = parser.add_argument_group(title)
+    slurm.add_argument(
+        "--slurm", action="store_true", help="submit with sbatch; runs/ must be on a shared disk"
+    )
+    slurm.add_argument("--partition", help="Slurm partition (default: the cluster's)")
+    slurm.add_argument("--gpus", type=int, default=0, help="GPUs per node (one training process each)")
+    slurm.add_argument("--nodes", type=int, default=1)
+    slurm.add_argument("--time", help="wall-time limit, HH:MM")
+
+
+def slurm_spec(args):
+    """The SlurmSpec of parsed Slurm options, or None without --slurm (refusing stray options)."""
     from train.slurm import SlurmSpec
 
     if not args.slurm:
@@ -95,6 +101,13 @@ def _slurm_spec(args):
             raise ValueError("--partition, --gpus, --nodes and --time go with --slurm")
         return None
     return SlurmSpec(partition=args.partition, gpus=args.gpus, nodes=args.nodes, time=args.time)
+
+
+def slurm_argv(spec) -> list[str]:
+    """`spec` as `piper-ws train` options: what `slurm_spec` reads back."""
+    argv = ["--slurm", "--gpus", str(spec.gpus), "--nodes", str(spec.nodes)]
+    return argv + [*(["--partition", spec.partition] if spec.partition else []),
+                   *(["--time", spec.time] if spec.time else [])]  # fmt: skip
 
 
 def _bar(fraction: float, width: int = 30) -> str:
@@ -176,7 +189,7 @@ def run(args) -> int:
         return 0 if record.state in ("canceled", "completed") else 1
     try:
         overrides = _overrides(args)
-        slurm = _slurm_spec(args)
+        slurm = slurm_spec(args)
         if args.resume:
             if not args.run_name:
                 print("--resume needs --run NAME", file=sys.stderr)

@@ -101,7 +101,9 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     assert {n: (out / n).read_text() for n in tables} == tables
 
 
-def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(workspace, tmp_path, capsys):
+def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(
+    workspace, tmp_path, monkeypatch, capsys
+):
     out = ["--out", str(tmp_path / "results")]
     base = ["--workspace", str(workspace.root), "study", *out]
     assert main([*base, "--rows", "full,lora_xl"]) == 1
@@ -114,7 +116,50 @@ def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(worksp
     assert "--state-noise is a std" in capsys.readouterr().err
     assert main([*base, "--device", "cpu", "--parallel", "64"]) == 1
     assert "needs a core per lane" in capsys.readouterr().err
+    assert main([*base, "--partition", "gpu"]) == 1
+    assert "go with --slurm" in capsys.readouterr().err
+    assert main([*base, "--slurm", "--device", "cuda"]) == 1
+    assert "give --gpus, not --device" in capsys.readouterr().err
+    assert main([*base, "--slurm", "--time", "12h"]) == 1
+    assert "expected HH:MM" in capsys.readouterr().err
+    monkeypatch.setenv("PATH", str(tmp_path))  # a machine without Slurm's commands
+    assert main([*base, "--slurm"]) == 1
+    assert "no Slurm here" in capsys.readouterr().err
     assert not (workspace.datasets_dir / "study-target").exists() and not workspace.runs_dir.exists()
+
+
+@pytest.mark.timeout(1200)
+def test_with_slurm_each_rows_training_is_a_slurm_job_and_rows_queue_at_once(
+    slurm_cluster, workspace, tmp_path, monkeypatch
+):
+    """The rows' runs are submitted to the cluster (tests/slurm_cluster.py), two in its queue
+    at once with --parallel 2, followed to the end, and scored here."""
+    from evaluate.store import ResultsStore
+    from train.jobs import read_job
+    from train.slurm import SBATCH_FILE
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    out = tmp_path / "results"
+    local = SMALL[: SMALL.index("--device")]  # where a row trains is Slurm's to say
+    argv = ["--workspace", str(workspace.root), "study", *local, "--rows", "lora_sp,lora8",
+            "--sweep-steps", "0", "--slurm", "--time", "00:10", "--parallel", "2", "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+
+    jobs = {row: read_job(workspace.runs_dir / f"study-{row}") for row in ("lora_sp", "lora8")}
+    assert {r: (j.state, j.step) for r, j in jobs.items()} == dict.fromkeys(jobs, ("completed", 3))
+    assert (
+        jobs["lora_sp"].slurm_job
+        and jobs["lora8"].slurm_job
+        and len({j.slurm_job for j in jobs.values()}) == 2
+    )
+    for row in jobs:
+        assert "#SBATCH --time=00:10:00" in (workspace.runs_dir / f"study-{row}" / SBATCH_FILE).read_text()
+    first, second = sorted(jobs.values(), key=lambda j: j.started)
+    assert second.started < first.finished  # in the queue together, and trained together
+    with ResultsStore(workspace.results_db) as store:
+        assert {row: len(store.trials(f"study-{row}")) for row in jobs} == dict.fromkeys(jobs, 4)
+    table = (out / "paper_table.csv").read_text().splitlines()
+    assert [line.split(",")[0] for line in table[1:]] == ["lora8", "lora_sp"]
 
 
 def test_a_nearly_full_disk_is_refused_before_anything_is_recorded(workspace, tmp_path, monkeypatch, capsys):
@@ -188,6 +233,27 @@ def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early():
     assert sorted(set(DEFAULT_ROW_ORDER) - {SCRATCH_ROW}) == sorted(STRATEGIES)
     assert len(DEFAULT_ROW_ORDER) == len(set(DEFAULT_ROW_ORDER))
     assert DEFAULT_ROW_ORDER[2:4] == ("lora_sp", "lora128")  # the paper's comparison, soonest
+
+
+@pytest.mark.timeout(600)
+def test_a_run_still_training_from_an_earlier_start_is_followed_not_started_again(workspace, tmp_path):
+    """A study killed outright (or whose Slurm allocation ended) leaves its row's job training;
+    the same command again waits for that job instead of failing on a run that is busy."""
+    from app.commands.study_lanes import Lane
+    from tests.app import train_fixtures
+    from train.checkpoint import last_step
+    from train.jobs import read_job, start_job
+
+    train_fixtures().make_dataset(workspace.datasets_dir / "tiny")
+    config = get_preset(
+        "smolvla-lora_sp", dataset="tiny", steps=3, batch_size=2, adapter={"r": 8},
+        backbone_cache=str(tmp_path / "models"), run_name="study-full",
+    )  # fmt: skip
+    earlier = start_job(config, workspace.runs_dir, workspace.datasets_dir, device="cpu")
+    study = _study(workspace, tmp_path / "results")
+    assert study.train("full", "study-full", 3, 1e-4, Lane("cpu")) == 0
+    final = read_job(workspace.runs_dir / "study-full")
+    assert final.state == "completed" and final.pid == earlier.pid and last_step(final.run_dir) == 3
 
 
 @pytest.mark.timeout(600)

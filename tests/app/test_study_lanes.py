@@ -121,3 +121,13 @@ def test_cpu_lanes_share_the_cores_and_impossible_lanes_are_refused():
     if gpu_count() < 2:
         with pytest.raises(ValueError, match=f"needs 2 GPUs; this machine has {gpu_count()}"):
             make_lanes(2, "cuda")
+
+
+def test_slurm_lanes_are_places_in_the_clusters_queue_not_this_machines_cores():
+    from train.slurm import SlurmSpec
+
+    spec = SlurmSpec(partition="gpu", gpus=1)
+    many = len(os.sched_getaffinity(0)) + 2  # more rows at once than this machine has cores
+    lanes = make_lanes(many, None, spec)
+    assert len(set(lanes)) == many and all(lane.slurm == spec and lane.device is None for lane in lanes)
+    assert str(lanes[1]) == "Slurm (2)"

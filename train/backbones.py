@@ -16,6 +16,8 @@ layout: `config.json`, `model.safetensors`, processor JSON files). Two kinds:
   pretraining starts from, and the "no pretraining" baseline.
 - `mini-smolvla`: `scratch-mini-smolvla` after `piper-ws pretrain` (full training on the
   simulated source corpus), exported to `<cache_dir>/mini-smolvla/` with `card.json`.
+- `scratch-small-smolvla` / `small-smolvla`: the same at a size for one GPU (about 83 M
+  parameters, 256 px images: `piper-ws pretrain --size small --device cuda`).
 
 pi0 hard-codes Gemma 2B / 300M sizes, a 27-layer SigLIP and a PaliGemma tokenizer name;
 the tiny pi0 shrinks those inside `tiny_pi0_sizes()`, which must be active whenever the
@@ -33,9 +35,14 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-TINY_NAMES = ("tiny-smolvla", "tiny-pi0", "scratch-mini-smolvla")  # built from scratch on first use
+# built from scratch on first use
+TINY_NAMES = ("tiny-smolvla", "tiny-pi0", "scratch-mini-smolvla", "scratch-small-smolvla")
 # made by `piper-ws pretrain` from the scratch model named; the tiny one is for tests
-PRETRAINED_NAMES = {"mini-smolvla": "scratch-mini-smolvla", "tiny-smolvla-pretrained": "tiny-smolvla"}
+PRETRAINED_NAMES = {
+    "mini-smolvla": "scratch-mini-smolvla",
+    "small-smolvla": "scratch-small-smolvla",
+    "tiny-smolvla-pretrained": "tiny-smolvla",
+}
 CARD_FILE = "card.json"  # written into a pretrained backbone dir: corpus, steps, seed, loss, parameters
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")  # owner/name, when no such local directory exists
 # Besides the policy, lerobot loads these by hub id: only their config/tokenizer files are needed.
@@ -53,6 +60,9 @@ TINY_CHUNK = 10  # tests: short chunks keep the suite fast
 # stalls where they paused: memorisation of 5 press_button episodes went from 0/5 to 4/5.
 MINI_CHUNK = 30
 MINI_IMAGE = 128  # 8x8 patches of 16 px, 16 visual tokens per camera after the pixel shuffle
+# 16x16 patches, 64 visual tokens per camera: at 96x128 the grape is 1-2 pixels across
+# (docs/results/big/learnability.md), at 192x256 four times that many
+SMALL_IMAGE = 256
 
 STATE_DIM = 7
 ACTION_DIM = 7
@@ -334,6 +344,14 @@ MINI_SMOLVLM = dict(
     vocabulary=("lift the green cube", "put the green cube on the plate", "touch the orange ball",
                 "push the blue switch down"),
 )  # fmt: skip
+# The in-house model for one GPU: SmolVLA's architecture at about a sixth of its size.
+SMALL_SMOLVLM = dict(
+    text=dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=12, num_attention_heads=9,
+              num_key_value_heads=3, head_dim=64, max_position_embeddings=1024),
+    vision=dict(hidden_size=384, intermediate_size=1536, num_hidden_layers=6, num_attention_heads=6),
+    image=SMALL_IMAGE, scale_factor=2, vocab_size=None, chunk=MINI_CHUNK,
+    vocabulary=MINI_SMOLVLM["vocabulary"],
+)  # fmt: skip
 SMOLVLM2_500M = dict(
     text=dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
               num_key_value_heads=5, head_dim=64, max_position_embeddings=8192),
@@ -418,6 +436,10 @@ def _tiny_smolvla(work: Path):
 
 def _scratch_mini_smolvla(work: Path):
     return _scratch_smolvla(work, MINI_SMOLVLM)
+
+
+def _scratch_small_smolvla(work: Path):
+    return _scratch_smolvla(work, SMALL_SMOLVLM)
 
 
 def _scratch_smolvla(work: Path, sizes: dict):
@@ -555,6 +577,7 @@ def build_tiny_backbone(name: str, path: str | Path, seed: int = 0) -> Path:
         "tiny-smolvla": _tiny_smolvla,
         "tiny-pi0": _tiny_pi0,
         "scratch-mini-smolvla": _scratch_mini_smolvla,
+        "scratch-small-smolvla": _scratch_small_smolvla,
     }
     if name not in builders:
         raise BackboneError(f"unknown tiny backbone {name!r}; choose one of {', '.join(TINY_NAMES)}")

@@ -22,25 +22,25 @@ _ALL_GROUPS = {"train_expert_only": False, "freeze_vision_encoder": False}
 
 _SMOLVLA = dict(backbone="tiny-smolvla", targets="smolvla", policy=_ALL_GROUPS)
 _PI0 = dict(backbone="tiny-pi0", targets="pi0", policy=_ALL_GROUPS)
-# The in-house mini SmolVLA (train/backbones.py). The paper chose its ranks for SmolVLA's
+# The in-house SmolVLAs (train/backbones.py). The paper chose its ranks for SmolVLA's
 # 960-wide VLM; on a narrower model the same rank is a far larger share of the weights
-# (r=128 would be 46% of mini-smolvla, against the paper's 9.1%). So the mini presets scale
-# every rank by the width ratio, to the nearest power of two: 8 -> 2, 32 -> 8, 128 -> 32
-# (1.3%, 5.0% and 17.3% of mini-smolvla's parameters). Preset names keep the paper's ranks.
+# (r=128 would be 46% of mini-smolvla, against the paper's 9.1%). So the in-house presets
+# scale every rank by the width ratio, to the nearest power of two: on mini-smolvla 8 -> 2,
+# 32 -> 8, 128 -> 32 (1.3%, 5.0% and 17.3% of its parameters), on small-smolvla 8 -> 4,
+# 32 -> 16, 128 -> 64 (1.3%, 4.9% and 17.1%). Preset names keep the paper's ranks.
 PAPER_WIDTH = 960  # SmolVLM2-500M's hidden size, SmolVLA's VLM
-MINI_WIDTH = 256  # mini-smolvla's hidden size (train.backbones.MINI_SMOLVLM)
+IN_HOUSE_WIDTHS = {"mini": 256, "small": 576}  # hidden sizes (train.backbones.MINI_/SMALL_SMOLVLM)
 
 
-def scaled_rank(paper_rank: int, width: int = MINI_WIDTH) -> int:
+def scaled_rank(paper_rank: int, width: int) -> int:
     """The rank that is to a `width`-wide model what `paper_rank` is to SmolVLA."""
     return max(1, 2 ** round(math.log2(paper_rank * width / PAPER_WIDTH)))
 
 
 # Noise on the normalised joint state in training batches (TrainConfig.state_noise): from
 # 120 press_button episodes, 0.3 pressed 11/15 and 13/15 unseen buttons (two seeds) against 7/15
-# without (docs/results/study-cpu.md, Run 5). Measured in simulation only: the mini family has it.
+# without (docs/results/study-cpu.md, Run 5). Measured in simulation only: the in-house families have it.
 SIM_STATE_NOISE = 0.3
-_MINI = dict(backbone="mini-smolvla", targets="smolvla", policy=_ALL_GROUPS, state_noise=SIM_STATE_NOISE)
 _ADAPTER_LR = dict(lr=1e-3, lr_schedule="cosine", warmup_steps=20)  # adapters train at LoRA's usual higher lr
 _FULL_LR = dict(lr=1e-4, lr_schedule="cosine", warmup_steps=20)
 # Capability vectors: SFT on a backbone made by train.capvector (pass its dir as backbone),
@@ -54,30 +54,37 @@ def _preset(
     return TrainConfig(preset=name, strategy=strategy, adapter=adapter or {}, **family, **fields)
 
 
-def _mini_presets() -> list[TrainConfig]:
-    """The paper's comparison on mini-smolvla, ranks scaled by `scaled_rank`."""
-    r8, r32, r128 = scaled_rank(8), scaled_rank(32), scaled_rank(128)
+def _in_house_presets(size: str) -> list[TrainConfig]:
+    """The paper's comparison on `<size>-smolvla` (`mini-*`, `small-*`), ranks scaled by `scaled_rank`."""
+    family = dict(
+        backbone=f"{size}-smolvla", targets="smolvla", policy=_ALL_GROUPS, state_noise=SIM_STATE_NOISE
+    )
+    r8, r32, r128 = (scaled_rank(r, IN_HOUSE_WIDTHS[size]) for r in (8, 32, 128))
     return [
-        _preset("mini-full", _MINI, "full", {"scope": "all"}, lr=1e-4, lr_schedule="cosine", warmup_steps=20),
-        _preset("mini-lora8", _MINI, "lora", {"r": r8, "lora_alpha": r8}, **_ADAPTER_LR),
-        _preset("mini-lora32", _MINI, "lora", {"r": r32, "lora_alpha": r32}, **_ADAPTER_LR),
-        _preset("mini-lora128", _MINI, "lora", {"r": r128, "lora_alpha": r128}, **_ADAPTER_LR),
-        _preset("mini-adalora", _MINI, "adalora", {"init_r": r128, "target_r": r128 // 2}, **_ADAPTER_LR),
+        _preset(f"{size}-full", family, "full", {"scope": "all"}, **_FULL_LR),
+        _preset(f"{size}-lora8", family, "lora", {"r": r8, "lora_alpha": r8}, **_ADAPTER_LR),
+        _preset(f"{size}-lora32", family, "lora", {"r": r32, "lora_alpha": r32}, **_ADAPTER_LR),
+        _preset(f"{size}-lora128", family, "lora", {"r": r128, "lora_alpha": r128}, **_ADAPTER_LR),
+        _preset(f"{size}-adalora", family, "adalora", {"init_r": r128, "target_r": r128 // 2}, **_ADAPTER_LR),
         _preset(
-            "mini-lora_moe",
-            _MINI,
+            f"{size}-lora_moe",
+            family,
             "lora_moe",
             {"r": r128, "num_experts": 4, "routing": "top1"},
             **_ADAPTER_LR,
         ),
-        _preset("mini-lora_sp", _MINI, "lora_sp", {"r": r128, "eta": 0.9}, **_ADAPTER_LR),
+        _preset(f"{size}-lora_sp", family, "lora_sp", {"r": r128, "eta": 0.9}, **_ADAPTER_LR),
         # VLA-GSE's experts keep the paper's count (8: one generalist, top-2 of 7); their rank
         # 16/8 = 2 scales to 1, so r = 8 (r = scaled_rank(16) = 4 cannot feed 8 experts).
         _preset(
-            "mini-vla_gse", _MINI, "vla_gse", {"r": 8 * scaled_rank(16 // 8), "num_experts": 8}, **_ADAPTER_LR
+            f"{size}-vla_gse",
+            family,
+            "vla_gse",
+            {"r": 8 * scaled_rank(16 // 8, IN_HOUSE_WIDTHS[size]), "num_experts": 8},
+            **_ADAPTER_LR,
         ),
         # SFT on a capability-vector backbone: pass the dir build_capvector_backbone returned
-        _preset("mini-capvector", _MINI, "full", {"scope": "all"}, orth_weight=_ORTH, **_FULL_LR),
+        _preset(f"{size}-capvector", family, "full", {"scope": "all"}, orth_weight=_ORTH, **_FULL_LR),
     ]
 
 
@@ -125,7 +132,8 @@ _PRESETS: dict[str, TrainConfig] = {
             orth_weight=_ORTH,
             **_ADAPTER_LR,
         ),
-        *_mini_presets(),
+        *_in_house_presets("mini"),
+        *_in_house_presets("small"),
         _preset("pi0-lora_sp", _PI0, "lora_sp", {"r": 128, "eta": 0.9}, **_ADAPTER_LR),
         _preset("pi0-vla_gse", _PI0, "vla_gse", {"r": 16, "num_experts": 8}, **_ADAPTER_LR),
         _preset("pi0-lora128", _PI0, "lora", {"r": 128, "lora_alpha": 128}, **_ADAPTER_LR),

@@ -2,6 +2,7 @@
 
     piper-ws pretrain                                   # corpus, full training, export; resumable
     piper-ws pretrain --device cuda --batch-size 64     # the same on a GPU
+    piper-ws pretrain --size small --device cuda --batch-size 32   # small-smolvla: 83 M, 192x256 frames
     piper-ws pretrain --size tiny --episodes-per-task 2 --steps 50   # a quick look (tests)
 
 Three stages, each continued from what is on disk when the same command runs again:
@@ -23,19 +24,31 @@ import argparse
 import datetime
 import json
 import sys
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Size:
+    scratch: str  # the random-weight model pretraining starts from
+    backbone: str  # what it exports
+    image_size: str  # camera frames of its recordings (HxW): the model's image side wide, 3:4
+
 
 SIZES = {
-    "mini": ("scratch-mini-smolvla", "mini-smolvla"),
-    "tiny": ("tiny-smolvla", "tiny-smolvla-pretrained"),
+    "mini": Size("scratch-mini-smolvla", "mini-smolvla", "96x128"),  # results on a 2-core CPU
+    "small": Size("scratch-small-smolvla", "small-smolvla", "192x256"),  # results on one GPU
+    "tiny": Size("tiny-smolvla", "tiny-smolvla-pretrained", "96x128"),  # tests
 }
 CORPUS_SEED = 500_000  # scene seeds of the corpus, far from those of recorded target datasets
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--size", choices=tuple(SIZES), default="mini", help="mini (results) or tiny (tests)")
+    parser.add_argument(
+        "--size", choices=tuple(SIZES), default="mini", help="mini (a CPU), small (a GPU) or tiny (tests)"
+    )
     parser.add_argument("--tasks", default="all", help="'all' source tasks or a comma list of them")
     parser.add_argument("--episodes-per-task", type=int, default=100, help="corpus episodes per source task")
-    parser.add_argument("--image-size", default="96x128", metavar="HxW", help="corpus camera frames")
+    parser.add_argument("--image-size", metavar="HxW", help="corpus camera frames (default: the size's)")
     parser.add_argument("--steps", type=int, default=30_000)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-4)
@@ -53,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from train.checkpoint import last_step
 
     workspace = Workspace.open(args.workspace)
-    scratch, name = SIZES[args.size]
+    scratch, name = SIZES[args.size].scratch, SIZES[args.size].backbone
+    args.image_size = args.image_size or SIZES[args.size].image_size
     corpus = args.corpus or f"source-{args.size}"
     run_name = f"pretrain-{args.size}"
     tasks = ",".join(SOURCE_TASK_KEYS) if args.tasks.strip() == "all" else args.tasks
@@ -94,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         path = _export(workspace, name, scratch, corpus, tasks, run_name, args)
         _say(f"3/3 export: backbone {name!r} at {path}")
-    _say(f"fine-tune from it: piper-ws train --backbone {name} ... (presets mini-*)")
+    family = args.size if args.size != "tiny" else "smolvla"
+    _say(f"fine-tune from it: piper-ws train --backbone {name} ... (presets {family}-*)")
     return 0
 
 

@@ -61,17 +61,23 @@ SETTINGS = ("name", "family", "backbone", "scratch", "episodes_per_task", "image
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--name", default="study", help="prefix of the study's dataset, runs and campaigns")
     parser.add_argument(
-        "--family", default="mini", help="preset family: mini (mini-smolvla) or smolvla (tiny)"
+        "--family",
+        default="mini",
+        help="preset family: mini (mini-smolvla, a CPU), small (small-smolvla, a GPU) or smolvla (tiny)",
     )
     parser.add_argument("--backbone", help="backbone of every row (default: the family's presets')")
-    parser.add_argument("--scratch", default="scratch-mini-smolvla", help="backbone of the full_scratch row")
+    parser.add_argument(
+        "--scratch", help="backbone of the full_scratch row (default: the family's before pretraining)"
+    )
     parser.add_argument("--rows", help="comma list of rows (default: all strategies, full_scratch, readings)")
     parser.add_argument("--no-readings", action="store_true", help="skip the LoRA-SP readings rows")
     parser.add_argument(
         "--dataset", help="the recorded target dataset (default: <name>-target); another study's to share it"
     )
     parser.add_argument("--episodes-per-task", type=int, default=120)
-    parser.add_argument("--image-size", default="96x128", metavar="HxW")
+    parser.add_argument(
+        "--image-size", metavar="HxW", help="camera frames (default: the family's pretraining corpus's)"
+    )
     parser.add_argument("--steps", type=int, default=3000, help="step budget of every row")
     parser.add_argument("--sweep-steps", type=int, default=300, help="steps of each sweep run (0: no sweep)")
     parser.add_argument("--batch-size", type=int, default=8)
@@ -125,6 +131,7 @@ class Study:
         from evaluate.study import LORA_SP_VARIANTS
 
         self.args, self.workspace = args, workspace
+        _fill_family_defaults(args)
         self.dataset = args.dataset or f"{args.name}-target"
         default_rows = [*DEFAULT_ROW_ORDER, *([] if args.no_readings else LORA_SP_VARIANTS)]
         self.rows = [r.strip() for r in args.rows.split(",")] if args.rows else default_rows
@@ -225,6 +232,11 @@ class Study:
             raise ValueError(
                 f"no presets {missing} for family {self.args.family!r}; see `piper-ws train --presets`"
             )
+        if SCRATCH_ROW in self.rows and not self.args.scratch:
+            raise ValueError(
+                f"the {SCRATCH_ROW} row needs --scratch NAME (random weights of the rows' architecture): "
+                f"family {self.args.family!r} has no in-house one, or leave the row out (--rows)"
+            )
         recorded = range(self.args.seed, self.args.seed + self.args.episodes_per_task)
         if clash := sorted(set(recorded) & held_out_seeds(self.args.trials)):
             raise ValueError(
@@ -312,10 +324,12 @@ class Study:
         from train.backbones import PRETRAINED_NAMES, read_card
         from train.presets import get_preset
 
+        from .pretrain import SIZES
+
         backbone = self.args.backbone or get_preset(self.preset(self.rows[0])).backbone
         if backbone not in PRETRAINED_NAMES or read_card(backbone) is not None:
             return 0
-        size = "mini" if backbone == "mini-smolvla" else "tiny"
+        size = next(name for name, s in SIZES.items() if s.backbone == backbone)
         _say(f"backbone {backbone!r} is not built: pretraining it ({self.args.pretrain_steps} steps)")
         argv = ["pretrain", "--size", size, "--steps", str(self.args.pretrain_steps)]
         return self._cli(*argv, *(["--device", self.args.device] if self.args.device else []))
@@ -567,6 +581,23 @@ class Study:
             backbone=self.backbone_summary(row),
         )
         _write(path, entry.to_json())
+
+
+def _fill_family_defaults(args: argparse.Namespace) -> None:
+    """--scratch and --image-size the family's in-house backbone was made with (pretrain.SIZES):
+    the scratch row starts from its random weights, and the target data is recorded at its
+    corpus's frame size. Other families: 96x128, and no scratch row unless --scratch names one."""
+    from train.backbones import PRETRAINED_NAMES
+    from train.presets import PRESETS
+
+    from .pretrain import SIZES
+
+    preset = PRESETS.get(f"{args.family}-full")
+    size = next((s for s in SIZES.values() if preset and s.backbone == preset.backbone), None)
+    if args.scratch is None and preset is not None:
+        args.scratch = PRETRAINED_NAMES.get(preset.backbone)
+    if args.image_size is None:
+        args.image_size = size.image_size if size else "96x128"
 
 
 def curve_campaign(run: str, step: int) -> str:

@@ -182,6 +182,29 @@ def _study(workspace, out, *extra):
     return Study(parser.parse_args([*SMALL, "--out", str(out), *extra]), workspace)
 
 
+def test_a_family_brings_its_scratch_model_and_frame_size(workspace, tmp_path):
+    from app.commands.pretrain import SIZES
+    from app.commands.study import Study, add_arguments
+    from train.backbones import PRETRAINED_NAMES
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+
+    def study(*argv):
+        return Study(parser.parse_args([*argv, "--out", str(tmp_path)]), workspace)
+
+    # the defaults the committed mini rows were scored under (their ledger settings) stay
+    assert (study().args.scratch, study().args.image_size) == ("scratch-mini-smolvla", "96x128")
+    small = study("--family", "small")
+    assert (small.args.scratch, small.args.image_size) == ("scratch-small-smolvla", "192x256")
+    assert get_preset(small.preset("lora_sp")).backbone == "small-smolvla"
+    assert study("--family", "small", "--image-size", "240x320").args.image_size == "240x320"
+    with pytest.raises(ValueError, match="full_scratch row needs --scratch"):
+        study("--family", "smolvla").check()  # no in-house scratch model of that architecture
+    for size in SIZES.values():  # pretrain makes each size's backbone from its scratch model
+        assert PRETRAINED_NAMES[size.backbone] == size.scratch
+
+
 def test_rows_of_one_strategy_wait_for_its_first_row_whose_sweep_they_reuse(workspace, tmp_path):
     study = _study(workspace, tmp_path, "--rows", "lora_sp-no_z,full,lora_sp-eta0.8,full_scratch,lora_sp")
     waits = {row: study.waits_for(row) for row in study.rows}

@@ -38,7 +38,7 @@ def test_each_required_preset_exists_with_its_strategy():
 def test_the_simulation_family_trains_with_state_noise_and_the_others_without():
     # measured in simulation only (study-cpu.md, Run 5); a real arm's presets stay clean
     for name in preset_names():
-        expected = SIM_STATE_NOISE if name.startswith("mini-") else 0.0
+        expected = SIM_STATE_NOISE if name.startswith(("mini-", "small-")) else 0.0
         assert get_preset(name).state_noise == expected, name
     assert get_preset("mini-full", state_noise=0.0).state_noise == 0.0  # `--set state_noise=0` turns it off
 

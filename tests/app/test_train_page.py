@@ -94,6 +94,14 @@ def test_fine_tune_then_cancel_and_a_later_window_sees_it(qtbot, page_factory, w
     assert later.resume_button.isEnabled() and not later.cancel_button.isEnabled()
     assert "canceled" in later.log_view.toPlainText()
 
+    later.where.combo.setCurrentIndex(later.where.combo.findData("cpu"))
+    later.resume_button.click()  # continues where the Where row says: this machine's CPU
+    qtbot.waitUntil(lambda: _state(later, "gui-run") == "running", timeout=JOB_TIMEOUT_MS)
+    resumed = next(r for r in later.records if r.run_name == "gui-run")
+    assert resumed.device == "cpu" and resumed.step >= int(row[3].split("/")[0])
+    later.cancel_button.click()
+    qtbot.waitUntil(lambda: _state(later, "gui-run") == "canceled", timeout=JOB_TIMEOUT_MS)
+
 
 @pytest.mark.slow
 def test_a_dataset_the_trainer_cannot_use_is_refused_before_a_run_is_written(qtbot, page_factory, workspace):
@@ -108,6 +116,57 @@ def test_a_dataset_the_trainer_cannot_use_is_refused_before_a_run_is_written(qtb
     assert "lacks ['observation.state', 'action', 'observation.images.*']" in page.status_label.text()
     assert page.finetune_button.isEnabled()
     assert not (workspace.runs_dir / "crash-run").exists() and list_jobs(workspace.runs_dir) == []
+
+
+def test_where_offers_this_machines_devices_and_not_a_cluster_it_cannot_reach(
+    page_factory, monkeypatch, tmp_path
+):
+    from train.jobs import gpu_count
+
+    monkeypatch.setenv("PATH", str(tmp_path))  # no sbatch here
+    where = page_factory().where
+    places = [where.combo.itemData(i) for i in range(where.combo.count())]
+    assert places == [None, "cpu", *(f"cuda:{k}" for k in range(gpu_count()))]
+    assert "no Slurm here (sbatch" in where.combo.toolTip()
+    where.combo.setCurrentIndex(1)
+    assert where.target() == ("cpu", None)
+
+
+@pytest.mark.slow
+def test_fine_tune_on_a_slurm_cluster_is_followed_like_a_local_run(
+    qtbot, slurm_cluster, page_factory, workspace, recorded_dataset
+):
+    """Where = the cluster (tests/slurm_cluster.py): the job is submitted with the form's
+    limits, and the page follows it to the end; a time Slurm would refuse starts nothing."""
+    from train.jobs import read_job
+    from train.slurm import SBATCH_FILE, SlurmSpec
+
+    shutil.copytree(recorded_dataset, workspace.datasets_dir / "tiny_tasks")
+    page = page_factory()
+    page.dataset_combo.setCurrentText("tiny_tasks")
+    page.preset_combo.setCurrentText("smolvla-lora128")
+    page.steps_spin.setValue(3)
+    page.batch_spin.setValue(2)
+    page.rank_spin.setValue(4)
+    page.advanced_button.click()
+    where = page.where
+    assert not where.slurm_fields.isVisibleTo(page)  # its fields show once the cluster is chosen
+    where.combo.setCurrentIndex(where.combo.findData("Slurm cluster"))
+    assert where.slurm_fields.isVisibleTo(page)
+    where.time_edit.setText("10 min")
+    page.run_edit.setText("too-long")
+    page.finetune_button.click()
+    assert "Cannot start: time limit '10 min': give hours and minutes, HH:MM" in page.status_label.text()
+    assert not (workspace.runs_dir / "too-long").exists()
+
+    where.time_edit.setText("00:10")
+    assert where.target() == (None, SlurmSpec(time="00:10"))
+    page.run_edit.setText("on-slurm")
+    page.finetune_button.click()
+    qtbot.waitUntil(lambda: _state(page, "on-slurm") == "completed", timeout=JOB_TIMEOUT_MS)
+    assert read_job(workspace.runs_dir / "on-slurm").slurm_job
+    assert "#SBATCH --time=00:10:00" in (workspace.runs_dir / "on-slurm" / SBATCH_FILE).read_text()
+    assert page.progress.value() == 1000
 
 
 def test_cli_lists_presets_and_refuses_bad_input(workspace, capsys):

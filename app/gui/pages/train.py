@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.gui.context import AppContext
+from app.gui.widgets.job_target import JobTargetForm
 from app.gui.widgets.wrap_label import WrapLabel
 from collect.recording.plan import is_dataset
 from train.backbones import PRETRAINED_NAMES, TINY_NAMES
@@ -218,6 +219,8 @@ class TrainPage(QWidget):
         form.addRow("Processes", self.processes_spin)
         form.addRow("Tasks", self.tasks_edit)
         form.addRow("Run name", self.run_edit)
+        self.where = JobTargetForm()  # this machine (a device) or a Slurm cluster; Resume uses it too
+        form.addRow("Where", self.where)
         self.advanced_box = box
         box.setVisible(False)
         self._load_preset_fields(DEFAULT_PRESET)
@@ -277,6 +280,7 @@ class TrainPage(QWidget):
             return
         try:
             config = self.config_from_form()
+            device, slurm = self.where.target()
         except (KeyError, ValueError) as exc:
             self._say(f"Cannot start: {exc}")
             return
@@ -287,8 +291,9 @@ class TrainPage(QWidget):
                 run_name=f"{config.dataset}-{config.preset}-{time.strftime('%m%d-%H%M%S')}"
             )
         self._run_job_call(
-            "start", config=config, runs_dir=self.runs_dir, datasets_dir=self.context.workspace.datasets_dir
-        )
+            "start", config=config, runs_dir=self.runs_dir, datasets_dir=self.context.workspace.datasets_dir,
+            device=device, slurm=slurm,
+        )  # fmt: skip
         self.selected_run = config.run_name
 
     def cancel_selected(self) -> None:
@@ -296,14 +301,18 @@ class TrainPage(QWidget):
             self._run_job_call("cancel", run_dir=self.runs_dir / self.selected_run)
 
     def resume_selected(self) -> None:
-        if self.selected_run:
-            self._run_job_call(
-                "resume",
-                config=None,
-                runs_dir=self.runs_dir,
-                datasets_dir=self.context.workspace.datasets_dir,
-                run_name=self.selected_run,
-            )
+        """Continue the selected run from its last checkpoint, where the Where row says."""
+        if not self.selected_run:
+            return
+        try:
+            device, slurm = self.where.target()
+        except ValueError as exc:
+            self._say(f"Cannot resume: {exc}")
+            return
+        self._run_job_call(
+            "resume", config=None, runs_dir=self.runs_dir, datasets_dir=self.context.workspace.datasets_dir,
+            run_name=self.selected_run, device=device, slurm=slurm,
+        )  # fmt: skip
 
     def _run_job_call(self, action: str, **kwargs) -> None:
         from train import jobs

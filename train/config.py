@@ -63,7 +63,10 @@ class TrainConfig:
     # (checked at logging steps; 0: off): a kill loses at most this much. Each resume point is
     # deleted once a newer checkpoint is in place, so they cost no disk.
     resume_every_s: float = 900.0
-    num_workers: int = 0
+    # data-loading processes per training process; None: none on a CPU (they would take the
+    # training's cores), up to 4 on a GPU (lerobot-train's default) while a core is left per
+    # training process (train.data.loader_workers)
+    num_workers: int | None = None
     # decode the dataset's videos once into a frame cache beside it (train/frame_cache.py) when
     # its frames take at most this many GB; 0: decode per sample, as lerobot does
     frame_cache_gb: float = 16.0
@@ -89,6 +92,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "grad_accum", "log_every", "val_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_workers is not None and self.num_workers < 0:
+            raise ValueError(f"num_workers must be 0 or more (or null: by device), not {self.num_workers}")
         if self.threads < 0:
             raise ValueError(f"threads must be 0 (torch's default) or more, not {self.threads}")
         if self.processes < 1 or self.batch_size % self.processes:

@@ -105,6 +105,18 @@ def check_features(meta) -> None:
         )
 
 
+def loader_workers(requested: int | None, device_type: str, processes: int, cores: int) -> int:
+    """Data-loading processes per training process: as asked, else none on a CPU (decoding
+    there takes the training's own cores) and on a GPU up to 4, lerobot-train's default,
+    leaving one core per training process (frames decoded per sample, 480x640 recordings
+    above all, otherwise keep the GPU waiting)."""
+    if requested is not None:
+        return requested
+    if device_type == "cpu":
+        return 0
+    return max(0, min(4, cores // processes - 1))
+
+
 def spread_indices(num_items: int, count: int) -> list[int]:
     """`count` indices spread evenly over `num_items` frames, first and last included (every
     frame when count >= num_items): validation frames from the whole of each held-out

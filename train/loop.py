@@ -117,7 +117,13 @@ class Trainer:
 
         from .adapters import apply_adapters
         from .backbones import load_base_policy, load_processors, resolve_backbone
-        from .data import EpochBatchSampler, check_features, resolve_dataset_path, split_episodes
+        from .data import (
+            EpochBatchSampler,
+            check_features,
+            loader_workers,
+            resolve_dataset_path,
+            split_episodes,
+        )
         from .distributed import Ranks, share_random_draws
         from .frame_cache import FrameCache
 
@@ -134,6 +140,9 @@ class Trainer:
             mixed_precision=_mixed_precision(config), cpu=cpu, kwargs_handlers=[ddp]
         )
         self.ranks = Ranks(self.accelerator)
+        self.workers = loader_workers(
+            config.num_workers, self.accelerator.device.type, config.processes, len(os.sched_getaffinity(0))
+        )
         if config.batch_size % self.ranks.world:
             raise ValueError(
                 f"batch_size {config.batch_size} does not split over {self.ranks.world} processes: "
@@ -205,11 +214,11 @@ class Trainer:
 
     # ---------------------------------------------------------------- data
 
-    def _loader(self, dataset, batch_sampler=None, batch_size=None):
+    def _loader(self, dataset, batch_sampler=None, batch_size=None, workers: int = 0):
         import torch
 
         kwargs = dict(
-            num_workers=self.config.num_workers,
+            num_workers=workers,
             pin_memory=self.accelerator.device.type == "cuda",
             # its own generator: creating an iterator must not draw from the training RNG
             generator=torch.Generator().manual_seed(self.config.seed),
@@ -221,7 +230,7 @@ class Trainer:
     def batches(self):
         """Training batches forever (epoch after epoch), already through the preprocessor."""
         while True:
-            for raw in self._loader(self.train_set, batch_sampler=self.sampler):
+            for raw in self._loader(self.train_set, batch_sampler=self.sampler, workers=self.workers):
                 self.batches_done += 1
                 yield self._augment(self.preprocessor(raw))
 
@@ -385,12 +394,14 @@ class Trainer:
                 trainable_percent=self.counts.percent,
                 train_episodes=len(self.split.train),
                 val_episodes={t: len(e) for t, e in self.split.val.items()},
+                loader_workers=self.workers,
             )
         log.info(
-            "%s at step %d/%d: %s on %s, %s trainable of %s (%.2f%%), %d train frames, device %s, %d threads",
+            "%s at step %d/%d: %s on %s, %s trainable of %s (%.2f%%), %d train frames, device %s, %d threads, "
+            "%d loader workers",
             event, self.step, cfg.steps, self.handle.strategy, self.backbone.name, f"{self.counts.trainable:,}",
             f"{self.counts.total:,}", self.counts.percent, len(self.train_set), self.accelerator.device,
-            torch.get_num_threads(),
+            torch.get_num_threads(), self.workers,
         )  # fmt: skip
         batches = self.batches()
         window_start, window_steps, window_sums = time.perf_counter(), 0, {}

@@ -212,6 +212,38 @@ def test_the_frame_cache_changes_speed_not_numbers(backbone_cache, train_workspa
 
 
 @pytest.mark.slow
+def test_loader_workers_change_speed_not_numbers(backbone_cache, train_workspace, tmp_path):
+    """Frames decoded in two worker processes (as on a GPU by default) give the batches the
+    main process decodes: the same losses, step by step, and a resume point counts them alike."""
+    data = datasets_dir(train_workspace)
+    logged = {}
+    for workers in (0, 2):
+        cfg = tiny_config(
+            "smolvla-lora_sp", backbone_cache, steps=3, val_every=3, frame_cache_gb=0.0, num_workers=workers
+        )
+        run_training(cfg, tmp_path / f"run-{workers}", data)
+        metrics = read_metrics(tmp_path / f"run-{workers}")
+        logged[workers] = [
+            (r["step"], r.get("loss"), r.get("val/mean")) for r in metrics if r["kind"] in ("train", "val")
+        ]
+    assert logged[0] == logged[2] and len(logged[0]) == 4
+    started = next(r for r in read_metrics(tmp_path / "run-2") if r.get("event") == "started")
+    assert started["loader_workers"] == 2
+
+
+def test_loader_workers_by_device():
+    from train.data import loader_workers
+
+    assert loader_workers(None, "cpu", 1, 16) == 0  # decoding would take the training's cores
+    assert loader_workers(None, "cuda", 1, 16) == 4  # lerobot-train's default
+    assert loader_workers(None, "cuda", 8, 16) == 1  # a core left per training process
+    assert loader_workers(None, "cuda", 2, 2) == 0
+    assert loader_workers(3, "cpu", 1, 2) == 3  # asked for: as asked
+    with pytest.raises(ValueError, match="num_workers must be 0 or more"):
+        get_preset("smolvla-full", num_workers=-1)
+
+
+@pytest.mark.slow
 def test_trained_policy_loads_with_lerobot_plus_adapters_and_acts(backbone_cache, train_workspace, tmp_path):
     from lerobot.configs.policies import PreTrainedConfig
     from lerobot.datasets import LeRobotDataset

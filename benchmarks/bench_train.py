@@ -2,13 +2,18 @@
 
 Same tiny SmolVLA (the cached `tiny-smolvla` backbone), same dataset, same batch size,
 same LoRA targets (lerobot's SmolVLA default: the action expert's q/v projections and the
-action heads) and rank, no dataloader workers on either side. Ours reads its samples from
+action heads) and rank, the same dataloader workers on both sides (none on a CPU, 4 on a
+GPU: `--workers`). Ours reads its samples from
 the frame cache (train/frame_cache.py; built first, its time printed apart), lerobot's
 decodes them per sample. Steps/s is measured after
 the first logging window (warm-up) from each trainer's own step log: our metrics.jsonl
 step times, lerobot's log-line timestamps. Prints a ratio (ours / lerobot; goal >= 1.2).
 
-    .venv/bin/python benchmarks/bench_train.py [--steps 30] [--batch 4] [--dataset DIR]
+    .venv/bin/python benchmarks/bench_train.py [--steps 300] [--batch 4] [--dataset DIR]
+    python benchmarks/bench_train.py --device cuda --steps 600 --no-cpu-time   # the same on a GPU
+
+lerobot-train's log stamps whole seconds, so its rate needs 10 s of logged steps or more
+(else it prints why and gives nan).
 
 With no --dataset it writes a small synthetic LeRobot v3 dataset (2 tasks x 3 episodes).
 
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import re
 import resource
@@ -58,7 +64,16 @@ def make_dataset(root: Path) -> Path:
 
 
 def ours(
-    strategy: str, adapter: dict, dataset: Path, steps: int, batch: int, log_every: int, cache: str, out: Path
+    strategy: str,
+    adapter: dict,
+    dataset: Path,
+    steps: int,
+    batch: int,
+    log_every: int,
+    cache: str,
+    out: Path,
+    device: str = "cpu",
+    workers: int = 0,
 ):
     from train.loop import run_training
     from train.metrics import read_metrics
@@ -78,7 +93,8 @@ def ours(
         checkpoint_every=10**9,
         val_episodes_per_task=0,
         backbone_cache=cache,
-        device="cpu",
+        device=device,
+        num_workers=workers,
     )
     run_training(cfg, out / f"ours-{strategy}")
     windows = read_metrics(out / f"ours-{strategy}", kind="train")[1:]  # drop the warm-up window
@@ -87,7 +103,15 @@ def ours(
 
 
 def lerobot(
-    dataset: Path, policy_dir: Path, steps: int, batch: int, log_every: int, r: int, out: Path
+    dataset: Path,
+    policy_dir: Path,
+    steps: int,
+    batch: int,
+    log_every: int,
+    r: int,
+    out: Path,
+    device: str = "cpu",
+    workers: int = 0,
 ) -> float:
     exe = Path(sys.executable).parent / "lerobot-train"
     command = [
@@ -96,14 +120,14 @@ def lerobot(
         f"--dataset.root={dataset}",
         f"--policy.path={policy_dir}",
         "--policy.push_to_hub=false",
-        "--policy.device=cpu",
+        f"--policy.device={device}",
         "--wandb.enable=false",
         f"--output_dir={out / 'lerobot'}",
         f"--steps={steps}",
         f"--batch_size={batch}",
         f"--log_freq={log_every}",
         "--save_checkpoint=false",
-        "--num_workers=0",
+        f"--num_workers={workers}",
         f"--peft.r={r}",
         f"--peft.lora_alpha={r}",
         f"--peft.target_modules={TARGETS}",
@@ -122,7 +146,14 @@ def lerobot(
     if len(points) < 2:
         raise SystemExit(f"could not read lerobot-train's step log:\n{text[-3000:]}")
     (s0, t0), (s1, t1) = points[0], points[-1]  # from the first logged window on, as for ours
-    return (s1 - s0) / max(t1 - t0, 1e-9)
+    if t1 - t0 < 10:  # its log stamps whole seconds: a shorter span is not a rate
+        print(
+            f"lerobot-train logged steps {s0}-{s1} within {t1 - t0:.0f} s, too short to time at its "
+            "1 s resolution: give more --steps",
+            file=sys.stderr,
+        )
+        return math.nan
+    return (s1 - s0) / (t1 - t0)
 
 
 def build_frame_cache(dataset: Path) -> float:
@@ -166,27 +197,25 @@ def cpu_comparison(args) -> None:
     dataset = Path(args.dataset) if args.dataset else make_dataset(out / "datasets" / "bench_tasks")
     cache = str(out / "backbones") if args.fresh_backbone else None
     policy_dir = resolve_backbone("tiny-smolvla", cache).path
+    device, workers = args.device or "cpu", args.workers
+    if workers is None:
+        workers = 0 if device == "cpu" else 4  # ours' default by device (train.data.loader_workers)
     print(
         f"tiny-smolvla at {policy_dir}; dataset {dataset}; batch {args.batch}; {args.steps} steps; r {args.r}; "
         f"trainable scope on both sides: lerobot's SmolVLA default (action expert q/v + action heads), "
-        f"VLM and vision frozen, no dataloader workers"
+        f"VLM and vision frozen; device {device}, {workers} dataloader workers on both sides"
     )
     load = os.getloadavg()
     t = time.perf_counter()
     built = build_frame_cache(dataset)
     print(f"frame cache (our loop's decoded frames, once per dataset, not in the rates below): {built:.1f} s")
-    ours_lora = ours(
-        "lora",
-        {"r": args.r, "lora_alpha": args.r},
-        dataset,
-        args.steps,
-        args.batch,
-        args.log_every,
-        cache,
-        out,
+    where = dict(device=device, workers=workers)
+    lora = {"r": args.r, "lora_alpha": args.r}
+    ours_lora = ours("lora", lora, dataset, args.steps, args.batch, args.log_every, cache, out, **where)
+    ours_sp = ours(
+        "lora_sp", {"r": args.r}, dataset, args.steps, args.batch, args.log_every, cache, out, **where
     )
-    ours_sp = ours("lora_sp", {"r": args.r}, dataset, args.steps, args.batch, args.log_every, cache, out)
-    theirs = lerobot(dataset, policy_dir, args.steps, args.batch, args.log_every, args.r, out)
+    theirs = lerobot(dataset, policy_dir, args.steps, args.batch, args.log_every, args.r, out, **where)
     print("wall clock, from each trainer's step log (first window dropped):")
     print(f"  ours    LoRA r={args.r}:    {ours_lora:.3f} steps/s")
     print(f"  ours    LoRA-SP r={args.r}: {ours_sp:.3f} steps/s")
@@ -194,7 +223,7 @@ def cpu_comparison(args) -> None:
     print(
         f"  ratio ours/lerobot (LoRA): {ours_lora / theirs:.2f}   (LoRA-SP/lerobot LoRA: {ours_sp / theirs:.2f})"
     )
-    if not args.no_cpu_time:
+    if not args.no_cpu_time and device == "cpu":
         me = [sys.executable, __file__]
         common = ["--dataset", str(dataset), "--batch", str(args.batch), "--r", str(args.r)]
         common += ["--log-every", str(args.log_every)] + (["--fresh-backbone"] if args.fresh_backbone else [])
@@ -504,7 +533,7 @@ def synthetic_batch(config, batch: int, device: str, vocab: int = 1000, image_si
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--steps", type=int, default=30)
+    parser.add_argument("--steps", type=int, help="default 300 (comparison: 10 s of lerobot's log), else 30")
     parser.add_argument("--batch", type=int, help="default 4 (CPU comparison), 32 (--gpu)")
     parser.add_argument("--r", type=int, default=8)
     parser.add_argument("--log-every", type=int, default=5)
@@ -512,7 +541,11 @@ def main() -> None:
     parser.add_argument("--fresh-backbone", action="store_true", help="build tiny-smolvla in a temp cache")
     parser.add_argument("--gpu", action="store_true", help="SmolVLA-sized strategies on a GPU (batch 32)")
     parser.add_argument("--no-cpu-time", action="store_true", help="wall-clock comparison only")
-    parser.add_argument("--device", default="cuda", help="--gpu only: cpu checks the code path (tiny shapes)")
+    parser.add_argument(
+        "--device",
+        help="the comparison's device (default cpu); --gpu's (default cuda; cpu checks the code path)",
+    )
+    parser.add_argument("--workers", type=int, help="comparison: dataloader workers on both sides (0 / 4)")
     parser.add_argument(
         "--shapes",
         nargs="+",
@@ -535,6 +568,8 @@ def main() -> None:
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.steps is None:
+        args.steps = 30 if args.gpu or args.study_policy or args.child else 300
     if args.batch is None:
         args.batch = 32 if args.gpu else 8 if args.study_policy else 4
     if args.child:
@@ -542,6 +577,7 @@ def main() -> None:
     elif args.study_policy:
         study_policy_steps(args)
     elif args.gpu:
+        args.device = args.device or "cuda"
         gpu_strategies(args)
     else:
         cpu_comparison(args)

@@ -2,7 +2,7 @@
 # Issue 12's GPU figures in one command, on a CUDA machine with the project's Python
 # packages (its .venv, or any Python with torch, peft, transformers and lerobot):
 #
-#   bash benchmarks/gpu_suite.sh [OUT_DIR]          # about 9 minutes on an H200
+#   bash benchmarks/gpu_suite.sh [OUT_DIR]          # about 11 minutes on an H200
 #
 # Each benchmark runs under its own time limit and writes OUT_DIR/<name>.log as it goes, so
 # that one that fails or runs long leaves the others' figures. Most important first; the
@@ -25,9 +25,9 @@ step() { # name, time limit (s), benchmark and its arguments
 }
 
 if [ "${SMALL:-0}" = 1 ]; then
-  shapes=(tiny-smolvla) pi0_shapes=(tiny-pi0) layers=2 pi0_layers=1 batch=2 pi0_batch=1 iters=3 steps=2
+  shapes=(tiny-smolvla) pi0_shapes=(tiny-pi0) layers=2 pi0_layers=1 batch=2 pi0_batch=1 iters=3 steps=2 loop_steps=40
 else
-  shapes=(smolvla) pi0_shapes=(pi0) layers=16 pi0_layers=8 batch=32 pi0_batch=8 iters=20 steps=20
+  shapes=(smolvla) pi0_shapes=(pi0) layers=16 pi0_layers=8 batch=32 pi0_batch=8 iters=20 steps=20 loop_steps=600
 fi
 { nvidia-smi 2>&1 | head -15; "$py" -c "import torch; print('torch', torch.__version__)"; } > "$out/machine.txt"
 
@@ -38,6 +38,9 @@ step train_smolvla 180 benchmarks/bench_train.py --gpu --device "$device" --shap
 # the layer stacks at SmolVLA's width: training time and memory, inference latency
 step adapters_smolvla 120 benchmarks/bench_adapters.py --device "$device" --shape smolvla \
   --layers "$layers" --batch "$batch" --iters "$iters" --skip smolvla
+# our training loop against lerobot-train --peft, tiny SmolVLA, the same LoRA, 4 dataloader
+# workers on both sides: steps/s and the ratio (goal >= 1.2)
+step loop_vs_lerobot 200 benchmarks/bench_train.py --device "$device" --steps "$loop_steps" --no-cpu-time
 # LoRA-SP with compile=True on the SmolVLA-sized policy
 step train_smolvla_compiled 150 benchmarks/bench_train.py --gpu --device "$device" \
   --shapes "${shapes[@]}" --batch "$batch" --steps "$steps" --compiled --strategies lora_sp128_compiled

@@ -537,7 +537,9 @@ class Study:
         header = (
             f"Study `{self.args.name}`: {self.args.episodes_per_task} recorded episodes per task "
             f"({self.args.image_size}), {self.args.steps} steps at batch {self.args.batch_size}, "
-            f"{self.args.trials} trials per task on held-out scenes; success % [95% Wilson].\n\n"
+            f"{self.args.trials} trials per task on held-out scenes; success % [95% Wilson]. Peak MB: "
+            "the GPU memory allocated, or on a CPU the process's peak resident memory, which counts the "
+            "memory-mapped frame cache as training reads it.\n\n"
         )
         _write(self.out / "paper_table.csv", paper_table_csv(table))
         _write(self.out / "paper_table.md", header + paper_table_markdown(table))

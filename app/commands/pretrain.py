@@ -54,6 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=3e-4)
     parser.add_argument("--seed", type=int, default=0, help="training seed")
     parser.add_argument("--device", help="cpu | cuda | cuda:N (default: a GPU if there is one)")
+    parser.add_argument(
+        "--threads", type=int, default=0, help="CPU threads of the training (0: one per core)"
+    )
     parser.add_argument("--corpus", help="corpus dataset name (default: source-<size>)")
 
 
@@ -97,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
                  "--set", f"seed={args.seed}", "--set", "checkpoint_every=500", "--set", "val_episodes_per_task=1"]  # fmt: skip
         if args.device:
             train += ["--device", args.device]
+        if args.threads:
+            train += ["--set", f"threads={args.threads}"]
         if last_step(workspace.runs_dir / run_name):
             train.append("--resume")
         if (code := main([*prefix, *train])) != 0 or last_step(workspace.runs_dir / run_name) < args.steps:

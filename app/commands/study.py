@@ -35,6 +35,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import subprocess
 import sys
 import threading
 from pathlib import Path
@@ -85,7 +87,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="training seed and first recorded scene seed")
     parser.add_argument("--trials", type=int, default=15, help="scored trials per task and row")
     parser.add_argument("--max-duration", type=float, default=20.0, metavar="S", help="seconds per trial")
-    parser.add_argument("--pretrain-steps", type=int, default=3000, help="if the backbone must be built")
+    # The recipe of the committed mini-smolvla (docs/results/mini-smolvla-card.json): a study
+    # that outlives its machine rebuilds the backbone its scored rows were trained from.
+    parser.add_argument("--pretrain-steps", type=int, default=2500, help="if the backbone must be built")
+    parser.add_argument(
+        "--pretrain-episodes-per-task", type=int, default=30, help="its corpus, if it must be built"
+    )
     parser.add_argument(
         "--capvector-steps", type=int, default=300, help="steps of each run that builds the capability vector"
     )
@@ -141,6 +148,7 @@ class Study:
         self.adopted: dict = {}  # row -> its LedgerEntry, for rows scored on another machine
         self.lanes: list[Lane] = []  # where rows train (study_lanes), set by check()
         self.started_runs: set[str] = set()  # training runs this study started: stopped with it
+        self.recorder: subprocess.Popen | None = None  # the target's recording beside pretraining
         self.scoring = threading.Lock()  # rows are scored in this process, one at a time
         self.sweeps_lock = threading.Lock()  # lanes' sweeps end at any time; sweep.md reads them all
 
@@ -266,9 +274,7 @@ class Study:
     # ------------------------------------------------------------------ stages
     def run(self) -> int:
         self.workspace.require_free_space("the study")
-        if (code := self.backbone_stage()) != 0:
-            return code
-        if (code := self.data_stage()) != 0:
+        if (code := self.inputs_stage()) != 0:
             return code
         try:
             code = run_in_lanes(
@@ -320,7 +326,29 @@ class Study:
 
         return main(["--workspace", str(self.workspace.root), *argv])
 
-    def backbone_stage(self) -> int:
+    def inputs_stage(self) -> int:
+        """The backbone, when it is not built, and the target data. With two lanes or more they
+        are made side by side: the target is recorded by a child process (the recorder keeps one
+        core busy) while this one pretrains on the first lane's share of the cores. A machine
+        that lost its disk rebuilds both in the time of the longer one."""
+        size = self.backbone_to_build()
+        if size is None or len(self.lanes) < 2 or self.lanes[0].slurm:
+            return self.backbone_stage(size, None) or self.data_stage()
+        _say(f"data: {self.dataset} recorded by a child process while the backbone is built")
+        self.recorder = subprocess.Popen([sys.executable, "-m", "app.cli", *self.data_argv()])
+        try:
+            code = self.backbone_stage(size, self.lanes[0])
+            recorded = self.recorder.wait()
+        except BaseException:  # Ctrl-C: the recorder saves its last episode and ends
+            self.recorder.send_signal(signal.SIGINT)
+            self.recorder.wait()
+            raise
+        if recorded != 0:
+            _say(f"recording {self.dataset} stopped (exit code {recorded}); run the same command again")
+        return code or recorded
+
+    def backbone_to_build(self) -> str | None:
+        """The pretrain size of the rows' in-house backbone when it is not built, else None."""
         from train.backbones import PRETRAINED_NAMES, read_card
         from train.presets import get_preset
 
@@ -328,22 +356,37 @@ class Study:
 
         backbone = self.args.backbone or get_preset(self.preset(self.rows[0])).backbone
         if backbone not in PRETRAINED_NAMES or read_card(backbone) is not None:
-            return 0
-        size = next(name for name, s in SIZES.items() if s.backbone == backbone)
-        _say(f"backbone {backbone!r} is not built: pretraining it ({self.args.pretrain_steps} steps)")
-        argv = ["pretrain", "--size", size, "--steps", str(self.args.pretrain_steps)]
-        return self._cli(*argv, *(["--device", self.args.device] if self.args.device else []))
+            return None
+        return next(name for name, s in SIZES.items() if s.backbone == backbone)
 
-    def data_stage(self) -> int:
+    def backbone_stage(self, size: str | None, lane: Lane | None) -> int:
+        if size is None:
+            return 0
+        steps, episodes = self.args.pretrain_steps, self.args.pretrain_episodes_per_task
+        _say(
+            f"backbone of size {size} is not built: pretraining it ({episodes} episodes per task, {steps} steps)"
+        )
+        argv = ["pretrain", "--size", size, "--steps", str(steps), "--episodes-per-task", str(episodes)]
+        device = lane.device if lane else self.args.device
+        argv += ["--device", device] if device else []
+        argv += ["--threads", str(lane.threads)] if lane and lane.threads else []
+        return self._cli(*argv)
+
+    def data_argv(self) -> list[str]:
         from collect.recording.plan import is_dataset
 
-        _say(f"data: {self.dataset}, {self.args.episodes_per_task} episodes per target task")
-        argv = ["record", "--backend", "sim", "--dataset", self.dataset, "--tasks", "all",
-                "--episodes", str(self.args.episodes_per_task), "--image-size", self.args.image_size,
-                "--seed", str(self.args.seed)]  # fmt: skip
+        argv = ["--workspace", str(self.workspace.root), "record", "--backend", "sim", "--dataset", self.dataset,
+                "--tasks", "all", "--episodes", str(self.args.episodes_per_task), "--image-size",
+                self.args.image_size, "--seed", str(self.args.seed)]  # fmt: skip
         if is_dataset(self.workspace.datasets_dir / self.dataset):
             argv.append("--resume")  # a complete dataset is left as it is
-        return self._cli(*argv)
+        return argv
+
+    def data_stage(self) -> int:
+        from app.cli import main
+
+        _say(f"data: {self.dataset}, {self.args.episodes_per_task} episodes per target task")
+        return main(self.data_argv())
 
     def train(
         self,

@@ -295,8 +295,7 @@ def test_a_stopped_study_cancels_the_training_it_started_and_no_other(workspace,
     )  # fmt: skip
     study = _study(workspace, tmp_path / "results", "--parallel", "2")
     study.check()
-    monkeypatch.setattr(study, "backbone_stage", lambda: 0)
-    monkeypatch.setattr(study, "data_stage", lambda: 0)
+    monkeypatch.setattr(study, "inputs_stage", lambda: 0)
     runs = workspace.runs_dir
     start_job(config.with_overrides(run_name="other"), runs, workspace.datasets_dir, device="cpu:1")
 
@@ -321,3 +320,36 @@ def test_a_stopped_study_cancels_the_training_it_started_and_no_other(workspace,
         assert read_job(runs / "other").active
     finally:
         cancel_job(runs / "other", wait_s=300)
+
+
+@pytest.mark.timeout(900)
+def test_with_two_lanes_the_target_is_recorded_while_the_backbone_is_built(workspace, tmp_path, monkeypatch):
+    """A machine that lost its disk rebuilds both inputs side by side: the target's recorder
+    is a child process, still running when this one starts pretraining on the first lane."""
+    from collect.recording.plan import is_dataset
+    from train.backbones import read_card
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    study = _study(workspace, tmp_path / "results", "--backbone", "tiny-smolvla-pretrained",
+                   "--pretrain-steps", "2", "--pretrain-episodes-per-task", "1", "--parallel", "2")  # fmt: skip
+    study.check()
+    assert study.backbone_to_build() == "tiny"
+    recording_when_pretraining_began = []
+    backbone_stage = study.backbone_stage
+
+    def backbone_stage_seen(size, lane):
+        recording_when_pretraining_began.append(study.recorder is not None and study.recorder.poll() is None)
+        return backbone_stage(size, lane)
+
+    monkeypatch.setattr(study, "backbone_stage", backbone_stage_seen)
+    assert study.inputs_stage() == 0
+    assert recording_when_pretraining_began == [True]
+    card = read_card("tiny-smolvla-pretrained")
+    assert card["steps"] == 2 and card["corpus"]["episodes"] == 4  # the study's recipe: 1 per source task
+    config = json.loads((workspace.runs_dir / "pretrain-tiny" / "config.json").read_text())
+    assert config["threads"] == study.lanes[0].threads == 1  # its lane's share of the 2 cores
+    target = workspace.datasets_dir / "study-target"
+    assert (
+        is_dataset(target) and json.loads((target / "meta" / "info.json").read_text())["total_episodes"] == 8
+    )
+    assert study.backbone_to_build() is None  # built: the next start goes straight to the rows

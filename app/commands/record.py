@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
     except (DatasetMismatch, FileExistsError, ConnectionError, RuntimeError, ValueError) as exc:
         print(f"piper-ws record: {exc}", file=sys.stderr)
         return 2
+    interrupted = False
     try:
         done = _counts_line(plan, session.counts)
         print(f"dataset {plan.dataset} in {workspace.datasets_dir}: {done}", file=sys.stderr, flush=True)
@@ -126,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
         while session.state not in (SessionState.FINISHED, SessionState.FAILED, SessionState.CLOSED):
             time.sleep(0.2)
     except KeyboardInterrupt:
+        interrupted = True
         print(
             "\ninterrupted: the episode in progress is discarded, kept ones are safe; --resume continues",
             file=sys.stderr,
@@ -138,10 +140,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"piper-ws record: {message}", file=sys.stderr)
         return 1
     print(
-        f"done in {(time.monotonic() - started) / 60:.1f} min: {_counts_line(plan, session.counts)}",
+        f"{'stopped' if interrupted else 'done'} in {(time.monotonic() - started) / 60:.1f} min: "
+        f"{_counts_line(plan, session.counts)}",
         file=sys.stderr,
     )
-    return 0
+    return 130 if interrupted else 0  # not 0: `pretrain` and `study` must not go on with part of the data
 
 
 def _counts_line(plan, counts: dict[str, int]) -> str:

@@ -76,3 +76,28 @@ def test_resume_while_another_process_records_is_refused_before_its_files_are_re
     err = capsys.readouterr().err
     assert "'live' is open for recording elsewhere" in err and "damaged" not in err
     assert err.count("\n") == 1
+
+
+def test_an_interrupted_recording_keeps_its_episodes_and_does_not_exit_0(workspace):
+    """Ctrl-C ends `record` with 130, not 0: `pretrain` and `study` read 0 as a complete dataset
+    and would go on to train on part of it."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    argv = [sys.executable, "-m", "app.cli", "--workspace", str(workspace.root), "record", "--backend", "sim",
+            "--dataset", "cut", "--tasks", "press_button", "--episodes", "5", "--image-size", "48x64"]  # fmt: skip
+    child = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+        for line in child.stderr:
+            if "kept press_button 1/5" in line:
+                break
+        child.send_signal(signal.SIGINT)
+        err = child.stderr.read()
+        assert child.wait(timeout=120) == 130
+    finally:
+        child.kill()
+    assert "interrupted" in err and "stopped in" in err and "done in" not in err
+    info = json.loads((workspace.datasets_dir / "cut" / "meta" / "info.json").read_text())
+    assert 1 <= info["total_episodes"] < 5  # the kept episodes stay; --resume records the rest

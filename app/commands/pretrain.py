@@ -25,6 +25,7 @@ import datetime
 import json
 import sys
 from dataclasses import dataclass
+from importlib import metadata
 
 
 @dataclass(frozen=True)
@@ -145,6 +146,9 @@ def _export(workspace, name: str, scratch: str, corpus: str, tasks: str, run_nam
         "final_loss": train_rows[-1]["loss"] if train_rows else None,
         "parameters": started.get("total"),
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        # another physics or torch version records and trains a little differently: a rebuild
+        # elsewhere is compared knowing which
+        "software": {name: metadata.version(name) for name in ("mujoco", "torch", "lerobot")},
     }
     return str(export_pretrained(checkpoint_dir(run_dir) / PRETRAINED, name, card))
 

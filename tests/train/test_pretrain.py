@@ -26,6 +26,7 @@ def test_pretrain_builds_a_backbone_the_trainer_takes_by_name_and_resumes(
     assert card["corpus"]["episodes"] == 2 and card["corpus"]["frames"] > 100
     assert card["corpus"]["tasks"] == ["lift_cube", "touch_ball"]
     assert card["parameters"] > 1e5 and card["final_loss"] > 0
+    assert set(card["software"]) == {"mujoco", "torch", "lerobot"}
     backbone = resolve_backbone("tiny-smolvla-pretrained")
     config = json.loads((backbone.path / "config.json").read_text())
     assert config["vlm_model_name"] == str(backbone.path / "vlm") and (backbone.path / "vlm").is_dir()

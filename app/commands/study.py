@@ -10,7 +10,8 @@ Every stage is a normal workstation command on the workspace, continued from wha
 disk when the same command runs again:
 
 0. backbone: `piper-ws pretrain` when the in-house backbone is not built yet;
-1. data: the four target tasks recorded by the virtual operator into `datasets/<name>-target`;
+1. data: the four target tasks recorded by the virtual operator into `datasets/<name>-target`
+   (with two lanes or more, by a child process while the backbone is built);
 2. per row, in order (full, full from scratch, LoRA-SP, LoRA r=128/32/8, AdaLoRA, LoRA-MoE,
    VLA-GSE, capability vectors, then the LoRA-SP readings): a learning-rate sweep on
    validation loss (short runs `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the

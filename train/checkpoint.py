@@ -51,6 +51,12 @@ def checkpoint_dir(run_dir: str | Path, checkpoint: str | int = "last") -> Path:
     return path
 
 
+def has_checkpoint(run_dir: str | Path) -> bool:
+    """Whether the run saved one, a step-0 one included (a run canceled before its first step
+    saves there): such a run is resumed, not started again under its name."""
+    return (Path(run_dir) / CHECKPOINTS / "last").exists()
+
+
 def last_step(run_dir: str | Path) -> int:
     """The step of the run's last checkpoint; 0 when it has none (a new or never-saved run)."""
     try:

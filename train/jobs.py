@@ -31,7 +31,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .checkpoint import CHECKPOINTS
+from .checkpoint import has_checkpoint
 from .config import RUN_CONFIG, TrainConfig
 from .metrics import METRICS_NAME
 from .slurm import SlurmSpec
@@ -233,7 +233,7 @@ def start_job(
             raise JobError(
                 f"run {run_name!r} is still {previous.state} (pid {previous.pid}); cancel it first"
             )
-        if not (run_dir / CHECKPOINTS / "last").exists():
+        if not has_checkpoint(run_dir):
             raise JobError(
                 f"run {run_name!r} has no checkpoint to resume from; start it again under the same name "
                 f"(piper-ws train --dataset {previous.dataset or 'NAME'} --run {run_name})"
@@ -351,7 +351,7 @@ def _check_name_free(run_dir: Path) -> None:
         raise JobError(
             f"run {run_dir.name!r} is still {previous.state} (pid {previous.pid}); cancel it first"
         )
-    if (run_dir / CHECKPOINTS / "last").exists():
+    if has_checkpoint(run_dir):
         raise JobError(
             f"run {run_dir.name!r} already exists in {run_dir.parent} with a checkpoint: "
             "pick another name or resume it (--resume)"

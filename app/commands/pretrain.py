@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from collect.sim.tasks import SOURCE_TASK_KEYS
     from collect.workspace import Workspace
     from train.backbones import read_card
-    from train.checkpoint import last_step
+    from train.checkpoint import has_checkpoint, last_step
 
     workspace = Workspace.open(args.workspace)
     scratch, name = SIZES[args.size].scratch, SIZES[args.size].backbone
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
             train += ["--device", args.device]
         if args.threads:
             train += ["--set", f"threads={args.threads}"]
-        if last_step(workspace.runs_dir / run_name):
+        if has_checkpoint(workspace.runs_dir / run_name):
             train.append("--resume")
         if (code := main([*prefix, *train])) != 0 or last_step(workspace.runs_dir / run_name) < args.steps:
             return _stopped("training", code or 1)

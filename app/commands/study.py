@@ -404,7 +404,7 @@ class Study:
         checkpoints CURVE_POINTS times (what the learnability curve scores); a sweep run rarely.
         A run still training from an earlier start of the study (one killed, or whose Slurm
         allocation ended, while its jobs went on) is followed, not started twice."""
-        from train.checkpoint import last_step
+        from train.checkpoint import has_checkpoint, last_step
         from train.jobs import JOB_FILE, read_job
 
         from .train import follow
@@ -437,7 +437,7 @@ class Study:
             argv += ["--set", f"threads={lane.threads}"]
         for key, value in (extra or {}).items():
             argv += ["--set", f"{key}={json.dumps(value)}"]
-        if last_step(run_dir):
+        if has_checkpoint(run_dir):  # a step-0 one too: a run stopped before its first step saved
             argv.append("--resume")
         self.started_runs.add(run)
         code = self._cli(*argv)

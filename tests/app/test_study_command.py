@@ -279,6 +279,34 @@ def test_a_run_still_training_from_an_earlier_start_is_followed_not_started_agai
     assert final.state == "completed" and final.pid == earlier.pid and last_step(final.run_dir) == 3
 
 
+def test_a_run_stopped_before_its_first_step_is_resumed_from_its_step_0_checkpoint(workspace, tmp_path):
+    """A study stopped while a row's run was still loading saves that run at step 0; the same
+    command again continues it (it was refused: a run with a checkpoint, started afresh)."""
+    from dataclasses import asdict
+
+    from app.commands.study_lanes import Lane
+    from tests.app import train_fixtures
+    from train.checkpoint import has_checkpoint, last_step
+    from train.jobs import JOB_FILE, JobRecord, read_job
+    from train.loop import run_training
+
+    study = _study(workspace, tmp_path / "results")
+    train_fixtures().make_dataset(workspace.datasets_dir / study.dataset)
+    run_dir = workspace.runs_dir / "study-full"
+    config = get_preset(
+        "smolvla-lora_sp", dataset=study.dataset, steps=3, batch_size=2, adapter={"r": 8},
+        backbone_cache=str(tmp_path / "models"), run_name="study-full",
+    )  # fmt: skip
+    stopped = run_training(config, run_dir, workspace.datasets_dir, should_stop=lambda: True)
+    canceled = JobRecord(run_name="study-full", run_dir=str(run_dir), state="canceled")
+    (run_dir / JOB_FILE).write_text(json.dumps(asdict(canceled)))
+    assert stopped.state == "canceled" and has_checkpoint(run_dir) and last_step(run_dir) == 0
+
+    assert study.train("full", "study-full", 3, 1e-4, Lane("cpu")) == 0
+    final = read_job(run_dir)
+    assert final.state == "completed" and final.resumes == 1 and last_step(run_dir) == 3
+
+
 @pytest.mark.timeout(600)
 def test_a_stopped_study_cancels_the_training_it_started_and_no_other(workspace, tmp_path, monkeypatch):
     """Ctrl-C (or an error) while rows train on lanes: the study's own jobs stop, saving where

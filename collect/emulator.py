@@ -137,6 +137,8 @@ class PiperEmulator:
         self._bus: can.BusABC | None = None
         self._stop = threading.Event()
         self._kicked = threading.Event()
+        self._reaim_requested = threading.Event()
+        self._reaimed = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- life cycle ---------------------------------------------------------------------
@@ -192,6 +194,28 @@ class PiperEmulator:
     def motion_allowed(self) -> bool:
         return bool(self._motion_allowed)
 
+    @property
+    def gripper_allowed(self) -> bool:
+        return bool(self._gripper_allowed)
+
+    def aim_where_the_arm_is(self, timeout_s: float = 5.0) -> bool:
+        """The world was moved under the arm (a simulation reset): from now on a part that may
+        not move holds where it now is, not where it stood before. Any thread may call this; it
+        returns once the ticking thread has done it (False after `timeout_s`)."""
+        if self._thread is None:  # manual mode: the caller is the ticking thread
+            self._aim_at_current_pose()
+            return True
+        self._reaimed.clear()
+        self._reaim_requested.set()
+        self.kick()
+        return self._reaimed.wait(timeout_s)
+
+    def _aim_at_current_pose(self) -> None:
+        state = self.joints.read()
+        self._target_mdeg = [math.degrees(q) * 1000.0 for q in state.positions_rad]
+        self._gripper_target_um = p.m_to_um(state.gripper_m)
+        self._line, self._last_end_pose = None, None
+
     # -- one cycle ------------------------------------------------------------------------
     def tick(self, dt: float | None = None) -> None:
         """Handle what arrived, move the joints by `dt`, report. Manual mode calls this."""
@@ -235,6 +259,10 @@ class PiperEmulator:
                 next_tick = time.perf_counter()
 
     def _drain(self, timeout: float) -> None:
+        if self._reaim_requested.is_set():  # before any command that would aim from the old pose
+            self._reaim_requested.clear()
+            self._aim_at_current_pose()
+            self._reaimed.set()
         bus = self._bus
         if bus is None:
             return

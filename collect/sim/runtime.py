@@ -195,7 +195,7 @@ class SimRuntime:
             raise RuntimeError("advance() is for lockstep mode; this runtime runs in real time")
         source = self.follower_source
         if command_wait_s > 0 and source.motion_allowed:
-            expected = self.leader_command_on_bus()
+            expected = self.leader_command_on_bus() if self._follower_obeys_whole_commands() else None
             if expected is not None:  # the leader drives the follower: wait for its current command
                 if not source.wait_for_value(expected, LEADER_COMMAND_WAIT_S):
                     self.lockstep_misses += 1
@@ -222,6 +222,13 @@ class SimRuntime:
         now = self.call(step, timeout_s)
         self._kick("follower")  # the new state goes on the bus now, not at the next heartbeat
         return now
+
+    def _follower_obeys_whole_commands(self) -> bool:
+        """Arm and gripper both take commands: the leader's command arrives as it was sent.
+        With one part held (the arm after an E-STOP and resume, while the leader's gripper
+        frames enable the gripper) it never does; waiting for it would stall every tick."""
+        follower = self.emulators.get("follower")
+        return follower is None or (follower.motion_allowed and follower.gripper_allowed)
 
     def command_leader(self, joints_rad: Sequence[float], gripper_m: float) -> None:
         """Move the simulated leader arm (the virtual operator's hand); in lockstep its
@@ -263,6 +270,14 @@ class SimRuntime:
         self.leader_source.jump_to(start.arm_q, start.gripper_m)
         self._kick("leader")
         self.call(do_reset)
+        follower = self.emulators.get("follower")
+        if follower is not None:
+            # A disabled arm (after an E-STOP and resume) holds; it must hold at the start pose,
+            # not return to where it stood. A command aimed from the old pose may have come
+            # in meanwhile: it is dropped.
+            if not follower.aim_where_the_arm_is(timeout_s=LOCKSTEP_STALL_S):
+                log.warning("the follower emulator did not re-aim within %.0f s of a reset", LOCKSTEP_STALL_S)
+            self.follower_source.forget_commands()
         self._kick("follower")
 
     def set_realtime(self, realtime: bool) -> None:

@@ -123,6 +123,8 @@ def test_auto_holds_an_episode_ended_by_estop_and_home_restores_the_start(make_p
         session.home().result(30)  # sim: the scene and the arm back to the start state
         time.sleep(0.5)
         assert session.snapshot().start_gap == pytest.approx(0.0, abs=1e-4)
+        # The held arm never carries the leader's whole command: no tick waited for it.
+        assert session.station.sim.lockstep_misses == 0
         session.discard().result(30)
 
 

@@ -202,7 +202,7 @@ class PiperEmulator:
         """The world was moved under the arm (a simulation reset): from now on a part that may
         not move holds where it now is, not where it stood before. Any thread may call this; it
         returns once the ticking thread has done it (False after `timeout_s`)."""
-        if self._thread is None:  # manual mode: the caller is the ticking thread
+        if self._thread is None or not self._thread.is_alive():  # manual mode, or a stopped thread
             self._aim_at_current_pose()
             return True
         self._reaimed.clear()

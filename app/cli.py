@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
+import threading
 
 # name -> (module, one-line help). Add a command by adding a line here.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -70,8 +72,21 @@ def main(argv: list[str] | None = None) -> int:
         from app.gui.launch import launch_gui
 
         return launch_gui(args)
+    _take_back_ctrl_c()
     module_name = COMMANDS[args.command][0]
     return int(importlib.import_module(module_name).run(args) or 0)
+
+
+def _take_back_ctrl_c() -> None:
+    """Ctrl-C (SIGINT) stops a command with what it has saved: `record` its kept episodes,
+    `study` and `train` their checkpoints. A script's shell starts a background job with
+    SIGINT ignored, and children inherit that: a study started with `nohup ... &` could not
+    stop the recorder it runs beside pretraining, nor could `kill -INT` stop it."""
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    ):
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 if __name__ == "__main__":

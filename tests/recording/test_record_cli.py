@@ -80,13 +80,15 @@ def test_resume_while_another_process_records_is_refused_before_its_files_are_re
 
 def test_an_interrupted_recording_keeps_its_episodes_and_does_not_exit_0(workspace):
     """Ctrl-C ends `record` with 130, not 0: `pretrain` and `study` read 0 as a complete dataset
-    and would go on to train on part of it."""
+    and would go on to train on part of it. Also when started with SIGINT ignored, as a script's
+    background job is (and a study's recorder, so started, must still stop on its SIGINT)."""
     import json
     import signal
     import subprocess
     import sys
 
-    argv = [sys.executable, "-m", "app.cli", "--workspace", str(workspace.root), "record", "--backend", "sim",
+    ignoring_sigint = ["sh", "-c", 'trap "" INT; exec "$@"', "sh"]
+    argv = [*ignoring_sigint, sys.executable, "-m", "app.cli", "--workspace", str(workspace.root), "record", "--backend", "sim",
             "--dataset", "cut", "--tasks", "press_button", "--episodes", "5", "--image-size", "48x64"]  # fmt: skip
     child = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:

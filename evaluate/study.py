@@ -276,8 +276,9 @@ def curve_markdown(points: list[tuple[str, int, StudyRow]]) -> str:
 
 def sweep_markdown(sweep: dict[str, dict[float, float | None]], picked: dict[str, float]) -> str:
     lines = ["| Strategy | lr | final validation loss | picked |", "|---|---|---|---|"]
-    for strategy, losses in sweep.items():
-        for lr, loss in sorted(losses.items()):
+    order = {s: i for i, s in enumerate(STRATEGIES)}  # the table's order, whichever sweep ended first
+    for strategy in sorted(sweep, key=lambda s: order.get(s, len(order))):
+        for lr, loss in sorted(sweep[strategy].items()):
             mark = "yes" if picked.get(strategy) == lr else ""
             lines.append(f"| {strategy} | {lr:g} | {_num(loss, 4) or 'diverged/missing'} | {mark} |")
     return "\n".join(lines) + "\n"

@@ -143,6 +143,8 @@ class Study:
         self.dataset = args.dataset or f"{args.name}-target"
         default_rows = [*DEFAULT_ROW_ORDER, *([] if args.no_readings else LORA_SP_VARIANTS)]
         self.rows = [r.strip() for r in args.rows.split(",")] if args.rows else default_rows
+        # the tables show every row the study has scored, not only the rows this start runs (--rows)
+        self.shown_rows = [*dict.fromkeys([*DEFAULT_ROW_ORDER, *LORA_SP_VARIANTS, *self.rows])]
         self.out = Path(args.out)
         self.sweep: dict[str, dict[float, float | None]] = {}
         self.picked: dict[str, float] = {}
@@ -277,6 +279,7 @@ class Study:
         self.workspace.require_free_space("the study")
         if (code := self.inputs_stage()) != 0:
             return code
+        self.recall_other_rows()
         try:
             code = run_in_lanes(
                 self.rows, self.lanes, self.run_row, self.waits_for, lambda row: self.write_tables()
@@ -294,6 +297,18 @@ class Study:
                 self.write_tables()
         _say(f"done: {self.out / 'paper_table.md'}")
         return 0
+
+    def recall_other_rows(self) -> None:
+        """What the study already holds of the rows this start does not run, for the tables: a
+        ledger entry is adopted as usual, a strategy's finished sweep runs are read (not run)."""
+        from evaluate.study import pick_lr
+
+        for row in self.shown_rows:
+            strategy = self.base_strategy(row)
+            if row in self.rows or self.adopt(row) or strategy in self.sweep:
+                continue
+            if (losses := self.sweep_losses(strategy, finished_only=True)) is not None:
+                self.sweep[strategy], self.picked[strategy] = losses, pick_lr(losses)
 
     def run_row(self, row: str, lane: Lane) -> int:
         """The row's sweep, training and scoring on `lane`; nothing for a row adopted or done."""
@@ -433,7 +448,7 @@ class Study:
             argv += slurm_argv(lane.slurm)
         elif lane.device:
             argv += ["--device", lane.device]
-        if lane.threads:
+        if not lane.slurm:  # also 0 (every core): a run continued on another lane takes that lane's share
             argv += ["--set", f"threads={lane.threads}"]
         for key, value in (extra or {}).items():
             argv += ["--set", f"{key}={json.dumps(value)}"]
@@ -476,7 +491,7 @@ class Study:
     def sweep_stage(self, row: str, lane: Lane) -> int:
         """Short runs at each rate of the grid; the lowest final validation loss wins. Rows that
         share a strategy (the readings, the scratch row) reuse their strategy's pick."""
-        from evaluate.study import final_val_loss, lr_grid, lr_tag, pick_lr, sweep_markdown
+        from evaluate.study import lr_grid, pick_lr
         from train.presets import get_preset
 
         strategy = self.base_strategy(row)
@@ -488,18 +503,44 @@ class Study:
         if not self.args.sweep_steps:
             self.picked[strategy] = preset.lr
             return 0
-        losses = {}
         for lr in lr_grid(preset.strategy):
-            run = f"{self.args.name}-sweep-{strategy}-{lr_tag(lr)}"
+            run = self.sweep_run(strategy, lr)
             if (code := self.train(strategy, run, self.args.sweep_steps, lr, lane, sweep=True)) != 0:
                 return code
-            losses[lr] = final_val_loss(self.workspace.runs_dir / run)
+        losses = self.sweep_losses(strategy)
         with self.sweeps_lock:
             self.sweep[strategy] = losses
             self.picked[strategy] = pick_lr(losses)
-            _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked))
+        self.write_sweep()
         _say(f"sweep {strategy}: picked lr {self.picked[strategy]:g} of {losses}")
         return 0
+
+    def write_sweep(self) -> None:
+        from evaluate.study import sweep_markdown
+
+        with self.sweeps_lock:  # lanes' sweeps end at any time
+            if self.sweep:
+                _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked))
+
+    def sweep_run(self, strategy: str, lr: float) -> str:
+        from evaluate.study import lr_tag
+
+        return f"{self.args.name}-sweep-{strategy}-{lr_tag(lr)}"
+
+    def sweep_losses(self, strategy: str, finished_only: bool = False) -> dict[float, float | None] | None:
+        """The final validation loss of the strategy's sweep run at each rate of its grid; with
+        `finished_only`, None unless every run has trained its steps."""
+        from evaluate.study import final_val_loss, lr_grid
+        from train.checkpoint import last_step
+        from train.presets import PRESETS, get_preset
+
+        if not self.args.sweep_steps or self.preset(strategy) not in PRESETS:
+            return None
+        grid = lr_grid(get_preset(self.preset(strategy)).strategy)
+        runs = {lr: self.workspace.runs_dir / self.sweep_run(strategy, lr) for lr in grid}
+        if finished_only and any(last_step(d) < self.args.sweep_steps for d in runs.values()):
+            return None
+        return {lr: final_val_loss(d) for lr, d in runs.items()}
 
     def train_stage(self, row: str, lane: Lane) -> int:
         from evaluate.study import LORA_SP_VARIANTS
@@ -556,7 +597,9 @@ class Study:
         )
 
         with ResultsStore(self.workspace.results_db) as store:
-            done = [r for r in self.rows if r not in self.adopted and store.has_campaign(self.run_name(r))]
+            done = [
+                r for r in self.shown_rows if r not in self.adopted and store.has_campaign(self.run_name(r))
+            ]
             trials = [t for r in done for t in store.trials(self.run_name(r))]
             curve = {  # row -> [(step, its trials)]: the learnability rows' earlier checkpoints
                 r: [
@@ -599,6 +642,7 @@ class Study:
         readings = [rows[r] for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
         if len(readings) > 1:
             _write(self.out / "lora_sp_readings.md", header + paper_table_markdown(readings))
+        self.write_sweep()
 
     def backbone_summary(self, row: str) -> dict:
         from evaluate.study import backbone_summary

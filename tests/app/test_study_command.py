@@ -76,6 +76,11 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     with ResultsStore(workspace.results_db) as store:
         assert {c: len(store.trials(c)) for c in scored} == scored
 
+    # a start that runs some rows (--rows) leaves the others' rows and sweeps in the tables
+    written = {n: (out / n).read_text() for n in ("paper_table.csv", "paper_table.md", "sweep.md")}
+    assert main([*argv, "--rows", "lora_sp-no_z"]) == 0
+    assert {n: (out / n).read_text() for n in written} == written
+
     # another study (a longer learnability run, say) on the same recorded data
     other = [*argv, "--name", "long", "--dataset", "study-target", "--rows", "full", "--sweep-steps", "0",
              "--state-noise", "0.2"]  # fmt: skip
@@ -281,7 +286,8 @@ def test_a_run_still_training_from_an_earlier_start_is_followed_not_started_agai
 
 def test_a_run_stopped_before_its_first_step_is_resumed_from_its_step_0_checkpoint(workspace, tmp_path):
     """A study stopped while a row's run was still loading saves that run at step 0; the same
-    command again continues it (it was refused: a run with a checkpoint, started afresh)."""
+    command again continues it (it was refused: a run with a checkpoint, started afresh), on
+    the lane it now has: a run begun on one core of two, continued by `--parallel 1`, gets both."""
     from dataclasses import asdict
 
     from app.commands.study_lanes import Lane
@@ -295,7 +301,7 @@ def test_a_run_stopped_before_its_first_step_is_resumed_from_its_step_0_checkpoi
     run_dir = workspace.runs_dir / "study-full"
     config = get_preset(
         "smolvla-lora_sp", dataset=study.dataset, steps=3, batch_size=2, adapter={"r": 8},
-        backbone_cache=str(tmp_path / "models"), run_name="study-full",
+        backbone_cache=str(tmp_path / "models"), run_name="study-full", threads=1,
     )  # fmt: skip
     stopped = run_training(config, run_dir, workspace.datasets_dir, should_stop=lambda: True)
     canceled = JobRecord(run_name="study-full", run_dir=str(run_dir), state="canceled")
@@ -305,6 +311,7 @@ def test_a_run_stopped_before_its_first_step_is_resumed_from_its_step_0_checkpoi
     assert study.train("full", "study-full", 3, 1e-4, Lane("cpu")) == 0
     final = read_job(run_dir)
     assert final.state == "completed" and final.resumes == 1 and last_step(run_dir) == 3
+    assert json.loads((run_dir / "config.json").read_text())["threads"] == 0  # Lane("cpu"): every core
 
 
 @pytest.mark.timeout(600)

@@ -103,7 +103,7 @@ def resolve_backbone(spec: str, cache_dir: str | Path | None = None, *, download
     if spec in TINY_NAMES:
         path = cache / spec
         if not _tiny_is_current(path, spec):
-            build_tiny_backbone(spec, path)
+            _build_tiny_once(spec, path)
         return Backbone(spec, "pi0" if spec == "tiny-pi0" else "smolvla", path, True)
     if spec in PRETRAINED_NAMES:
         path = cache / spec
@@ -596,6 +596,19 @@ def build_tiny_backbone(name: str, path: str | Path, seed: int = 0) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     work.rename(path)
     return path
+
+
+def _build_tiny_once(name: str, path: Path) -> None:
+    """Build a tiny backbone unless another process has meanwhile. Processes that need it at once
+    (a study's rows starting together) wait for one build: a second build would replace the
+    directory while the first process loads from it."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not _tiny_is_current(path, name):
+            build_tiny_backbone(name, path)
 
 
 def _repoint(work: Path, final: Path, old: Path | None = None) -> None:

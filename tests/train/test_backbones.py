@@ -134,6 +134,39 @@ def test_building_a_tiny_backbone_leaves_the_callers_random_state_alone(tmp_path
     assert torch.equal(torch.get_rng_state(), before)
 
 
+_RESOLVE_AT = """
+import sys, time
+import train.backbones as backbones
+
+builds, build = [], backbones.build_tiny_backbone
+backbones.build_tiny_backbone = lambda *args: builds.append(args) or build(*args)
+while time.time() < float(sys.argv[2]):  # both processes ask at the same instant
+    time.sleep(0.01)
+backbone = backbones.resolve_backbone("tiny-smolvla", sys.argv[1])
+backbones.load_base_policy(backbone)
+print(len(builds))
+"""
+
+
+def test_processes_that_need_a_tiny_backbone_at_once_build_it_once_and_both_load_it(tmp_path):
+    """A study's rows starting together: a second build replaced the directory while the first
+    process loaded it (one of them failed with half a backbone)."""
+    import subprocess
+    import sys
+    import time
+
+    from train.backbones import _tiny_is_current
+
+    start = time.time() + 15  # after both have imported torch and lerobot
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")])}
+    command = [sys.executable, "-c", _RESOLVE_AT, str(tmp_path), str(start)]
+    children = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env) for _ in range(2)]
+    outputs = [child.communicate(timeout=300)[0] for child in children]
+    assert [child.returncode for child in children] == [0, 0]
+    assert sorted(int(out.split()[-1]) for out in outputs) == [0, 1]
+    assert _tiny_is_current(tmp_path / "tiny-smolvla", "tiny-smolvla")
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(("size", "frames"), [("mini", (96, 128)), ("small", (192, 256))])
 def test_an_in_house_size_trains_on_its_recordings_with_r128_a_realistic_share(size, frames, backbone_cache):

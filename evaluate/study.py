@@ -66,6 +66,47 @@ def pick_lr(val_losses: dict[float, float | None]) -> float:
     return min(finite, key=finite.get)
 
 
+# A row's run whose validation loss rises this far above its sweep run's final one at the
+# same rate has left what the sweep measured (a short sweep can like a rate that a long run
+# diverges at): the study trains the row again at the sweep's best lower rate.
+UNSTABLE_MARGIN = 0.10
+
+
+def val_loss_ceiling(sweep_loss: float | None) -> float | None:
+    """The highest validation loss a row's run may log at a rate whose sweep run ended at
+    `sweep_loss` (None: no sweep loss, no ceiling)."""
+    if sweep_loss is None or sweep_loss != sweep_loss:
+        return None
+    return sweep_loss * (1 + UNSTABLE_MARGIN)
+
+
+def first_val_above(run_dir: Path, ceiling: float) -> tuple[int, float] | None:
+    """(step, mean validation loss) of the run's first validation above `ceiling`, or None."""
+    for row in read_metrics(run_dir, "val"):
+        if (loss := row.get("val/mean")) is not None and loss > ceiling:
+            return int(row["step"]), float(loss)
+    return None
+
+
+def lower_rate(val_losses: dict[float, float | None], lr: float) -> float | None:
+    """The sweep's best rate below `lr`, or None: a rate a long run diverges at is too high,
+    so the next try is lower, whatever the sweep says of the higher ones."""
+    lower = {r: v for r, v in val_losses.items() if r < lr and v is not None and v == v}
+    return min(lower, key=lower.get) if lower else None
+
+
+@dataclass(frozen=True)
+class UnstableRun:
+    """A row's run stopped for a validation loss above its ceiling, and the rate it went on at."""
+
+    row: str
+    lr: float
+    step: int
+    val_loss: float
+    ceiling: float
+    next_lr: float
+
+
 @dataclass
 class TrainingFigures:
     """What a run's metrics say about its cost and its adapters."""
@@ -274,13 +315,28 @@ def curve_markdown(points: list[tuple[str, int, StudyRow]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def sweep_markdown(sweep: dict[str, dict[float, float | None]], picked: dict[str, float]) -> str:
+def sweep_markdown(
+    sweep: dict[str, dict[float, float | None]],
+    picked: dict[str, float],
+    unstable: list[UnstableRun] = (),
+) -> str:
     lines = ["| Strategy | lr | final validation loss | picked |", "|---|---|---|---|"]
     order = {s: i for i, s in enumerate(STRATEGIES)}  # the table's order, whichever sweep ended first
     for strategy in sorted(sweep, key=lambda s: order.get(s, len(order))):
         for lr, loss in sorted(sweep[strategy].items()):
             mark = "yes" if picked.get(strategy) == lr else ""
             lines.append(f"| {strategy} | {lr:g} | {_num(loss, 4) or 'diverged/missing'} | {mark} |")
+    if unstable:
+        lines += [
+            "",
+            f"Rows unstable at their rate (validation loss above {1 + UNSTABLE_MARGIN:g}x the sweep run's):",
+            "",
+        ]
+    for run in unstable:
+        lines.append(
+            f"- `{run.row}` at {run.lr:g}: {run.val_loss:.4f} at step {run.step:,} (ceiling {run.ceiling:.4f}); "
+            f"trained again at {run.next_lr:g}"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -42,6 +42,9 @@ class TrainConfig:
     warmup_steps: int = 0
     weight_decay: float = 0.0
     grad_clip: float = 1.0
+    # end the run (state "unstable") at a validation whose mean loss is above this: the study's
+    # guard against a learning rate that a short sweep liked and a long run diverges at
+    max_val_loss: float | None = None
     # std of Gaussian noise added to the normalised observation.state of training batches: a
     # policy fitted to a few clean demonstrations otherwise follows the state alone, and in
     # closed loop a small drift takes it onto another demonstration's path (docs/results)
@@ -111,6 +114,8 @@ class TrainConfig:
             )
         if not self.state_noise >= 0:
             raise ValueError(f"state_noise must be >= 0 (a std in normalised units), got {self.state_noise}")
+        if self.max_val_loss is not None and not self.max_val_loss > 0:
+            raise ValueError(f"max_val_loss must be above 0 (or null: no limit), not {self.max_val_loss}")
         if self.val_episodes_per_task < 0:
             raise ValueError("val_episodes_per_task must be >= 0")
         if self.aux_objective not in AUX_OBJECTIVES:

@@ -1,11 +1,12 @@
 """Training as a background job: a child process in its own process group, a record on disk.
 
     record = start_job(config, runs_dir, datasets_dir)      # returns at once
-    read_job(run_dir).state                                 # starting|running|completed|canceled|failed
+    read_job(run_dir).state                                 # starting|running|completed|canceled|unstable|failed
     cancel_job(run_dir)                                     # checkpoint, stop, state canceled
     start_job(None, runs_dir, run_name=..., resume=True)    # continue from the last checkpoint
 
-States: queued -> starting -> running -> completed | canceled | failed.
+States: queued -> starting -> running -> completed | canceled | unstable | failed (unstable:
+stopped at a validation loss above the run's `max_val_loss`).
 
 `runs/<run>/job.json` holds the state, pid and process group, so a window opened later
 re-attaches to a running job and shows finished ones. A job whose process vanished
@@ -39,7 +40,7 @@ from .slurm import SlurmSpec
 JOB_FILE = "job.json"
 LOG_FILE = "train.log"
 CANCEL_FILE = "cancel.request"
-FINAL_STATES = ("completed", "canceled", "failed")
+FINAL_STATES = ("completed", "canceled", "unstable", "failed")
 ACTIVE_STATES = ("queued", "starting", "running")
 WAITING_STATES = ("queued", "starting")  # not training yet: in line for the device lock
 QUEUE_POLL_S = 0.5
@@ -545,7 +546,7 @@ def _child_main(argv: list[str]) -> int:
                 resume=args.resume,
                 should_stop=should_stop,
             )
-        record.state = "canceled" if result.state == "canceled" else "completed"
+        record.state = result.state if result.state in ("canceled", "unstable") else "completed"
         record.step = result.step
         record.final_loss = result.final_loss
         record.final_val = result.final_val

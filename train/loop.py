@@ -33,7 +33,7 @@ VAL_SEED = 12345  # validation draws its flow-matching noise from this fixed see
 
 @dataclass
 class TrainResult:
-    state: str  # "completed" | "canceled" | "stopped" (stop_at_step reached)
+    state: str  # "completed" | "canceled" | "stopped" (stop_at_step reached) | "unstable" (max_val_loss)
     step: int
     final_loss: float | None
     final_val: dict[str, float]
@@ -452,12 +452,20 @@ class Trainer:
                 window_start, window_steps, window_sums = time.perf_counter(), 0, {}
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                 last_val = self.validate()
+                mean = sum(last_val.values()) / len(last_val) if last_val else None
                 if main and last_val:
-                    mean = sum(last_val.values()) / len(last_val)
                     self.metrics.write(
                         "val", self.step, **{f"val/{t}": v for t, v in last_val.items()}, **{"val/mean": mean}
                     )
                 window_start = time.perf_counter()  # validation time is not training speed
+                if self.ranks.any(
+                    cfg.max_val_loss is not None and mean is not None and mean > cfg.max_val_loss
+                ):
+                    log.warning(
+                        "validation loss %.4f is above max_val_loss %.4f: stopping", mean, cfg.max_val_loss
+                    )
+                    state = "unstable"
+                    break
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:
                 checkpoint, saved_step = self.save(), self.step
                 window_start = last_save = time.perf_counter()

@@ -164,7 +164,63 @@ class Study:
         return f"{self.args.family}-{self.base_strategy(row)}"
 
     def run_name(self, row: str) -> str:
-        return f"{self.args.name}-{row}"
+        """The row's run: at its strategy's sweep pick `<name>-<row>`, at a lower rate (the
+        pick was unstable) `<name>-<row>-lr<rate>`. Read from disk, so every start agrees."""
+        return self.run_at(row, self.row_rate(row))
+
+    def run_at(self, row: str, lr: float | None) -> str:
+        from evaluate.study import lr_tag
+
+        base = f"{self.args.name}-{row}"
+        return (
+            base if lr is None or lr == self.picked.get(self.base_strategy(row)) else f"{base}-lr{lr_tag(lr)}"
+        )
+
+    def row_rate(self, row: str) -> float | None:
+        """The rate the row trains at: its strategy's sweep pick, stepped down to the sweep's
+        best lower rate while the row's run at it, or its strategy's row's, was unstable
+        (`unstable_at`). None before the sweep."""
+        from evaluate.study import lower_rate
+
+        lr = self.picked.get(self.base_strategy(row))
+        while lr is not None and self.unstable_at(row, lr) is not None:
+            if (lower := lower_rate(self.sweep.get(self.base_strategy(row)) or {}, lr)) is None:
+                break  # no lower rate to go on at: the row stays at this one, and is scored there
+            lr = lower
+        return lr
+
+    def unstable_at(self, row: str, lr: float) -> tuple[str, int, float] | None:
+        """(run, step, validation loss) where the row's run at `lr`, or its strategy's own row's
+        (readings learn from it), rose above the rate's ceiling; None if neither did. The
+        scratch row is never judged: its sweep ran on another backbone."""
+        from evaluate.study import first_val_above, val_loss_ceiling
+
+        strategy = self.base_strategy(row)
+        ceiling = val_loss_ceiling((self.sweep.get(strategy) or {}).get(lr))
+        if ceiling is None or row == SCRATCH_ROW:
+            return None
+        for judged in dict.fromkeys((strategy, row)):
+            run = self.run_at(judged, lr)
+            if (found := first_val_above(self.workspace.runs_dir / run, ceiling)) is not None:
+                return run, *found
+        return None
+
+    def unstable_runs(self) -> list:
+        """The shown rows' own runs found unstable (`UnstableRun`s), for sweep.md."""
+        from evaluate.study import UnstableRun, lower_rate, val_loss_ceiling
+
+        found = []
+        for row in self.shown_rows:
+            strategy, lr = self.base_strategy(row), self.picked.get(self.base_strategy(row))
+            while lr is not None and (hit := self.unstable_at(row, lr)) is not None:
+                lower = lower_rate(self.sweep.get(strategy) or {}, lr)
+                if lower is None:
+                    break
+                if hit[0] == self.run_at(row, lr):
+                    ceiling = val_loss_ceiling(self.sweep[strategy][lr])
+                    found.append(UnstableRun(row, lr, hit[1], hit[2], ceiling, lower))
+                lr = lower
+        return found
 
     def waits_for(self, row: str) -> str | None:
         """The study's first row of this row's strategy, if another: its sweep picks the rate
@@ -414,6 +470,7 @@ class Study:
         extra: dict | None = None,
         *,
         sweep: bool = False,
+        max_val_loss: float | None = None,
     ) -> int:
         """One training run of the row's preset, continued from its last checkpoint. A row's run
         checkpoints CURVE_POINTS times (what the learnability curve scores); a sweep run rarely.
@@ -439,6 +496,8 @@ class Study:
                 "--set", f"checkpoint_every={max(50 if sweep else 1, steps // CURVE_POINTS)}",
                 "--set", f"val_every={max(25, steps // 6)}",
                 "--set", "val_batches=4"]  # fmt: skip
+        if not sweep:  # set on every start: a run continued takes the ceiling of today's sweep
+            argv += ["--set", f"max_val_loss={json.dumps(max_val_loss)}"]
         if self.args.state_noise is not None:
             argv += ["--set", f"state_noise={self.args.state_noise}"]
         backbone = self.backbone_for(row)
@@ -520,7 +579,7 @@ class Study:
 
         with self.sweeps_lock:  # lanes' sweeps end at any time
             if self.sweep:
-                _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked))
+                _write(self.out / "sweep.md", sweep_markdown(self.sweep, self.picked, self.unstable_runs()))
 
     def sweep_run(self, strategy: str, lr: float) -> str:
         from evaluate.study import lr_tag
@@ -543,11 +602,26 @@ class Study:
         return {lr: final_val_loss(d) for lr, d in runs.items()}
 
     def train_stage(self, row: str, lane: Lane) -> int:
-        from evaluate.study import LORA_SP_VARIANTS
+        """The row's run at `row_rate`; a run stopped as unstable (its validation loss above the
+        rate's ceiling) is kept, and the row trains again at the sweep's best lower rate."""
+        from evaluate.study import LORA_SP_VARIANTS, lower_rate, val_loss_ceiling
 
         extra = {"adapter": LORA_SP_VARIANTS[row]} if row in LORA_SP_VARIANTS else None
-        lr = self.picked[self.base_strategy(row)]
-        return self.train(row, self.run_name(row), self.args.steps, lr, lane, extra)
+        losses = self.sweep.get(self.base_strategy(row)) or {}
+        while True:
+            lr = self.row_rate(row)
+            # judged only where there is a lower rate to go on at, as row_rate does
+            judged = row != SCRATCH_ROW and lower_rate(losses, lr) is not None
+            ceiling = val_loss_ceiling(losses.get(lr)) if judged else None
+            code = self.train(
+                row, self.run_at(row, lr), self.args.steps, lr, lane, extra, max_val_loss=ceiling
+            )
+            if (next_lr := self.row_rate(row)) == lr:
+                return code
+            run, step, loss = self.unstable_at(row, lr)
+            _say(f"{row}: {run} is unstable at lr {lr:g} (validation loss {loss:.4f} at step {step}, above "
+                 f"{val_loss_ceiling(losses.get(lr)):.4g}): training at lr {next_lr:g}")  # fmt: skip
+            self.write_sweep()
 
     def eval_stage(self, row: str, lane: Lane | None = None, checkpoint: int | None = None) -> int:
         """The row's trials on the held-out scenes (the campaign resumes from results.sqlite):

@@ -315,6 +315,44 @@ def test_a_run_stopped_before_its_first_step_is_resumed_from_its_step_0_checkpoi
 
 
 @pytest.mark.timeout(600)
+def test_a_row_unstable_at_its_rate_trains_again_at_the_sweeps_best_lower_rate(
+    workspace, tmp_path, monkeypatch
+):
+    """A short sweep can pick a rate a long run diverges at: a row's run whose validation loss
+    rises above 1.1x its sweep run's stops there (job state `unstable`), is kept, and the row
+    trains again at the best lower rate; the strategy's readings start at that rate."""
+    from app.commands.study_lanes import Lane
+    from tests.app import train_fixtures
+    from train.checkpoint import last_step
+    from train.jobs import read_job
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    out = tmp_path / "results"
+    study = _study(workspace, out, "--rows", "lora_sp,lora_sp-no_z", "--steps", "30")  # validates at 25, 30
+    study.check()
+    train_fixtures().make_dataset(workspace.datasets_dir / study.dataset)
+    # as if the sweep ended far lower at 1e-3 than any real run can reach: 1e-3 is picked, and unstable
+    study.sweep["lora_sp"] = {1e-4: 100.0, 1e-3: 1e-6, 3e-3: 50.0}
+    study.picked["lora_sp"] = 1e-3
+
+    assert study.train_stage("lora_sp", Lane("cpu")) == 0
+    unstable = workspace.runs_dir / "study-lora_sp"
+    assert (
+        read_job(unstable).state == "unstable" and last_step(unstable) == 25
+    )  # stopped at its first validation
+    assert json.loads((unstable / "config.json").read_text())["max_val_loss"] == pytest.approx(1.1e-6)
+    assert study.row_rate("lora_sp") == 1e-4  # the best lower rate, not 3e-3, which the sweep liked more
+    again = workspace.runs_dir / study.run_name("lora_sp")
+    assert again.name == "study-lora_sp-lr1e-04" and read_job(again).state == "completed"
+    assert last_step(again) == 30 and json.loads((again / "config.json").read_text())["lr"] == 1e-4
+    # the reading goes straight to the rate its strategy's row was stable at
+    assert study.run_name("lora_sp-no_z") == "study-lora_sp-no_z-lr1e-04"
+    study.write_sweep()
+    assert "- `lora_sp` at 0.001: " in (out / "sweep.md").read_text()
+    assert "trained again at 0.0001" in (out / "sweep.md").read_text()
+
+
+@pytest.mark.timeout(600)
 def test_a_stopped_study_cancels_the_training_it_started_and_no_other(workspace, tmp_path, monkeypatch):
     """Ctrl-C (or an error) while rows train on lanes: the study's own jobs stop, saving where
     they were; a job the study did not start trains on."""

@@ -13,12 +13,15 @@ from evaluate.study import (
     STRATEGIES,
     StudyRow,
     TrainingFigures,
+    first_val_above,
+    lower_rate,
     lr_grid,
     paper_table_csv,
     paper_table_markdown,
     pick_lr,
     success_chart,
     training_figures,
+    val_loss_ceiling,
 )
 
 
@@ -27,6 +30,24 @@ def test_the_lowest_validation_loss_wins_and_a_diverged_rate_never_does():
     assert pick_lr({1e-4: 0.30, 3e-4: float("nan"), 1e-3: None}) == 1e-4
     with pytest.raises(ValueError, match="no learning rate"):
         pick_lr({1e-4: None, 3e-4: float("nan")})
+
+
+def test_an_unstable_rate_steps_down_to_the_best_lower_rate_of_the_sweep(tmp_path):
+    sweep = {3e-4: 0.2245, 1e-3: 0.2094, 3e-3: 0.2053}  # the big study's LoRA-SP sweep
+    assert val_loss_ceiling(sweep[3e-3]) == pytest.approx(0.22583)
+    assert val_loss_ceiling(None) is None and val_loss_ceiling(float("nan")) is None
+    assert lower_rate(sweep, 3e-3) == 1e-3 and lower_rate(sweep, 1e-3) == 3e-4
+    assert lower_rate(sweep, 3e-4) is None  # nothing lower: the row stays where it is
+    # a lower rate is never a diverged one, and a higher one is never a step down
+    assert lower_rate({1e-4: 0.3, 3e-4: float("nan"), 1e-3: 0.25, 3e-3: 0.1}, 1e-3) == 1e-4
+    (tmp_path / "metrics.jsonl").write_text(
+        "\n".join(
+            json.dumps({"kind": kind, "step": step, "val/mean": loss})
+            for kind, step, loss in [("val", 10, 0.2), ("train", 15, 9.0), ("val", 20, 0.3), ("val", 30, 0.4)]
+        )
+    )
+    assert first_val_above(tmp_path, 0.25) == (20, 0.3)  # training losses are not judged
+    assert first_val_above(tmp_path, 0.5) is None
 
 
 def test_adapters_sweep_about_ten_times_full_fine_tuning_rates():

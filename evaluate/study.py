@@ -189,6 +189,7 @@ class LedgerEntry:
     sweep: dict[float, float | None] = field(default_factory=dict)  # lr -> final validation loss
     scored_on: str = ""  # host and date, for the reader
     backbone: dict = field(default_factory=dict)  # what its backbone's card says (backbone_summary)
+    unstable: list[UnstableRun] = field(default_factory=list)  # its runs stopped before the one scored
 
     def to_json(self) -> str:
         return json.dumps(
@@ -198,6 +199,7 @@ class LedgerEntry:
                 "curve": [[step, _row_json(row)] for step, row in self.curve],
                 "sweep": [[lr, loss] for lr, loss in sorted(self.sweep.items())],
                 "scored_on": self.scored_on,
+                "unstable": [asdict(run) for run in self.unstable],
                 "backbone": self.backbone,
             },
             indent=1,
@@ -213,6 +215,7 @@ class LedgerEntry:
             sweep={float(lr): loss for lr, loss in data.get("sweep", [])},
             scored_on=data.get("scored_on", ""),
             backbone=data.get("backbone", {}),
+            unstable=[UnstableRun(**run) for run in data.get("unstable", [])],
         )
 
 

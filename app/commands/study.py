@@ -149,6 +149,7 @@ class Study:
         self.sweep: dict[str, dict[float, float | None]] = {}
         self.picked: dict[str, float] = {}
         self.adopted: dict = {}  # row -> its LedgerEntry, for rows scored on another machine
+        self.known_unstable: dict[str, list] = {}  # strategy -> its adopted row's UnstableRuns
         self.lanes: list[Lane] = []  # where rows train (study_lanes), set by check()
         self.started_runs: set[str] = set()  # training runs this study started: stopped with it
         self.recorder: subprocess.Popen | None = None  # the target's recording beside pretraining
@@ -191,14 +192,18 @@ class Study:
 
     def unstable_at(self, row: str, lr: float) -> tuple[str, int, float] | None:
         """(run, step, validation loss) where the row's run at `lr`, or its strategy's own row's
-        (readings learn from it), rose above the rate's ceiling; None if neither did. The
-        scratch row is never judged: its sweep ran on another backbone."""
+        (readings learn from it), rose above the rate's ceiling, here or, for an adopted row, on
+        the machine that scored it (its ledger entry); None if neither did. The scratch row is
+        never judged: its sweep ran on another backbone."""
         from evaluate.study import first_val_above, val_loss_ceiling
 
         strategy = self.base_strategy(row)
         ceiling = val_loss_ceiling((self.sweep.get(strategy) or {}).get(lr))
         if ceiling is None or row == SCRATCH_ROW:
             return None
+        for run in self.known_unstable.get(strategy, ()):  # found on the machine that scored the row
+            if run.lr == lr:
+                return self.run_at(strategy, lr), run.step, run.val_loss
         for judged in dict.fromkeys((strategy, row)):
             run = self.run_at(judged, lr)
             if (found := first_val_above(self.workspace.runs_dir / run, ceiling)) is not None:
@@ -267,8 +272,10 @@ class Study:
         strategy = self.base_strategy(row)
         if row == strategy and entry.row.lr is not None:
             with self.sweeps_lock:
-                self.picked[strategy] = entry.row.lr
+                # the sweep's pick: the row's rate, or the first it was unstable at (rates only step down)
+                self.picked[strategy] = max([entry.row.lr, *(run.lr for run in entry.unstable)])
                 self.sweep[strategy] = entry.sweep
+                self.known_unstable[strategy] = entry.unstable
         _say(f"{row}: adopted from {path} (scored on {entry.scored_on or 'another machine'})")
         return True
 
@@ -743,6 +750,7 @@ class Study:
             sweep=self.sweep.get(strategy, {}) if row == strategy else {},
             scored_on=f"{platform.node()}, {time.strftime('%Y-%m-%d')}",
             backbone=self.backbone_summary(row),
+            unstable=[run for run in self.unstable_runs() if run.row == row],
         )
         _write(path, entry.to_json())
 

@@ -254,6 +254,35 @@ def test_a_ledger_entry_is_adopted_only_under_the_same_settings(workspace, tmp_p
     assert "cannot be read: running full again" in capsys.readouterr().err
 
 
+def test_the_rate_an_adopted_row_was_unstable_at_travels_with_its_ledger_entry(
+    workspace, tmp_path, monkeypatch
+):
+    """On another machine the readings start at the rate their strategy's row was scored at,
+    not at the sweep's pick that it was unstable at, and sweep.md still says why."""
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures, UnstableRun, read_ledger
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    out = tmp_path / "results"
+    study = _study(workspace, out, "--rows", "lora_sp,lora_sp-no_z")
+    row = StudyRow("lora_sp", "study-lora_sp-lr1e-04", 1e-4, {"open_pot": wilson(7, 15)}, TrainingFigures())
+    unstable = [UnstableRun("lora_sp", 1e-3, 25, 0.5, 0.22, 1e-4)]
+    entry = LedgerEntry(study.settings(), row, [], {1e-4: 0.3, 1e-3: 0.2}, "elsewhere", {}, unstable)
+    path = study.ledger_path("lora_sp")
+    path.parent.mkdir(parents=True)
+    path.write_text(entry.to_json())
+    assert read_ledger(path).unstable == unstable
+
+    assert study.adopt("lora_sp")
+    assert study.picked["lora_sp"] == 1e-3  # the sweep's pick, as on the machine that scored the row
+    assert study.row_rate("lora_sp-no_z") == 1e-4
+    assert study.run_name("lora_sp-no_z") == "study-lora_sp-no_z-lr1e-04"
+    study.write_sweep()
+    sweep = (out / "sweep.md").read_text()
+    assert "| lora_sp | 0.001 | 0.2000 | yes |" in sweep
+    assert "- `lora_sp` at 0.001: 0.5000 at step 25 (ceiling 0.2200); trained again at 0.0001" in sweep
+
+
 def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early():
     from app.commands.study import DEFAULT_ROW_ORDER, SCRATCH_ROW
     from evaluate.study import STRATEGIES

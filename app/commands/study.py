@@ -181,14 +181,22 @@ class Study:
         """The rate the row trains at: its strategy's sweep pick, stepped down to the sweep's
         best lower rate while the row's run at it, or its strategy's row's, was unstable
         (`unstable_at`). None before the sweep."""
+        steps = list(self.rate_steps(row))
+        return steps[-1][0] if steps else None
+
+    def rate_steps(self, row: str):
+        """(rate, where it was unstable or None, the lower rate the row went on at or None) from
+        the sweep's pick down to the row's rate. A rate with no lower one left is the last: the
+        row stays there, and is scored there."""
         from evaluate.study import lower_rate
 
-        lr = self.picked.get(self.base_strategy(row))
-        while lr is not None and self.unstable_at(row, lr) is not None:
-            if (lower := lower_rate(self.sweep.get(self.base_strategy(row)) or {}, lr)) is None:
-                break  # no lower rate to go on at: the row stays at this one, and is scored there
+        strategy = self.base_strategy(row)
+        lr = self.picked.get(strategy)
+        while lr is not None:
+            unstable = self.unstable_at(row, lr)
+            lower = lower_rate(self.sweep.get(strategy) or {}, lr) if unstable else None
+            yield lr, unstable, lower
             lr = lower
-        return lr
 
     def unstable_at(self, row: str, lr: float) -> tuple[str, int, float] | None:
         """(run, step, validation loss) where the row's run at `lr`, or its strategy's own row's
@@ -212,19 +220,14 @@ class Study:
 
     def unstable_runs(self) -> list:
         """The shown rows' own runs found unstable (`UnstableRun`s), for sweep.md."""
-        from evaluate.study import UnstableRun, lower_rate, val_loss_ceiling
+        from evaluate.study import UnstableRun, val_loss_ceiling
 
         found = []
         for row in self.shown_rows:
-            strategy, lr = self.base_strategy(row), self.picked.get(self.base_strategy(row))
-            while lr is not None and (hit := self.unstable_at(row, lr)) is not None:
-                lower = lower_rate(self.sweep.get(strategy) or {}, lr)
-                if lower is None:
-                    break
-                if hit[0] == self.run_at(row, lr):
-                    ceiling = val_loss_ceiling(self.sweep[strategy][lr])
-                    found.append(UnstableRun(row, lr, hit[1], hit[2], ceiling, lower))
-                lr = lower
+            for lr, unstable, lower in self.rate_steps(row):
+                if lower is not None and unstable[0] == self.run_at(row, lr):  # not its strategy's row's
+                    ceiling = val_loss_ceiling(self.sweep[self.base_strategy(row)][lr])
+                    found.append(UnstableRun(row, lr, unstable[1], unstable[2], ceiling, lower))
         return found
 
     def waits_for(self, row: str) -> str | None:

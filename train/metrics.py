@@ -57,7 +57,10 @@ def read_metrics(run_dir: str | Path, kind: str | None = None, start_line: int =
     if not path.exists():
         return []
     records = []
+    marker = None if kind is None else f'"{kind}"'  # a record of that kind holds it: others are not parsed
     for line in path.read_text().splitlines()[start_line:]:
+        if marker is not None and marker not in line:
+            continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError:

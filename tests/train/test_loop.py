@@ -383,3 +383,12 @@ def test_validation_reads_frames_from_the_end_of_held_out_episodes_too(
         # 2 batches of 2 frames: the first and the last frame of the held-out episode among them
         assert len(read[id(dataset)]) == 4
         assert {0, len(dataset) - 1} <= set(read[id(dataset)])
+
+
+def test_a_validation_ceiling_must_be_a_positive_loss():
+    from train.config import TrainConfig
+
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="max_val_loss must be above 0"):
+            TrainConfig(max_val_loss=bad)
+    assert TrainConfig(max_val_loss=0.2).max_val_loss == 0.2 and TrainConfig().max_val_loss is None

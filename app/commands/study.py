@@ -194,20 +194,29 @@ class Study:
         lr = self.picked.get(strategy)
         while lr is not None:
             unstable = self.unstable_at(row, lr)
-            lower = lower_rate(self.sweep.get(strategy) or {}, lr) if unstable else None
+            lower = lower_rate(self.sweep[strategy], lr) if unstable else None
             yield lr, unstable, lower
             lr = lower
 
+    def ceiling(self, row: str, lr: float | None) -> float | None:
+        """The validation loss the row's run at `lr` must stay under, or None where it is not
+        judged: the scratch row (its sweep ran on another backbone) and a rate with no lower
+        one to go on at (the row trains to the end there, and is scored there)."""
+        from evaluate.study import lower_rate, val_loss_ceiling
+
+        losses = self.sweep.get(self.base_strategy(row)) or {}
+        if row == SCRATCH_ROW or lr is None or lower_rate(losses, lr) is None:
+            return None
+        return val_loss_ceiling(losses.get(lr))
+
     def unstable_at(self, row: str, lr: float) -> tuple[str, int, float] | None:
         """(run, step, validation loss) where the row's run at `lr`, or its strategy's own row's
-        (readings learn from it), rose above the rate's ceiling, here or, for an adopted row, on
-        the machine that scored it (its ledger entry); None if neither did. The scratch row is
-        never judged: its sweep ran on another backbone."""
-        from evaluate.study import first_val_above, val_loss_ceiling
+        (readings learn from it), rose above the rate's `ceiling`, here or, for an adopted row, on
+        the machine that scored it (its ledger entry); None if neither did, or if it is not judged."""
+        from evaluate.study import first_val_above
 
         strategy = self.base_strategy(row)
-        ceiling = val_loss_ceiling((self.sweep.get(strategy) or {}).get(lr))
-        if ceiling is None or row == SCRATCH_ROW:
+        if (ceiling := self.ceiling(row, lr)) is None:
             return None
         for run in self.known_unstable.get(strategy, ()):  # found on the machine that scored the row
             if run.lr == lr:
@@ -220,14 +229,13 @@ class Study:
 
     def unstable_runs(self) -> list:
         """The shown rows' own runs found unstable (`UnstableRun`s), for sweep.md."""
-        from evaluate.study import UnstableRun, val_loss_ceiling
+        from evaluate.study import UnstableRun
 
         found = []
         for row in self.shown_rows:
             for lr, unstable, lower in self.rate_steps(row):
                 if lower is not None and unstable[0] == self.run_at(row, lr):  # not its strategy's row's
-                    ceiling = val_loss_ceiling(self.sweep[self.base_strategy(row)][lr])
-                    found.append(UnstableRun(row, lr, unstable[1], unstable[2], ceiling, lower))
+                    found.append(UnstableRun(row, lr, unstable[1], unstable[2], self.ceiling(row, lr), lower))
         return found
 
     def waits_for(self, row: str) -> str | None:
@@ -614,15 +622,12 @@ class Study:
     def train_stage(self, row: str, lane: Lane) -> int:
         """The row's run at `row_rate`; a run stopped as unstable (its validation loss above the
         rate's ceiling) is kept, and the row trains again at the sweep's best lower rate."""
-        from evaluate.study import LORA_SP_VARIANTS, lower_rate, val_loss_ceiling
+        from evaluate.study import LORA_SP_VARIANTS
 
         extra = {"adapter": LORA_SP_VARIANTS[row]} if row in LORA_SP_VARIANTS else None
-        losses = self.sweep.get(self.base_strategy(row)) or {}
         while True:
             lr = self.row_rate(row)
-            # judged only where there is a lower rate to go on at, as row_rate does
-            judged = row != SCRATCH_ROW and lower_rate(losses, lr) is not None
-            ceiling = val_loss_ceiling(losses.get(lr)) if judged else None
+            ceiling = self.ceiling(row, lr)
             code = self.train(
                 row, self.run_at(row, lr), self.args.steps, lr, lane, extra, max_val_loss=ceiling
             )
@@ -630,7 +635,7 @@ class Study:
                 return code
             run, step, loss = self.unstable_at(row, lr)
             _say(f"{row}: {run} is unstable at lr {lr:g} (validation loss {loss:.4f} at step {step}, above "
-                 f"{val_loss_ceiling(losses.get(lr)):.4g}): training at lr {next_lr:g}")  # fmt: skip
+                 f"{ceiling:.4g}): training at lr {next_lr:g}")  # fmt: skip
             self.write_sweep()
 
     def eval_stage(self, row: str, lane: Lane | None = None, checkpoint: int | None = None) -> int:

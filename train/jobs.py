@@ -36,10 +36,10 @@ from .checkpoint import has_checkpoint
 from .config import RUN_CONFIG, TrainConfig
 from .metrics import METRICS_NAME
 from .slurm import SlurmSpec
+from .stop import clear_cancel, install_stop_check, request_cancel
 
 JOB_FILE = "job.json"
 LOG_FILE = "train.log"
-CANCEL_FILE = "cancel.request"
 FINAL_STATES = ("completed", "canceled", "unstable", "failed")
 ACTIVE_STATES = ("queued", "starting", "running")
 WAITING_STATES = ("queued", "starting")  # not training yet: in line for the device lock
@@ -267,7 +267,7 @@ def start_job(
     if not resume:  # a restarted run that never checkpointed starts with empty metrics
         (run_dir / METRICS_NAME).unlink(missing_ok=True)
     config.save(run_dir / RUN_CONFIG)
-    (run_dir / CANCEL_FILE).unlink(missing_ok=True)
+    clear_cancel(run_dir)
     record = JobRecord(
         run_name=run_name,
         run_dir=str(run_dir.resolve()),
@@ -431,7 +431,7 @@ def cancel_job(run_dir: str | Path, wait_s: float = 0.0) -> JobRecord:
     record = read_job(run_dir)
     if not record.active:
         return record
-    (Path(run_dir) / CANCEL_FILE).write_text(str(time.time()))
+    request_cancel(run_dir)
     if record.slurm_job:
         from . import slurm
 
@@ -500,16 +500,7 @@ def _child_main(argv: list[str]) -> int:
     if args.slurm:  # the submitting side may not have written the id yet
         record.slurm_job = os.environ.get("SLURM_JOB_ID", record.slurm_job)
     record.proc_start = _proc_start(os.getpid())
-    stop_requested = {"flag": (run_dir / CANCEL_FILE).exists()}
-
-    def on_term(signum, frame):
-        stop_requested["flag"] = True
-
-    def should_stop() -> bool:
-        return stop_requested["flag"] or (run_dir / CANCEL_FILE).exists()
-
-    signal.signal(signal.SIGTERM, on_term)
-    signal.signal(signal.SIGINT, on_term)
+    should_stop = install_stop_check(run_dir)
     if record.state == "queued" and not args.slurm:
         _write_record(record)  # the pid: a queued job is cancellable and listed as alive
         print(

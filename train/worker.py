@@ -14,14 +14,13 @@ import argparse
 import json
 import logging
 import os
-import signal
 import subprocess
 import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from .jobs import CANCEL_FILE
 from .slurm import node_count
+from .stop import install_stop_check
 
 RESULT_FILE = "worker_result.json"
 
@@ -89,16 +88,14 @@ def main(argv: list[str]) -> int:
     from .video_backend import quiet
 
     quiet()
-    signaled = {"flag": False}
-    signal.signal(signal.SIGTERM, lambda *_: signaled.update(flag=True))
-    signal.signal(signal.SIGINT, lambda *_: signaled.update(flag=True))
+    should_stop = install_stop_check(run_dir)
     config = TrainConfig.load(run_dir / RUN_CONFIG)
     result = run_training(
         config,
         run_dir,
         datasets_dir=args.datasets_dir,
         resume=args.resume,
-        should_stop=lambda: signaled["flag"] or (run_dir / CANCEL_FILE).exists(),
+        should_stop=should_stop,
     )
     from accelerate import PartialState
 

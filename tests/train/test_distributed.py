@@ -3,8 +3,9 @@ the same loss at every step for the same global batch, and a 2-process checkpoin
 in 1 process exactly where an uninterrupted 1-process run would be."""
 
 import pytest
+from test_jobs import wait_for_step
 
-from train.jobs import start_job, wait_job
+from train.jobs import cancel_job, start_job, wait_job
 from train.metrics import read_metrics
 from train.presets import get_preset
 
@@ -92,3 +93,18 @@ def test_two_processes_train_like_one_and_resume_in_one(backbone_cache, train_wo
     resumed = losses(finished(runs / "two").path)
     for step in (5, 6):
         assert resumed[step] == pytest.approx(one[step], rel=1e-3), (step, resumed, one)
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+def test_a_canceled_two_process_run_stops_every_rank_at_one_step_and_saves_it(
+    backbone_cache, train_workspace, runs
+):
+    start_job(config(backbone_cache, "two", steps=500, processes=2), runs, train_workspace / "datasets")
+    wait_for_step(runs / "two", 2)
+    # the workers see the cancel file (no signal reaches them): they stop together and rank 0 saves
+    record = cancel_job(runs / "two", wait_s=JOB_TIMEOUT)
+    assert record.state == "canceled", (runs / "two" / "train.log").read_text()[-4000:]
+    assert 2 <= record.step < 500
+    assert int((runs / "two" / "checkpoints" / "last").read_text()) == record.step
+    assert read_metrics(runs / "two", kind="event")[-1]["event"] == "canceled"

@@ -34,6 +34,11 @@ POLL_MS = 3000
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
+# one colour per run, in table order: matplotlib's default cycle, the study's paper_table.png's
+SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+
+
 class _SortableItem(QTableWidgetItem):
     """Sorts by the number behind the text (missing values last)."""
 
@@ -214,7 +219,7 @@ class ResultsPage(QWidget):
             return
         width = 0.8 / len(data.rows)
         for i, row in enumerate(data.rows):
-            color = pg.intColor(i, hues=max(len(data.rows), 3))
+            color = SERIES_COLORS[i % len(SERIES_COLORS)]
             xs, heights, lows, highs = [], [], [], []
             for t, task in enumerate(data.tasks):
                 rate = row.per_task.get(task)

@@ -1,4 +1,5 @@
-"""The workspace: where datasets, training runs, results and the hardware set-up live.
+"""The workspace: where datasets, training runs, results and the hardware set-up live, and
+where each study run on it writes its tables.
 
 Default root is the checkout (the folder holding `datasets/`); `PIPER_WS_HOME` or an
 explicit path moves it. Everything under it except `datasets/README.md` is git-ignored.
@@ -83,20 +84,38 @@ class Workspace:
             )
 
     def load_hardware(self) -> HardwareConfig:
+        known = HardwareConfig.__dataclass_fields__
+        return HardwareConfig(
+            **{k: v for k, v in self._read_config().get("hardware", {}).items() if k in known}
+        )
+
+    def save_hardware(self, hardware: HardwareConfig) -> None:
+        self._update_config("hardware", asdict(hardware))
+
+    def studies(self) -> dict[str, Path]:
+        """Study name -> the folder `piper-ws study` writes its tables and ledger to (`--out`),
+        for the Results page: the folder holds every scored row, those adopted from another
+        machine included, which results.sqlite does not."""
+        return {name: Path(out) for name, out in self._read_config().get("studies", {}).items()}
+
+    def record_study(self, name: str, out: Path) -> None:
+        studies = {n: str(p) for n, p in self.studies().items()}
+        if studies.get(name) != str(out.resolve()):
+            self._update_config("studies", {**studies, name: str(out.resolve())})
+
+    def _read_config(self) -> dict:
         if not self.config_path.exists():
-            return HardwareConfig()
+            return {}
         try:
-            raw = json.loads(self.config_path.read_text())
+            return json.loads(self.config_path.read_text())
         except json.JSONDecodeError as exc:
             raise ValueError(
                 f"{self.config_path} is not valid JSON ({exc}); fix or delete it to start from defaults"
             ) from exc
-        known = HardwareConfig.__dataclass_fields__
-        return HardwareConfig(**{k: v for k, v in raw.get("hardware", {}).items() if k in known})
 
-    def save_hardware(self, hardware: HardwareConfig) -> None:
-        raw = json.loads(self.config_path.read_text()) if self.config_path.exists() else {}
-        raw["hardware"] = asdict(hardware)
+    def _update_config(self, key: str, value) -> None:
+        raw = self._read_config()
+        raw[key] = value
         tmp = self.config_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(raw, indent=2))
         tmp.replace(self.config_path)  # atomic: a crash never leaves half a file

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from evaluate.stats import Rate, wilson
-from evaluate.tables import PAPER_TASKS, tally
+from evaluate.tables import PAPER_TASKS, ComparisonRow, ComparisonTable, order_tasks, tally
 from train.config import RUN_CONFIG
 from train.metrics import read_metrics
 
@@ -251,6 +251,41 @@ def read_ledger(path: Path) -> LedgerEntry | None:
         return LedgerEntry.from_json(path.read_text())
     except (OSError, ValueError, KeyError, TypeError):
         return None
+
+
+def ledger_rows(out: Path) -> list[LedgerEntry]:
+    """Every readable entry under `<out>/rows/`: the rows scored on this machine and those
+    adopted from another, Table I's strategies in their order, then the other rows by name."""
+    entries = [e for path in sorted((out / LEDGER_DIR).glob("*.json")) if (e := read_ledger(path))]
+    rank = {strategy: i for i, strategy in enumerate(STRATEGIES)}
+    return sorted(entries, key=lambda e: (rank.get(e.row.strategy, len(rank)), e.row.strategy))
+
+
+def ledger_stamp(out: Path) -> tuple:
+    """Changes whenever a row is scored, adopted or rewritten: the Results page re-reads then."""
+    return tuple((p.name, p.stat().st_mtime_ns) for p in sorted((out / LEDGER_DIR).glob("*.json")))
+
+
+def study_comparison(name: str, out: Path) -> ComparisonTable:
+    """The study's rows as the Results page and `piper-ws results --study` show them."""
+    if not out.is_dir():
+        raise FileNotFoundError(
+            f"study {name!r} wrote to {out}, which is gone: if its folder moved, "
+            f"`piper-ws study --name {name} --out DIR` points this workspace at DIR"
+        )
+    rows = [
+        ComparisonRow(
+            f"study {name}",
+            e.row.run,
+            e.row.strategy,
+            e.row.figures.trainable_pct,
+            e.row.figures.mean_active_rank,
+            None,
+            dict(e.row.per_task),
+        )
+        for e in ledger_rows(out)
+    ]
+    return ComparisonTable(order_tasks(t for row in rows for t in row.per_task), rows)
 
 
 def _pct(value: float | None, digits: int = 1) -> str:

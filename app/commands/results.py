@@ -3,6 +3,7 @@
 piper-ws results                         # every campaign, Markdown on stdout
 piper-ws results --campaign smolvla-sp --format csv --output table.csv
 piper-ws results --trials                # the raw trial rows, newest last
+piper-ws results --study big             # a study's rows, adopted ones included (its rows/ ledger)
 """
 
 from __future__ import annotations
@@ -16,7 +17,11 @@ from pathlib import Path
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=("md", "csv"), default="md", help="output format (default: md)")
-    parser.add_argument("--campaign", help="only this campaign (default: all)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--campaign", help="only this campaign (default: all)")
+    source.add_argument(
+        "--study", metavar="NAME", help="a study run on this workspace (`piper-ws study --name`)"
+    )
     parser.add_argument(
         "--sort", default=None, help="sort rows by 'average', a task key, 'trainable_pct' or 'run'"
     )
@@ -31,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from evaluate.tables import comparison_from_store
 
     workspace = Workspace.open(args.workspace)
+    if args.study:
+        return _study_table(workspace, args)
     if not workspace.results_db.exists():
         print(
             f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first",
@@ -53,9 +60,37 @@ def run(args: argparse.Namespace) -> int:
     except ResultsStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    if args.output:
-        Path(args.output).write_text(text)
-        print(f"wrote {args.output}", file=sys.stderr)
+    return _emit(text, args.output)
+
+
+def _study_table(workspace, args: argparse.Namespace) -> int:
+    from evaluate.study import study_comparison
+
+    studies = workspace.studies()
+    if args.study not in studies:
+        known = ", ".join(studies) or "none yet"
+        print(f"error: no study {args.study!r} on {workspace.root} (studies: {known}); "
+              "run `piper-ws study --name NAME` on this workspace first", file=sys.stderr)  # fmt: skip
+        return 1
+    if args.trials:
+        print("error: a study's rows hold counts, not trials: for the trials scored here, "
+              "`piper-ws results --campaign <run> --trials`", file=sys.stderr)  # fmt: skip
+        return 1
+    try:
+        table = study_comparison(args.study, studies[args.study])
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.sort:
+        table = table.sort_by(args.sort, descending=args.sort not in ("run",))
+    print(f"study {args.study!r}: {len(table.rows)} rows from {studies[args.study]}", file=sys.stderr)
+    return _emit(table.to_markdown() if args.format == "md" else table.to_csv(), args.output)
+
+
+def _emit(text: str, output: str | None) -> int:
+    if output:
+        Path(output).write_text(text)
+        print(f"wrote {output}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

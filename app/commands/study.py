@@ -717,6 +717,7 @@ class Study:
             "the GPU memory allocated, or on a CPU the process's peak resident memory, which counts the "
             "memory-mapped frame cache as training reads it.\n\n"
         )
+        self.workspace.record_study(self.args.name, self.out)  # the Results page's `Study: <name>`
         _write(self.out / "paper_table.csv", paper_table_csv(table))
         _write(self.out / "paper_table.md", header + paper_table_markdown(table))
         if table:

@@ -51,7 +51,7 @@ def test_table_fills_from_the_database_and_updates(qtbot, app_context, workspace
     )
     assert page.table_data.rows[1].per_task["press_button"].successes == 1
     # the campaign filter lists the campaign
-    assert page.campaign_combo.findText("c") >= 0
+    assert page.source_combo.findText("c") >= 0
     page.shutdown()
 
 
@@ -90,3 +90,38 @@ def test_the_window_reads_results_on_its_one_connection_and_exports_away_from_th
     assert _open_fds(workspace.results_db) == 1  # held open for the window's life, not reopened per refresh
     folder = export_dir(workspace)
     assert folder != workspace.root and not list(folder.glob("results.sqlite*"))
+
+
+def test_a_study_on_the_workspace_shows_every_row_of_its_ledger(qtbot, app_context, workspace, tmp_path):
+    """Rows adopted from another machine have no trials in results.sqlite; the study's source
+    reads them from its ledger, with the campaigns' rows still one selection away."""
+    from app.gui.pages.results import ALL_CAMPAIGNS, STUDY_PREFIX
+    from tests.evaluate._ledger import write_row
+
+    store = ResultsStore(workspace.results_db)
+    store.create_campaign("big-lora128", "sim", {})
+    _add(store, "big-lora128", "open_pot", [1, 0], campaign="big-lora128")
+    out = tmp_path / "docs" / "big"
+    write_row(out, "full", (7, 1, 11, 1), 100.0)  # adopted: scored on another machine
+    write_row(out, "lora128", (7, 0, 9, 0), 17.3, 32.0)
+    workspace.record_study("big", out)
+    page = _page(qtbot, app_context)
+    qtbot.waitUntil(lambda: page.source_combo.findText(STUDY_PREFIX + "big") >= 0, timeout=5000)
+    assert page.source_combo.findText("big-lora128") >= 0 and page.table.rowCount() == 1
+
+    page.source_combo.setCurrentText(STUDY_PREFIX + "big")
+    qtbot.waitUntil(lambda: page.table.rowCount() == 2, timeout=5000)
+    assert [page.table.item(r, 2).text() for r in range(2)] == ["full", "lora128"]
+    headers = [page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount())]
+    assert page.table.item(0, headers.index("Press")).text() == "73.3 [48.0, 89.1]"
+    assert page.table.item(1, headers.index("Trials")).text() == "60"
+    assert str(out) in page.status.text()
+
+    write_row(out, "lora32", (5, 0, 9, 0), 5.2, 8.0)  # the study scores a row: it appears
+    page.refresh()
+    qtbot.waitUntil(lambda: page.table.rowCount() == 3, timeout=5000)
+    assert "| big-lora32 (study big) | lora32 |" in page.export_to(tmp_path / "t.md", "md").read_text()
+
+    page.source_combo.setCurrentText(ALL_CAMPAIGNS)
+    qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=5000)
+    page.shutdown()

@@ -240,6 +240,9 @@ def test_a_ledger_entry_is_adopted_only_under_the_same_settings(workspace, tmp_p
     adopted = study.adopted["full"]
     assert adopted.row.per_task["open_pot"] == wilson(7, 15) and adopted.curve[0][0] == 5
     assert study.picked["full"] == 1e-4 and study.sweep["full"] == {1e-4: 0.1, 3e-4: 0.2}
+    study.write_tables()  # the workspace learns where the study's rows are: the Results page reads them
+    assert workspace.studies() == {"study": out.resolve()}
+    assert "| full | 0.0001 | 46.7 [24.8, 69.9] |" in (out / "paper_table.md").read_text()
 
     other = _study(workspace, out, "--trials", "2")  # another study's rows are not comparable
     assert not other.adopt("full") and "full" not in other.picked

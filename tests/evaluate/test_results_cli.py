@@ -1,5 +1,6 @@
 import csv
 import io
+import shutil
 
 from app.cli import main
 from evaluate.store import ResultsStore, RunInfo, TrialRecord
@@ -34,3 +35,24 @@ def test_results_errors_say_what_to_do(workspace, capsys):
     _seed_db(workspace)
     assert main(["--workspace", str(workspace.root), "results", "--campaign", "nope"]) == 1
     assert "known: c" in capsys.readouterr().err
+
+
+def test_a_studys_rows_print_from_its_ledger_and_a_wrong_name_says_what_to_do(workspace, capsys, tmp_path):
+    from tests.evaluate._ledger import write_row
+
+    argv = ["--workspace", str(workspace.root), "results", "--study", "big"]
+    assert main(argv) == 1  # no results.sqlite and no study: the message names the fix
+    assert "no study 'big'" in capsys.readouterr().err
+    out = tmp_path / "big"
+    write_row(out, "full", (7, 1, 11, 1), 100.0)
+    write_row(out, "lora128", (7, 0, 9, 0), 17.3, 32.0)
+    workspace.record_study("big", out)
+    assert main([*argv, "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(r["run"], r["press_button_successes"], r["press_button_trials"]) for r in rows] == [
+        ("big-full", "11", "15"),
+        ("big-lora128", "9", "15"),
+    ]
+    assert main([*argv, "--trials"]) == 1 and "--campaign <run> --trials" in capsys.readouterr().err
+    shutil.rmtree(out)  # the folder moved away: refused with the way back
+    assert main(argv) == 1 and "--out DIR" in capsys.readouterr().err

@@ -109,3 +109,31 @@ def test_strategy_names_are_the_presets():
     from train.presets import PRESETS
 
     assert all(f"mini-{s}" in PRESETS for s in STRATEGIES)
+
+
+def test_a_studys_ledger_reads_as_a_comparison_in_table_i_order(tmp_path):
+    from evaluate.study import ledger_stamp, study_comparison
+    from tests.evaluate._ledger import write_row
+
+    out = tmp_path / "big"
+    write_row(out, "lora_sp-no_z", (1, 0, 2, 0), 17.9, 30.5)  # a reading: after Table I's rows
+    write_row(out, "lora128", (7, 0, 9, 0), 17.3, 32.0)
+    write_row(out, "full", (7, 1, 11, 1), 100.0)
+    (out / "rows" / "lora8.json").write_text('{"settings": {"na')  # cut short: left out
+    before = ledger_stamp(out)
+
+    table = study_comparison("big", out)
+    assert [row.strategy for row in table.rows] == ["full", "lora128", "lora_sp-no_z"]
+    assert table.tasks == ["open_pot", "pour_block", "press_button", "pick_grape"]
+    full, lora, _ = table.rows
+    assert (full.campaign, full.run) == ("study big", "big-full")
+    assert (full.trainable_pct, full.active_rank) == (100.0, None)
+    assert full.per_task["press_button"] == wilson(11, 15) and round(100 * full.average, 1) == 33.3
+    assert lora.active_rank == 32.0 and lora.overall.trials == 60
+    assert "| big-lora128 (study big) | lora128 | 17.3 | 32 | 46.7 [24.8, 69.9] |" in table.to_markdown()
+
+    write_row(out, "lora32", (5, 0, 9, 0), 5.2, 8.0)  # a row scored: the page re-reads
+    assert ledger_stamp(out) != before
+    assert [row.strategy for row in study_comparison("big", out).rows][:3] == ["full", "lora32", "lora128"]
+    with pytest.raises(FileNotFoundError, match="--out DIR"):
+        study_comparison("big", tmp_path / "moved")

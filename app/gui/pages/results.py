@@ -3,11 +3,14 @@ sortable, a bar chart per task with the intervals as error bars, and CSV/Markdow
 
 The table is read from results.sqlite off the GUI thread and re-read every few seconds
 when the database changed, so trials scored on the Evaluate page (or by `piper-ws eval`
-in a terminal) appear by themselves.
+in a terminal) appear by themselves. A study run on this workspace (`piper-ws study`) is
+one more source: its rows are read from the ledger beside its tables, which also holds
+the rows it adopted from another machine.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer
@@ -30,6 +33,7 @@ from app.gui.widgets.wrap_label import WrapLabel
 from evaluate.tables import TASK_HEADERS, ComparisonTable
 
 ALL_CAMPAIGNS = "All campaigns"
+STUDY_PREFIX = "Study: "  # a study's source in the selector, before its name
 POLL_MS = 3000
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
@@ -56,17 +60,33 @@ class _SortableItem(QTableWidgetItem):
         return a < b
 
 
-def load_results(context: AppContext, campaign: str | None) -> tuple[ComparisonTable, list[str], object]:
-    """(table, campaign names, data stamp); runs on a worker thread, on the window's one connection."""
+@dataclass(frozen=True)
+class LoadedResults:
+    table: ComparisonTable
+    sources: list[str]  # the selector's entries after ALL_CAMPAIGNS: campaigns, then studies
+    stamp: object  # changes when the data shown changes
+    where: Path  # the file or folder the table was read from
+
+
+def load_results(context: AppContext, source: str | None) -> LoadedResults:
+    """The table of `source` (a campaign, `Study: <name>`, or None for every campaign); runs on
+    a worker thread, on the window's one connection."""
+    from evaluate.study import ledger_stamp, study_comparison
     from evaluate.tables import comparison_from_store, comparison_table
 
-    if not context.has_results():  # looking must not create the database
-        return comparison_table([]), [], None
-    store = context.results_store()
-    names = [c.name for c in store.campaigns()]
-    if campaign not in names:
-        campaign = None
-    return comparison_from_store(store, campaign), names, store.change_stamp()
+    studies = context.workspace.studies()
+    store = context.results_store() if context.has_results() else None  # looking must not create it
+    campaigns = [c.name for c in store.campaigns()] if store else []
+    sources = campaigns + [STUDY_PREFIX + name for name in studies]
+    study = source[len(STUDY_PREFIX) :] if source and source.startswith(STUDY_PREFIX) else None
+    if study in studies:
+        out = studies[study]
+        return LoadedResults(study_comparison(study, out), sources, ledger_stamp(out), out)
+    db = context.workspace.results_db
+    if store is None:
+        return LoadedResults(comparison_table([]), sources, None, db)
+    table = comparison_from_store(store, source if source in campaigns else None)
+    return LoadedResults(table, sources, store.change_stamp(), db)
 
 
 def export_dir(workspace) -> Path:
@@ -85,9 +105,9 @@ class ResultsPage(QWidget):
         self._stamp: object = -1
         self._loading = False
 
-        self.campaign_combo = QComboBox()
-        self.campaign_combo.addItem(ALL_CAMPAIGNS)
-        self.campaign_combo.currentTextChanged.connect(lambda _: self.refresh(force=True))
+        self.source_combo = QComboBox()
+        self.source_combo.addItem(ALL_CAMPAIGNS)
+        self.source_combo.currentTextChanged.connect(lambda _: self.refresh(force=True))
         self.refresh_button = QPushButton("Refresh")
         self.refresh_button.clicked.connect(lambda: self.refresh(force=True))
         self.export_csv_button = QPushButton("Export CSV...")
@@ -109,7 +129,7 @@ class ResultsPage(QWidget):
         self.chart.addLegend(offset=(10, 10))
 
         bar = QHBoxLayout()
-        for widget in (QLabel("Campaign:"), self.campaign_combo, self.refresh_button):
+        for widget in (QLabel("Show:"), self.source_combo, self.refresh_button):
             bar.addWidget(widget)
         bar.addStretch(1)
         bar.addWidget(self.export_csv_button)
@@ -130,8 +150,8 @@ class ResultsPage(QWidget):
     # -- loading ---------------------------------------------------------------------
 
     @property
-    def selected_campaign(self) -> str | None:
-        text = self.campaign_combo.currentText()
+    def selected_source(self) -> str | None:
+        text = self.source_combo.currentText()
         return None if text == ALL_CAMPAIGNS else text
 
     def refresh(self, force: bool = False) -> None:
@@ -143,7 +163,7 @@ class ResultsPage(QWidget):
         self.context.run_in_background(
             load_results,
             self.context,
-            self.selected_campaign,
+            self.selected_source,
             on_result=self._loaded,
             on_error=self._failed,
         )
@@ -152,28 +172,27 @@ class ResultsPage(QWidget):
         self._loading = False
         self.status.setText(f"cannot read results: {message}")
 
-    def _loaded(self, result: tuple[ComparisonTable, list[str], object]) -> None:
+    def _loaded(self, result: LoadedResults) -> None:
         self._loading = False
-        table, names, stamp = result
-        self._sync_campaigns(names)
-        if stamp == self._stamp and self.table_data is not None:
+        self._sync_sources(result.sources)
+        if result.stamp == self._stamp and self.table_data is not None:
             return
-        self._stamp = stamp
-        self.show_table(table)
+        self._stamp = result.stamp
+        self.show_table(result.table, result.where)
 
-    def _sync_campaigns(self, names: list[str]) -> None:
-        have = [self.campaign_combo.itemText(i) for i in range(1, self.campaign_combo.count())]
+    def _sync_sources(self, names: list[str]) -> None:
+        have = [self.source_combo.itemText(i) for i in range(1, self.source_combo.count())]
         if have != names:
-            current = self.campaign_combo.currentText()
-            self.campaign_combo.blockSignals(True)
-            self.campaign_combo.clear()
-            self.campaign_combo.addItems([ALL_CAMPAIGNS, *names])
-            self.campaign_combo.setCurrentText(current if current in names else ALL_CAMPAIGNS)
-            self.campaign_combo.blockSignals(False)
+            current = self.source_combo.currentText()
+            self.source_combo.blockSignals(True)
+            self.source_combo.clear()
+            self.source_combo.addItems([ALL_CAMPAIGNS, *names])
+            self.source_combo.setCurrentText(current if current in names else ALL_CAMPAIGNS)
+            self.source_combo.blockSignals(False)
 
     # -- display ---------------------------------------------------------------------
 
-    def show_table(self, data: ComparisonTable) -> None:
+    def show_table(self, data: ComparisonTable, where: Path | None = None) -> None:
         self.table_data = data
         headers = ["Campaign", "Run", "Strategy", "Trainable %", "Active rank"]
         headers += [TASK_HEADERS.get(t, t) for t in data.tasks] + ["Avg.", "Overall", "Trials"]
@@ -208,7 +227,7 @@ class ResultsPage(QWidget):
         self._draw_chart(data)
         trials = sum(row.overall.trials for row in data.rows)
         self.status.setText(
-            f"{len(data.rows)} run(s), {trials} scored trial(s) - {self.context.workspace.results_db}"
+            f"{len(data.rows)} run(s), {trials} scored trial(s) - {where or self.context.workspace.results_db}"
         )
 
     def _draw_chart(self, data: ComparisonTable) -> None:

@@ -39,8 +39,10 @@ def run(args: argparse.Namespace) -> int:
     if args.study:
         return _study_table(workspace, args)
     if not workspace.results_db.exists():
+        studies = ", ".join(workspace.studies())
         print(
-            f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first",
+            f"no results yet: {workspace.results_db} does not exist; run `piper-ws eval` first"
+            + (f", or show a study's rows with --study NAME ({studies})" if studies else ""),
             file=sys.stderr,
         )
         return 1

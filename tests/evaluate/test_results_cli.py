@@ -47,6 +47,8 @@ def test_a_studys_rows_print_from_its_ledger_and_a_wrong_name_says_what_to_do(wo
     write_row(out, "full", (7, 1, 11, 1), 100.0)
     write_row(out, "lora128", (7, 0, 9, 0), 17.3, 32.0)
     workspace.record_study("big", out)
+    assert main(argv[:-2]) == 1  # the trials' table has nothing yet: the study is named instead
+    assert "--study NAME (big)" in capsys.readouterr().err
     assert main([*argv, "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert [(r["run"], r["press_button_successes"], r["press_button_trials"]) for r in rows] == [

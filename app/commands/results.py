@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
 
     workspace = Workspace.open(args.workspace)
     if args.study:
-        return _study_table(workspace, args)
+        table = _study_table(workspace, args)
+        return 1 if table is None else _emit(_table_text(table, args), args.output)
     if not workspace.results_db.exists():
         studies = ", ".join(workspace.studies())
         print(
@@ -55,17 +56,15 @@ def run(args: argparse.Namespace) -> int:
                 trials = store.trials(args.campaign, include_aborted=args.aborted)
                 text = _trials_text(trials, args.format, [f.name for f in fields(TrialRecord)])
             else:
-                table = comparison_from_store(store, args.campaign)
-                if args.sort:
-                    table = table.sort_by(args.sort, descending=args.sort not in ("run",))
-                text = table.to_markdown() if args.format == "md" else table.to_csv()
+                text = _table_text(comparison_from_store(store, args.campaign), args)
     except ResultsStoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     return _emit(text, args.output)
 
 
-def _study_table(workspace, args: argparse.Namespace) -> int:
+def _study_table(workspace, args: argparse.Namespace):
+    """The study's comparison table, or None once the reason is printed."""
     from evaluate.study import study_comparison
 
     studies = workspace.studies()
@@ -73,20 +72,24 @@ def _study_table(workspace, args: argparse.Namespace) -> int:
         known = ", ".join(studies) or "none yet"
         print(f"error: no study {args.study!r} on {workspace.root} (studies: {known}); "
               "run `piper-ws study --name NAME` on this workspace first", file=sys.stderr)  # fmt: skip
-        return 1
+        return None
     if args.trials:
         print("error: a study's rows hold counts, not trials: for the trials scored here, "
               "`piper-ws results --campaign <run> --trials`", file=sys.stderr)  # fmt: skip
-        return 1
+        return None
     try:
         table = study_comparison(args.study, studies[args.study])
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return None
+    print(f"study {args.study!r}: {len(table.rows)} rows from {studies[args.study]}", file=sys.stderr)
+    return table
+
+
+def _table_text(table, args: argparse.Namespace) -> str:
     if args.sort:
         table = table.sort_by(args.sort, descending=args.sort not in ("run",))
-    print(f"study {args.study!r}: {len(table.rows)} rows from {studies[args.study]}", file=sys.stderr)
-    return _emit(table.to_markdown() if args.format == "md" else table.to_csv(), args.output)
+    return table.to_markdown() if args.format == "md" else table.to_csv()
 
 
 def _emit(text: str, output: str | None) -> int:

@@ -192,7 +192,7 @@ class ResultsPage(QWidget):
 
     # -- display ---------------------------------------------------------------------
 
-    def show_table(self, data: ComparisonTable, where: Path | None = None) -> None:
+    def show_table(self, data: ComparisonTable, where: Path) -> None:
         self.table_data = data
         headers = ["Campaign", "Run", "Strategy", "Trainable %", "Active rank"]
         headers += [TASK_HEADERS.get(t, t) for t in data.tasks] + ["Avg.", "Overall", "Trials"]
@@ -226,9 +226,7 @@ class ResultsPage(QWidget):
         self.table.setSortingEnabled(True)
         self._draw_chart(data)
         trials = sum(row.overall.trials for row in data.rows)
-        self.status.setText(
-            f"{len(data.rows)} run(s), {trials} scored trial(s) - {where or self.context.workspace.results_db}"
-        )
+        self.status.setText(f"{len(data.rows)} run(s), {trials} scored trial(s) - {where}")
 
     def _draw_chart(self, data: ComparisonTable) -> None:
         import pyqtgraph as pg

@@ -4,6 +4,7 @@
     piper-ws study --episodes-per-task 20 --steps 1500 --sweep-steps 200   # a CPU-sized pass
     piper-ws study --device cuda --batch-size 32    # the same on a GPU
     piper-ws study --parallel 2                     # two rows at once (two CPU lanes, or two GPUs)
+    piper-ws study --status                         # each row's state and the hours left; trains nothing
     piper-ws study --slurm --gpus 1 --parallel 13   # every row at once, each row's jobs on the cluster
 
 Every stage is a normal workstation command on the workspace, continued from what is on
@@ -103,6 +104,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="rows trained at once: on a CPU each on its share of the cores, else one GPU each",
     )  # fmt: skip
     parser.add_argument("--out", default="docs/results", help="where the tables and the chart go")
+    parser.add_argument(
+        "--status", action="store_true",
+        help="print each row's state and the hours left, read from disk; train nothing",
+    )  # fmt: skip
     add_slurm_arguments(
         parser, "Slurm (each row's training runs as a Slurm job; the study scores where it runs)"
     )
@@ -118,6 +123,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    if args.status:
+        return print_status(study)
     from collect.workspace import LowDisk
 
     try:
@@ -128,6 +135,17 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("stopped; run the same command to continue from what is on disk")
         return 130
+
+
+def print_status(study: Study) -> int:
+    from evaluate.store import ResultsStore
+
+    from .study_status import format_status, study_status, trial_seconds
+
+    rows = study_status(study)
+    with ResultsStore(study.workspace.results_db) as store:
+        print(format_status(study, rows, trial_seconds(study, store)))
+    return 0
 
 
 def _say(text: str) -> None:
@@ -373,13 +391,17 @@ class Study:
         return 0
 
     def recall_other_rows(self) -> None:
-        """What the study already holds of the rows this start does not run, for the tables: a
-        ledger entry is adopted as usual, a strategy's finished sweep runs are read (not run)."""
+        """What the study already holds of the rows this start does not run, for the tables."""
+        self.recall([row for row in self.shown_rows if row not in self.rows])
+
+    def recall(self, rows: list[str]) -> None:
+        """What the study already holds of `rows`, without running anything: a ledger entry is
+        adopted as usual, a strategy's finished sweep runs are read."""
         from evaluate.study import pick_lr
 
-        for row in self.shown_rows:
+        for row in rows:
             strategy = self.base_strategy(row)
-            if row in self.rows or self.adopt(row) or strategy in self.sweep:
+            if row in self.adopted or self.adopt(row) or strategy in self.sweep:
                 continue
             if (losses := self.sweep_losses(strategy, finished_only=True)) is not None:
                 self.sweep[strategy], self.picked[strategy] = losses, pick_lr(losses)

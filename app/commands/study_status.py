@@ -1,0 +1,182 @@
+"""`piper-ws study --status`: where a study stands and what is left of it, read from disk.
+
+A study on a CPU runs for days across many starts. Before a start, and while one runs, the
+operator wants each row's state: scored (how well), scoring, training (at which step, how
+fast, its last validation loss), sweeping or not started; and the hours still to go.
+Nothing is trained, scored or written: the runs, results.sqlite and the ledger in `--out`
+are read through the same `Study` that names the runs, so the two always agree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import pairwise
+from statistics import median
+
+from evaluate.tables import PAPER_TASKS
+
+from .study import CURVE_POINTS, CURVE_ROWS, Study, curve_campaign
+
+
+@dataclass(frozen=True)
+class RowStatus:
+    row: str
+    state: str  # scored | scoring | training | stopped | sweeping | not started
+    detail: str  # a score, a step, a count
+    lr: float | None = None
+    val_loss: float | None = None  # the row run's last validation loss
+    steps_per_s: float | None = None  # the median of its runs' logged windows, else its strategy's
+    steps_left: int = 0  # training steps still to run, its sweep's included
+    trials_left: int = 0  # trials still to score, its learnability curve's included
+
+    @property
+    def hours_left(self) -> float | None:
+        """Lane-hours of training left at `steps_per_s`; None where no speed is known yet."""
+        if not self.steps_left:
+            return 0.0
+        return self.steps_left / self.steps_per_s / 3600 if self.steps_per_s else None
+
+
+def study_status(study: Study) -> list[RowStatus]:
+    """Every row the study's command would run, in its order."""
+    from evaluate.store import ResultsStore
+
+    study.recall(study.rows)
+    with ResultsStore(study.workspace.results_db) as store:
+        return [_row_status(study, row, store) for row in study.rows]
+
+
+def _row_status(study: Study, row: str, store) -> RowStatus:
+    from evaluate.study import final_val_loss, lr_grid, study_row
+    from train.checkpoint import last_step
+    from train.presets import get_preset
+
+    args, runs_dir = study.args, study.workspace.runs_dir
+    if row in study.adopted:
+        entry = study.adopted[row]
+        return RowStatus(
+            row, "scored", f"{_pct(entry.row.average)} (ledger, {entry.scored_on})", entry.row.lr
+        )
+    trials = args.trials * len(PAPER_TASKS)  # --trials per task, every task
+    curve_trials = trials * (CURVE_POINTS - 1) if row in CURVE_ROWS else 0
+    speed = _speed(study, row)
+    strategy = study.base_strategy(row)
+    if strategy not in study.picked:  # no rate yet: its sweep runs first, or its strategy's first row's
+        first = study.waits_for(row)
+        grid = () if first or not args.sweep_steps else lr_grid(get_preset(study.preset(row)).strategy)
+        swept = [min(last_step(runs_dir / study.sweep_run(strategy, lr)), args.sweep_steps) for lr in grid]
+        steps_left = args.steps + len(grid) * args.sweep_steps - sum(swept)
+        detail = (
+            f"after {first}'s sweep" if first else f"sweep {swept.count(args.sweep_steps)}/{len(grid)} rates"
+        )
+        state = "sweeping" if any(swept) else "not started"
+        return RowStatus(row, state, detail, None, None, speed, steps_left, trials + curve_trials)
+
+    run = study.run_name(row)
+    run_dir = runs_dir / run
+    lr, step = study.row_rate(row), last_step(run_dir)
+    val_loss = final_val_loss(run_dir)
+    if step < args.steps:
+        state = "training" if _is_training(run_dir) else "stopped" if step else "not started"
+        detail = f"step {step:,}/{args.steps:,} ({run})"
+        return RowStatus(row, state, detail, lr, val_loss, speed, args.steps - step, trials + curve_trials)
+    scored = store.counts(run)["scored"] if store.has_campaign(run) else 0
+    if scored < trials:
+        detail = f"{scored}/{trials} trials ({run})"
+        return RowStatus(row, "scoring", detail, lr, val_loss, speed, 0, trials - scored + curve_trials)
+    curve_left = 0
+    if row in CURVE_ROWS:  # scored at each earlier checkpoint once every row is scored
+        campaigns = [curve_campaign(run, s) for s in study.curve_steps(row)[:-1]]
+        curve_left = sum(
+            trials - (store.counts(c)["scored"] if store.has_campaign(c) else 0) for c in campaigns
+        )
+    average = study_row(row, run_dir, store.trials(run)).average
+    detail = _pct(average) + (f", curve: {curve_left} trials left" if curve_left else "")
+    return RowStatus(row, "scored", detail, lr, val_loss, speed, 0, curve_left)
+
+
+def _speed(study: Study, row: str) -> float | None:
+    """Steps/s of the row's run; before it has one, of its strategy's row (a reading trains
+    as fast as lora_sp) or, before that, of its strategy's sweep runs: an estimate."""
+    from evaluate.study import lr_grid, training_figures
+    from train.presets import get_preset
+
+    strategy = study.base_strategy(row)
+    if (adopted := study.adopted.get(strategy)) is not None and row != strategy:
+        return adopted.row.figures.steps_per_s
+    runs = [study.run_name(row), study.run_name(strategy)] if strategy in study.picked else []
+    runs += [study.sweep_run(strategy, lr) for lr in lr_grid(get_preset(study.preset(row)).strategy)]
+    for run in runs:
+        run_dir = study.workspace.runs_dir / run
+        if run_dir.is_dir() and (speed := training_figures(run_dir).steps_per_s):
+            return speed
+    return None
+
+
+def _is_training(run_dir) -> bool:
+    from train.jobs import JOB_FILE, JobError, read_job
+
+    try:
+        return (run_dir / JOB_FILE).is_file() and read_job(run_dir).active
+    except (JobError, ValueError):  # a job file being rewritten: not known to train
+        return False
+
+
+def trial_seconds(study: Study, store) -> float | None:
+    """Wall seconds per scored trial: the median gap between consecutive trials of the study's
+    campaigns on this workspace (the median passes over the stops between starts); None before any."""
+    gaps = []
+    for row in study.rows:
+        run = study.run_name(row) if study.base_strategy(row) in study.picked else None
+        if run is None or row in study.adopted or not store.has_campaign(run):
+            continue
+        times = [datetime.fromisoformat(t.scored_at) for t in store.trials(run)]
+        gaps += [g for a, b in pairwise(times) if (g := (b - a).total_seconds()) > 0]
+    return median(gaps) if gaps else None
+
+
+def format_status(study: Study, rows: list[RowStatus], trial_s: float | None) -> str:
+    args = study.args
+    lines = [
+        f"Study {args.name}: {args.steps:,} steps per row, {args.trials} trials per task; "
+        f"tables in {study.out}",
+        f"{'row':<20} {'state':<12} {'lr':>7} {'val loss':>9} {'steps/s':>8} {'left':>13}  detail",
+    ]
+    for r in rows:
+        lines.append(
+            f"{r.row:<20} {r.state:<12} {_num(r.lr, '.0e'):>7} {_num(r.val_loss, '.4f'):>9} "
+            f"{_num(r.steps_per_s, '.2f'):>8} {_left(r):>13}  {r.detail}"
+        )
+    train_h = sum(r.hours_left for r in rows if r.hours_left is not None)
+    unknown = [r for r in rows if r.hours_left is None]
+    trials = sum(r.trials_left for r in rows)
+    if not train_h and not unknown and not trials:
+        lines.append("Left: nothing; every row is scored.")
+        return "\n".join(lines)
+    score_h = trials * trial_s / 3600 if trial_s else None
+    lanes = max(1, args.parallel)
+    text = f"Left: {train_h:.1f} lane-hours of training"
+    if unknown:
+        steps = sum(r.steps_left for r in unknown)
+        text += f" and {steps:,} steps of {len(unknown)} rows whose speed is not measured yet"
+    text += f", {trials} trials" + (f" (about {score_h:.1f} h at {trial_s:.1f} s each)" if score_h else "")
+    if score_h is not None:  # scoring takes its lane's share of the cores, as training does
+        text += f": about {(train_h + score_h) / lanes:.1f} h with --parallel {lanes}"
+        text += ", and those rows" if unknown else ""
+    lines.append(text + ".")
+    return "\n".join(lines)
+
+
+def _left(row: RowStatus) -> str:
+    if not row.steps_left:
+        return "-"
+    return f"{row.hours_left:.1f} h" if row.hours_left is not None else f"{row.steps_left:,} steps"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _num(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

@@ -1,0 +1,134 @@
+"""`piper-ws study --status`: each row's state and the hours left, read from what a study
+leaves on disk (runs, results.sqlite, the ledger), with nothing trained, scored or written."""
+
+import argparse
+import json
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from app.cli import main
+from evaluate.store import ResultsStore, TrialRecord
+from tests.evaluate._ledger import TASKS
+
+STUDY = ["--family", "smolvla", "--backbone", "tiny-smolvla", "--scratch", "tiny-smolvla",
+         "--rows", "full,full_scratch,lora_sp,lora128,lora32,lora_sp-no_z", "--steps", "1000",
+         "--sweep-steps", "100", "--trials", "2", "--device", "cpu", "--parallel", "2"]  # fmt: skip
+
+
+def _run(workspace, name, step, *, speed=None, val=None):
+    """A run as `piper-ws train` leaves it: its last checkpoint and its metrics."""
+    run_dir = workspace.runs_dir / name
+    (run_dir / "checkpoints" / f"{step:06d}").mkdir(parents=True)
+    (run_dir / "checkpoints" / "last").write_text(f"{step:06d}")
+    lines = [{"kind": "train", "step": step, "steps_per_s": speed}] if speed else []
+    lines += [{"kind": "val", "step": step, "val/mean": val}] if val is not None else []
+    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+
+def _score(workspace, campaign, successes, at_s):
+    """Trials of `campaign`, one per task in turn for each of `successes`, scored at `at_s`."""
+    with ResultsStore(workspace.results_db) as store:
+        store.create_campaign(campaign, "sim", {})
+        for index, (success, at) in enumerate(zip(successes, at_s, strict=True)):
+            stamp = datetime(2026, 12, 5, 10, tzinfo=UTC) + timedelta(seconds=at)
+            outcome = "success" if success else "failure"
+            record = TrialRecord(campaign, campaign, TASKS[index % 4], index // 4, outcome, "predicate")
+            store.add_trial(replace(record, scored_at=stamp.isoformat()))
+
+
+def _study(workspace, out):
+    from app.commands.study import Study, add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return Study(parser.parse_args([*STUDY, "--out", str(out)]), workspace)
+
+
+def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tmp_path, capsys):
+    from app.commands.study_status import study_status
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures
+
+    out = tmp_path / "results"
+    # full: scored on another machine under this study's settings (its ledger entry)
+    per_task = {task: wilson(s, 15) for task, s in zip(TASKS, (7, 1, 11, 1), strict=True)}
+    full = StudyRow("full", "study-full", 1e-4, per_task, TrainingFigures(steps_per_s=1.9))
+    ledger = _study(workspace, out).ledger_path("full")
+    ledger.parent.mkdir(parents=True)
+    ledger.write_text(LedgerEntry(_study(workspace, out).settings(), full, scored_on="elsewhere").to_json())
+    # lora_sp: swept (1e-3 the best), its row stopped at step 400 at 0.5 steps/s
+    for lr, loss in (("3e-04", 0.3), ("1e-03", 0.2), ("3e-03", 0.25)):
+        _run(workspace, f"study-sweep-lora_sp-{lr}", 100, speed=0.4, val=loss)
+    _run(workspace, "study-lora_sp", 400, speed=0.5, val=0.18)
+    # lora128: one sweep run of three done, one half-way
+    _run(workspace, "study-sweep-lora128-3e-04", 100, speed=2.0, val=0.3)
+    _run(workspace, "study-sweep-lora128-1e-03", 50, speed=2.0)
+    # lora32: swept and trained; 5 of its 8 trials scored, 6 s apart but for a stop of two hours
+    for lr, loss in (("3e-04", 0.3), ("1e-03", 0.2), ("3e-03", 0.25)):
+        _run(workspace, f"study-sweep-lora32-{lr}", 100, speed=1.0, val=loss)
+    _run(workspace, "study-lora32", 1000, speed=1.0, val=0.12)
+    _score(workspace, "study-lora32", (1, 0, 1, 1, 0), (0, 6, 12, 7212, 7218))
+    runs_before = sorted(p.name for p in workspace.runs_dir.iterdir())
+
+    rows = {r.row: r for r in study_status(_study(workspace, out))}
+    assert list(rows) == ["full", "full_scratch", "lora_sp", "lora128", "lora32", "lora_sp-no_z"]
+    assert (rows["full"].state, rows["full"].detail) == ("scored", "33.3% (ledger, elsewhere)")  # 20/60
+    scratch = rows["full_scratch"]  # at full's rate and, until it trains, full's speed
+    assert (scratch.state, scratch.lr, scratch.steps_per_s, scratch.steps_left) == (
+        "not started",
+        1e-4,
+        1.9,
+        1000,
+    )
+    assert scratch.trials_left == 8 * 4  # its trials, then its 3 earlier checkpoints' (the curve)
+    sp = rows["lora_sp"]
+    assert (sp.state, sp.lr, sp.val_loss, sp.steps_left) == ("stopped", 1e-3, 0.18, 600)
+    assert sp.hours_left == 600 / 0.5 / 3600
+    lora128 = rows["lora128"]  # 150 sweep steps and the row's 1,000 left, at the sweep's speed
+    assert (lora128.state, lora128.detail, lora128.steps_left, lora128.steps_per_s) == (
+        "sweeping", "sweep 1/3 rates", 1150, 2.0)  # fmt: skip
+    lora32 = rows["lora32"]
+    assert (lora32.state, lora32.detail, lora32.trials_left) == ("scoring", "5/8 trials (study-lora32)", 3)
+    reading = rows["lora_sp-no_z"]  # at lora_sp's rate, as fast as lora_sp trains
+    assert (reading.state, reading.lr, reading.steps_per_s, reading.steps_left) == (
+        "not started",
+        1e-3,
+        0.5,
+        1000,
+    )
+
+    capsys.readouterr()
+    assert main(["--workspace", str(workspace.root), "study", *STUDY, "--out", str(out), "--status"]) == 0
+    printed = capsys.readouterr().out
+    assert [
+        "lora_sp",
+        "stopped",
+        "1e-03",
+        "0.1800",
+        "0.50",
+        "0.3",
+        "h",
+        "step",
+        "400/1,000",
+        "(study-lora_sp)",
+    ] in [line.split() for line in printed.splitlines()]
+    # lane-hours: 600 + 1,000 (the reading) steps at 0.5/s, 1,150 at 2/s, 1,000 at full's 1.9/s
+    train_h = 1600 / 0.5 / 3600 + 1150 / 2.0 / 3600 + 1000 / 1.9 / 3600
+    trials = 32 + 8 + 8 + 3 + 8  # full_scratch and its curve, lora_sp, lora128, lora32, the reading
+    assert f"Left: {train_h:.1f} lane-hours of training, {trials} trials (about" in printed
+    assert "at 6.0 s each" in printed  # the median gap between scored trials: not the stop
+    assert f"about {(train_h + trials * 6.0 / 3600) / 2:.1f} h with --parallel 2." in printed
+    # it only read: no run started, nothing recorded, no table written
+    assert sorted(p.name for p in workspace.runs_dir.iterdir()) == runs_before
+    assert not workspace.datasets_dir.exists() or not any(workspace.datasets_dir.iterdir())
+    assert sorted(p.name for p in out.iterdir()) == ["rows"]
+
+    # lora32's last 3 trials scored, all successes: 6 of 8, 75% over the four tasks
+    with ResultsStore(workspace.results_db) as store:
+        for index in range(5, 8):
+            trial = TrialRecord(
+                "study-lora32", "study-lora32", TASKS[index % 4], index // 4, "success", "predicate"
+            )
+            store.add_trial(trial)
+    rows = {r.row: r for r in study_status(_study(workspace, out))}
+    assert (rows["lora32"].state, rows["lora32"].detail, rows["lora32"].trials_left) == ("scored", "75.0%", 0)

@@ -124,7 +124,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.status:
-        return print_status(study)
+        from .study_status import status_text
+
+        print(status_text(study))
+        return 0
     from collect.workspace import LowDisk
 
     try:
@@ -135,17 +138,6 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         _say("stopped; run the same command to continue from what is on disk")
         return 130
-
-
-def print_status(study: Study) -> int:
-    from evaluate.store import ResultsStore
-
-    from .study_status import format_status, study_status, trial_seconds
-
-    rows = study_status(study)
-    with ResultsStore(study.workspace.results_db) as store:
-        print(format_status(study, rows, trial_seconds(study, store)))
-    return 0
 
 
 def _say(text: str) -> None:

@@ -9,6 +9,7 @@ are read through the same `Study` that names the runs, so the two always agree.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from itertools import pairwise
@@ -40,11 +41,32 @@ class RowStatus:
 
 def study_status(study: Study) -> list[RowStatus]:
     """Every row the study's command would run, in its order."""
+    study.recall(study.rows)
+    with _results(study) as store:
+        return [_row_status(study, row, store) for row in study.rows]
+
+
+def status_text(study: Study) -> str:
+    """What `--status` prints: a line per row and what is left."""
+    rows = study_status(study)
+    with _results(study) as store:
+        return format_status(study, rows, trial_seconds(study, store))
+
+
+@contextmanager
+def _results(study: Study):
+    """The workspace's results.sqlite, or None before its first trial (reading creates no file)."""
     from evaluate.store import ResultsStore
 
-    study.recall(study.rows)
+    if not study.workspace.results_db.is_file():
+        yield None
+        return
     with ResultsStore(study.workspace.results_db) as store:
-        return [_row_status(study, row, store) for row in study.rows]
+        yield store
+
+
+def _scored(store, campaign: str) -> int:
+    return store.counts(campaign)["scored"] if store is not None and store.has_campaign(campaign) else 0
 
 
 def _row_status(study: Study, row: str, store) -> RowStatus:
@@ -81,16 +103,14 @@ def _row_status(study: Study, row: str, store) -> RowStatus:
         state = "training" if _is_training(run_dir) else "stopped" if step else "not started"
         detail = f"step {step:,}/{args.steps:,} ({run})"
         return RowStatus(row, state, detail, lr, val_loss, speed, args.steps - step, trials + curve_trials)
-    scored = store.counts(run)["scored"] if store.has_campaign(run) else 0
+    scored = _scored(store, run)
     if scored < trials:
         detail = f"{scored}/{trials} trials ({run})"
         return RowStatus(row, "scoring", detail, lr, val_loss, speed, 0, trials - scored + curve_trials)
     curve_left = 0
     if row in CURVE_ROWS:  # scored at each earlier checkpoint once every row is scored
         campaigns = [curve_campaign(run, s) for s in study.curve_steps(row)[:-1]]
-        curve_left = sum(
-            trials - (store.counts(c)["scored"] if store.has_campaign(c) else 0) for c in campaigns
-        )
+        curve_left = sum(trials - _scored(store, c) for c in campaigns)
     average = study_row(row, run_dir, store.trials(run)).average
     detail = _pct(average) + (f", curve: {curve_left} trials left" if curve_left else "")
     return RowStatus(row, "scored", detail, lr, val_loss, speed, 0, curve_left)
@@ -129,7 +149,7 @@ def trial_seconds(study: Study, store) -> float | None:
     gaps = []
     for row in study.rows:
         run = study.run_name(row) if study.base_strategy(row) in study.picked else None
-        if run is None or row in study.adopted or not store.has_campaign(run):
+        if run is None or row in study.adopted or not _scored(store, run):
             continue
         times = [datetime.fromisoformat(t.scored_at) for t in store.trials(run)]
         gaps += [g for a, b in pairwise(times) if (g := (b - a).total_seconds()) > 0]

@@ -46,6 +46,7 @@ def _study(workspace, out):
 
 def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tmp_path, capsys):
     from app.commands.study_status import study_status
+    from collect.workspace import Workspace
     from evaluate.stats import wilson
     from evaluate.study import LedgerEntry, StudyRow, TrainingFigures
 
@@ -122,6 +123,19 @@ def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tm
     assert sorted(p.name for p in workspace.runs_dir.iterdir()) == runs_before
     assert not workspace.datasets_dir.exists() or not any(workspace.datasets_dir.iterdir())
     assert sorted(p.name for p in out.iterdir()) == ["rows"]
+
+    # a study that has scored nothing yet: no results.sqlite, and reading it creates none
+    fresh = Workspace.open(tmp_path / "fresh")
+    rows = study_status(_study(fresh, out))
+    assert [r.state for r in rows] == [
+        "scored",
+        "not started",
+        "not started",
+        "not started",
+        "not started",
+        "not started",
+    ]
+    assert not fresh.results_db.exists()
 
     # lora32's last 3 trials scored, all successes: 6 of 8, 75% over the four tasks
     with ResultsStore(workspace.results_db) as store:

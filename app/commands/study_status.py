@@ -72,6 +72,7 @@ def _scored(store, campaign: str) -> int:
 def _row_status(study: Study, row: str, store) -> RowStatus:
     from evaluate.study import final_val_loss, lr_grid, study_row
     from train.checkpoint import last_step
+    from train.metrics import read_metrics
     from train.presets import get_preset
 
     args, runs_dir = study.args, study.workspace.runs_dir
@@ -100,8 +101,12 @@ def _row_status(study: Study, row: str, store) -> RowStatus:
     lr, step = study.row_rate(row), last_step(run_dir)
     val_loss = final_val_loss(run_dir)
     if step < args.steps:
-        state = "training" if _is_training(run_dir) else "stopped" if step else "not started"
-        detail = f"step {step:,}/{args.steps:,} ({run})"
+        if _is_training(run_dir):  # the step it has reached, ahead of its last checkpoint
+            logged = max((r["step"] for r in read_metrics(run_dir, "train")), default=step)
+            state, detail = "training", f"step {logged:,}/{args.steps:,}, saved {step:,} ({run})"
+            step = max(step, logged)
+        else:  # where the next start continues from
+            state, detail = "stopped" if step else "not started", f"step {step:,}/{args.steps:,} ({run})"
         return RowStatus(row, state, detail, lr, val_loss, speed, args.steps - step, trials + curve_trials)
     scored = _scored(store, run)
     if scored < trials:

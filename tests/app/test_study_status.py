@@ -3,7 +3,8 @@ leaves on disk (runs, results.sqlite, the ledger), with nothing trained, scored 
 
 import argparse
 import json
-from dataclasses import replace
+import subprocess
+from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
 
 from app.cli import main
@@ -34,6 +35,15 @@ def _score(workspace, campaign, successes, at_s):
             outcome = "success" if success else "failure"
             record = TrialRecord(campaign, campaign, TASKS[index % 4], index // 4, outcome, "predicate")
             store.add_trial(replace(record, scored_at=stamp.isoformat()))
+
+
+def _job(workspace, run, pid):
+    """The job record of a run whose training process is `pid`, as `start_job` writes it."""
+    from train.jobs import JOB_FILE, JobRecord, _proc_start
+
+    run_dir = workspace.runs_dir / run
+    record = JobRecord(run, str(run_dir), state="running", pid=pid, proc_start=_proc_start(pid))
+    (run_dir / JOB_FILE).write_text(json.dumps(asdict(record)))
 
 
 def _study(workspace, out):
@@ -123,6 +133,24 @@ def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tm
     assert sorted(p.name for p in workspace.runs_dir.iterdir()) == runs_before
     assert not workspace.datasets_dir.exists() or not any(workspace.datasets_dir.iterdir())
     assert sorted(p.name for p in out.iterdir()) == ["rows"]
+
+    # lora_sp trains again: the step it has logged, ahead of its checkpoint, is where it is
+    with (workspace.runs_dir / "study-lora_sp" / "metrics.jsonl").open("a") as metrics:
+        metrics.write(json.dumps({"kind": "train", "step": 450, "steps_per_s": 0.5}) + "\n")
+    job = subprocess.Popen(["sleep", "60"])  # stands in for the training process
+    try:
+        _job(workspace, "study-lora_sp", job.pid)
+        sp = next(r for r in study_status(_study(workspace, out)) if r.row == "lora_sp")
+        assert (sp.state, sp.detail, sp.steps_left) == (
+            "training",
+            "step 450/1,000, saved 400 (study-lora_sp)",
+            550,
+        )
+    finally:
+        job.kill()
+        job.wait()
+    sp = next(r for r in study_status(_study(workspace, out)) if r.row == "lora_sp")
+    assert (sp.state, sp.steps_left) == ("stopped", 600)  # its process is gone: it continues from 400
 
     # a study that has scored nothing yet: no results.sqlite, and reading it creates none
     fresh = Workspace.open(tmp_path / "fresh")

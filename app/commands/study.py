@@ -126,7 +126,11 @@ def run(args: argparse.Namespace) -> int:
     if args.status:
         from .study_status import status_text
 
-        print(status_text(study))
+        try:
+            print(status_text(study))
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
         return 0
     from collect.workspace import LowDisk
 
@@ -356,11 +360,11 @@ class Study:
             raise ValueError(
                 "the sweep holds out one episode per task: record at least 2 (--episodes-per-task)"
             )
-        self.out.mkdir(parents=True, exist_ok=True)
 
     # ------------------------------------------------------------------ stages
     def run(self) -> int:
         self.workspace.require_free_space("the study")
+        self.out.mkdir(parents=True, exist_ok=True)
         if (code := self.inputs_stage()) != 0:
             return code
         self.recall_other_rows()

@@ -47,10 +47,35 @@ def study_status(study: Study) -> list[RowStatus]:
 
 
 def status_text(study: Study) -> str:
-    """What `--status` prints: a line per row and what is left."""
+    """What `--status` prints: a line per row and what is left (`require_study` first)."""
+    require_study(study)
     rows = study_status(study)
     with _results(study) as store:
         return format_status(study, rows, trial_seconds(study, store))
+
+
+def require_study(study: Study) -> None:
+    """Refuse a --name, --out or workspace that is not where this study is, naming the
+    workspace's studies: a typo would otherwise read as a study with nothing done."""
+    from evaluate.study import LEDGER_DIR, ledger_rows
+
+    name, out, runs_dir = study.args.name, study.out.resolve(), study.workspace.runs_dir
+    studies = study.workspace.studies()
+    if studies.get(name, out) != out:
+        raise ValueError(
+            f"study {name!r} writes its tables to {studies[name]}, not {out}: give --out {studies[name]}"
+        )
+    if any(runs_dir.glob(f"{name}-*")) or any(e.settings.get("name") == name for e in ledger_rows(out)):
+        return
+    known = ", ".join(f"{n} (--out {o})" for n, o in studies.items())
+    raise ValueError(
+        f"nothing of study {name!r} here: no runs {name}-* in {runs_dir} and no entries in {out / LEDGER_DIR}; "
+        + (
+            f"check --name and --out: this workspace's studies are {known}"
+            if known
+            else "start it without --status"
+        )
+    )
 
 
 @contextmanager

@@ -134,6 +134,23 @@ def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tm
     assert not workspace.datasets_dir.exists() or not any(workspace.datasets_dir.iterdir())
     assert sorted(p.name for p in out.iterdir()) == ["rows"]
 
+    # a wrong name or folder is refused in one line that says what to give
+    workspace.record_study("study", out)
+    status = ["--workspace", str(workspace.root), "study", *STUDY, "--out", str(out), "--status"]
+    assert main([*status, "--name", "studdy"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: nothing of study 'studdy' here: no runs studdy-* in {workspace.runs_dir}")
+    assert (
+        err.endswith(f"this workspace's studies are study (--out {out.resolve()})\n") and err.count("\n") == 1
+    )
+    assert main([*status, "--out", str(tmp_path / "elsewhere")]) == 1
+    err = capsys.readouterr().err
+    assert (
+        err
+        == f"error: study 'study' writes its tables to {out.resolve()}, not {tmp_path / 'elsewhere'}: give --out {out.resolve()}\n"
+    )
+    assert not (tmp_path / "elsewhere").exists()
+
     # lora_sp trains again: the step it has logged, ahead of its checkpoint, is where it is
     with (workspace.runs_dir / "study-lora_sp" / "metrics.jsonl").open("a") as metrics:
         metrics.write(json.dumps({"kind": "train", "step": 450, "steps_per_s": 0.5}) + "\n")

@@ -115,9 +115,8 @@ def _row_status(study: Study, row: str, store) -> RowStatus:
         grid = () if first or not args.sweep_steps else lr_grid(get_preset(study.preset(row)).strategy)
         swept = [min(last_step(runs_dir / study.sweep_run(strategy, lr)), args.sweep_steps) for lr in grid]
         steps_left = args.steps + len(grid) * args.sweep_steps - sum(swept)
-        detail = (
-            f"after {first}'s sweep" if first else f"sweep {swept.count(args.sweep_steps)}/{len(grid)} rates"
-        )
+        detail = f"after {first}'s sweep" if first else ""
+        detail = f"sweep {swept.count(args.sweep_steps)}/{len(grid)} rates" if grid else detail
         state = "sweeping" if any(swept) else "not started"
         return RowStatus(row, state, detail, None, None, speed, steps_left, trials + curve_trials)
 

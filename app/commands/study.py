@@ -364,7 +364,6 @@ class Study:
     # ------------------------------------------------------------------ stages
     def run(self) -> int:
         self.workspace.require_free_space("the study")
-        self.out.mkdir(parents=True, exist_ok=True)
         if (code := self.inputs_stage()) != 0:
             return code
         self.recall_other_rows()
@@ -830,7 +829,9 @@ def _use_threads(lane: Lane | None) -> None:
 
 
 def _write(path: Path, text: str) -> None:
-    """Replace `path` whole (a killed study never leaves half a table)."""
+    """Replace `path` whole (a killed study never leaves half a table); `--out` is made on the
+    first write, so that reading a study (`--status`) leaves no folder behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)

@@ -124,11 +124,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     if args.status:
+        from evaluate.store import ResultsStoreError
+
         from .study_status import status_text
 
         try:
             print(status_text(study))
-        except ValueError as exc:
+        except (ValueError, ResultsStoreError) as exc:  # not this workspace's study; a broken database
             print(f"error: {exc}", file=sys.stderr)
             return 1
         return 0

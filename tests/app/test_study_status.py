@@ -3,6 +3,7 @@ leaves on disk (runs, results.sqlite, the ledger), with nothing trained, scored 
 
 import argparse
 import json
+import shutil
 import subprocess
 from dataclasses import asdict, replace
 from datetime import UTC, datetime, timedelta
@@ -150,6 +151,15 @@ def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tm
         == f"error: study 'study' writes its tables to {out.resolve()}, not {tmp_path / 'elsewhere'}: give --out {out.resolve()}\n"
     )
     assert not (tmp_path / "elsewhere").exists()
+
+    # a results.sqlite that is not a database: one line that says what to do with it
+    shutil.copy(workspace.results_db, tmp_path / "results.sqlite.good")
+    workspace.results_db.write_text("not a database")
+    assert main(status) == 1
+    err = capsys.readouterr().err.splitlines()[-1]  # after the study's line on the adopted row
+    assert err.startswith(f"error: {workspace.results_db} is not a usable results database")
+    assert err.endswith("rename it to results.sqlite.broken) and a fresh one will be created.")
+    shutil.copy(tmp_path / "results.sqlite.good", workspace.results_db)
 
     # lora_sp trains again: the step it has logged, ahead of its checkpoint, is where it is
     with (workspace.runs_dir / "study-lora_sp" / "metrics.jsonl").open("a") as metrics:

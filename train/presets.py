@@ -28,8 +28,12 @@ _PI0 = dict(backbone="tiny-pi0", targets="pi0", policy=_ALL_GROUPS)
 # scale every rank by the width ratio, to the nearest power of two: on mini-smolvla 8 -> 2,
 # 32 -> 8, 128 -> 32 (1.3%, 5.0% and 17.3% of its parameters), on small-smolvla 8 -> 4,
 # 32 -> 16, 128 -> 64 (1.3%, 4.9% and 17.1%). Preset names keep the paper's ranks.
+# LoRA-SP's router width scales the same way (64 -> 16 on mini, 32 on small): its router then
+# stays the share of the adapter it is on SmolVLA. Left at 64, mini's router outweighed its
+# r=32 bank, and LoRA-SP trained 2.0x LoRA r=128's parameters where the paper's trains ~1.3x.
 PAPER_WIDTH = 960  # SmolVLM2-500M's hidden size, SmolVLA's VLM
 IN_HOUSE_WIDTHS = {"mini": 256, "small": 576}  # hidden sizes (train.backbones.MINI_/SMALL_SMOLVLM)
+PAPER_ROUTER_HIDDEN = 64  # LoraSPConfig's default; not imported: the GUI imports presets at start-up
 
 
 def scaled_rank(paper_rank: int, width: int) -> int:
@@ -60,6 +64,7 @@ def _in_house_presets(size: str) -> list[TrainConfig]:
         backbone=f"{size}-smolvla", targets="smolvla", policy=_ALL_GROUPS, state_noise=SIM_STATE_NOISE
     )
     r8, r32, r128 = (scaled_rank(r, IN_HOUSE_WIDTHS[size]) for r in (8, 32, 128))
+    router_hidden = scaled_rank(PAPER_ROUTER_HIDDEN, IN_HOUSE_WIDTHS[size])
     return [
         _preset(f"{size}-full", family, "full", {"scope": "all"}, **_FULL_LR),
         _preset(f"{size}-lora8", family, "lora", {"r": r8, "lora_alpha": r8}, **_ADAPTER_LR),
@@ -73,7 +78,13 @@ def _in_house_presets(size: str) -> list[TrainConfig]:
             {"r": r128, "num_experts": 4, "routing": "top1"},
             **_ADAPTER_LR,
         ),
-        _preset(f"{size}-lora_sp", family, "lora_sp", {"r": r128, "eta": 0.9}, **_ADAPTER_LR),
+        _preset(
+            f"{size}-lora_sp",
+            family,
+            "lora_sp",
+            {"r": r128, "eta": 0.9, "router_hidden": router_hidden},
+            **_ADAPTER_LR,
+        ),
         # VLA-GSE's experts keep the paper's count (8: one generalist, top-2 of 7); their rank
         # 16/8 = 2 scales to 1, so r = 8 (r = scaled_rank(16) = 4 cannot feed 8 experts).
         _preset(

@@ -361,3 +361,25 @@ def test_compiled_forward_covers_more_layer_shapes_than_dynamos_default_limit():
     outputs = model(torch.randn(2, 5, max(widths)))
     sum(out.square().mean() for out in outputs).backward()
     assert dynamo_utils.counters["stats"]["unique_graphs"] >= len(widths)
+
+
+@pytest.mark.parametrize("family", ["mini", "small"])
+def test_an_in_house_lora_sp_is_the_share_of_its_lora_r128_that_smolvlas_is(family):
+    """The in-house presets scale the router's width with the rank: left at 64, mini's router
+    outweighed its r=32 bank and LoRA-SP trained 2.1x LoRA r=128's parameters (SmolVLA's: 1.3x)."""
+    from train.loop import adapter_config
+    from train.presets import IN_HOUSE_WIDTHS, PAPER_ROUTER_HIDDEN, PAPER_WIDTH, get_preset
+
+    assert PAPER_ROUTER_HIDDEN == LoraSPConfig().router_hidden
+
+    def lora_sp_over_lora(prefix: str, width: int) -> float:
+        trainable = {}
+        for row in ("lora_sp", "lora128"):
+            layer = nn.Sequential(nn.Linear(width, width))
+            handle = apply_adapters(layer, adapter_config(get_preset(f"{prefix}-{row}")), "re:^0$")
+            trainable[row] = handle.parameter_counts().trainable
+        return trainable["lora_sp"] / trainable["lora128"]
+
+    paper = lora_sp_over_lora("smolvla", PAPER_WIDTH)
+    assert 1.2 < paper < 1.35
+    assert lora_sp_over_lora(family, IN_HOUSE_WIDTHS[family]) == pytest.approx(paper, rel=0.05)

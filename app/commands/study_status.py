@@ -41,17 +41,20 @@ class RowStatus:
 
 def study_status(study: Study) -> list[RowStatus]:
     """Every row the study's command would run, in its order."""
-    study.recall(study.rows)
     with _results(study) as store:
-        return [_row_status(study, row, store) for row in study.rows]
+        return _rows(study, store)
 
 
 def status_text(study: Study) -> str:
     """What `--status` prints: a line per row and what is left (`require_study` first)."""
     require_study(study)
-    rows = study_status(study)
     with _results(study) as store:
-        return format_status(study, rows, trial_seconds(study, store))
+        return format_status(study, _rows(study, store), trial_seconds(study, store))
+
+
+def _rows(study: Study, store) -> list[RowStatus]:
+    study.recall(study.rows)
+    return [_row_status(study, row, store) for row in study.rows]
 
 
 def require_study(study: Study) -> None:

@@ -90,21 +90,34 @@ def main(argv: list[str]) -> int:
     quiet()
     should_stop = install_stop_check(run_dir)
     config = TrainConfig.load(run_dir / RUN_CONFIG)
-    result = run_training(
-        config,
-        run_dir,
-        datasets_dir=args.datasets_dir,
-        resume=args.resume,
-        should_stop=should_stop,
-    )
-    from accelerate import PartialState
+    try:
+        result = run_training(
+            config,
+            run_dir,
+            datasets_dir=args.datasets_dir,
+            resume=args.resume,
+            should_stop=should_stop,
+        )
+        from accelerate import PartialState
 
-    if PartialState().is_main_process:
-        fields = {**asdict(result), "checkpoint": str(result.checkpoint) if result.checkpoint else None}
-        tmp = run_dir / (RESULT_FILE + ".tmp")
-        tmp.write_text(json.dumps(fields))
-        tmp.replace(run_dir / RESULT_FILE)
+        if PartialState().is_main_process:
+            fields = {**asdict(result), "checkpoint": str(result.checkpoint) if result.checkpoint else None}
+            tmp = run_dir / (RESULT_FILE + ".tmp")
+            tmp.write_text(json.dumps(fields))
+            tmp.replace(run_dir / RESULT_FILE)
+    finally:
+        _end_process_group()
     return 0
+
+
+def _end_process_group() -> None:
+    """Destroy the process group before the interpreter shuts down: gloo's threads still
+    holding work then abort a rank that has finished ("terminate called without an active
+    exception", SIGABRT; pytorch/pytorch#190489), and the run reads as failed."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

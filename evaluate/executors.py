@@ -41,7 +41,8 @@ def trained_image_size(
     and shown 480x640 ones shrunk by its preprocessor would see other pixels (sharper
     edges, other aliasing) than it learned from. Runs trained at different sizes cannot
     share one sim campaign's frames."""
-    from train.checkpoint import PRETRAINED, checkpoint_dir
+    from train.checkpoint import checkpoint_dir
+    from train.layout import PRETRAINED
 
     sizes: dict[str, set[tuple[int, int]]] = {}
     for run in runs:

@@ -1,10 +1,9 @@
 """What the results table shows about a training run, read from its files under `runs/<run>/`
 (no torch): strategy, trainable %, active rank (the paper's Table I columns).
 
-The trainer writes a run config (`train.config.RUN_CONFIG`) and one JSON object per logging
-step in `train.metrics.METRICS_NAME`; adapter checkpoints carry
-`checkpoints/<step>/pretrained_model/adapter_config.json` (`train.checkpoint`); the names
-are train's own constants, never repeated here. Missing files or keys
+The trainer writes a run config and one JSON object per logging step (metrics.jsonl);
+adapter checkpoints carry `checkpoints/<step>/pretrained_model/adapter_config.json`. The
+names are `train.layout`'s, never repeated here. Missing files or keys
 leave the field empty: the table shows '-', it never guesses.
 """
 
@@ -16,9 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from evaluate.store import RunInfo
-from train.checkpoint import ADAPTER_CONFIG, PRETRAINED, checkpoint_dir
-from train.config import RUN_CONFIG
-from train.metrics import METRICS_NAME
+from train.checkpoint import checkpoint_dir
+from train.layout import ADAPTER_CONFIG, METRICS_NAME, PRETRAINED, RUN_CONFIG
 
 TRAINABLE_KEYS = ("trainable_percent", "trainable_pct", "params/trainable_pct")
 ACTIVE_RANK_KEYS = ("active_rank/mean", "active_rank", "active_rank_mean")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from evaluate.stats import Rate, wilson
 from evaluate.tables import PAPER_TASKS, ComparisonRow, ComparisonTable, order_tasks, tally
-from train.config import RUN_CONFIG
+from train.layout import RUN_CONFIG
 from train.metrics import read_metrics
 
 # Table I's rows, named as the presets' strategies (preset `<family>-<strategy>`), then the

@@ -108,7 +108,8 @@ def build_capvector_backbone(
     from safetensors.torch import load_file
 
     from .backbones import resolve_backbone
-    from .checkpoint import PRETRAINED, checkpoint_dir
+    from .checkpoint import checkpoint_dir
+    from .layout import PRETRAINED
     from .loop import run_training
     from .presets import get_preset
 

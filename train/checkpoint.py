@@ -22,14 +22,7 @@ import random
 import shutil
 from pathlib import Path
 
-CHECKPOINTS = "checkpoints"
-PRETRAINED = "pretrained_model"
-TRAINING_STATE = "training_state.pt"
-BACKBONE_FILE = "backbone.json"
-RESUME_POINT = "resume_point"  # marker file: a checkpoint kept only until a newer one lands
-ADAPTER_CONFIG = (
-    "adapter_config.json"  # in PRETRAINED of a PEFT run (train.adapters.io); named here without torch
-)
+from .layout import BACKBONE_FILE, CHECKPOINTS, PRETRAINED, RESUME_POINT, TRAINING_STATE
 
 
 class DiskFull(RuntimeError):

@@ -15,7 +15,6 @@ STRATEGIES = ("lora_sp", "lora", "adalora", "lora_moe", "vla_gse", "full")
 AUX_OBJECTIVES = (None, "future_state")
 SCHEDULES = ("cosine", "linear", "constant")
 PRECISIONS = ("auto", "no", "bf16", "fp16")
-RUN_CONFIG = "config.json"  # runs/<run>/config.json: the resolved TrainConfig of the run
 
 
 @dataclass(frozen=True)

@@ -33,13 +33,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .checkpoint import has_checkpoint
-from .config import RUN_CONFIG, TrainConfig
-from .metrics import METRICS_NAME
+from .config import TrainConfig
+from .layout import JOB_FILE, LOG_FILE, METRICS_NAME, RUN_CONFIG
 from .slurm import SlurmSpec
 from .stop import clear_cancel, install_stop_check, request_cancel
 
-JOB_FILE = "job.json"
-LOG_FILE = "train.log"
 FINAL_STATES = ("completed", "canceled", "unstable", "failed")
 ACTIVE_STATES = ("queued", "starting", "running")
 WAITING_STATES = ("queued", "starting")  # not training yet: in line for the device lock

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import RUN_CONFIG, TrainConfig
+from .config import TrainConfig
+from .layout import RUN_CONFIG
 from .metrics import MetricsWriter, peak_memory_mb
 
 log = logging.getLogger("train")
@@ -346,7 +347,8 @@ class Trainer:
         """Load model weights, optimiser, scheduler, RNG and step from a checkpoint."""
         from safetensors.torch import load_file
 
-        from .checkpoint import PRETRAINED, checkpoint_dir, load_training_state, set_rng_state
+        from .checkpoint import checkpoint_dir, load_training_state, set_rng_state
+        from .layout import PRETRAINED
 
         path = checkpoint_dir(self.run_dir, checkpoint)
         weights_dir = path / PRETRAINED

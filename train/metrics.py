@@ -13,7 +13,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-METRICS_NAME = "metrics.jsonl"
+from .layout import METRICS_NAME
 
 
 def _clean(value: Any) -> Any:

@@ -14,7 +14,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .checkpoint import BACKBONE_FILE, PRETRAINED, checkpoint_dir
+from .checkpoint import checkpoint_dir
+from .layout import BACKBONE_FILE, PRETRAINED
 
 if TYPE_CHECKING:
     import torch

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-CANCEL_FILE = "cancel.request"
+from .layout import CANCEL_FILE
 
 
 def request_cancel(run_dir: str | Path) -> None:

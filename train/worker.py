@@ -83,7 +83,8 @@ def main(argv: list[str]) -> int:
     run_dir = Path(args.run_dir)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    from .config import RUN_CONFIG, TrainConfig
+    from .config import TrainConfig
+    from .layout import RUN_CONFIG
     from .loop import run_training
     from .video_backend import quiet
 

@@ -121,7 +121,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _export(workspace, name: str, scratch: str, corpus: str, tasks: str, run_name: str, args) -> str:
     from train.backbones import export_pretrained
-    from train.checkpoint import PRETRAINED, checkpoint_dir
+    from train.checkpoint import checkpoint_dir
+    from train.layout import PRETRAINED
 
     run_dir = workspace.runs_dir / run_name
     rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]

@@ -514,7 +514,8 @@ class Study:
         A run still training from an earlier start of the study (one killed, or whose Slurm
         allocation ended, while its jobs went on) is followed, not started twice."""
         from train.checkpoint import has_checkpoint, last_step
-        from train.jobs import JOB_FILE, read_job
+        from train.jobs import read_job
+        from train.layout import JOB_FILE
 
         from .train import follow
 
@@ -682,7 +683,7 @@ class Study:
 
     def curve_steps(self, row: str) -> list[int]:
         """The steps of the row run's checkpoints, the last one included (not resume points)."""
-        from train.checkpoint import CHECKPOINTS, RESUME_POINT
+        from train.layout import CHECKPOINTS, RESUME_POINT
 
         root = self.workspace.runs_dir / self.run_name(row) / CHECKPOINTS
         return sorted(

@@ -167,7 +167,8 @@ def _speed(study: Study, row: str) -> float | None:
 
 
 def _is_training(run_dir) -> bool:
-    from train.jobs import JOB_FILE, JobError, read_job
+    from train.jobs import JobError, read_job
+    from train.layout import JOB_FILE
 
     try:
         return (run_dir / JOB_FILE).is_file() and read_job(run_dir).active

@@ -325,7 +325,8 @@ def test_a_run_stopped_before_its_first_step_is_resumed_from_its_step_0_checkpoi
     from app.commands.study_lanes import Lane
     from tests.app import train_fixtures
     from train.checkpoint import has_checkpoint, last_step
-    from train.jobs import JOB_FILE, JobRecord, read_job
+    from train.jobs import JobRecord, read_job
+    from train.layout import JOB_FILE
     from train.loop import run_training
 
     study = _study(workspace, tmp_path / "results")

@@ -40,7 +40,8 @@ def _score(workspace, campaign, successes, at_s):
 
 def _job(workspace, run, pid):
     """The job record of a run whose training process is `pid`, as `start_job` writes it."""
-    from train.jobs import JOB_FILE, JobRecord, _proc_start
+    from train.jobs import JobRecord, _proc_start
+    from train.layout import JOB_FILE
 
     run_dir = workspace.runs_dir / run
     record = JobRecord(run, str(run_dir), state="running", pid=pid, proc_start=_proc_start(pid))

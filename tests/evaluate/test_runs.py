@@ -1,9 +1,7 @@
 import json
 
 from evaluate.runs import describe_run, list_runs
-from train.checkpoint import ADAPTER_CONFIG, CHECKPOINTS, PRETRAINED
-from train.config import RUN_CONFIG
-from train.metrics import METRICS_NAME
+from train.layout import ADAPTER_CONFIG, CHECKPOINTS, METRICS_NAME, PRETRAINED, RUN_CONFIG
 
 
 def test_describe_run_reads_config_and_last_metrics(tmp_path):

@@ -18,7 +18,7 @@ from train.adapters import (
     load_adapters,
     save_adapters,
 )
-from train.adapters.io import CONFIG_NAME, WEIGHTS_NAME
+from train.layout import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 D = 20
 
@@ -96,9 +96,9 @@ def test_checkpoint_holds_adapters_only(tmp_path):
 
     _, handle = trained("lora_sp", steps=1)
     save_adapters(handle, tmp_path)
-    keys = load_file(str(tmp_path / WEIGHTS_NAME)).keys()
+    keys = load_file(str(tmp_path / ADAPTER_WEIGHTS)).keys()
     assert keys and all(".lora_" in k or ".router." in k for k in keys)
-    meta = json.loads((tmp_path / CONFIG_NAME).read_text())
+    meta = json.loads((tmp_path / ADAPTER_CONFIG).read_text())
     assert meta["config"]["strategy"] == "lora_sp" and meta["config"]["fields"]["r"] == 8
     assert meta["modules"] == {f"blocks.{i}.fc{j}": "custom" for i in range(2) for j in (1, 2)}
 
@@ -128,12 +128,12 @@ def test_missing_damaged_and_mismatched_checkpoints(tmp_path):
     _, handle = trained("lora", steps=1)
     save_adapters(handle, tmp_path / "ok")
 
-    (tmp_path / "ok" / WEIGHTS_NAME).write_bytes(b"not a safetensors file")
+    (tmp_path / "ok" / ADAPTER_WEIGHTS).write_bytes(b"not a safetensors file")
     with pytest.raises(ValueError, match="damaged"):
         load_adapters(fresh(), tmp_path / "ok")
 
     save_adapters(handle, tmp_path / "ok")
-    (tmp_path / "ok" / CONFIG_NAME).write_text("{ truncated")
+    (tmp_path / "ok" / ADAPTER_CONFIG).write_text("{ truncated")
     with pytest.raises(ValueError, match="damaged"):
         load_adapters(fresh(), tmp_path / "ok")
 

@@ -12,15 +12,13 @@ from pathlib import Path
 
 from torch import nn
 
-from ..checkpoint import ADAPTER_CONFIG
+from ..layout import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from .apply import apply_adapters
 from .config import config_from_dict, config_to_dict, strategy_name
 from .handle import AdapterHandle
 from .layer import AdapterLinear
 from .targets import names_targets
 
-WEIGHTS_NAME = "adapter_model.safetensors"
-CONFIG_NAME = ADAPTER_CONFIG
 FORMAT_VERSION = 1
 
 
@@ -41,18 +39,18 @@ def save_adapters(handle: AdapterHandle, directory: str | Path) -> Path:
         "eta": etas[0] if etas else None,
     }
     # Write the weights first and the config last: a directory with a config is complete.
-    save_file(state, str(directory / WEIGHTS_NAME), metadata={"strategy": handle.strategy})
-    (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2, sort_keys=True))
+    save_file(state, str(directory / ADAPTER_WEIGHTS), metadata={"strategy": handle.strategy})
+    (directory / ADAPTER_CONFIG).write_text(json.dumps(meta, indent=2, sort_keys=True))
     return directory
 
 
 def read_adapter_config(directory: str | Path) -> dict:
     directory = Path(directory)
-    path = directory / CONFIG_NAME
+    path = directory / ADAPTER_CONFIG
     if not path.is_file():
         raise FileNotFoundError(
-            f"{path} not found: point at a directory written by save_adapters (it holds {CONFIG_NAME} "
-            f"and {WEIGHTS_NAME})"
+            f"{path} not found: point at a directory written by save_adapters (it holds {ADAPTER_CONFIG} "
+            f"and {ADAPTER_WEIGHTS})"
         )
     try:
         meta = json.loads(path.read_text())
@@ -72,9 +70,9 @@ def load_adapters(model: nn.Module, directory: str | Path) -> AdapterHandle:
 
     directory = Path(directory)
     meta = read_adapter_config(directory)
-    weights = directory / WEIGHTS_NAME
+    weights = directory / ADAPTER_WEIGHTS
     if not weights.is_file():
-        raise FileNotFoundError(f"{weights} not found next to {CONFIG_NAME}; the checkpoint is incomplete")
+        raise FileNotFoundError(f"{weights} not found next to {ADAPTER_CONFIG}; the checkpoint is incomplete")
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError) as err:

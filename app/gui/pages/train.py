@@ -37,7 +37,8 @@ from app.gui.widgets.job_target import JobTargetForm
 from app.gui.widgets.wrap_label import WrapLabel
 from collect.recording.plan import is_dataset
 from train.backbones import PRETRAINED_NAMES, TINY_NAMES
-from train.jobs import LOG_FILE, list_jobs
+from train.jobs import list_jobs
+from train.layout import LOG_FILE
 from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
 

@@ -183,7 +183,7 @@ LEDGER_DIR = "rows"
 
 @dataclass
 class LedgerEntry:
-    settings: dict  # the study arguments that make rows comparable (Study.settings())
+    settings: dict  # the study arguments that make rows comparable (StudyRows.settings())
     row: StudyRow
     curve: list[tuple[int, StudyRow]] = field(default_factory=list)  # (checkpoint step, its row)
     sweep: dict[float, float | None] = field(default_factory=dict)  # lr -> final validation loss

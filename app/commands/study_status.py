@@ -4,7 +4,7 @@ A study on a CPU runs for days across many starts. Before a start, and while one
 operator wants each row's state: scored (how well), scoring, training (at which step, how
 fast, its last validation loss), sweeping or not started; and the hours still to go.
 Nothing is trained, scored or written: the runs, results.sqlite and the ledger in `--out`
-are read through the same `Study` that names the runs, so the two always agree.
+are read through the same `StudyRows` that names the runs for `study`, so the two always agree.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from statistics import median
 
 from evaluate.tables import PAPER_TASKS
 
-from .study import CURVE_POINTS, CURVE_ROWS, Study, curve_campaign
+from .study_rows import CURVE_POINTS, CURVE_ROWS, StudyRows, curve_campaign
 
 
 @dataclass(frozen=True)
@@ -39,25 +39,25 @@ class RowStatus:
         return self.steps_left / self.steps_per_s / 3600 if self.steps_per_s else None
 
 
-def study_status(study: Study) -> list[RowStatus]:
+def study_status(study: StudyRows) -> list[RowStatus]:
     """Every row the study's command would run, in its order."""
     with _results(study) as store:
         return _rows(study, store)
 
 
-def status_text(study: Study) -> str:
+def status_text(study: StudyRows) -> str:
     """What `--status` prints: a line per row and what is left (`require_study` first)."""
     require_study(study)
     with _results(study) as store:
         return format_status(study, _rows(study, store), trial_seconds(study, store))
 
 
-def _rows(study: Study, store) -> list[RowStatus]:
+def _rows(study: StudyRows, store) -> list[RowStatus]:
     study.recall(study.rows)
     return [_row_status(study, row, store) for row in study.rows]
 
 
-def require_study(study: Study) -> None:
+def require_study(study: StudyRows) -> None:
     """Refuse a --name, --out or workspace that is not where this study is, naming the
     workspace's studies: a typo would otherwise read as a study with nothing done."""
     from evaluate.study import LEDGER_DIR, ledger_rows
@@ -82,7 +82,7 @@ def require_study(study: Study) -> None:
 
 
 @contextmanager
-def _results(study: Study):
+def _results(study: StudyRows):
     """The workspace's results.sqlite, or None before its first trial (reading creates no file)."""
     from evaluate.store import ResultsStore
 
@@ -97,7 +97,7 @@ def _scored(store, campaign: str) -> int:
     return store.counts(campaign)["scored"] if store is not None and store.has_campaign(campaign) else 0
 
 
-def _row_status(study: Study, row: str, store) -> RowStatus:
+def _row_status(study: StudyRows, row: str, store) -> RowStatus:
     from evaluate.study import final_val_loss, lr_grid, study_row
     from train.checkpoint import last_step
     from train.metrics import read_metrics
@@ -148,7 +148,7 @@ def _row_status(study: Study, row: str, store) -> RowStatus:
     return RowStatus(row, "scored", detail, lr, val_loss, speed, 0, curve_left)
 
 
-def _speed(study: Study, row: str) -> float | None:
+def _speed(study: StudyRows, row: str) -> float | None:
     """Steps/s of the row's run; before it has one, of its strategy's row (a reading trains
     as fast as lora_sp) or, before that, of its strategy's sweep runs: an estimate."""
     from evaluate.study import lr_grid, training_figures
@@ -176,7 +176,7 @@ def _is_training(run_dir) -> bool:
         return False
 
 
-def trial_seconds(study: Study, store) -> float | None:
+def trial_seconds(study: StudyRows, store) -> float | None:
     """Wall seconds per scored trial: the median gap between consecutive trials of the study's
     campaigns on this workspace (the median passes over the stops between starts); None before any."""
     gaps = []
@@ -189,7 +189,7 @@ def trial_seconds(study: Study, store) -> float | None:
     return median(gaps) if gaps else None
 
 
-def format_status(study: Study, rows: list[RowStatus], trial_s: float | None) -> str:
+def format_status(study: StudyRows, rows: list[RowStatus], trial_s: float | None) -> str:
     args = study.args
     lines = [
         f"Study {args.name}: {args.steps:,} steps per row, {args.trials} trials per task; "

@@ -287,7 +287,7 @@ def test_the_rate_an_adopted_row_was_unstable_at_travels_with_its_ledger_entry(
 
 
 def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early():
-    from app.commands.study import DEFAULT_ROW_ORDER, SCRATCH_ROW
+    from app.commands.study_rows import DEFAULT_ROW_ORDER, SCRATCH_ROW
     from evaluate.study import STRATEGIES
 
     assert sorted(set(DEFAULT_ROW_ORDER) - {SCRATCH_ROW}) == sorted(STRATEGIES)

@@ -21,6 +21,9 @@ from train.layout import ADAPTER_CONFIG, METRICS_NAME, PRETRAINED, RUN_CONFIG
 TRAINABLE_KEYS = ("trainable_percent", "trainable_pct", "params/trainable_pct")
 ACTIVE_RANK_KEYS = ("active_rank/mean", "active_rank", "active_rank_mean")
 STRATEGY_KEYS = ("strategy", "adapter.strategy", "adapter.kind", "adapter.name", "preset")
+# What a preset's strategy is (beside its rate, steps and data): a run that changed one of these
+# trained something else than its preset, and is not named after it.
+STRATEGY_FIELDS = ("strategy", "adapter", "targets", "aux_objective", "orth_weight")
 
 
 def list_runs(runs_dir: Path) -> list[str]:
@@ -38,6 +41,7 @@ def describe_run(
     metrics = _last_values(run_dir / METRICS_NAME, TRAINABLE_KEYS + ACTIVE_RANK_KEYS)
     adapter = _read_json(_adapter_config(run_dir, checkpoint))
     strategy = _lookup(config, STRATEGY_KEYS) or _lookup(adapter, ("config.strategy", "strategy")) or ""
+    strategy = strategy_label(str(strategy), config, adapter.get("config") or {})
     trainable = _lookup(metrics, TRAINABLE_KEYS) or _lookup(config, TRAINABLE_KEYS)
     rank = _lookup(metrics, ACTIVE_RANK_KEYS)
     return RunInfo(
@@ -49,6 +53,21 @@ def describe_run(
         active_rank=_float(rank),
         eta=eta,
     )
+
+
+def strategy_label(strategy: str, config: dict[str, Any], adapter: dict[str, Any]) -> str:
+    """What the Strategy column calls a run: its preset's name without the family (`mini-lora8`
+    -> `lora8`, the name a study gives the row) when the run trains what its preset trains;
+    otherwise the strategy and its rank (`lora r=16`), so that two ranks never read as one.
+    `adapter` is the evaluated checkpoint's adapter config, for a run whose config is gone."""
+    from train.presets import PRESETS
+
+    preset = PRESETS.get(config.get("preset") or "")
+    if preset is not None and all(config.get(f) == getattr(preset, f) for f in STRATEGY_FIELDS):
+        return preset.preset.split("-", 1)[1]
+    settings = config.get("adapter") if isinstance(config.get("adapter"), dict) else adapter
+    rank = settings.get("r") or settings.get("init_r")
+    return f"{strategy} r={rank}" if strategy and strategy != "full" and rank else strategy
 
 
 def _adapter_config(run_dir: Path, checkpoint: str) -> Path | None:

@@ -38,3 +38,22 @@ def test_without_a_run_config_the_strategy_comes_from_the_evaluated_checkpoint(t
     assert describe_run(tmp_path, "c").strategy == "lora_sp"
     assert describe_run(tmp_path, "c", checkpoint="100").strategy == "lora"
     assert describe_run(tmp_path, "c", checkpoint="999").strategy == ""  # no such checkpoint: empty, no guess
+
+
+def test_a_run_is_named_as_the_study_names_its_row_and_two_ranks_never_share_a_name(tmp_path):
+    """A run that trains what its preset trains takes the preset's name without the family
+    (the study's row name); a changed rank, or no preset, names the strategy with its rank."""
+    from train.presets import get_preset
+
+    def strategy_of(config):
+        (tmp_path / RUN_CONFIG).write_text(json.dumps(config.to_dict()))
+        return describe_run(tmp_path, "c").strategy
+
+    assert strategy_of(get_preset("mini-lora8", lr=3e-3, steps=99)) == "lora8"  # a rate is not a strategy
+    assert strategy_of(get_preset("mini-lora128")) == "lora128"
+    assert strategy_of(get_preset("mini-capvector")) == "capvector"  # full fine-tuning, kept orthogonal
+    assert strategy_of(get_preset("mini-full")) == "full"
+    assert strategy_of(get_preset("mini-lora8", adapter={"r": 16, "lora_alpha": 16})) == "lora r=16"
+    assert strategy_of(get_preset("mini-lora8", preset="")) == "lora r=2"  # built by hand: its own rank
+    assert strategy_of(get_preset("mini-full", orth_weight=1.0)) == "full"
+    assert strategy_of(get_preset("mini-adalora", adapter={"init_r": 8})) == "adalora r=8"

@@ -90,12 +90,12 @@ def test_eval_cli_scores_a_trained_run_and_prints_the_table(trained_workspace, c
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "| tiny-sp (e2e) | lora_sp |" in out and "Open" in out and "Press" in out
+    assert "| tiny-sp (e2e) | lora_sp r=8 |" in out and "Open" in out and "Press" in out
     with ResultsStore(trained_workspace.results_db) as store:
         rows = store.trials("e2e")
         (info,) = store.runs("e2e")
     assert [(r.task, r.trial_index) for r in rows] == [("press_button", 0), ("open_pot", 0)]
-    assert all(r.run == RUN and r.strategy == "lora_sp" and r.scorer == "predicate" for r in rows)
+    assert all(r.run == RUN and r.strategy == "lora_sp r=8" and r.scorer == "predicate" for r in rows)
     assert all(r.duration_s <= 0.2 + 1e-9 and r.checkpoint == "last" for r in rows)
     assert info.eta == 0.8 and info.trainable_pct and info.trainable_pct > 0
     # the same command again resumes: nothing is run twice

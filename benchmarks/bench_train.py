@@ -287,9 +287,9 @@ def build_policy(shape: str, device: str):
         from lerobot.policies.pi0.configuration_pi0 import PI0Config
         from lerobot.policies.pi0.modeling_pi0 import PI0Policy
 
-        from train.backbones import _default_features
+        from train.scratch_models import default_features
 
-        inputs, outputs = _default_features()
+        inputs, outputs = default_features()
         config = PI0Config(input_features=inputs, output_features=outputs, device=device, push_to_hub=False)
         return PI0Policy(config), "pi0"
     from train.backbones import load_base_policy, resolve_backbone

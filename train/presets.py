@@ -32,7 +32,7 @@ _PI0 = dict(backbone="tiny-pi0", targets="pi0", policy=_ALL_GROUPS)
 # stays the share of the adapter it is on SmolVLA. Left at 64, mini's router outweighed its
 # r=32 bank, and LoRA-SP trained 2.0x LoRA r=128's parameters where the paper's trains ~1.3x.
 PAPER_WIDTH = 960  # SmolVLM2-500M's hidden size, SmolVLA's VLM
-IN_HOUSE_WIDTHS = {"mini": 256, "small": 576}  # hidden sizes (train.backbones.MINI_/SMALL_SMOLVLM)
+IN_HOUSE_WIDTHS = {"mini": 256, "small": 576}  # hidden sizes (train.scratch_models.MINI_/SMALL_SMOLVLM)
 PAPER_ROUTER_HIDDEN = 64  # LoraSPConfig's default; not imported: the GUI imports presets at start-up
 
 

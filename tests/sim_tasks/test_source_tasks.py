@@ -42,6 +42,6 @@ def test_source_scenes_see_the_table_from_another_side_camera_pose():
 
 def test_the_mini_tokenizer_learns_the_source_instructions():
     """train cannot import collect (layering): this keeps its copy of the instructions honest."""
-    from train.backbones import MINI_SMOLVLM
+    from train.scratch_models import MINI_SMOLVLM
 
     assert set(MINI_SMOLVLM["vocabulary"]) == set(SOURCE_INSTRUCTIONS.values())

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from app.cli import main
+from app.cli import build_parser, main
 from train.presets import get_preset
 
 pytestmark = pytest.mark.slow
@@ -286,13 +286,25 @@ def test_the_rate_an_adopted_row_was_unstable_at_travels_with_its_ledger_entry(
     assert "- `lora_sp` at 0.001: 0.5000 at step 25 (ceiling 0.2200); trained again at 0.0001" in sweep
 
 
-def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early():
-    from app.commands.study_rows import DEFAULT_ROW_ORDER, SCRATCH_ROW
-    from evaluate.study import STRATEGIES
+def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early_and_readings_before_newer_methods(
+    tmp_path,
+):
+    from app.commands.study_rows import DEFAULT_ROW_ORDER, NEWER_ROWS, SCRATCH_ROW, StudyRows
+    from evaluate.study import LORA_SP_VARIANTS, STRATEGIES
 
     assert sorted(set(DEFAULT_ROW_ORDER) - {SCRATCH_ROW}) == sorted(STRATEGIES)
     assert len(DEFAULT_ROW_ORDER) == len(set(DEFAULT_ROW_ORDER))
     assert DEFAULT_ROW_ORDER[2:4] == ("lora_sp", "lora128")  # the paper's comparison, soonest
+
+    def run_order(*flags):
+        args = build_parser().parse_args(["study", "--out", str(tmp_path), *flags])
+        return StudyRows(args, workspace=None).rows
+
+    rows = run_order()
+    assert sorted(rows) == sorted([*DEFAULT_ROW_ORDER, *LORA_SP_VARIANTS])
+    assert rows.index("lora_moe") < rows.index("lora_sp-no_z") < rows.index(NEWER_ROWS[0])
+    assert run_order("--no-readings") == [r for r in rows if r not in LORA_SP_VARIANTS]
+    assert run_order("--rows", "lora8,full") == ["lora8", "full"]
 
 
 @pytest.mark.timeout(600)

@@ -32,7 +32,7 @@ ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
 # Readings of LoRA-SP the paper leaves open (adapter overrides on the lora_sp preset): the
 # router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at 1e-3),
 # its authors'-code form, the score function, and eta. Run in this order: in the big study's
-# lora_sp row the mean active rank fell from 27 to 5 of 32 within 2,000 steps while the
+# lora_sp row the mean active rank fell from 27 to 6 of 32 within 2,000 steps while the
 # z-loss drove the router logits negative (logsumexp 3.5 -> 1.0), where softplus acts as exp
 # and packs the energy into a few vectors; no z-loss and a higher eta test that first.
 LORA_SP_VARIANTS: dict[str, dict] = {

@@ -14,7 +14,7 @@ disk when the same command runs again:
 1. data: the four target tasks recorded by the virtual operator into `datasets/<name>-target`
    (with two lanes or more, by a child process while the backbone is built);
 2. per row, in order (full, full from scratch, LoRA-SP, LoRA r=128/32/8, AdaLoRA, LoRA-MoE,
-   VLA-GSE, capability vectors, then the LoRA-SP readings): a learning-rate sweep on
+   the LoRA-SP readings, then VLA-GSE and capability vectors): a learning-rate sweep on
    validation loss (short runs `<name>-sweep-<row>-<lr>`), the run `<name>-<row>` at the
    picked rate with the same data, step budget and seed, and its scored trials (campaign
    `<name>-<row>`, the same held-out scenes for every row); with `--parallel N`, N rows at

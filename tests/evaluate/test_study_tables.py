@@ -10,6 +10,7 @@ import pytest
 from evaluate.stats import wilson
 from evaluate.study import (
     CSV_HEADER,
+    LORA_SP_VARIANTS,
     STRATEGIES,
     StudyRow,
     TrainingFigures,
@@ -109,6 +110,20 @@ def test_strategy_names_are_the_presets():
     from train.presets import PRESETS
 
     assert all(f"mini-{s}" in PRESETS for s in STRATEGIES)
+
+
+def test_each_lora_sp_reading_changes_only_its_own_fields_of_the_lora_sp_preset():
+    from dataclasses import asdict
+
+    from train.adapters.config import LoraSPConfig
+    from train.presets import get_preset
+
+    preset = asdict(LoraSPConfig(**get_preset("mini-lora_sp").adapter))
+    for reading, overrides in LORA_SP_VARIANTS.items():
+        adapter = asdict(LoraSPConfig(**get_preset("mini-lora_sp", adapter=overrides).adapter))
+        changed = {k for k in adapter if adapter[k] != preset[k]}
+        assert changed == set(overrides), reading  # a misspelt field or a no-op override fails
+        assert all(adapter[k] == v for k, v in overrides.items()), reading
 
 
 def test_a_studys_ledger_reads_as_a_comparison_in_table_i_order(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -65,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    from train.threads import bound_omp_spinning
     from train.video_backend import quiet
+
+    bound_omp_spinning(os.environ)  # before torch loads: this process's threads, and its children's
 
     quiet()  # one line instead of lerobot's torchcodec traceback; no libx264 statistics
     if args.command is None:

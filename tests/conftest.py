@@ -9,6 +9,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+from train.threads import bound_omp_spinning  # noqa: E402
+
+bound_omp_spinning(os.environ)  # before torch loads: the suite keeps its pace on a shared machine
+
 import pytest  # noqa: E402
 
 pytest_plugins = ("tests.slurm_cluster",)  # the `slurm_cluster` fixture

@@ -37,6 +37,7 @@ from .config import TrainConfig
 from .layout import JOB_FILE, LOG_FILE, METRICS_NAME, RUN_CONFIG
 from .slurm import SlurmSpec
 from .stop import clear_cancel, install_stop_check, request_cancel
+from .threads import bound_omp_spinning
 
 FINAL_STATES = ("completed", "canceled", "unstable", "failed")
 ACTIVE_STATES = ("queued", "starting", "running")
@@ -197,6 +198,15 @@ def _device_busy(runs_dir: Path, device: str) -> JobRecord | None:
     return None
 
 
+def job_env(base: dict[str, str], repo_root: str) -> dict[str, str]:
+    """The environment a training job's process starts with: `base` plus unbuffered output,
+    the repository on the path and bounded OpenMP spinning (`train.threads`)."""
+    env = dict(base, PYTHONUNBUFFERED="1")
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
+    bound_omp_spinning(env)
+    return env
+
+
 _CHILDREN: dict[int, subprocess.Popen] = {}
 
 
@@ -295,8 +305,7 @@ def start_job(
             record, slurm, [*command, "--slurm"], Path(repo_root), previous if resume else None
         )
     _write_record(record)
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (repo_root, env.get("PYTHONPATH", "")) if p)
+    env = job_env(os.environ, repo_root)
     with (run_dir / LOG_FILE).open("a") as log_file:
         proc = subprocess.Popen(
             command,

@@ -4,12 +4,14 @@ cancel/crash/kill states."""
 import os
 import shutil
 import time
+from pathlib import Path
 
 import pytest
 
-from train.jobs import JobError, cancel_job, kill_job, list_jobs, read_job, start_job, wait_job
+from train.jobs import JobError, cancel_job, job_env, kill_job, list_jobs, read_job, start_job, wait_job
 from train.metrics import progress, read_metrics
 from train.presets import get_preset
+from train.threads import OMP_SPIN_COUNT
 
 JOB_TIMEOUT = 400  # seconds; the machine may be loaded
 
@@ -32,10 +34,17 @@ def wait_for_step(run_dir, step, timeout=JOB_TIMEOUT):
 
 
 @pytest.mark.slow
-def test_cancel_checkpoints_and_stops_then_resume_finishes(backbone_cache, train_workspace, runs):
+def test_cancel_checkpoints_and_stops_then_resume_finishes(
+    backbone_cache, train_workspace, runs, monkeypatch
+):
+    monkeypatch.delenv("GOMP_SPINCOUNT", raising=False)
     data = train_workspace / "datasets"
     record = start_job(job_config(backbone_cache, "a", steps=500), runs, data)
     assert record.active and record.pid
+    # its OpenMP threads sleep soon when they wait (train.threads), so it keeps its pace beside another job
+    assert f"GOMP_SPINCOUNT={OMP_SPIN_COUNT}".encode() in Path(
+        f"/proc/{record.pid}/environ"
+    ).read_bytes().split(b"\0")
     # The device is busy: later jobs wait in line, in order, without training.
     queued = [start_job(job_config(backbone_cache, name, steps=1), runs, data) for name in ("b", "c")]
     assert [(r.state, r.queued_behind) for r in queued] == [("queued", "a"), ("queued", "b")]
@@ -90,6 +99,13 @@ def test_jobs_on_two_cpu_lanes_train_at_once_each_on_its_threads(backbone_cache,
 
 
 @pytest.mark.slow
+def test_a_job_keeps_the_spin_count_its_starter_set():
+    env = job_env({"GOMP_SPINCOUNT": "0", "PYTHONPATH": "/x"}, "/repo")
+    assert env["GOMP_SPINCOUNT"] == "0"
+    assert env["PYTHONPATH"] == os.pathsep.join(("/repo", "/x"))
+    assert job_env({}, "/repo")["GOMP_SPINCOUNT"] == OMP_SPIN_COUNT
+
+
 def test_crash_ends_failed_with_the_traceback_in_the_log(backbone_cache, train_workspace, tmp_path):
     broken = tmp_path / "datasets" / "broken"
     shutil.copytree(train_workspace / "datasets" / "tiny_tasks", broken)

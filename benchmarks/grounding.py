@@ -103,9 +103,7 @@ def update_size(agents: dict, observation: dict, instruction: str) -> None:
     from train.adapters.layer import AdapterLinear
     from train.adapters.targets import detect_targets
 
-    print(
-        "\n| run | group | update / frozen output, median | largest | layer calls |\n|---|---|---|---|---|"
-    )
+    print("\n| run | group | update / frozen output, median | largest | layer calls |\n|---|---|---|---|---|")
     for run, agent in agents.items():
         targets, ratios, hooks = detect_targets(agent.policy), {}, []
         for name, module in agent.policy.named_modules():

@@ -29,21 +29,24 @@ STRATEGIES: tuple[str, ...] = (
 # LoRA usually wants about 10x full fine-tuning's rate (SCIENCE.md); each grid brackets its preset's rate.
 FULL_LRS: tuple[float, ...] = (3e-5, 1e-4, 3e-4)
 ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
-# Readings of LoRA-SP the paper leaves open (adapter overrides on the lora_sp preset): the
-# router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at 1e-3), the
-# spectral loss (the paper's own ablation: without it, active ranks 83/107/57 of 128; with
-# it, 84/35/34), eta, the z-loss's authors'-code form and the score function. Run in this
-# order: in the big study's lora_sp row the mean active rank fell from 27 to 6 of 32 within
-# 2,000 steps; without the z-loss it fell as fast while the logits grew (logsumexp ~390 at
-# step 750), so the z-loss bounds the router without causing the collapse, and the spectral
-# loss, which pushes the dropped scores down and so lowers k* step after step, is next.
+# Readings of LoRA-SP the paper leaves open (training-config overrides on the lora_sp
+# preset): the router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at
+# 1e-3), the vision tower left out of the targets, the spectral loss (the paper's own
+# ablation: without it, active ranks 83/107/57 of 128; with it, 84/35/34), eta, the
+# z-loss's authors'-code form and the score function. In this order, from what the big
+# study's lora_sp row showed (Runs 23-24 of docs/results/study-cpu.md): its active rank fell
+# from 27 to 6 of 32 within 2,000 steps, and without the z-loss nearly as fast (so the z-loss
+# bounds the router without causing that); its policy ignored where the objects were, and its
+# updates in the vision tower, up to 597x the frozen layers' output, had made the scenes'
+# image embeddings 150x closer than the backbone's by step 5,000 (benchmarks/grounding.py).
 LORA_SP_VARIANTS: dict[str, dict] = {
-    "lora_sp-no_z": {"z_weight": 0.0},
-    "lora_sp-no_spec": {"lambda_spec": 0.0},
-    "lora_sp-eta0.99": {"eta": 0.99},
-    "lora_sp-z_log1p": {"z_loss_form": "log1p"},
-    "lora_sp-score_relu": {"score_fn": "relu"},
-    "lora_sp-eta0.8": {"eta": 0.8},
+    "lora_sp-no_z": {"adapter": {"z_weight": 0.0}},
+    "lora_sp-no_vision": {"targets": "smolvla:language,action"},  # every study family is SmolVLA
+    "lora_sp-no_spec": {"adapter": {"lambda_spec": 0.0}},
+    "lora_sp-eta0.99": {"adapter": {"eta": 0.99}},
+    "lora_sp-z_log1p": {"adapter": {"z_loss_form": "log1p"}},
+    "lora_sp-score_relu": {"adapter": {"score_fn": "relu"}},
+    "lora_sp-eta0.8": {"adapter": {"eta": 0.8}},
 }
 CSV_HEADER = ("strategy", *PAPER_TASKS, "avg", "trainable_pct", "active_rank")
 

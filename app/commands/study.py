@@ -435,7 +435,7 @@ class Study(StudyRows):
         rate's ceiling) is kept, and the row trains again at the sweep's best lower rate."""
         from evaluate.study import LORA_SP_VARIANTS
 
-        extra = {"adapter": LORA_SP_VARIANTS[row]} if row in LORA_SP_VARIANTS else None
+        extra = LORA_SP_VARIANTS.get(row)
         while True:
             lr = self.row_rate(row)
             ceiling = self.ceiling(row, lr)

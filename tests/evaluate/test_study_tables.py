@@ -112,18 +112,33 @@ def test_strategy_names_are_the_presets():
     assert all(f"mini-{s}" in PRESETS for s in STRATEGIES)
 
 
-def test_each_lora_sp_reading_changes_only_its_own_fields_of_the_lora_sp_preset():
-    from dataclasses import asdict
+def test_each_lora_sp_reading_changes_only_what_it_names_in_the_lora_sp_preset():
+    from dataclasses import asdict, fields
 
     from train.adapters.config import LoraSPConfig
+    from train.adapters.targets import parse_targets
     from train.presets import get_preset
 
-    preset = asdict(LoraSPConfig(**get_preset("mini-lora_sp").adapter))
+    preset = get_preset("mini-lora_sp")
+    preset_adapter = asdict(LoraSPConfig(**preset.adapter))
     for reading, overrides in LORA_SP_VARIANTS.items():
-        adapter = asdict(LoraSPConfig(**get_preset("mini-lora_sp", adapter=overrides).adapter))
-        changed = {k for k in adapter if adapter[k] != preset[k]}
-        assert changed == set(overrides), reading  # a misspelt field or a no-op override fails
-        assert all(adapter[k] == v for k, v in overrides.items()), reading
+        config = get_preset("mini-lora_sp", **overrides)
+        adapter = asdict(LoraSPConfig(**config.adapter))  # a misspelt adapter field raises
+        changed = {f"adapter.{k}" for k in adapter if adapter[k] != preset_adapter[k]}
+        changed |= {
+            f.name
+            for f in fields(config)
+            if f.name != "adapter" and getattr(config, f.name) != getattr(preset, f.name)
+        }
+        named = {f"adapter.{k}" for k in overrides.get("adapter", {})} | (set(overrides) - {"adapter"})
+        assert changed == named, reading  # a no-op override fails too
+        parse_targets(config.targets)  # the targets a reading names exist
+    assert set(
+        parse_targets(get_preset("mini-lora_sp", **LORA_SP_VARIANTS["lora_sp-no_vision"]).targets).groups
+    ) == {
+        "language",
+        "action",
+    }
 
 
 def test_a_studys_ledger_reads_as_a_comparison_in_table_i_order(tmp_path):

@@ -32,13 +32,10 @@ ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
 # Readings of LoRA-SP the paper leaves open (training-config overrides on the lora_sp
 # preset): the router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at
 # 1e-3), the vision tower left out of the targets, the spectral loss (the paper's own
-# ablation: without it, active ranks 83/107/57 of 128; with it, 84/35/34), eta, the
-# z-loss's authors'-code form and the score function. In this order, from what the big
-# study's lora_sp row showed (Runs 23-24 of docs/results/study-cpu.md): its active rank fell
-# from 27 to 6 of 32 within 2,000 steps, and without the z-loss nearly as fast (so the z-loss
-# bounds the router without causing that); its policy ignored where the objects were, and its
-# updates in the vision tower, up to 597x the frozen layers' output, had made the scenes'
-# image embeddings 150x closer than the backbone's by step 5,000 (benchmarks/grounding.py).
+# ablation), eta, the z-loss's authors'-code form and the score function. Run in this order,
+# from what the big study's lora_sp row showed (Runs 23-24 of docs/results/study-cpu.md): its
+# active rank collapsed with or without the z-loss, and its vision-tower updates washed out
+# what tells one scene's images from another's (benchmarks/grounding.py).
 LORA_SP_VARIANTS: dict[str, dict] = {
     "lora_sp-no_z": {"adapter": {"z_weight": 0.0}},
     "lora_sp-no_vision": {"targets": "smolvla:language,action"},  # every study family is SmolVLA

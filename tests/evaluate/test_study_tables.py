@@ -133,12 +133,8 @@ def test_each_lora_sp_reading_changes_only_what_it_names_in_the_lora_sp_preset()
         named = {f"adapter.{k}" for k in overrides.get("adapter", {})} | (set(overrides) - {"adapter"})
         assert changed == named, reading  # a no-op override fails too
         parse_targets(config.targets)  # the targets a reading names exist
-    assert set(
-        parse_targets(get_preset("mini-lora_sp", **LORA_SP_VARIANTS["lora_sp-no_vision"]).targets).groups
-    ) == {
-        "language",
-        "action",
-    }
+    no_vision = get_preset("mini-lora_sp", **LORA_SP_VARIANTS["lora_sp-no_vision"])
+    assert set(parse_targets(no_vision.targets).groups) == {"language", "action"}
 
 
 def test_a_studys_ledger_reads_as_a_comparison_in_table_i_order(tmp_path):

@@ -98,7 +98,6 @@ def test_jobs_on_two_cpu_lanes_train_at_once_each_on_its_threads(backbone_cache,
     assert "device cpu, 1 threads" in (runs / "b" / "train.log").read_text()
 
 
-@pytest.mark.slow
 def test_a_job_keeps_the_spin_count_its_starter_set():
     env = job_env({"GOMP_SPINCOUNT": "0", "PYTHONPATH": "/x"}, "/repo")
     assert env["GOMP_SPINCOUNT"] == "0"
@@ -106,6 +105,7 @@ def test_a_job_keeps_the_spin_count_its_starter_set():
     assert job_env({}, "/repo")["GOMP_SPINCOUNT"] == OMP_SPIN_COUNT
 
 
+@pytest.mark.slow
 def test_crash_ends_failed_with_the_traceback_in_the_log(backbone_cache, train_workspace, tmp_path):
     broken = tmp_path / "datasets" / "broken"
     shutil.copytree(train_workspace / "datasets" / "tiny_tasks", broken)

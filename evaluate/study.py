@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -86,12 +87,21 @@ def val_loss_ceiling(sweep_loss: float | None) -> float | None:
     return sweep_loss * (1 + UNSTABLE_MARGIN)
 
 
-def first_val_above(run_dir: Path, ceiling: float) -> tuple[int, float] | None:
-    """(step, mean validation loss) of the run's first validation above `ceiling`, or None."""
-    for row in read_metrics(run_dir, "val"):
-        if (loss := row.get("val/mean")) is not None and loss > ceiling:
-            return int(row["step"]), float(loss)
-    return None
+def first_unstable_loss(run_dir: Path, ceiling: float) -> tuple[int, float] | None:
+    """(step, loss) where the run first went unstable, or None: a mean validation loss above
+    `ceiling`, or a training or validation loss that is not finite (metrics write it as null;
+    given here as inf). A finite training loss is not judged: it is noisier than validation."""
+    found = []
+    for row in read_metrics(run_dir):
+        key = {"val": "val/mean", "train": "loss"}.get(row.get("kind"))
+        if key is None or key not in row:
+            continue
+        loss = row[key]
+        if loss is None or not math.isfinite(loss):
+            found.append((int(row["step"]), math.inf))
+        elif key == "val/mean" and loss > ceiling:
+            found.append((int(row["step"]), float(loss)))
+    return min(found, default=None, key=lambda hit: hit[0])  # a resumed run logs some steps again
 
 
 def lower_rate(val_losses: dict[float, float | None], lr: float) -> float | None:
@@ -103,7 +113,8 @@ def lower_rate(val_losses: dict[float, float | None], lr: float) -> float | None
 
 @dataclass(frozen=True)
 class UnstableRun:
-    """A row's run stopped for a validation loss above its ceiling, and the rate it went on at."""
+    """A row's run stopped for a validation loss above its ceiling, or a loss gone NaN
+    (`val_loss` inf), and the rate it went on at."""
 
     row: str
     lr: float
@@ -373,7 +384,8 @@ def sweep_markdown(
     if unstable:
         lines += [
             "",
-            f"Rows unstable at their rate (validation loss above {1 + UNSTABLE_MARGIN:g}x the sweep run's):",
+            f"Rows unstable at their rate (validation loss above {1 + UNSTABLE_MARGIN:g}x the sweep run's, "
+            "or a loss gone NaN: inf):",
             "",
         ]
     for run in unstable:

@@ -42,7 +42,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     # end the run (state "unstable") at a validation whose mean loss is above this: the study's
-    # guard against a learning rate that a short sweep liked and a long run diverges at
+    # guard against a learning rate that a short sweep liked and a long run diverges at. A loss
+    # that is not finite (NaN, inf) ends the run whatever this is.
     max_val_loss: float | None = None
     # std of Gaussian noise added to the normalised observation.state of training batches: a
     # policy fitted to a few clean demonstrations otherwise follows the state alone, and in

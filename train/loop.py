@@ -34,7 +34,7 @@ VAL_SEED = 12345  # validation draws its flow-matching noise from this fixed see
 
 @dataclass
 class TrainResult:
-    state: str  # "completed" | "canceled" | "stopped" (stop_at_step reached) | "unstable" (max_val_loss)
+    state: str  # "completed" | "canceled" | "stopped" (stop_at_step reached) | "unstable" (a loss not finite, or above max_val_loss)
     step: int
     final_loss: float | None
     final_val: dict[str, float]
@@ -452,6 +452,10 @@ class Trainer:
                     "step %d/%d loss %.4f (%.2f steps/s)", self.step, cfg.steps, last_loss, 1 / step_time
                 )
                 window_start, window_steps, window_sums = time.perf_counter(), 0, {}
+                if not math.isfinite(last_loss):  # reduced above, so alike on every rank
+                    log.warning("training loss is %s at step %d: stopping", last_loss, self.step)
+                    state = "unstable"
+                    break
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                 last_val = self.validate()
                 mean = sum(last_val.values()) / len(last_val) if last_val else None
@@ -460,12 +464,11 @@ class Trainer:
                         "val", self.step, **{f"val/{t}": v for t, v in last_val.items()}, **{"val/mean": mean}
                     )
                 window_start = time.perf_counter()  # validation time is not training speed
-                if self.ranks.any(
-                    cfg.max_val_loss is not None and mean is not None and mean > cfg.max_val_loss
-                ):
-                    log.warning(
-                        "validation loss %.4f is above max_val_loss %.4f: stopping", mean, cfg.max_val_loss
-                    )
+                diverged = mean is not None and not math.isfinite(mean)
+                # `not <=` so that a NaN mean is above any ceiling
+                over = cfg.max_val_loss is not None and mean is not None and not mean <= cfg.max_val_loss
+                if self.ranks.any(diverged or over):
+                    log.warning("validation loss %s (max_val_loss %s): stopping", mean, cfg.max_val_loss)
                     state = "unstable"
                     break
             if self.step % cfg.checkpoint_every == 0 and self.step < cfg.steps:

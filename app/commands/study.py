@@ -353,6 +353,11 @@ class Study(StudyRows):
             follow(run_dir)
             if last_step(run_dir) >= steps:
                 return 0
+        if (run_dir / JOB_FILE).is_file() and (job := read_job(run_dir)).state == "unstable":
+            # a rate the sweep has a lower one for moved on (`row_rate`); here there is none
+            say(f"{run} ended unstable at step {job.step} (a loss gone NaN, or above its ceiling) and "
+                "continued it would again: leave its row out (--rows) or sweep lower rates")  # fmt: skip
+            return 1
         argv = ["train", "--dataset", self.dataset, "--preset", self.preset(row), "--run", run,
                 "--steps", str(steps), "--batch-size", str(self.args.batch_size), "--lr", repr(lr),
                 "--set", f"seed={self.args.seed}", "--set", "val_episodes_per_task=1",
@@ -445,7 +450,7 @@ class Study(StudyRows):
             if (next_lr := self.row_rate(row)) == lr:
                 return code
             run, step, loss = self.unstable_at(row, lr)
-            say(f"{row}: {run} is unstable at lr {lr:g} (validation loss {loss:.4f} at step {step}, above "
+            say(f"{row}: {run} is unstable at lr {lr:g} (loss {loss:.4f} at step {step}; ceiling "
                  f"{ceiling:.4g}): training at lr {next_lr:g}")  # fmt: skip
             self.write_sweep()
 

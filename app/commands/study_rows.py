@@ -110,7 +110,7 @@ class StudyRows:
         """(run, step, validation loss) where the row's run at `lr`, or its strategy's own row's
         (readings learn from it), rose above the rate's `ceiling`, here or, for an adopted row, on
         the machine that scored it (its ledger entry); None if neither did, or if it is not judged."""
-        from evaluate.study import first_val_above
+        from evaluate.study import first_unstable_loss
 
         strategy = self.base_strategy(row)
         if (ceiling := self.ceiling(row, lr)) is None:
@@ -120,7 +120,7 @@ class StudyRows:
                 return self.run_at(strategy, lr), run.step, run.val_loss
         for judged in dict.fromkeys((strategy, row)):
             run = self.run_at(judged, lr)
-            if (found := first_val_above(self.workspace.runs_dir / run, ceiling)) is not None:
+            if (found := first_unstable_loss(self.workspace.runs_dir / run, ceiling)) is not None:
                 return run, *found
         return None
 

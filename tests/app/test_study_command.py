@@ -397,6 +397,29 @@ def test_a_row_unstable_at_its_rate_trains_again_at_the_sweeps_best_lower_rate(
     assert "trained again at 0.0001" in (out / "sweep.md").read_text()
 
 
+def test_a_reading_gone_nan_trains_again_at_the_lower_rate_and_its_row_does_not(workspace, tmp_path):
+    """Run 24's lora_sp-no_z: its loss went NaN (written as null) under no ceiling a NaN
+    could pass. The reading steps down a rate; lora_sp's own row, stable, stays."""
+    out = tmp_path / "results"
+    study = _study(workspace, out, "--rows", "lora_sp,lora_sp-no_z", "--steps", "30")
+    study.sweep["lora_sp"] = {3e-4: 0.2245, 1e-3: 0.2094, 3e-3: 0.2053}
+    study.picked["lora_sp"] = 3e-3
+    run = workspace.runs_dir / "study-lora_sp-no_z"
+    run.mkdir(parents=True)
+    rows = [("val", 10, 0.21), ("train", 27, None), ("val", 30, None)]
+    (run / "metrics.jsonl").write_text(
+        "".join(
+            json.dumps({"kind": k, "step": s, "val/mean" if k == "val" else "loss": v}) + "\n"
+            for k, s, v in rows
+        )
+    )
+    assert study.row_rate("lora_sp") == 3e-3 and study.run_name("lora_sp") == "study-lora_sp"
+    assert study.row_rate("lora_sp-no_z") == 1e-3
+    assert study.run_name("lora_sp-no_z") == "study-lora_sp-no_z-lr1e-03"
+    study.write_sweep()
+    assert "- `lora_sp-no_z` at 0.003: inf at step 27" in (out / "sweep.md").read_text()
+
+
 @pytest.mark.timeout(600)
 def test_a_stopped_study_cancels_the_training_it_started_and_no_other(workspace, tmp_path, monkeypatch):
     """Ctrl-C (or an error) while rows train on lanes: the study's own jobs stop, saving where

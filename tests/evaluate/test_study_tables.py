@@ -4,6 +4,7 @@ files in the layout the issue fixes (`paper_table.csv`)."""
 import csv
 import io
 import json
+import math
 
 import pytest
 
@@ -14,7 +15,7 @@ from evaluate.study import (
     STRATEGIES,
     StudyRow,
     TrainingFigures,
-    first_val_above,
+    first_unstable_loss,
     lower_rate,
     lr_grid,
     paper_table_csv,
@@ -47,8 +48,15 @@ def test_an_unstable_rate_steps_down_to_the_best_lower_rate_of_the_sweep(tmp_pat
             for kind, step, loss in [("val", 10, 0.2), ("train", 15, 9.0), ("val", 20, 0.3), ("val", 30, 0.4)]
         )
     )
-    assert first_val_above(tmp_path, 0.25) == (20, 0.3)  # training losses are not judged
-    assert first_val_above(tmp_path, 0.5) is None
+    assert first_unstable_loss(tmp_path, 0.25) == (20, 0.3)  # training losses are not judged
+    assert first_unstable_loss(tmp_path, 0.5) is None
+    # but a loss gone NaN is (written as null): Run 24's lora_sp-no_z trained on as NaN for 2,500 steps
+    with (tmp_path / "metrics.jsonl").open("a") as metrics:
+        metrics.write("\n" + json.dumps({"kind": "val", "step": 40, "val/mean": None}))
+    assert first_unstable_loss(tmp_path, 0.5) == (40, math.inf)
+    with (tmp_path / "metrics.jsonl").open("a") as metrics:  # the training loss sees it first
+        metrics.write("\n" + json.dumps({"kind": "train", "step": 35, "loss": None}))
+    assert first_unstable_loss(tmp_path, 0.5) == (35, math.inf)
 
 
 def test_adapters_sweep_about_ten_times_full_fine_tuning_rates():

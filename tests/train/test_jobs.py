@@ -33,6 +33,16 @@ def wait_for_step(run_dir, step, timeout=JOB_TIMEOUT):
         time.sleep(0.5)
 
 
+def environ_of(pid: int, timeout: float = 30) -> list[bytes]:
+    """A process's environment as the kernel holds it. Popen returns once exec has begun, and
+    /proc reads empty until the new program's stack is set up, so wait for it."""
+    deadline = time.monotonic() + timeout
+    while not (raw := Path(f"/proc/{pid}/environ").read_bytes()):
+        assert time.monotonic() < deadline, f"process {pid} shows no environment"
+        time.sleep(0.05)
+    return raw.split(b"\0")
+
+
 @pytest.mark.slow
 def test_cancel_checkpoints_and_stops_then_resume_finishes(
     backbone_cache, train_workspace, runs, monkeypatch
@@ -42,9 +52,7 @@ def test_cancel_checkpoints_and_stops_then_resume_finishes(
     record = start_job(job_config(backbone_cache, "a", steps=500), runs, data)
     assert record.active and record.pid
     # its OpenMP threads sleep soon when they wait (train.threads), so it keeps its pace beside another job
-    assert f"GOMP_SPINCOUNT={OMP_SPIN_COUNT}".encode() in Path(
-        f"/proc/{record.pid}/environ"
-    ).read_bytes().split(b"\0")
+    assert f"GOMP_SPINCOUNT={OMP_SPIN_COUNT}".encode() in environ_of(record.pid)
     # The device is busy: later jobs wait in line, in order, without training.
     queued = [start_job(job_config(backbone_cache, name, steps=1), runs, data) for name in ("b", "c")]
     assert [(r.state, r.queued_behind) for r in queued] == [("queued", "a"), ("queued", "b")]

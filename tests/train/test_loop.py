@@ -392,3 +392,33 @@ def test_a_validation_ceiling_must_be_a_positive_loss():
         with pytest.raises(ValueError, match="max_val_loss must be above 0"):
             TrainConfig(max_val_loss=bad)
     assert TrainConfig(max_val_loss=0.2).max_val_loss == 0.2 and TrainConfig().max_val_loss is None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ceiling", [None, 0.5])
+def test_a_loss_that_is_not_finite_ends_the_run_as_unstable_with_or_without_a_ceiling(
+    ceiling, backbone_cache, train_workspace, tmp_path, monkeypatch
+):
+    # A NaN validation mean once passed `mean > ceiling` (a comparison with NaN is false)
+    # and the run trained on as NaN for 2,500 steps (Run 24, lora_sp-no_z).
+    monkeypatch.setattr(Trainer, "validate", lambda self: {"press the button": float("nan")})
+    cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=6, max_val_loss=ceiling)
+    result = run_training(cfg, tmp_path / "run", datasets_dir(train_workspace))
+    assert (result.state, result.step) == ("unstable", 2)  # val_every=2
+
+
+@pytest.mark.slow
+def test_a_training_loss_that_turns_nan_ends_the_run_at_once(
+    backbone_cache, train_workspace, tmp_path, monkeypatch
+):
+    real_step = Trainer.train_step
+
+    def step_going_nan(self, micro_batches):
+        terms = real_step(self, micro_batches)
+        return {**terms, "loss": torch.tensor(float("nan"))} if self.step >= 3 else terms
+
+    monkeypatch.setattr(Trainer, "train_step", step_going_nan)
+    cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=8, val_every=100)
+    result = run_training(cfg, tmp_path / "run", datasets_dir(train_workspace))
+    assert (result.state, result.step) == ("unstable", 3)  # log_every=1: not one step more
+    assert [r["step"] for r in read_metrics(tmp_path / "run", kind="train")] == [1, 2, 3]

@@ -53,7 +53,7 @@ def main() -> int:
     from collect.sim.tasks.base import body_pos
     from collect.workspace import Workspace
     from evaluate.campaign import CampaignSpec
-    from evaluate.rollout import PolicyAgent, _flatten
+    from evaluate.rollout import PolicyAgent, follower_observation
 
     tasks = list(FIRST_TARGET) if args.tasks == "all" else args.tasks.split(",")
     runs_dir = Workspace.open(args.workspace).runs_dir
@@ -69,7 +69,7 @@ def main() -> int:
         scenes = []
         for i in range(args.scenes):
             raw, _ = env.reset(seed=spec.seed_for(task, i))
-            observation = {**_flatten(raw), **env.camera_frames()}
+            observation = {**follower_observation(raw), **env.camera_frames()}
             x, y, _ = body_pos(env.world, FIRST_TARGET[task])
             scenes.append((observation, np.arctan2(y, x), np.hypot(x, y)))
         bearing = np.array([s[1] for s in scenes])

@@ -366,7 +366,7 @@ class GymSimExecutor:
         from collect.safety import SafetyFilter
 
         observation, _ = self._env_for(slot.task).reset(seed=slot.seed)
-        self._observation = _flatten(observation)
+        self._observation = follower_observation(observation)
         self._safety = SafetyFilter()
         self._safety.reset([self._observation[k] for k in MOTOR_KEYS])
         self.agent(slot.run).reset(seed=slot.seed)
@@ -394,7 +394,7 @@ class GymSimExecutor:
             if self.episode_sink is not None:
                 self.episode_sink.add(observation, action)
             raw, _, terminated, truncated, info = env.step(np.asarray(sent))
-            previous, observation = observation, _flatten(raw)
+            previous, observation = observation, follower_observation(raw)
             if self.on_tick is not None:
                 self.on_tick(TickInfo(slot, steps, time.monotonic() - started, previous, action))
             success = bool(info.get("is_success", False))
@@ -423,7 +423,7 @@ class GymSimExecutor:
         self.close()
 
 
-def _flatten(gym_observation: dict[str, Any]) -> dict[str, Any]:
+def follower_observation(gym_observation: dict[str, Any]) -> dict[str, Any]:
     """Gym observation -> the follower's observation dict (MOTOR_KEYS + camera frames)."""
     flat = dict(zip(MOTOR_KEYS, (float(v) for v in gym_observation["agent_pos"]), strict=True))
     flat.update(gym_observation.get("pixels", {}))

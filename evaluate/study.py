@@ -31,15 +31,18 @@ STRATEGIES: tuple[str, ...] = (
 FULL_LRS: tuple[float, ...] = (3e-5, 1e-4, 3e-4)
 ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
 # Readings of LoRA-SP the paper leaves open (training-config overrides on the lora_sp
-# preset): the router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at
-# 1e-3), the vision tower left out of the targets, the spectral loss (the paper's own
-# ablation), eta, the z-loss's authors'-code form and the score function. Run in this order,
-# from what the big study's lora_sp row showed (Runs 23-24 of docs/results/study-cpu.md): its
-# active rank collapsed with or without the z-loss, and its vision-tower updates washed out
-# what tells one scene's images from another's (benchmarks/grounding.py).
+# preset): the vision tower left out of the targets, a bounded score function, the router
+# z-loss (squared, ~24 at init with r=128, outweighs the spectral term at 1e-3), the spectral
+# loss (the paper's own ablation), eta, the z-loss's authors'-code form and a relu score.
+# Run in this order, from what the big study's lora_sp row showed (Runs 23-25 of
+# docs/results/study-cpu.md): its active rank collapsed with or without the z-loss, its
+# updates grew to hundreds of times the frozen layers' outputs, and its policy stopped telling
+# one scene from another (benchmarks/grounding.py), with the vision tower left out too.
 LORA_SP_VARIANTS: dict[str, dict] = {
-    "lora_sp-no_z": {"adapter": {"z_weight": 0.0}},
     "lora_sp-no_vision": {"targets": "smolvla:language,action"},  # every study family is SmolVLA
+    # scores in (0, 1): the router picks vectors but cannot make the update large (Run 25)
+    "lora_sp-score_sigmoid": {"adapter": {"score_fn": "sigmoid"}},
+    "lora_sp-no_z": {"adapter": {"z_weight": 0.0}},
     "lora_sp-no_spec": {"adapter": {"lambda_spec": 0.0}},
     "lora_sp-eta0.99": {"adapter": {"eta": 0.99}},
     "lora_sp-z_log1p": {"adapter": {"z_loss_form": "log1p"}},

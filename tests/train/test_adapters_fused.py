@@ -115,6 +115,7 @@ CONFIGS = {
     "authors": {"router_depth": 1, "score_fn": "none", "k_rule": "one_fewer"},
     "relu_silu_log1p": {"score_fn": "relu", "router_activation": "silu", "z_loss_form": "log1p"},
     "relu_router": {"router_activation": "relu", "eta": 0.99},
+    "sigmoid": {"score_fn": "sigmoid"},
 }
 
 

@@ -242,6 +242,27 @@ def test_all_zero_scores_add_nothing():
     assert layer.rank_histogram()[0] == 3 * 7
 
 
+@pytest.mark.parametrize("score_fn", ["softplus", "sigmoid"])
+def test_sigmoid_scores_keep_the_update_within_what_b_and_a_give(score_fn):
+    """|delta| <= |B| |A x| per token when every score is below 1; softplus scores grow with
+    the input, so its update can outgrow LoRA's (Run 25: up to 598x the frozen output)."""
+    torch.manual_seed(0)
+    layer = LoraSPLinear(nn.Linear(D, D), LoraSPConfig(r=8, eta=1.0, score_fn=score_fn))
+    with torch.no_grad():
+        nn.init.normal_(layer.lora_B)
+        for parameter in layer.router.parameters():
+            nn.init.normal_(parameter)
+        x = 30 * inputs()
+        update = (layer(x) - layer.base_layer(x)).norm(dim=-1)
+        bound = torch.linalg.matrix_norm(layer.lora_B, ord=2) * (x @ layer.lora_A.T).norm(dim=-1)
+    assert bool((update <= bound * (1 + 1e-5)).all()) == (score_fn == "sigmoid")
+
+
+def test_an_unknown_score_function_is_refused_at_construction():
+    with pytest.raises(ValueError, match="score_fn must be softplus"):
+        LoraSPConfig(score_fn="tanh")
+
+
 @pytest.mark.parametrize("routing", ["token", "sample"])
 @pytest.mark.parametrize("eta", [0.5, 0.9, 1.0])
 def test_gathered_equals_dense(routing, eta):

@@ -41,7 +41,9 @@ class LoraSPConfig:
     router_hidden: int = 64
     router_depth: Literal[1, 2] = 2  # 2: W2 phi(W1 x + b1) + b2 (paper); 1: one linear (authors' code)
     router_activation: Literal["gelu", "relu", "silu"] = "gelu"
-    score_fn: Literal["softplus", "relu", "none"] = "softplus"  # "none": raw scores (authors' code)
+    # "none": raw scores (authors' code); "sigmoid": each score in (0, 1), so that how large the
+    # update is rests with B and A, as in LoRA, not with an unbounded router
+    score_fn: Literal["softplus", "relu", "sigmoid", "none"] = "softplus"
     k_rule: Literal["smallest", "one_fewer"] = "smallest"  # "one_fewer": authors' code keeps k-1
     routing: Literal["token", "sample"] = "token"  # sample: mean-pooled over the sequence
     eta: float = 0.9
@@ -70,6 +72,10 @@ class LoraSPConfig:
                 raise ValueError(f"LoraSPConfig.{name} must be in (0, 1], got {value}")
         if self.eta_schedule not in ("constant", "linear"):
             raise ValueError(f"LoraSPConfig.eta_schedule must be constant|linear, got {self.eta_schedule!r}")
+        if self.score_fn not in ("softplus", "relu", "sigmoid", "none"):
+            raise ValueError(
+                f"LoraSPConfig.score_fn must be softplus|relu|sigmoid|none, got {self.score_fn!r}"
+            )
 
     def eta_at(self, step: int) -> float:
         """The training eta at `step`: linear goes from 1.0 down to `eta` over the warm-up."""

@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import LoraSPConfig
 from .layer import AdapterLinear, kaiming_uniform_
-from .lora_sp_fused import eta_fraction, fused_delta, gathered_delta
+from .lora_sp_fused import eta_fraction, fused_delta, gathered_delta, router_scores
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 #: the auxiliary terms a LoRA-SP forward records, in this order
@@ -147,16 +147,6 @@ def router_logits(x: torch.Tensor, tensors: tuple[torch.Tensor, ...], activation
     else:
         hidden = F.silu(hidden)
     return F.linear(hidden, w2, b2)
-
-
-def router_scores(logits: torch.Tensor, score_fn: str) -> torch.Tensor:
-    if score_fn == "softplus":
-        return F.softplus(logits)
-    if score_fn == "relu":
-        return F.relu(logits)
-    if score_fn == "none":
-        return logits
-    raise ValueError(f"score_fn must be softplus|relu|none, got {score_fn!r}")
 
 
 def lora_sp_forward(

@@ -121,19 +121,28 @@ def _activation_grad(grad: torch.Tensor, pre: torch.Tensor, name: str) -> torch.
     return grad * (pre > 0)
 
 
-def _score(logits: torch.Tensor, score_fn: str) -> torch.Tensor:
+def router_scores(logits: torch.Tensor, score_fn: str) -> torch.Tensor:
+    """s(x) = g(logits), the scores the energy rule ranks and the kept vectors are scaled by."""
     if score_fn == "softplus":
         return F.softplus(logits)
     if score_fn == "relu":
         return F.relu(logits)
-    return logits
+    if score_fn == "sigmoid":
+        return torch.sigmoid(logits)
+    if score_fn == "none":
+        return logits
+    raise ValueError(f"score_fn must be softplus|relu|sigmoid|none, got {score_fn!r}")
 
 
 def _score_grad(logits: torch.Tensor, score_fn: str) -> torch.Tensor | float:
+    """d router_scores / d logits."""
     if score_fn == "softplus":
         return torch.sigmoid(logits)
     if score_fn == "relu":
         return (logits > 0).to(logits.dtype)
+    if score_fn == "sigmoid":
+        sigmoid = torch.sigmoid(logits)
+        return sigmoid * (1 - sigmoid)
     return 1.0
 
 
@@ -160,7 +169,7 @@ def _forward(x, lora_a, lora_b, w1, b1, w2, b2, eta_frac, scale, cfg, want_aux):
     one_layer = w1 is None
     ax, pre = _project(x, lora_a, w2 if one_layer else w1, b2 if one_layer else b1)
     _, logits = _logits(pre, w2, b2, activation, one_layer)
-    scores = _score(logits, score_fn)
+    scores = router_scores(logits, score_fn)
     mask, dropped = threshold_select(scores, eta_frac, k_rule)
     gate = scores * mask
     delta = F.linear(ax * (gate if scale == 1.0 else gate * scale).to(ax.dtype), lora_b)
@@ -199,7 +208,7 @@ class LoraSPFunction(torch.autograd.Function):
         w_in, b_in = (w2, b2) if one_layer else (w1, b1)
         pre = F.linear(x, w_in, b_in)  # the router, recomputed: not saved
         hidden, logits = _logits(pre, w2, b2, activation, one_layer)
-        scores = _score(logits, score_fn)
+        scores = router_scores(logits, score_fn)
         gate = scores * mask
         gate_scaled = (gate if scale == 1.0 else gate * scale).to(dtype)
         grad_delta = grad_delta.to(dtype)
@@ -303,7 +312,7 @@ def gathered_delta(x, lora_a, lora_b, router, eta_frac, scale, cfg, auto):
     flat = x.reshape(-1, x.shape[-1])
     pre = F.linear(flat, w2 if one_layer else w1, b2 if one_layer else b1)
     _, logits = _logits(pre, w2, b2, activation, one_layer)
-    scores = _score(logits, score_fn)
+    scores = router_scores(logits, score_fn)
     mask, dropped = threshold_select(scores, eta_frac, k_rule)
     gate = scores * mask if scale == 1.0 else scores * (mask * scale)
     kept = kept_union(mask)

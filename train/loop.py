@@ -409,6 +409,7 @@ class Trainer:
         window_start, window_steps, window_sums = time.perf_counter(), 0, {}
         last_save = window_start
         last_loss, last_val, checkpoint, state = None, {}, None, "completed"
+        diverged = False  # a loss went NaN: the weights are not worth a checkpoint
         saved_step = self.step if self.step else None  # alike on every rank; a resume starts on disk
         while self.step < cfg.steps:
             if self.ranks.any(should_stop()):  # every rank stops at the same step
@@ -454,7 +455,7 @@ class Trainer:
                 window_start, window_steps, window_sums = time.perf_counter(), 0, {}
                 if not math.isfinite(last_loss):  # reduced above, so alike on every rank
                     log.warning("training loss is %s at step %d: stopping", last_loss, self.step)
-                    state = "unstable"
+                    state, diverged = "unstable", True
                     break
             if self.step % cfg.val_every == 0 or self.step == cfg.steps:
                 last_val = self.validate()
@@ -464,10 +465,11 @@ class Trainer:
                         "val", self.step, **{f"val/{t}": v for t, v in last_val.items()}, **{"val/mean": mean}
                     )
                 window_start = time.perf_counter()  # validation time is not training speed
-                diverged = mean is not None and not math.isfinite(mean)
-                # `not <=` so that a NaN mean is above any ceiling
-                over = cfg.max_val_loss is not None and mean is not None and not mean <= cfg.max_val_loss
-                if self.ranks.any(diverged or over):
+                diverged = self.ranks.any(mean is not None and not math.isfinite(mean))
+                over = self.ranks.any(
+                    cfg.max_val_loss is not None and mean is not None and mean > cfg.max_val_loss
+                )
+                if diverged or over:
                     log.warning("validation loss %s (max_val_loss %s): stopping", mean, cfg.max_val_loss)
                     state = "unstable"
                     break
@@ -479,8 +481,11 @@ class Trainer:
                 window_start = last_save = time.perf_counter()
         # A run that stops short saves to be continued (a resume point: once continued, not
         # kept), unless its step is on disk already: re-saving a cadence checkpoint, or the
-        # one a resumed run started from, as a resume point would get it deleted later.
-        if saved_step != self.step:
+        # one a resumed run started from, as a resume point would get it deleted later. A run
+        # gone NaN does not save: its last save before is what to evaluate or go back to.
+        if diverged:
+            log.warning("step %d is not saved: its loss is not finite", self.step)
+        elif saved_step != self.step:
             checkpoint = self.save(resume_point=state != "completed")
         elif checkpoint is None and main:  # resumed at its last step: the checkpoint it resumed from
             from .checkpoint import checkpoint_dir

@@ -405,6 +405,7 @@ def test_a_loss_that_is_not_finite_ends_the_run_as_unstable_with_or_without_a_ce
     cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=6, max_val_loss=ceiling)
     result = run_training(cfg, tmp_path / "run", datasets_dir(train_workspace))
     assert (result.state, result.step) == ("unstable", 2)  # val_every=2
+    assert result.checkpoint is None and last_step(tmp_path / "run") == 0  # NaN weights are not kept
 
 
 @pytest.mark.slow
@@ -421,4 +422,5 @@ def test_a_training_loss_that_turns_nan_ends_the_run_at_once(
     cfg = tiny_config("smolvla-lora_sp", backbone_cache, steps=8, val_every=100)
     result = run_training(cfg, tmp_path / "run", datasets_dir(train_workspace))
     assert (result.state, result.step) == ("unstable", 3)  # log_every=1: not one step more
+    assert result.checkpoint is None  # nothing saved before it, and the NaN step is not saved
     assert [r["step"] for r in read_metrics(tmp_path / "run", kind="train")] == [1, 2, 3]

@@ -3,6 +3,7 @@ running it again redoes nothing; bad input is refused before anything is recorde
 
 import argparse
 import csv
+import dataclasses
 import json
 import shutil
 import time
@@ -418,6 +419,25 @@ def test_a_reading_gone_nan_trains_again_at_the_lower_rate_and_its_row_does_not(
     assert study.run_name("lora_sp-no_z") == "study-lora_sp-no_z-lr1e-03"
     study.write_sweep()
     assert "- `lora_sp-no_z` at 0.003: inf at step 27" in (out / "sweep.md").read_text()
+
+
+def test_a_run_that_ended_itself_at_the_lowest_rate_is_not_continued(workspace, tmp_path, capsys):
+    """With no lower rate left a run gone NaN cannot step down; continued, it would go NaN
+    again from its last save, so the study stops on it and says what to do."""
+    from app.commands.study_lanes import Lane
+    from train.jobs import JobRecord
+
+    study = _study(workspace, tmp_path / "results", "--rows", "lora_sp", "--steps", "30")
+    study.sweep["lora_sp"] = {3e-4: 0.2245, 1e-3: 0.2094, 3e-3: 0.2053}
+    study.picked["lora_sp"] = 3e-4  # the lowest: no ceiling, no lower rate
+    run = workspace.runs_dir / "study-lora_sp"
+    run.mkdir(parents=True)
+    record = JobRecord("study-lora_sp", str(run), state="unstable", step=12, total_steps=30)
+    (run / "job.json").write_text(json.dumps(dataclasses.asdict(record)))
+    before = (run / "job.json").read_text()
+    assert study.train("lora_sp", run.name, 30, 3e-4, Lane("cpu")) == 1
+    assert "leave its row out (--rows)" in capsys.readouterr().err
+    assert (run / "job.json").read_text() == before and not (run / "checkpoints").exists()  # nothing started
 
 
 @pytest.mark.timeout(600)

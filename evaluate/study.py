@@ -31,7 +31,7 @@ STRATEGIES: tuple[str, ...] = (
 FULL_LRS: tuple[float, ...] = (3e-5, 1e-4, 3e-4)
 ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
 # Readings of LoRA-SP the paper leaves open (training-config overrides on the lora_sp
-# preset): the vision tower left out of the targets, a bounded score function, the router
+# preset): the rate, the vision tower left out of the targets, a bounded score function, the router
 # z-loss (squared, ~24 at init with r=128, outweighs the spectral term at 1e-3), the spectral
 # loss (the paper's own ablation), eta, the z-loss's authors'-code form and a relu score.
 # Run in this order, from what the big study's lora_sp row showed (Runs 23-25 of
@@ -39,6 +39,10 @@ ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
 # updates grew to hundreds of times the frozen layers' outputs, and its policy stopped telling
 # one scene from another (benchmarks/grounding.py), with the vision tower left out too.
 LORA_SP_VARIANTS: dict[str, dict] = {
+    # the control: lora_sp itself at 1e-3, not its sweep's 3e-3 (a reading that names only its
+    # rate is its strategy's row at that rate): at step 5,000 the one reading that turned with
+    # the scene trained at 1e-3, the two that did not at 3e-3 (Run 25, benchmarks/grounding.py)
+    "lora_sp-lr1e-03": {"lr": 1e-3},
     "lora_sp-no_vision": {"targets": "smolvla:language,action"},  # every study family is SmolVLA
     # scores in (0, 1): the router picks vectors but cannot make the update large (Run 25)
     "lora_sp-score_sigmoid": {"adapter": {"score_fn": "sigmoid"}},

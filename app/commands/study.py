@@ -438,9 +438,8 @@ class Study(StudyRows):
     def train_stage(self, row: str, lane: Lane) -> int:
         """The row's run at `row_rate`; a run stopped as unstable (its validation loss above the
         rate's ceiling) is kept, and the row trains again at the sweep's best lower rate."""
-        from evaluate.study import LORA_SP_VARIANTS
-
-        extra = LORA_SP_VARIANTS.get(row)
+        # the rate goes in as --lr (`row_rate`): set as an override it would undo a step down
+        extra = {key: value for key, value in self.overrides(row).items() if key != "lr"}
         while True:
             lr = self.row_rate(row)
             ceiling = self.ceiling(row, lr)

@@ -1,8 +1,8 @@
 """What a row of `piper-ws study` is, and what the study already holds of it, read from disk.
 
 A row (a strategy, the scratch baseline or a LoRA-SP reading) trains a preset at its
-strategy's sweep pick, or at a lower rate where its run there was unstable, as the run
-`<name>-<row>`; a row scored on another machine is adopted from its ledger entry. This is
+strategy's sweep pick (or at the rate a reading names), or at a lower rate where its run there
+was unstable, as the run `<name>-<row>`; a row scored on another machine is adopted from its ledger entry. This is
 the study without its stages: `study.Study` runs the rows, `study_status` reads them, and
 both name every run through these methods, so the two always agree.
 """
@@ -67,15 +67,34 @@ class StudyRows:
         return self.run_at(row, self.row_rate(row))
 
     def run_at(self, row: str, lr: float | None) -> str:
+        """`<name>-<row>` at the row's start rate, `<name>-<row>-lr<rate>` at a lower one. A
+        reading that names only its rate is its strategy's row at that rate, so it is that run:
+        one run, whichever row asks for it."""
         from evaluate.study import lr_tag
 
+        if self.reading_rate(row) is not None and set(self.overrides(row)) == {"lr"}:
+            row = self.base_strategy(row)
         base = f"{self.args.name}-{row}"
-        return (
-            base if lr is None or lr == self.picked.get(self.base_strategy(row)) else f"{base}-lr{lr_tag(lr)}"
-        )
+        return base if lr is None or lr == self.start_rate(row) else f"{base}-lr{lr_tag(lr)}"
+
+    def overrides(self, row: str) -> dict:
+        """The training-config overrides a LoRA-SP reading puts on its preset ({} for other rows)."""
+        from evaluate.study import LORA_SP_VARIANTS
+
+        return LORA_SP_VARIANTS.get(row, {})
+
+    def reading_rate(self, row: str) -> float | None:
+        """The rate a reading names for itself (a control of its strategy's sweep pick), or None."""
+        return self.overrides(row).get("lr")
+
+    def start_rate(self, row: str) -> float | None:
+        """The rate the row trains at first: its strategy's sweep pick, or the rate a reading
+        names. None before the sweep (a reading's rate is judged by its strategy's sweep too)."""
+        picked = self.picked.get(self.base_strategy(row))
+        return None if picked is None else (self.reading_rate(row) or picked)
 
     def row_rate(self, row: str) -> float | None:
-        """The rate the row trains at: its strategy's sweep pick, stepped down to the sweep's
+        """The rate the row trains at: its `start_rate`, stepped down to the sweep's
         best lower rate while the row's run at it, or its strategy's row's, was unstable
         (`unstable_at`). None before the sweep."""
         steps = list(self.rate_steps(row))
@@ -83,12 +102,12 @@ class StudyRows:
 
     def rate_steps(self, row: str):
         """(rate, where it was unstable or None, the lower rate the row went on at or None) from
-        the sweep's pick down to the row's rate. A rate with no lower one left is the last: the
+        the row's start rate down to the rate it trains at. A rate with no lower one left is the last: the
         row stays there, and is scored there."""
         from evaluate.study import lower_rate
 
         strategy = self.base_strategy(row)
-        lr = self.picked.get(strategy)
+        lr = self.start_rate(row)
         while lr is not None:
             unstable = self.unstable_at(row, lr)
             lower = lower_rate(self.sweep[strategy], lr) if unstable else None

@@ -514,3 +514,37 @@ def test_with_two_lanes_the_target_is_recorded_while_the_backbone_is_built(works
         is_dataset(target) and json.loads((target / "meta" / "info.json").read_text())["total_episodes"] == 8
     )
     assert study.backbone_to_build() is None  # built: the next start goes straight to the rows
+
+
+def test_a_reading_that_names_its_rate_is_its_strategys_row_at_that_rate(workspace, tmp_path, monkeypatch):
+    """The control reading `lora_sp-lr1e-03`: the lora_sp preset at 1e-3 while the sweep picked
+    3e-3, judged against the sweep's 1e-3 run, trained as the run lora_sp's own row would use at
+    1e-3; the rate goes in as --lr alone, so a step down is not undone by an override."""
+    from app.commands import study as study_module
+    from app.commands.study_lanes import Lane
+
+    study = _study(workspace, tmp_path / "results", "--rows", "lora_sp,lora_sp-lr1e-03", "--steps", "30")
+    study.sweep["lora_sp"] = {3e-4: 0.2245, 1e-3: 0.2094, 3e-3: 0.2053}
+    study.picked["lora_sp"] = 3e-3
+    assert study.row_rate("lora_sp") == 3e-3 and study.run_name("lora_sp") == "study-lora_sp"
+    assert study.row_rate("lora_sp-lr1e-03") == 1e-3
+    assert study.run_name("lora_sp-lr1e-03") == study.run_at("lora_sp", 1e-3) == "study-lora_sp-lr1e-03"
+    assert study.ceiling("lora_sp-lr1e-03", 1e-3) == pytest.approx(0.2094 * 1.1)
+    calls = []
+    monkeypatch.setattr(study_module.Study, "_cli", lambda self, *argv: calls.append(argv) or 0)
+    study.train_stage("lora_sp-lr1e-03", Lane("cpu"))
+    argv = list(calls[0])
+    assert (
+        argv[argv.index("--run") + 1] == "study-lora_sp-lr1e-03" and argv[argv.index("--lr") + 1] == "0.001"
+    )
+    assert not [a for a in argv if a.startswith("lr=")]
+    assert f"max_val_loss={json.dumps(study.ceiling('lora_sp-lr1e-03', 1e-3))}" in argv
+
+    # unstable at 1e-3 (a validation over its ceiling): it steps down like any row, and so does
+    # lora_sp's own row at 1e-3 (one run), while lora_sp at its pick stays
+    run = workspace.runs_dir / "study-lora_sp-lr1e-03"
+    (run / "metrics.jsonl").parent.mkdir(parents=True, exist_ok=True)
+    (run / "metrics.jsonl").write_text(json.dumps({"kind": "val", "step": 25, "val/mean": 0.5}) + "\n")
+    assert study.row_rate("lora_sp-lr1e-03") == 3e-4
+    assert study.run_name("lora_sp-lr1e-03") == "study-lora_sp-lr3e-04"
+    assert study.run_name("lora_sp") == "study-lora_sp"

@@ -490,8 +490,8 @@ class Study(StudyRows):
         )
 
         with ResultsStore(self.workspace.results_db) as store:
-            done = [
-                r for r in self.shown_rows if r not in self.adopted and store.has_campaign(self.run_name(r))
+            done = [  # a campaign with no trial yet (stopped as it began) is no row
+                r for r in self.shown_rows if r not in self.adopted and store.trials(self.run_name(r))
             ]
             trials = [t for r in done for t in store.trials(self.run_name(r))]
             curve = {  # row -> [(step, its trials)]: the learnability rows' earlier checkpoints

@@ -69,10 +69,10 @@ class StudyRows:
     def run_at(self, row: str, lr: float | None) -> str:
         """`<name>-<row>` at the row's start rate, `<name>-<row>-lr<rate>` at a lower one. A
         reading that names only its rate is its strategy's row at that rate, so it is that run:
-        one run, whichever row asks for it."""
+        one run, whichever row asks for it (known once the sweep is: None is the start rate)."""
         from evaluate.study import lr_tag
 
-        if self.reading_rate(row) is not None and set(self.overrides(row)) == {"lr"}:
+        if lr is not None and set(self.overrides(row)) == {"lr"}:
             row = self.base_strategy(row)
         base = f"{self.args.name}-{row}"
         return base if lr is None or lr == self.start_rate(row) else f"{base}-lr{lr_tag(lr)}"

@@ -522,8 +522,16 @@ def test_a_reading_that_names_its_rate_is_its_strategys_row_at_that_rate(workspa
     1e-3; the rate goes in as --lr alone, so a step down is not undone by an override."""
     from app.commands import study as study_module
     from app.commands.study_lanes import Lane
+    from evaluate.store import ResultsStore
 
-    study = _study(workspace, tmp_path / "results", "--rows", "lora_sp,lora_sp-lr1e-03", "--steps", "30")
+    out = tmp_path / "results"
+    study = _study(workspace, out, "--rows", "lora_sp,lora_sp-lr1e-03", "--steps", "30")
+    # before the sweep its name is its own: not lora_sp's run, whose trials it would take
+    assert study.run_name("lora_sp-lr1e-03") == "study-lora_sp-lr1e-03"
+    with ResultsStore(workspace.results_db) as store:  # a scoring stopped before its first trial
+        store.create_campaign("study-lora_sp-lr1e-03", "sim", {})
+    study.write_tables()
+    assert not study.ledger_path("lora_sp-lr1e-03").exists()  # no row: a new start would adopt it
     study.sweep["lora_sp"] = {3e-4: 0.2245, 1e-3: 0.2094, 3e-3: 0.2053}
     study.picked["lora_sp"] = 3e-3
     assert study.row_rate("lora_sp") == 3e-3 and study.run_name("lora_sp") == "study-lora_sp"

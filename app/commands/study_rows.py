@@ -67,15 +67,17 @@ class StudyRows:
         return self.run_at(row, self.row_rate(row))
 
     def run_at(self, row: str, lr: float | None) -> str:
-        """`<name>-<row>` at the row's start rate, `<name>-<row>-lr<rate>` at a lower one. A
-        reading that names only its rate is its strategy's row at that rate, so it is that run:
-        one run, whichever row asks for it (known once the sweep is: None is the start rate)."""
+        """`<name>-<row>` at its strategy's sweep pick, `<name>-<row>-lr<rate>` at another rate
+        (a lower one, or the rate a reading names). A reading that names only its rate is its
+        strategy's row at that rate, so it is that run: one run, whichever row asks for it
+        (known once the sweep is: before, `lr` is None and the row goes by its own name)."""
         from evaluate.study import lr_tag
 
         if lr is not None and set(self.overrides(row)) == {"lr"}:
             row = self.base_strategy(row)
         base = f"{self.args.name}-{row}"
-        return base if lr is None or lr == self.start_rate(row) else f"{base}-lr{lr_tag(lr)}"
+        picked = self.picked.get(self.base_strategy(row))
+        return base if lr is None or lr == picked else f"{base}-lr{lr_tag(lr)}"
 
     def overrides(self, row: str) -> dict:
         """The training-config overrides a LoRA-SP reading puts on its preset ({} for other rows)."""

@@ -556,3 +556,30 @@ def test_a_reading_that_names_its_rate_is_its_strategys_row_at_that_rate(workspa
     assert study.row_rate("lora_sp-lr1e-03") == 3e-4
     assert study.run_name("lora_sp-lr1e-03") == "study-lora_sp-lr3e-04"
     assert study.run_name("lora_sp") == "study-lora_sp"
+
+
+def test_a_reading_with_its_own_rate_and_a_change_runs_under_its_own_name_at_that_rate(
+    workspace, tmp_path, monkeypatch
+):
+    """`lora_sp-score_sigmoid` starts at READINGS_LR whatever the sweep picked: named by the
+    rate where that is not the pick (its run at the pick is another run), its change passed
+    as an override and its rate as --lr."""
+    from app.commands import study as study_module
+    from app.commands.study_lanes import Lane
+    from evaluate.study import LORA_SP_VARIANTS, READINGS_LR
+
+    assert LORA_SP_VARIANTS["lora_sp-score_sigmoid"]["lr"] == READINGS_LR == 1e-3
+    study = _study(workspace, tmp_path / "results", "--rows", "lora_sp,lora_sp-score_sigmoid")
+    study.sweep["lora_sp"] = {3e-4: 0.2245, 1e-3: 0.2094, 3e-3: 0.2053}
+    study.picked["lora_sp"] = 3e-3
+    assert study.row_rate("lora_sp-score_sigmoid") == 1e-3
+    assert study.run_name("lora_sp-score_sigmoid") == "study-lora_sp-score_sigmoid-lr1e-03"
+    calls = []
+    monkeypatch.setattr(study_module.Study, "_cli", lambda self, *argv: calls.append(argv) or 0)
+    study.train_stage("lora_sp-score_sigmoid", Lane("cpu"))
+    argv = list(calls[0])
+    assert argv[argv.index("--lr") + 1] == "0.001" and not [a for a in argv if a.startswith("lr=")]
+    assert 'adapter={"score_fn": "sigmoid"}' in argv
+
+    study.picked["lora_sp"] = 1e-3  # where the sweep picks the reading's rate, it goes by its own name
+    assert study.run_name("lora_sp-score_sigmoid") == "study-lora_sp-score_sigmoid"

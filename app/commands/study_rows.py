@@ -1,10 +1,11 @@
 """What a row of `piper-ws study` is, and what the study already holds of it, read from disk.
 
 A row (a strategy, the scratch baseline or a LoRA-SP reading) trains a preset at its
-strategy's sweep pick (or at the rate a reading names), or at a lower rate where its run there
-was unstable, as the run `<name>-<row>`; a row scored on another machine is adopted from its ledger entry. This is
-the study without its stages: `study.Study` runs the rows, `study_status` reads them, and
-both name every run through these methods, so the two always agree.
+strategy's sweep pick (or at the rate a reading names), or at a lower rate where its run
+there was unstable, as the run `<name>-<row>`; a row scored on another machine is adopted
+from its ledger entry. This is the study without its stages: `study.Study` runs the rows,
+`study_status` reads them, and both name every run through these methods, so the two always
+agree.
 """
 
 from __future__ import annotations
@@ -85,15 +86,11 @@ class StudyRows:
 
         return LORA_SP_VARIANTS.get(row, {})
 
-    def reading_rate(self, row: str) -> float | None:
-        """The rate a reading names for itself (a control of its strategy's sweep pick), or None."""
-        return self.overrides(row).get("lr")
-
     def start_rate(self, row: str) -> float | None:
         """The rate the row trains at first: its strategy's sweep pick, or the rate a reading
         names. None before the sweep (a reading's rate is judged by its strategy's sweep too)."""
         picked = self.picked.get(self.base_strategy(row))
-        return None if picked is None else (self.reading_rate(row) or picked)
+        return None if picked is None else self.overrides(row).get("lr", picked)
 
     def row_rate(self, row: str) -> float | None:
         """The rate the row trains at: its `start_rate`, stepped down to the sweep's
@@ -104,8 +101,8 @@ class StudyRows:
 
     def rate_steps(self, row: str):
         """(rate, where it was unstable or None, the lower rate the row went on at or None) from
-        the row's start rate down to the rate it trains at. A rate with no lower one left is the last: the
-        row stays there, and is scored there."""
+        the row's start rate down to the rate it trains at. A rate with no lower one left is the
+        last: the row stays there, and is scored there."""
         from evaluate.study import lower_rate
 
         strategy = self.base_strategy(row)

@@ -35,10 +35,10 @@ ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
 # router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at 1e-3), the
 # spectral loss (the paper's own ablation), eta, the z-loss's authors'-code form and a relu
 # score. Run in this order, from what the big study's lora_sp row showed (Runs 23-26 of
-# docs/results/study-cpu.md): at its sweep's 3e-3 its active rank collapsed, its updates grew
-# to hundreds of times the frozen layers' outputs and its policy stopped telling one scene from
-# another (benchmarks/grounding.py), with or without the z-loss or the vision tower's adapters;
-# at 1e-3 it turned with the object by step 5,000 as LoRA r=8 does.
+# docs/results/study-cpu.md): at its sweep's 3e-3 its updates grew to hundreds of times the
+# frozen layers' outputs and its policy stopped telling one scene from another
+# (benchmarks/grounding.py), with or without the z-loss or the vision tower's adapters; at 1e-3
+# it turned with the object by step 5,000 as LoRA r=8 does. Its active rank fell at both rates.
 READINGS_LR = 1e-3  # where LoRA-SP works (Run 26): a reading there reads its own change, not the rate's
 LORA_SP_VARIANTS: dict[str, dict] = {
     # the control: lora_sp itself at 1e-3, not its sweep's pick (a reading that names only its

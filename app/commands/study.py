@@ -490,10 +490,12 @@ class Study(StudyRows):
         )
 
         with ResultsStore(self.workspace.results_db) as store:
-            done = [  # a campaign with no trial yet (stopped as it began) is no row
-                r for r in self.shown_rows if r not in self.adopted and store.trials(self.run_name(r))
-            ]
-            trials = [t for r in done for t in store.trials(self.run_name(r))]
+            scored = {  # row -> its trials; a campaign with no trial yet (stopped as it began) is no row
+                r: found
+                for r in self.shown_rows
+                if r not in self.adopted and (found := store.trials(self.run_name(r)))
+            }
+            done, trials = list(scored), [t for found in scored.values() for t in found]
             curve = {  # row -> [(step, its trials)]: the learnability rows' earlier checkpoints
                 r: [
                     (step, store.trials(curve_campaign(self.run_name(r), step)))

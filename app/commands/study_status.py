@@ -191,14 +191,15 @@ def trial_seconds(study: StudyRows, store) -> float | None:
 
 def format_status(study: StudyRows, rows: list[RowStatus], trial_s: float | None) -> str:
     args = study.args
+    width = max([len("row"), *(len(r.row) for r in rows)])
     lines = [
         f"Study {args.name}: {args.steps:,} steps per row, {args.trials} trials per task; "
         f"tables in {study.out}",
-        f"{'row':<20} {'state':<12} {'lr':>7} {'val loss':>9} {'steps/s':>8} {'left':>13}  detail",
+        f"{'row':<{width}} {'state':<12} {'lr':>7} {'val loss':>9} {'steps/s':>8} {'left':>13}  detail",
     ]
     for r in rows:
         lines.append(
-            f"{r.row:<20} {r.state:<12} {_num(r.lr, '.0e'):>7} {_num(r.val_loss, '.4f'):>9} "
+            f"{r.row:<{width}} {r.state:<12} {_num(r.lr, '.0e'):>7} {_num(r.val_loss, '.4f'):>9} "
             f"{_num(r.steps_per_s, '.2f'):>8} {_left(r):>13}  {r.detail}"
         )
     train_h = sum(r.hours_left for r in rows if r.hours_left is not None)

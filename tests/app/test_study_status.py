@@ -202,3 +202,15 @@ def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tm
             store.add_trial(trial)
     rows = {r.row: r for r in study_status(_study(workspace, out))}
     assert (rows["lora32"].state, rows["lora32"].detail, rows["lora32"].trials_left) == ("scored", "75.0%", 0)
+
+
+def test_status_columns_line_up_under_the_longest_row_name(workspace, tmp_path):
+    from app.commands.study_status import RowStatus, format_status
+
+    rows = [RowStatus("full", "scored", "33.3%", lr=1e-4),
+            RowStatus("lora_sp-score_sigmoid", "not started", "step 0/1,000", lr=1e-3, steps_per_s=2.0,
+                      steps_left=1000)]  # fmt: skip
+    table = format_status(_study(workspace, tmp_path / "results"), rows, trial_s=None).splitlines()[1:4]
+    assert [
+        line.index(state) for line, state in zip(table, ("state", "scored", "not started"), strict=True)
+    ] == [len("lora_sp-score_sigmoid") + 1] * 3

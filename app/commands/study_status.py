@@ -151,14 +151,23 @@ def _row_status(study: StudyRows, row: str, store) -> RowStatus:
 def _speed(study: StudyRows, row: str) -> float | None:
     """Steps/s of the row's run; before it has one, of its strategy's row (a reading trains
     as fast as lora_sp) or, before that, of its strategy's sweep runs: an estimate."""
-    from evaluate.study import lr_grid, training_figures
+    from evaluate.study import lr_grid
     from train.presets import get_preset
 
     strategy = study.base_strategy(row)
+    own = [study.run_name(row)] if strategy in study.picked else []
     if (adopted := study.adopted.get(strategy)) is not None and row != strategy:
-        return adopted.row.figures.steps_per_s
-    runs = [study.run_name(row), study.run_name(strategy)] if strategy in study.picked else []
+        # the strategy's row was measured on the machine that scored it: this one may differ
+        return _logged_speed(study, own) or adopted.row.figures.steps_per_s
+    runs = [*own, study.run_name(strategy)] if own else []
     runs += [study.sweep_run(strategy, lr) for lr in lr_grid(get_preset(study.preset(row)).strategy)]
+    return _logged_speed(study, runs)
+
+
+def _logged_speed(study: StudyRows, runs: list[str]) -> float | None:
+    """Steps/s of the first of `runs` that has logged a speed (the median of its windows)."""
+    from evaluate.study import training_figures
+
     for run in runs:
         run_dir = study.workspace.runs_dir / run
         if run_dir.is_dir() and (speed := training_figures(run_dir).steps_per_s):

@@ -214,3 +214,30 @@ def test_status_columns_line_up_under_the_longest_row_name(workspace, tmp_path):
     assert [
         line.index(state) for line, state in zip(table, ("state", "scored", "not started"), strict=True)
     ] == [len("lora_sp-score_sigmoid") + 1] * 3
+
+
+def test_a_reading_that_trains_here_is_timed_by_its_own_run_not_its_adopted_strategy(workspace, tmp_path):
+    """lora_sp was scored on a faster machine (its ledger: 2.19 steps/s); its reading trains
+    here at 1.37: the hours left are at this machine's speed."""
+    from app.commands.study_status import study_status
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures
+
+    out = tmp_path / "results"
+    study = _study(workspace, out)
+    per_task = {task: wilson(0, 15) for task in TASKS}
+    lora_sp = StudyRow("lora_sp", "study-lora_sp", 1e-3, per_task, TrainingFigures(steps_per_s=2.19))
+    study.ledger_path("lora_sp").parent.mkdir(parents=True)
+    study.ledger_path("lora_sp").write_text(
+        LedgerEntry(study.settings(), lora_sp, scored_on="elsewhere").to_json()
+    )
+
+    before = {r.row: r for r in study_status(_study(workspace, out))}["lora_sp-no_z"]
+    assert (before.state, before.steps_per_s) == ("not started", 2.19)  # an estimate: its strategy's
+
+    study = _study(workspace, out)
+    study_status(study)  # adopts lora_sp, so the reading's run is named
+    _run(workspace, study.run_name("lora_sp-no_z"), 200, speed=1.37)
+    reading = {r.row: r for r in study_status(_study(workspace, out))}["lora_sp-no_z"]
+    assert (reading.state, reading.steps_per_s, reading.steps_left) == ("stopped", 1.37, 800)
+    assert reading.hours_left == 800 / 1.37 / 3600

@@ -148,6 +148,9 @@ class StudyRows:
 
         found = []
         for row in self.shown_rows:
+            if row in self.adopted:  # found on the machine that scored it, whose runs are not here
+                found += self.adopted[row].unstable
+                continue
             for lr, unstable, lower in self.rate_steps(row):
                 if lower is not None and unstable[0] == self.run_at(row, lr):  # not its strategy's row's
                     found.append(UnstableRun(row, lr, unstable[1], unstable[2], self.ceiling(row, lr), lower))

@@ -287,6 +287,32 @@ def test_the_rate_an_adopted_row_was_unstable_at_travels_with_its_ledger_entry(
     assert "- `lora_sp` at 0.001: 0.5000 at step 25 (ceiling 0.2200); trained again at 0.0001" in sweep
 
 
+def test_sweep_md_keeps_the_unstable_runs_of_adopted_readings(workspace, tmp_path, monkeypatch):
+    """A reading that was unstable at its strategy's pick and scored at a lower rate on
+    another machine: the next machine's sweep.md still lists the run it had to leave."""
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures, UnstableRun
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    out = tmp_path / "results"
+    study = _study(workspace, out, "--rows", "lora_sp,lora_sp-no_z")
+    scores = {"open_pot": wilson(7, 15)}
+    strategy_row = StudyRow("lora_sp", "study-lora_sp", 3e-3, scores, TrainingFigures())
+    reading = StudyRow("lora_sp-no_z", "study-lora_sp-no_z-lr1e-03", 1e-3, scores, TrainingFigures())
+    left = UnstableRun("lora_sp-no_z", 3e-3, 2710, float("inf"), 0.223, 1e-3)
+    sweep = {1e-3: 0.21, 3e-3: 0.2}
+    for name, row, unstable in (("lora_sp", strategy_row, []), ("lora_sp-no_z", reading, [left])):
+        path = study.ledger_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(LedgerEntry(study.settings(), row, [], sweep, "elsewhere", {}, unstable).to_json())
+        assert study.adopt(name)
+
+    study.write_sweep()
+    listed = (out / "sweep.md").read_text()
+    assert "- `lora_sp-no_z` at 0.003: inf at step 2,710 (ceiling 0.2230); trained again at 0.001" in listed
+    assert "- `lora_sp` at" not in listed  # the strategy's own row was stable at its pick
+
+
 def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early_and_readings_before_newer_methods(
     tmp_path,
 ):

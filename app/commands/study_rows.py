@@ -143,7 +143,8 @@ class StudyRows:
         return None
 
     def unstable_runs(self) -> list:
-        """The shown rows' own runs found unstable (`UnstableRun`s), for sweep.md."""
+        """The shown rows' own runs found unstable (`UnstableRun`s), for sweep.md: here, or for
+        an adopted row on the machine that scored it (its ledger entry)."""
         from evaluate.study import UnstableRun
 
         found = []

@@ -157,8 +157,10 @@ def _speed(study: StudyRows, row: str) -> float | None:
     strategy = study.base_strategy(row)
     own = [study.run_name(row)] if strategy in study.picked else []
     if (adopted := study.adopted.get(strategy)) is not None and row != strategy:
-        # the strategy's row was measured on the machine that scored it: this one may differ
-        return _logged_speed(study, own) or adopted.row.figures.steps_per_s
+        # the strategy's row was measured on the machine that scored it, which may be slower or
+        # faster than this one: a sibling reading that trained here says more
+        siblings = [study.run_name(r) for r in study.rows if r != row and study.base_strategy(r) == strategy]
+        return _logged_speed(study, own + siblings) or adopted.row.figures.steps_per_s
     runs = [*own, study.run_name(strategy)] if own else []
     runs += [study.sweep_run(strategy, lr) for lr in lr_grid(get_preset(study.preset(row)).strategy)]
     return _logged_speed(study, runs)

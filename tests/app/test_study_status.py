@@ -48,12 +48,14 @@ def _job(workspace, run, pid):
     (run_dir / JOB_FILE).write_text(json.dumps(asdict(record)))
 
 
-def _study(workspace, out):
+def _study(workspace, out, *extra_rows):
     from app.commands.study import Study, add_arguments
 
     parser = argparse.ArgumentParser()
     add_arguments(parser)
-    return Study(parser.parse_args([*STUDY, "--out", str(out)]), workspace)
+    argv = [*STUDY, "--out", str(out)]
+    argv[argv.index("--rows") + 1] += "".join(f",{row}" for row in extra_rows)
+    return Study(parser.parse_args(argv), workspace)
 
 
 def test_status_reads_each_rows_state_and_the_hours_left_from_disk(workspace, tmp_path, capsys):
@@ -241,3 +243,9 @@ def test_a_reading_that_trains_here_is_timed_by_its_own_run_not_its_adopted_stra
     reading = {r.row: r for r in study_status(_study(workspace, out))}["lora_sp-no_z"]
     assert (reading.state, reading.steps_per_s, reading.steps_left) == ("stopped", 1.37, 800)
     assert reading.hours_left == 800 / 1.37 / 3600
+
+    # a reading not started yet is timed by its sibling that trained here, not by the ledger
+    waiting = {r.row: r for r in study_status(_study(workspace, out, "lora_sp-no_vision"))}[
+        "lora_sp-no_vision"
+    ]
+    assert (waiting.state, waiting.steps_per_s) == ("not started", 1.37)

@@ -49,3 +49,16 @@ def wilson(successes: int, trials: int, z: float = Z_95) -> Rate:
     low = 0.0 if successes == 0 else max(0.0, centre - half)
     high = 1.0 if successes == trials else min(1.0, centre + half)
     return Rate(successes, trials, low, high)
+
+
+def fisher_exact(a: tuple[int, int], b: tuple[int, int]) -> float:
+    """Two-sided p of Fisher's exact test that two success rates are equal, each given as
+    (successes, trials): the chance, with both margins fixed, of a table no likelier than the
+    one seen. Exact: the tables' probabilities are compared as whole-number numerators."""
+    (s1, n1), (s2, n2) = a, b
+    if not (0 <= s1 <= n1 and 0 <= s2 <= n2):
+        raise ValueError(f"need 0 <= successes <= trials, got {s1}/{n1} and {s2}/{n2}")
+    wins = s1 + s2
+    ways = [math.comb(n1, x) * math.comb(n2, wins - x) for x in range(max(0, wins - n2), min(n1, wins) + 1)]
+    seen = math.comb(n1, s1) * math.comb(n2, s2)
+    return sum(w for w in ways if w <= seen) / sum(ways)

@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evaluate.stats import Rate, wilson
+from evaluate.stats import Rate, fisher_exact, wilson
 from evaluate.tables import PAPER_TASKS, ComparisonRow, ComparisonTable, order_tasks, tally
 from train.layout import RUN_CONFIG
 from train.metrics import read_metrics
@@ -361,6 +361,57 @@ def paper_table_markdown(rows: list[StudyRow]) -> str:
         cells += [_num(f.steps_per_s, 2) or "-", _num(f.peak_memory_mb, 0) or "-"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def reading_controls(rows: dict[str, StudyRow]) -> dict[str, str]:
+    """Each scored LoRA-SP reading -> its control: `lora_sp` trained at the reading's rate with
+    nothing else changed (the row itself, or a reading that names only a rate), so the
+    difference between the two is the reading's own change. Readings with no control scored
+    at their rate are left out."""
+    controls = [
+        r for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows and set(LORA_SP_VARIANTS.get(r, {})) <= {"lr"}
+    ]
+    return {
+        reading: control
+        for reading in LORA_SP_VARIANTS
+        if reading in rows and reading not in controls
+        for control in [next((c for c in controls if rows[c].lr == rows[reading].lr), None)]
+        if control is not None
+    }
+
+
+def readings_markdown(rows: dict[str, StudyRow]) -> str:
+    """Each reading against its control (`reading_controls`): every task's trials pooled, the
+    difference in points and Fisher's exact two-sided p. Empty with no pair scored."""
+    pairs = reading_controls(rows)
+    if not pairs:
+        return ""
+    lines = [
+        "Each reading against its control, LoRA-SP at the same rate with nothing else changed: "
+        "successes over all four tasks' trials, the difference in points, and Fisher's exact "
+        "test (two-sided p: the chance of a split of the successes at least this uneven if the "
+        "reading changed nothing).",
+        "",
+        "| Reading | lr | Control | Successes | Control's | Difference | p |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for reading, control in pairs.items():
+        ours, theirs = _pooled(rows[reading]), _pooled(rows[control])
+        gap = 100 * (ours[0] / ours[1] - theirs[0] / theirs[1])
+        cells = [
+            reading,
+            f"{rows[reading].lr:g}",
+            control,
+            f"{ours[0]}/{ours[1]}",
+            f"{theirs[0]}/{theirs[1]}",
+        ]
+        cells += [f"{gap:+.1f}", f"{fisher_exact(ours, theirs):.2f}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _pooled(row: StudyRow) -> tuple[int, int]:
+    return sum(r.successes for r in row.per_task.values()), sum(r.trials for r in row.per_task.values())
 
 
 def curve_markdown(points: list[tuple[str, int, StudyRow]]) -> str:

@@ -485,6 +485,7 @@ class Study(StudyRows):
             curve_markdown,
             paper_table_csv,
             paper_table_markdown,
+            readings_markdown,
             study_row,
             success_chart,
         )
@@ -537,7 +538,9 @@ class Study(StudyRows):
             )
         readings = [rows[r] for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
         if len(readings) > 1:
-            _write(self.out / "lora_sp_readings.md", header + paper_table_markdown(readings))
+            against = readings_markdown(rows)
+            text = header + paper_table_markdown(readings) + (f"\n{against}" if against else "")
+            _write(self.out / "lora_sp_readings.md", text)
         self.write_sweep()
 
     def write_ledger(self, row: str, scored, curve) -> None:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluate.stats import wilson
+from evaluate.stats import fisher_exact, wilson
 
 
 @pytest.mark.parametrize(
@@ -54,3 +54,36 @@ def test_interval_contains_estimate_and_agrees_with_scipy(kn):
     assert 0.0 <= rate.low <= k / n <= rate.high <= 1.0
     ref = binomtest(k, n).proportion_ci(method="wilson")
     assert math.isclose(rate.low, ref.low, abs_tol=1e-9) and math.isclose(rate.high, ref.high, abs_tol=1e-9)
+
+
+@pytest.mark.parametrize(
+    "a, b, p",
+    [  # reference values: scipy.stats.fisher_exact([[s1, n1 - s1], [s2, n2 - s2]]).pvalue
+        ((3, 4), (1, 4), 0.4857142857142857),  # Fisher's tea-tasting table
+        ((15, 60), (7, 60), 0.09718375314725133),  # LoRA-SP without z-loss against its control
+        ((0, 60), (7, 60), 0.012984457997245721),
+        ((5, 5), (0, 5), 0.007936507936507936),
+    ],
+)
+def test_fisher_exact_matches_known_values(a, b, p):
+    assert fisher_exact(a, b) == pytest.approx(p, rel=1e-12)
+    assert fisher_exact(b, a) == pytest.approx(p, rel=1e-12)  # which rate comes first does not matter
+
+
+def test_fisher_exact_sees_no_difference_between_equal_or_empty_rates():
+    assert fisher_exact((7, 60), (7, 60)) == 1.0
+    assert fisher_exact((0, 0), (3, 15)) == 1.0
+    with pytest.raises(ValueError):
+        fisher_exact((4, 3), (1, 3))
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.tuples(st.integers(0, 80), st.integers(0, 80)).flatmap(
+    lambda n: st.tuples(st.integers(0, n[0]), st.just(n[0]), st.integers(0, n[1]), st.just(n[1]))
+))  # fmt: skip
+def test_fisher_exact_agrees_with_scipy(counts):
+    from scipy.stats import fisher_exact as reference
+
+    s1, n1, s2, n2 = counts
+    expected = reference([[s1, n1 - s1], [s2, n2 - s2]]).pvalue
+    assert math.isclose(fisher_exact((s1, n1), (s2, n2)), expected, rel_tol=1e-9, abs_tol=1e-12)

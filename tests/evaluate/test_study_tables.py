@@ -12,6 +12,7 @@ from evaluate.stats import wilson
 from evaluate.study import (
     CSV_HEADER,
     LORA_SP_VARIANTS,
+    PAPER_TASKS,
     STRATEGIES,
     StudyRow,
     TrainingFigures,
@@ -150,6 +151,39 @@ def test_each_lora_sp_reading_changes_only_what_it_names_in_the_lora_sp_preset()
         parse_targets(config.targets)  # the targets a reading names exist
     no_vision = get_preset("mini-lora_sp", **LORA_SP_VARIANTS["lora_sp-no_vision"])
     assert set(parse_targets(no_vision.targets).groups) == {"language", "action"}
+
+
+def test_each_reading_is_read_against_lora_sp_at_its_own_rate():
+    """The control is lora_sp at the reading's rate with nothing else changed: the Table I row
+    when its rate matches, else the reading that names only that rate; a reading whose rate
+    has no control scored is left out rather than set against another rate."""
+    from dataclasses import replace
+
+    from evaluate.study import reading_controls, readings_markdown
+
+    def row(strategy, wins, lr):
+        return replace(_row(strategy, dict(zip(PAPER_TASKS, wins, strict=True))), lr=lr)
+
+    rows = {
+        "lora_sp": row("lora_sp", (0, 0, 0, 0), 3e-3),
+        "lora_sp-lr1e-03": row("lora_sp-lr1e-03", (3, 0, 4, 0), 1e-3),
+        "lora_sp-no_z": row("lora_sp-no_z", (7, 0, 8, 0), 1e-3),
+        "lora_sp-no_vision": row("lora_sp-no_vision", (2, 0, 1, 0), 1e-3),
+        "lora_sp-eta0.99": row("lora_sp-eta0.99", (9, 1, 9, 1), 3e-4),  # no control at 3e-4
+    }
+    assert reading_controls(rows) == {
+        "lora_sp-no_vision": "lora_sp-lr1e-03",
+        "lora_sp-no_z": "lora_sp-lr1e-03",
+    }
+    lines = readings_markdown(rows).splitlines()
+    assert "| lora_sp-no_z | 0.001 | lora_sp-lr1e-03 | 15/60 | 7/60 | +13.3 | 0.10 |" in lines
+    assert "| lora_sp-no_vision | 0.001 | lora_sp-lr1e-03 | 3/60 | 7/60 | -6.7 | 0.32 |" in lines
+    assert not any("eta0.99" in line for line in lines)
+
+    # at the row's own rate the row is the control
+    rows["lora_sp-no_z"] = replace(rows["lora_sp-no_z"], lr=3e-3)
+    assert reading_controls(rows)["lora_sp-no_z"] == "lora_sp"
+    assert readings_markdown({"lora_sp": rows["lora_sp"]}) == ""
 
 
 def test_a_studys_ledger_reads_as_a_comparison_in_table_i_order(tmp_path):

@@ -371,19 +371,19 @@ def reading_controls(rows: dict[str, StudyRow]) -> dict[str, str]:
     controls = [
         r for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows and set(LORA_SP_VARIANTS.get(r, {})) <= {"lr"}
     ]
-    return {
-        reading: control
-        for reading in LORA_SP_VARIANTS
-        if reading in rows and reading not in controls
-        for control in [next((c for c in controls if rows[c].lr == rows[reading].lr), None)]
-        if control is not None
-    }
+    pairs = {}
+    for reading in LORA_SP_VARIANTS:
+        if reading in rows and reading not in controls:
+            at_its_rate = [c for c in controls if rows[c].lr == rows[reading].lr]
+            if at_its_rate:
+                pairs[reading] = at_its_rate[0]
+    return pairs
 
 
 def readings_markdown(rows: dict[str, StudyRow]) -> str:
     """Each reading against its control (`reading_controls`): every task's trials pooled, the
     difference in points and Fisher's exact two-sided p. Empty with no pair scored."""
-    pairs = reading_controls(rows)
+    pairs = {r: c for r, c in reading_controls(rows).items() if _pooled(rows[r])[1] and _pooled(rows[c])[1]}
     if not pairs:
         return ""
     lines = [

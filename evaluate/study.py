@@ -383,7 +383,8 @@ def reading_controls(rows: dict[str, StudyRow]) -> dict[str, str]:
 def readings_markdown(rows: dict[str, StudyRow]) -> str:
     """Each reading against its control (`reading_controls`): every task's trials pooled, the
     difference in points and Fisher's exact two-sided p. Empty with no pair scored."""
-    pairs = {r: c for r, c in reading_controls(rows).items() if _pooled(rows[r])[1] and _pooled(rows[c])[1]}
+    pooled = {r: _pooled(row) for r, row in rows.items()}  # (successes, trials) over every task
+    pairs = {r: c for r, c in reading_controls(rows).items() if pooled[r][1] and pooled[c][1]}
     if not pairs:
         return ""
     lines = [
@@ -396,7 +397,7 @@ def readings_markdown(rows: dict[str, StudyRow]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for reading, control in pairs.items():
-        ours, theirs = _pooled(rows[reading]), _pooled(rows[control])
+        ours, theirs = pooled[reading], pooled[control]
         gap = 100 * (ours[0] / ours[1] - theirs[0] / theirs[1])
         cells = [
             reading,

@@ -134,6 +134,26 @@ def test_fused_layer_equals_reference(name):
     assert torch.equal(fused.rank_histogram(), reference.rank_histogram())
 
 
+def test_fused_layer_equals_reference_where_log1p_z_is_clamped():
+    """Rows on both sides of the log1p z-loss's floor (logsumexp -0.99): the same finite aux
+    terms and the same gradients, the clamped rows' z gradient zero in both."""
+    fused, reference = fused_and_reference_layers(z_loss_form="log1p")
+    x = torch.randn(6, 5, D_IN, generator=torch.Generator().manual_seed(8)) * torch.linspace(0.2, 4, 6).view(
+        6, 1, 1
+    )
+    for layer in (fused, reference):
+        with torch.no_grad():
+            layer.router.net[-1].bias.fill_(-3.3)
+    lse = reference.scores(x)[0].logsumexp(dim=-1)
+    assert (lse < -0.99).any() and (lse > -0.99).any()
+    out_f, aux_f, grads_f = run(fused, x, torch.tensor([0.0, 0.0, 1.0]))
+    out_r, aux_r, grads_r = run(reference, x, torch.tensor([0.0, 0.0, 1.0]))
+    assert torch.isfinite(aux_f).all()
+    torch.testing.assert_close(aux_f, aux_r, rtol=1e-5, atol=1e-6)
+    for key in grads_r:
+        torch.testing.assert_close(grads_f[key], grads_r[key], rtol=1e-4, atol=1e-6, msg=key)
+
+
 def test_fused_layer_equals_reference_on_tied_scores():
     """A router whose scores tie (zero W2, repeated biases): both paths keep the same vectors."""
     fused, reference = fused_and_reference_layers(eta=0.5, score_fn="relu")

@@ -1,5 +1,6 @@
 """LoRA-SP's energy rule and auxiliary losses against brute-force references."""
 
+import math
 from fractions import Fraction
 
 import pytest
@@ -145,3 +146,19 @@ def test_z_loss_is_mean_squared_logsumexp():
     assert z_loss(logits, "log1p").item() == pytest.approx(
         sum(torch.log1p(torch.tensor(v)).item() for v in lse) / len(lse), rel=1e-5
     )
+
+
+def test_log1p_z_loss_stays_finite_where_logsumexp_falls_below_minus_one():
+    """log1p(lse) is NaN below lse = -1 (it ended the study's first z_log1p run at step 165):
+    rows outside the clamp [-0.99, 10] add a constant and no gradient; rows inside, their own."""
+    low = torch.full((1, 9), -10.0)  # lse = -10 + log 9 = -7.8
+    high = torch.full((1, 9), 12.0)  # lse = 14.2
+    inside = torch.zeros(1, 9)  # lse = log 9
+    logits = torch.cat([low, high, inside]).requires_grad_()
+    z = z_loss(logits, "log1p")
+    expected = (math.log1p(-0.99) + math.log1p(10.0) + math.log1p(math.log(9))) / 3
+    assert z.item() == pytest.approx(expected, rel=1e-5)
+    z.backward()
+    assert torch.all(logits.grad[:2] == 0)
+    # d log1p(lse) / d logit_j = softmax_j / (1 + lse), / 3 rows
+    torch.testing.assert_close(logits.grad[2], torch.full((9,), 1 / 9 / (1 + math.log(9)) / 3))

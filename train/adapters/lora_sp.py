@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import LoraSPConfig
 from .layer import AdapterLinear, kaiming_uniform_
-from .lora_sp_fused import eta_fraction, fused_delta, gathered_delta, router_scores
+from .lora_sp_fused import LOG1P_LSE_RANGE, eta_fraction, fused_delta, gathered_delta, router_scores
 
 _ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU}
 #: the auxiliary terms a LoRA-SP forward records, in this order
@@ -101,12 +101,13 @@ def balance_loss(logits: torch.Tensor, dispatch: torch.Tensor) -> torch.Tensor:
 
 
 def z_loss(logits: torch.Tensor, form: str = "square") -> torch.Tensor:
-    """ST-MoE router z-loss: mean(logsumexp(logits)^2); "log1p": mean(log1p(lse)) (authors' code)."""
+    """ST-MoE router z-loss: mean(logsumexp(logits)^2); "log1p": the authors' code's
+    mean(log1p(lse)), lse clamped to LOG1P_LSE_RANGE."""
     lse = logits.float().logsumexp(dim=-1)
     if form == "square":
         return lse.square().mean()
     if form == "log1p":
-        return torch.log1p(lse).mean()
+        return torch.log1p(lse.clamp(*LOG1P_LSE_RANGE)).mean()
     raise ValueError(f"z_loss_form must be square|log1p, got {form!r}")
 
 

@@ -26,6 +26,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+#: the "log1p" z-loss (the authors' code) reads each row's logsumexp clamped to [-1, 10]
+#: first; log1p(-1) is -inf, so the floor here stops 0.01 short of it: a row pushed below it
+#: adds a finite constant and no gradient, instead of a NaN that ends the run
+LOG1P_LSE_RANGE = (-0.99, 10.0)
+
 #: eta's decimal is read with at most this denominator (0.99 -> 99/100; a schedule's
 #: 0.95499999999 -> the nearest fraction, 1e-12 away)
 _ETA_DENOMINATOR = 10**6
@@ -257,7 +262,7 @@ def _aux_losses(logits, scores, gate, mask, z_form):
     balance = n * (share * probs.mean(dim=0)).sum()
     # logsumexp from the softmax's largest probability (>= 1/n, so the log is safe)
     lse = logits.amax(dim=-1, keepdim=True) - probs.amax(dim=-1, keepdim=True).log()
-    z = lse.square().mean() if z_form == "square" else torch.log1p(lse).mean()
+    z = lse.square().mean() if z_form == "square" else torch.log1p(lse.clamp(*LOG1P_LSE_RANGE)).mean()
     return torch.stack([spectral.mean(), balance, z]), (total, kept, lse, share)
 
 
@@ -277,13 +282,19 @@ def _spectral_grad_into(grad_scores, scores, mask, scale, sums, grad_aux):
 
 def _router_grad_into(grad_logits, logits, sums, z_form, grad_aux):
     """grad_logits += d(balance, z)/dlogits. Balance n * sum_i share_i mean_rows(p_i):
-    n/rows * p_j (share_j - <p, share>); z: p_j * 2 lse / rows (square) or p_j / (1 + lse) / rows."""
+    n/rows * p_j (share_j - <p, share>); z: p_j * 2 lse / rows (square) or p_j / (1 + lse) / rows
+    inside LOG1P_LSE_RANGE, 0 outside (log1p)."""
     _, _, lse, share = sums
     rows, n = logits.shape
     _, g_bal, g_z = grad_aux.float().unbind()
     probs = (logits - lse).exp_()
     c_bal = g_bal * n / rows
-    per_row = (g_z / rows) * (2 * lse if z_form == "square" else 1.0 / (1.0 + lse))
+    if z_form == "square":
+        dz = 2 * lse
+    else:  # clamp's gradient: through at the bounds and between them
+        low, high = LOG1P_LSE_RANGE
+        dz = torch.where((lse >= low) & (lse <= high), 1.0 / (1.0 + lse), 0.0)
+    per_row = (g_z / rows) * dz
     per_row = per_row - c_bal * (probs @ share).unsqueeze(-1)
     return grad_logits.addcmul_(probs, per_row + c_bal * share)
 

@@ -138,9 +138,8 @@ def test_fused_layer_equals_reference_where_log1p_z_is_clamped():
     """Rows on both sides of the log1p z-loss's floor (logsumexp -0.99): the same finite aux
     terms and the same gradients, the clamped rows' z gradient zero in both."""
     fused, reference = fused_and_reference_layers(z_loss_form="log1p")
-    x = torch.randn(6, 5, D_IN, generator=torch.Generator().manual_seed(8)) * torch.linspace(0.2, 4, 6).view(
-        6, 1, 1
-    )
+    spread = torch.linspace(0.2, 4, 6).view(6, 1, 1)  # wider logits, higher logsumexp
+    x = torch.randn(6, 5, D_IN, generator=torch.Generator().manual_seed(8)) * spread
     for layer in (fused, reference):
         with torch.no_grad():
             layer.router.net[-1].bias.fill_(-3.3)

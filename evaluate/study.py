@@ -33,12 +33,13 @@ ADAPTER_LRS: tuple[float, ...] = (3e-4, 1e-3, 3e-3)
 # Readings of LoRA-SP the paper leaves open (training-config overrides on the lora_sp
 # preset): the rate, the vision tower left out of the targets, a bounded score function, the
 # router z-loss (squared, ~24 at init with r=128, outweighs the spectral term at 1e-3), the
-# spectral loss (the paper's own ablation), eta, the z-loss's authors'-code form and a relu
-# score. Run in this order, from what the big study's lora_sp row showed (Runs 23-26 of
-# docs/results/study-cpu.md): at its sweep's 3e-3 its updates grew to hundreds of times the
-# frozen layers' outputs and its policy stopped telling one scene from another
-# (benchmarks/grounding.py), with or without the z-loss or the vision tower's adapters; at 1e-3
-# it turned with the object by step 5,000 as LoRA r=8 does. Its active rank fell at both rates.
+# spectral loss (the paper's own ablation), eta, the z-loss's authors'-code form, the two
+# best readings together, and a relu score. Run in this order, from what the big study's
+# lora_sp row showed (Runs 23-26 of docs/results/study-cpu.md): at its sweep's 3e-3 its
+# updates grew to hundreds of times the frozen layers' outputs and its policy stopped telling
+# one scene from another (benchmarks/grounding.py), with or without the z-loss or the vision
+# tower's adapters; at 1e-3 it turned with the object by step 5,000 as LoRA r=8 does. Its
+# active rank fell at both rates.
 READINGS_LR = 1e-3  # where LoRA-SP works (Run 26): a reading there reads its own change, not the rate's
 LORA_SP_VARIANTS: dict[str, dict] = {
     # the control: lora_sp itself at 1e-3, not its sweep's pick (a reading that names only its
@@ -54,6 +55,9 @@ LORA_SP_VARIANTS: dict[str, dict] = {
     "lora_sp-score_sigmoid": {"adapter": {"score_fn": "sigmoid"}, "lr": READINGS_LR},
     "lora_sp-no_spec": {"adapter": {"lambda_spec": 0.0}, "lr": READINGS_LR},
     "lora_sp-z_log1p": {"adapter": {"z_loss_form": "log1p"}, "lr": READINGS_LR},
+    # the two readings that moved LoRA-SP most at 20,000 steps (Run 30), together: more
+    # vectors kept and no z-loss pushing the router's logits down
+    "lora_sp-eta0.99-no_z": {"adapter": {"eta": 0.99, "z_weight": 0.0}, "lr": READINGS_LR},
     "lora_sp-score_relu": {"adapter": {"score_fn": "relu"}, "lr": READINGS_LR},
     "lora_sp-eta0.8": {"adapter": {"eta": 0.8}, "lr": READINGS_LR},
 }

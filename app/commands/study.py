@@ -497,14 +497,10 @@ class Study(StudyRows):
                 if r not in self.adopted and (found := store.trials(self.run_name(r)))
             }
             done, trials = list(scored), [t for found in scored.values() for t in found]
-            curve = {  # row -> [(step, its trials)]: the learnability rows' earlier checkpoints
-                r: [
-                    (step, store.trials(curve_campaign(self.run_name(r), step)))
-                    for step in self.curve_steps(r)[:-1]
-                    if store.has_campaign(curve_campaign(self.run_name(r), step))
-                ]
-                for r in CURVE_ROWS
-                if r in done
+            curve = {  # row -> [(step, its trials)]: the learnability rows', and any a reading has
+                r: scored_steps
+                for r in done
+                if (scored_steps := self.scored_checkpoints(store, r)) or r in CURVE_ROWS
             }
         rows = {r: study_row(r, self.workspace.runs_dir / self.run_name(r), trials) for r in done}
         points = {
@@ -536,12 +532,30 @@ class Study(StudyRows):
                 self.out / "learnability.md",
                 header + paper_table_markdown([rows[r] for r in learn]) + "\n" + curve_markdown(curves),
             )
-        readings = [rows[r] for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
+        readings = [r for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
         if len(readings) > 1:
-            against = readings_markdown(rows)
-            text = header + paper_table_markdown(readings) + (f"\n{against}" if against else "")
+            text = header + paper_table_markdown([rows[r] for r in readings])
+            if against := readings_markdown(rows):
+                text += f"\n{against}"
+            if curves := [
+                (r, step, row) for r in readings if len(points.get(r, [])) > 1 for step, row in points[r]
+            ]:
+                text += "\n" + curve_markdown(curves)
             _write(self.out / "lora_sp_readings.md", text)
         self.write_sweep()
+
+    def scored_checkpoints(self, store, row: str) -> list[tuple[int, list]]:
+        """(step, trials) of the row run's earlier checkpoints scored on the held-out scenes: by
+        the study (a learnability row's curve) or by hand (`piper-ws eval --checkpoint N
+        --campaign <run>-step<N>`, a reading's); one whose scoring was cut short is left out."""
+        from evaluate.tables import PAPER_TASKS
+
+        points = []
+        for step in self.curve_steps(row)[:-1]:
+            found = store.trials(curve_campaign(self.run_name(row), step))
+            if len(found) >= self.args.trials * len(PAPER_TASKS):
+                points.append((step, found))
+        return points
 
     def write_ledger(self, row: str, scored, curve) -> None:
         """The row's entry in `<out>/rows/`: what a study on another machine adopts."""

@@ -268,6 +268,8 @@ class StudyRows:
         from train.layout import CHECKPOINTS, RESUME_POINT
 
         root = self.workspace.runs_dir / self.run_name(row) / CHECKPOINTS
+        if not root.is_dir():
+            return []
         return sorted(
             int(p.name)
             for p in root.iterdir()

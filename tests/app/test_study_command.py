@@ -313,6 +313,45 @@ def test_sweep_md_keeps_the_unstable_runs_of_adopted_readings(workspace, tmp_pat
     assert "- `lora_sp` at" not in listed  # the strategy's own row was stable at its pick
 
 
+def test_a_readings_checkpoints_scored_by_hand_join_its_ledger_entry_and_the_readings_curve(
+    workspace, tmp_path, monkeypatch
+):
+    """A reading's earlier checkpoint scored with `piper-ws eval --checkpoint N --campaign
+    <run>-step<N>` on the study's scenes becomes a point of its curve (ledgered, so another
+    machine shows it too); a checkpoint whose scoring was cut short does not."""
+    from evaluate.store import ResultsStore, TrialRecord
+    from evaluate.study import LedgerEntry
+    from evaluate.tables import PAPER_TASKS
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    out = tmp_path / "results"
+    study = _study(workspace, out, "--rows", "lora_sp,lora_sp-no_z")  # 1 trial per task
+    for row in ("lora_sp", "lora_sp-no_z"):
+        run_dir = workspace.runs_dir / study.run_name(row)
+        for step in (1, 2, 3):
+            (run_dir / "checkpoints" / f"{step:06d}").mkdir(parents=True)
+        (run_dir / "config.json").write_text(json.dumps({"lr": 1e-3}))
+
+    def score(campaign, run, wins, tasks=PAPER_TASKS):
+        store.create_campaign(campaign, "sim", {})
+        for i, task in enumerate(tasks):
+            store.add_trial(TrialRecord(campaign, run, task, 0, "success" if i < wins else "failure", "predicate"))
+
+    reading = study.run_name("lora_sp-no_z")
+    with ResultsStore(workspace.results_db) as store:
+        score(study.run_name("lora_sp"), study.run_name("lora_sp"), 1)
+        score(reading, reading, 3)  # its last checkpoint: the row
+        score(f"{reading}-step1", reading, 1)
+        score(f"{reading}-step2", reading, 2, tasks=PAPER_TASKS[:2])  # stopped half-way
+    study.write_tables()
+
+    text = (out / "lora_sp_readings.md").read_text().split("against training steps")[1]
+    curve = [line.split(" | ")[:2] for line in text.splitlines() if line.startswith("| lora_sp")]
+    assert curve == [["| lora_sp-no_z", "1"], ["| lora_sp-no_z", "3"]]  # nothing for lora_sp
+    entry = LedgerEntry.from_json(study.ledger_path("lora_sp-no_z").read_text())
+    assert [(step, row.average) for step, row in entry.curve] == [(1, 0.25), (3, 0.75)]
+
+
 def test_the_default_rows_are_every_strategy_with_lora_sp_and_lora128_early_and_readings_before_newer_methods(
     tmp_path,
 ):

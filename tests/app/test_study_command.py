@@ -335,7 +335,9 @@ def test_a_readings_checkpoints_scored_by_hand_join_its_ledger_entry_and_the_rea
     def score(campaign, run, wins, tasks=PAPER_TASKS):
         store.create_campaign(campaign, "sim", {})
         for i, task in enumerate(tasks):
-            store.add_trial(TrialRecord(campaign, run, task, 0, "success" if i < wins else "failure", "predicate"))
+            store.add_trial(
+                TrialRecord(campaign, run, task, 0, "success" if i < wins else "failure", "predicate")
+            )
 
     reading = study.run_name("lora_sp-no_z")
     with ResultsStore(workspace.results_db) as store:

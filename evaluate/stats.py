@@ -62,3 +62,16 @@ def fisher_exact(a: tuple[int, int], b: tuple[int, int]) -> float:
     ways = [math.comb(n1, x) * math.comb(n2, wins - x) for x in range(max(0, wins - n2), min(n1, wins) + 1)]
     seen = math.comb(n1, s1) * math.comb(n2, s2)
     return sum(w for w in ways if w <= seen) / sum(ways)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values tested together, in their order: each one is the
+    smallest family-wise error level at which its test would reject. Several readings set
+    against one control make a small p likelier by chance than any single test's p says."""
+    order = sorted(range(len(p_values)), key=p_values.__getitem__)
+    adjusted = [1.0] * len(p_values)
+    running = 0.0
+    for rank, i in enumerate(order):  # smallest first; the adjusted values never decrease
+        running = max(running, min(1.0, (len(p_values) - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted

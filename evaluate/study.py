@@ -17,7 +17,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from evaluate.stats import Rate, fisher_exact, wilson
+from evaluate.stats import Rate, fisher_exact, holm, wilson
 from evaluate.tables import PAPER_TASKS, ComparisonRow, ComparisonTable, order_tasks, tally
 from train.layout import RUN_CONFIG
 from train.metrics import read_metrics
@@ -386,7 +386,8 @@ def reading_controls(rows: dict[str, StudyRow]) -> dict[str, str]:
 
 def readings_markdown(rows: dict[str, StudyRow]) -> str:
     """Each reading against its control (`reading_controls`): every task's trials pooled, the
-    difference in points and Fisher's exact two-sided p. Empty with no pair scored."""
+    difference in points, Fisher's exact two-sided p and Holm's adjustment of it over every
+    pair in the table. Empty with no pair scored."""
     pooled = {r: _pooled(row) for r, row in rows.items()}  # (successes, trials) over every task
     pairs = {r: c for r, c in reading_controls(rows).items() if pooled[r][1] and pooled[c][1]}
     if not pairs:
@@ -395,12 +396,14 @@ def readings_markdown(rows: dict[str, StudyRow]) -> str:
         "Each reading against its control, LoRA-SP at the same rate with nothing else changed: "
         "successes over all four tasks' trials, the difference in points, and Fisher's exact "
         "test (two-sided p: the chance of a split of the successes at least this uneven if the "
-        "reading changed nothing).",
+        f"reading changed nothing). Holm's p adjusts each p for the {len(pairs)} readings tested "
+        "together: below 0.05, the reading stands apart even though several were tried.",
         "",
-        "| Reading | lr | Control | Successes | Control's | Difference | p |",
-        "|---|---|---|---|---|---|---|",
+        "| Reading | lr | Control | Successes | Control's | Difference | p | Holm's p |",
+        "|---|---|---|---|---|---|---|---|",
     ]
-    for reading, control in pairs.items():
+    p_values = [fisher_exact(pooled[r], pooled[c]) for r, c in pairs.items()]
+    for (reading, control), p, adjusted in zip(pairs.items(), p_values, holm(p_values), strict=True):
         ours, theirs = pooled[reading], pooled[control]
         gap = 100 * (ours[0] / ours[1] - theirs[0] / theirs[1])
         cells = [
@@ -410,7 +413,7 @@ def readings_markdown(rows: dict[str, StudyRow]) -> str:
             f"{ours[0]}/{ours[1]}",
             f"{theirs[0]}/{theirs[1]}",
         ]
-        cells += [f"{gap:+.1f}", f"{fisher_exact(ours, theirs):.2f}"]
+        cells += [f"{gap:+.1f}", f"{p:.2f}", f"{adjusted:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -1,10 +1,11 @@
+import itertools
 import math
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from evaluate.stats import fisher_exact, wilson
+from evaluate.stats import fisher_exact, holm, wilson
 
 
 @pytest.mark.parametrize(
@@ -87,3 +88,21 @@ def test_fisher_exact_agrees_with_scipy(counts):
     s1, n1, s2, n2 = counts
     expected = reference([[s1, n1 - s1], [s2, n2 - s2]]).pvalue
     assert math.isclose(fisher_exact((s1, n1), (s2, n2)), expected, rel_tol=1e-9, abs_tol=1e-12)
+
+
+def test_holm_multiplies_the_kth_smallest_p_by_the_tests_left_and_never_lets_it_fall():
+    # 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 is raised to 0.06, the step before it
+    assert holm([0.04, 0.01, 0.03]) == pytest.approx([0.06, 0.03, 0.06])
+    assert holm([0.5, 0.6]) == [1.0, 1.0]  # capped at 1
+    assert holm([0.02]) == [0.02]  # one test: nothing to adjust
+    assert holm([]) == []
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.floats(0.0, 1.0), max_size=12))
+def test_holm_keeps_the_order_of_the_p_values_and_only_raises_them(p_values):
+    adjusted = holm(p_values)
+    assert all(p <= a <= 1.0 for p, a in zip(p_values, adjusted, strict=True))
+    for i, j in itertools.combinations(range(len(p_values)), 2):
+        if p_values[i] < p_values[j]:
+            assert adjusted[i] <= adjusted[j]

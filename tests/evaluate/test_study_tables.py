@@ -176,8 +176,8 @@ def test_each_reading_is_read_against_lora_sp_at_its_own_rate():
         "lora_sp-no_z": "lora_sp-lr1e-03",
     }
     lines = readings_markdown(rows).splitlines()
-    assert "| lora_sp-no_z | 0.001 | lora_sp-lr1e-03 | 15/60 | 7/60 | +13.3 | 0.10 |" in lines
-    assert "| lora_sp-no_vision | 0.001 | lora_sp-lr1e-03 | 3/60 | 7/60 | -6.7 | 0.32 |" in lines
+    assert "| lora_sp-no_z | 0.001 | lora_sp-lr1e-03 | 15/60 | 7/60 | +13.3 | 0.10 | 0.19 |" in lines
+    assert "| lora_sp-no_vision | 0.001 | lora_sp-lr1e-03 | 3/60 | 7/60 | -6.7 | 0.32 | 0.32 |" in lines
     assert not any("eta0.99" in line for line in lines)
     unscored = {**rows, "lora_sp-lr1e-03": replace(rows["lora_sp-lr1e-03"], per_task={})}
     assert readings_markdown(unscored) == ""  # a control with no trials yet is no yardstick

@@ -367,33 +367,69 @@ def paper_table_markdown(rows: list[StudyRow]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def reading_controls(rows: dict[str, StudyRow]) -> dict[str, str]:
-    """Each scored LoRA-SP reading -> its control: `lora_sp` trained at the reading's rate with
-    nothing else changed (the row itself, or a reading that names only a rate), so the
-    difference between the two is the reading's own change. Readings with no control scored
-    at their rate are left out."""
-    controls = [
-        r for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows and set(LORA_SP_VARIANTS.get(r, {})) <= {"lr"}
-    ]
+# A row kept from another build of the backbone (its ledger entry, once this workspace's build
+# scored the row again) is named `<row>@<that build's final pretraining loss>`.
+BUILD_MARK = "@"
+
+
+def build_tag(backbone: dict) -> str:
+    """How a kept row names its backbone build (`backbone_summary`): the final pretraining loss,
+    which is what two builds by the same recipe differ in."""
+    loss = backbone.get("final_loss")
+    return f"{loss:.4f}" if loss is not None else "unknown"
+
+
+def base_row(name: str) -> str:
+    """The row a name stands for: `lora_sp-lr1e-03@0.0856` is `lora_sp-lr1e-03` on that build."""
+    return name.split(BUILD_MARK)[0]
+
+
+def is_control(name: str) -> bool:
+    """LoRA-SP with nothing changed but, at most, its rate: the yardstick of the readings."""
+    row = base_row(name)
+    return row in ("lora_sp", *LORA_SP_VARIANTS) and set(LORA_SP_VARIANTS.get(row, {})) <= {"lr"}
+
+
+def reading_controls(rows: dict[str, StudyRow], builds: dict[str, dict] | None = None) -> dict[str, str]:
+    """Each scored LoRA-SP reading -> its control: `lora_sp` trained at the reading's rate from
+    the same backbone build (`builds`: row -> its `backbone_summary`), with nothing else
+    changed (the row itself, or a reading that names only a rate), so the difference between
+    the two is the reading's own change. Readings with no such control scored are left out."""
+    builds = builds or {}
+    controls = sorted((r for r in rows if is_control(r)), key=variant_order)
+    readings = sorted(
+        (r for r in rows if base_row(r) in LORA_SP_VARIANTS and not is_control(r)), key=variant_order
+    )
     pairs = {}
-    for reading in LORA_SP_VARIANTS:
-        if reading in rows and reading not in controls:
-            at_its_rate = [c for c in controls if rows[c].lr == rows[reading].lr]
-            if at_its_rate:
-                pairs[reading] = at_its_rate[0]
+    for reading in readings:
+        same = [
+            c
+            for c in controls
+            if rows[c].lr == rows[reading].lr and builds.get(c, {}) == builds.get(reading, {})
+        ]
+        if same:
+            pairs[reading] = same[0]
     return pairs
 
 
-def readings_markdown(rows: dict[str, StudyRow]) -> str:
+def variant_order(name: str) -> tuple[int, str]:
+    """LoRA-SP's rows in the readings' order, a row kept from another build beside its row."""
+    order = ("lora_sp", *LORA_SP_VARIANTS)
+    return order.index(base_row(name)), name
+
+
+def readings_markdown(rows: dict[str, StudyRow], builds: dict[str, dict] | None = None) -> str:
     """Each reading against its control (`reading_controls`): every task's trials pooled, the
     difference in points, Fisher's exact two-sided p and Holm's adjustment of it over every
     pair in the table. Empty with no pair scored."""
     pooled = {r: _pooled(row) for r, row in rows.items()}  # (successes, trials) over every task
-    pairs = {r: c for r, c in reading_controls(rows).items() if pooled[r][1] and pooled[c][1]}
+    pairs = {r: c for r, c in reading_controls(rows, builds).items() if pooled[r][1] and pooled[c][1]}
     if not pairs:
         return ""
     lines = [
-        "Each reading against its control, LoRA-SP at the same rate with nothing else changed: "
+        "Each reading against its control, LoRA-SP at the same rate from the same build of the "
+        "backbone with nothing else changed (a control named `row@loss` was trained from the "
+        "build whose pretraining ended at that loss): "
         "successes over all four tasks' trials, the difference in points, and Fisher's exact "
         "test (two-sided p: the chance of a split of the successes at least this uneven if the "
         f"reading changed nothing). Holm's p adjusts each p for the {len(pairs)} readings tested "
@@ -415,6 +451,10 @@ def readings_markdown(rows: dict[str, StudyRow]) -> str:
         ]
         cells += [f"{gap:+.1f}", f"{p:.2f}", f"{adjusted:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
+    waiting = [r for r in rows if base_row(r) in LORA_SP_VARIANTS and not is_control(r) and r not in pairs]
+    if waiting:
+        names = ", ".join(f"`{r}`" for r in sorted(waiting, key=variant_order))
+        lines += ["", f"Not read yet, for want of a scored control at their rate from their build: {names}."]
     return "\n".join(lines) + "\n"
 
 

@@ -31,11 +31,15 @@ disk when the same command runs again:
 A row whose run is not in this workspace but whose ledger entry in `--out` was scored
 under the same settings is adopted, not trained again: a study that outlives its machine
 continues on another from the committed entries (delete an entry to run its row again).
+A readings' control scored from another build of the backbone is the exception: it trains
+again where readings train from this build, and the other build's entry is kept as
+`rows/<row>@<loss>.json`, the control of that build's readings.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import signal
 import subprocess
@@ -482,12 +486,14 @@ class Study(StudyRows):
         from evaluate.study import (
             LORA_SP_VARIANTS,
             STRATEGIES,
+            base_row,
             curve_markdown,
             paper_table_csv,
             paper_table_markdown,
             readings_markdown,
             study_row,
             success_chart,
+            variant_order,
         )
 
         with ResultsStore(self.workspace.results_db) as store:
@@ -510,8 +516,9 @@ class Study(StudyRows):
         }
         for r in done:
             self.write_ledger(r, rows[r], points.get(r, []))
-        for r, entry in self.adopted.items():
-            rows[r], points[r] = entry.row, entry.curve
+        builds = {r: self.backbone_summary(r) for r in done}  # which backbone build each row trained from
+        for r, entry in [*self.adopted.items(), *self.other_builds().items()]:
+            rows[r], points[r], builds[r] = entry.row, entry.curve, entry.backbone
         table = [rows[s] for s in STRATEGIES if s in rows]
         header = (
             f"Study `{self.args.name}`: {self.args.episodes_per_task} recorded episodes per task "
@@ -532,10 +539,12 @@ class Study(StudyRows):
                 self.out / "learnability.md",
                 header + paper_table_markdown([rows[r] for r in learn]) + "\n" + curve_markdown(curves),
             )
-        readings = [r for r in ("lora_sp", *LORA_SP_VARIANTS) if r in rows]
+        readings = sorted(
+            (r for r in rows if base_row(r) in ("lora_sp", *LORA_SP_VARIANTS)), key=variant_order
+        )
         if len(readings) > 1:
             text = header + paper_table_markdown([rows[r] for r in readings])
-            if against := readings_markdown(rows):
+            if against := readings_markdown(rows, builds):
                 text += f"\n{against}"
             if curves := [
                 (r, step, row) for r in readings if len(points.get(r, [])) > 1 for step, row in points[r]
@@ -567,16 +576,52 @@ class Study(StudyRows):
         strategy = self.base_strategy(row)
         path = self.ledger_path(row)
         path.parent.mkdir(parents=True, exist_ok=True)
+        backbone = self.backbone_summary(row)
+        self.keep_other_build(row, backbone)
         entry = LedgerEntry(
             settings=self.settings(),
             row=scored,
             curve=curve,
             sweep=self.sweep.get(strategy, {}) if row == strategy else {},
             scored_on=f"{platform.node()}, {time.strftime('%Y-%m-%d')}",
-            backbone=self.backbone_summary(row),
+            backbone=backbone,
             unstable=[run for run in self.unstable_runs() if run.row == row],
         )
         _write(path, entry.to_json())
+
+    def keep_other_build(self, row: str, backbone: dict) -> None:
+        """The row's entry scored from another backbone build, about to be replaced by this
+        build's: kept as `<row>@<build>` (`build_tag`), the control of that build's readings."""
+        from evaluate.study import BUILD_MARK, build_tag, read_ledger
+
+        earlier = read_ledger(self.ledger_path(row))
+        if earlier is None or not earlier.backbone or not backbone or earlier.backbone == backbone:
+            return
+        kept = f"{row}{BUILD_MARK}{build_tag(earlier.backbone)}"
+        earlier.row = dataclasses.replace(earlier.row, strategy=kept)
+        _write(self.ledger_path(kept), earlier.to_json())
+        say(f"{row}: the entry scored from another backbone build is kept as {kept}")
+
+    def other_builds(self) -> dict:
+        """This study's entries scored from another backbone build, by name: those kept as
+        `<row>@<build>`, and the entry of a control that trains again here from this build
+        (`trains_control_again`) until this build's is scored. That build's readings are read
+        against them."""
+        from evaluate.study import BUILD_MARK, build_tag, ledger_rows
+
+        found = {}
+        for entry in ledger_rows(self.out):
+            name = entry.row.strategy
+            if entry.settings != self.settings() or not entry.backbone:
+                continue
+            if BUILD_MARK not in name:
+                training_here = (self.workspace.runs_dir / self.run_name(name)).exists()
+                if not training_here or name in self.adopted or entry.backbone == self.backbone_summary(name):
+                    continue
+                name = f"{name}{BUILD_MARK}{build_tag(entry.backbone)}"
+                entry.row = dataclasses.replace(entry.row, strategy=name)
+            found[name] = entry
+        return found
 
 
 def held_out_seeds(trials: int) -> set[int]:

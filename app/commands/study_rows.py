@@ -176,7 +176,7 @@ class StudyRows:
         """Take the row from its ledger entry when this workspace has no run of it and the
         entry was scored under the same settings; its picked rate serves the rows that share
         its strategy, so their sweep is not run again either."""
-        from evaluate.study import read_ledger
+        from evaluate.study import BUILD_MARK, build_tag, read_ledger
 
         path = self.ledger_path(row)
         if (self.workspace.runs_dir / self.run_name(row)).exists() or not path.exists():
@@ -198,6 +198,13 @@ class StudyRows:
             say(
                 f"{row}: its backbone was another build of {built['name']} ({entry.backbone}); this one: {built}"
             )
+            if self.trains_control_again(row, entry.row.lr, built):
+                kept = f"{row}{BUILD_MARK}{build_tag(entry.backbone)}"
+                say(
+                    f"{row}: trained again from this build, as readings of this study are (the entry stays "
+                    f"the control of that build's readings, kept as {kept} once this one is scored)"
+                )
+                return False
         self.adopted[row] = entry
         strategy = self.base_strategy(row)
         if row == strategy and entry.row.lr is not None:
@@ -208,6 +215,27 @@ class StudyRows:
                 self.known_unstable[strategy] = entry.unstable
         say(f"{row}: adopted from {path} (scored on {entry.scored_on or 'another machine'})")
         return True
+
+    def trains_control_again(self, row: str, lr: float | None, built: dict) -> bool:
+        """Whether `row`, a readings' control (LoRA-SP at a rate, nothing else changed) scored at
+        `lr` from another backbone build, trains again from this workspace's build `built`: when
+        this study runs it and a reading at that rate is, or will be, trained from `built`
+        (scored from it, its ledger entry says, or not scored yet, so it trains here). A reading
+        is read against a control from its own build: a rebuild on another CPU shifts every row
+        trained from it (Run 28 of docs/results/study-cpu.md). Table I's own `lora_sp` row is a
+        result of its own, not only a yardstick: it is adopted as any row is."""
+        from evaluate.study import LORA_SP_VARIANTS, is_control, read_ledger
+
+        if row not in self.rows or row == self.base_strategy(row) or not is_control(row):
+            return False
+        for reading in (r for r in self.rows if r in LORA_SP_VARIANTS and not is_control(r)):
+            entry = read_ledger(self.ledger_path(reading))
+            if entry is not None and entry.settings == self.settings():
+                if entry.backbone == built and entry.row.lr == lr:
+                    return True
+            elif self.start_rate(reading) in (lr, None):
+                return True
+        return False
 
     def recall(self, rows: list[str]) -> None:
         """What the study already holds of `rows`, without running anything: a ledger entry is

@@ -258,6 +258,64 @@ def test_a_ledger_entry_is_adopted_only_under_the_same_settings(workspace, tmp_p
     assert "cannot be read: running full again" in capsys.readouterr().err
 
 
+def test_the_readings_control_trains_again_from_this_build_and_the_other_builds_entry_is_kept(
+    workspace, tmp_path, monkeypatch, capsys
+):
+    """A reading is read against a control from its own backbone build: when this study trains
+    a reading from this workspace's build, the control scored from another build is trained
+    again (Table I's own row is still adopted), without touching the committed entry until
+    this build's control is scored; then the other build's entry is kept as `<row>@<loss>`."""
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures, read_ledger
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    card = {"name": "tiny-smolvla", "corpus": {"frames": 100}, "steps": 50, "seed": 0, "final_loss": 0.5}
+    (tmp_path / "models" / "tiny-smolvla").mkdir(parents=True)
+    (tmp_path / "models" / "tiny-smolvla" / "card.json").write_text(json.dumps(card))
+    out = tmp_path / "results"
+    rows = "lora_sp,lora_sp-lr1e-03,lora_sp-eta0.99"
+    study = _study(workspace, out, "--rows", rows)
+    other_build = {**study.backbone_summary("lora_sp"), "final_loss": 0.49}
+
+    def write_entry(name, lr, wins, build):
+        row = StudyRow(name, f"study-{name}", lr, {"open_pot": wilson(wins, 15)}, TrainingFigures())
+        entry = LedgerEntry(study.settings(), row, [], {1e-3: 0.2, 3e-3: 0.1} if name == "lora_sp" else {},
+                            "elsewhere", build)  # fmt: skip
+        study.ledger_path(name).parent.mkdir(parents=True, exist_ok=True)
+        study.ledger_path(name).write_text(entry.to_json())
+
+    write_entry("lora_sp", 3e-3, 0, other_build)
+    write_entry("lora_sp-lr1e-03", 1e-3, 7, other_build)
+    committed = study.ledger_path("lora_sp-lr1e-03").read_text()
+
+    assert study.adopt("lora_sp")  # a result of its own: adopted, as any row of another build is
+    assert not study.adopt("lora_sp-eta0.99")  # no entry: it trains here, from this build
+    assert not study.adopt("lora_sp-lr1e-03")
+    assert "lora_sp-lr1e-03: trained again from this build" in capsys.readouterr().err
+    assert study.ledger_path("lora_sp-lr1e-03").read_text() == committed  # --status reads this too
+    assert study.other_builds() == {}
+    (workspace.runs_dir / "study-lora_sp-lr1e-03").mkdir(parents=True)  # its run started here
+    assert list(study.other_builds()) == ["lora_sp-lr1e-03@0.4900"]  # the readings of 0.49's build
+    (workspace.runs_dir / "study-lora_sp-lr1e-03").rmdir()
+
+    # a reading scored from the other build only: that build's control serves it
+    write_entry("lora_sp-eta0.99", 1e-3, 9, other_build)
+    assert _study(workspace, out, "--rows", rows).adopt("lora_sp-lr1e-03")
+    assert _study(workspace, out, "--rows", "lora_sp,lora_sp-lr1e-03").adopt("lora_sp-lr1e-03")
+
+    # this build's control scored: the other build's entry is kept beside it, once
+    here = StudyRow(
+        "lora_sp-lr1e-03", "study-lora_sp-lr1e-03", 1e-3, {"open_pot": wilson(2, 15)}, TrainingFigures()
+    )
+    for _ in range(2):
+        study.write_ledger("lora_sp-lr1e-03", here, [])
+    kept = read_ledger(out / "rows" / "lora_sp-lr1e-03@0.4900.json")
+    assert kept.row.strategy == "lora_sp-lr1e-03@0.4900" and kept.row.per_task["open_pot"] == wilson(7, 15)
+    assert kept.backbone == other_build
+    assert read_ledger(study.ledger_path("lora_sp-lr1e-03")).backbone == study.backbone_summary("lora_sp")
+    assert list(study.other_builds()) == ["lora_sp-lr1e-03@0.4900"]
+
+
 def test_the_rate_an_adopted_row_was_unstable_at_travels_with_its_ledger_entry(
     workspace, tmp_path, monkeypatch
 ):

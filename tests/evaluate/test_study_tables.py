@@ -178,7 +178,11 @@ def test_each_reading_is_read_against_lora_sp_at_its_own_rate():
     lines = readings_markdown(rows).splitlines()
     assert "| lora_sp-no_z | 0.001 | lora_sp-lr1e-03 | 15/60 | 7/60 | +13.3 | 0.10 | 0.19 |" in lines
     assert "| lora_sp-no_vision | 0.001 | lora_sp-lr1e-03 | 3/60 | 7/60 | -6.7 | 0.32 | 0.32 |" in lines
-    assert not any("eta0.99" in line for line in lines)
+    assert not any(line.startswith("| lora_sp-eta0.99") for line in lines)
+    assert (
+        lines[-1]
+        == "Not read yet, for want of a scored control at their rate from their build: `lora_sp-eta0.99`."
+    )
     unscored = {**rows, "lora_sp-lr1e-03": replace(rows["lora_sp-lr1e-03"], per_task={})}
     assert readings_markdown(unscored) == ""  # a control with no trials yet is no yardstick
 
@@ -186,6 +190,39 @@ def test_each_reading_is_read_against_lora_sp_at_its_own_rate():
     rows["lora_sp-no_z"] = replace(rows["lora_sp-no_z"], lr=3e-3)
     assert reading_controls(rows)["lora_sp-no_z"] == "lora_sp"
     assert readings_markdown({"lora_sp": rows["lora_sp"]}) == ""
+
+
+def test_a_reading_is_read_against_the_control_from_its_own_backbone_build():
+    """Two builds of one backbone by the same recipe differ (another CPU's arithmetic): a
+    reading is set against the control trained from its build, and one whose build has no
+    control scored yet waits, named, rather than be set against the other build's."""
+    from dataclasses import replace
+
+    from evaluate.study import base_row, build_tag, reading_controls, readings_markdown
+
+    def row(strategy, wins):
+        return replace(_row(strategy, dict(zip(PAPER_TASKS, wins, strict=True))), lr=1e-3)
+
+    old, new = {"name": "mini", "final_loss": 0.08561}, {"name": "mini", "final_loss": 0.0904}
+    kept = f"lora_sp-lr1e-03@{build_tag(old)}"
+    assert kept == "lora_sp-lr1e-03@0.0856" and base_row(kept) == "lora_sp-lr1e-03"
+    rows = {
+        kept: row(kept, (3, 0, 4, 0)),
+        "lora_sp-no_z": row("lora_sp-no_z", (7, 0, 8, 0)),
+        "lora_sp-eta0.99": row("lora_sp-eta0.99", (9, 1, 6, 0)),
+    }
+    builds = {kept: old, "lora_sp-no_z": old, "lora_sp-eta0.99": new}
+    assert reading_controls(rows, builds) == {"lora_sp-no_z": kept}
+    text = readings_markdown(rows, builds)
+    assert f"| lora_sp-no_z | 0.001 | {kept} | 15/60 | 7/60 | +13.3 | 0.10 | 0.10 |" in text.splitlines()
+    assert text.rstrip().endswith("from their build: `lora_sp-eta0.99`.")
+
+    rows["lora_sp-lr1e-03"] = row("lora_sp-lr1e-03", (1, 0, 2, 0))  # this build's control, scored
+    builds["lora_sp-lr1e-03"] = new
+    assert reading_controls(rows, builds) == {"lora_sp-no_z": kept, "lora_sp-eta0.99": "lora_sp-lr1e-03"}
+    lines = readings_markdown(rows, builds).splitlines()
+    assert "| lora_sp-eta0.99 | 0.001 | lora_sp-lr1e-03 | 16/60 | 3/60 | +21.7 | 0.00 | 0.00 |" in lines
+    assert not any("Not read yet" in line for line in lines)
 
 
 def test_a_studys_ledger_reads_as_a_comparison_in_table_i_order(tmp_path):

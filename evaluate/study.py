@@ -14,7 +14,7 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from evaluate.stats import Rate, fisher_exact, holm, wilson
@@ -372,11 +372,17 @@ def paper_table_markdown(rows: list[StudyRow]) -> str:
 BUILD_MARK = "@"
 
 
-def build_tag(backbone: dict) -> str:
-    """How a kept row names its backbone build (`backbone_summary`): the final pretraining loss,
-    which is what two builds by the same recipe differ in."""
+def kept_name(name: str, backbone: dict) -> str:
+    """`name` scored from the backbone build `backbone` (`backbone_summary`), named by its final
+    pretraining loss, which is what two builds by the same recipe differ in:
+    `lora_sp-lr1e-03@0.0856`."""
     loss = backbone.get("final_loss")
-    return f"{loss:.4f}" if loss is not None else "unknown"
+    return f"{name}{BUILD_MARK}{loss:.4f}" if loss is not None else f"{name}{BUILD_MARK}unknown"
+
+
+def kept_row(row: StudyRow, backbone: dict) -> StudyRow:
+    """`row` under its kept name, its run's too: the Results page tells rows apart by run."""
+    return replace(row, strategy=kept_name(row.strategy, backbone), run=kept_name(row.run, backbone))
 
 
 def base_row(name: str) -> str:

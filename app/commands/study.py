@@ -39,7 +39,6 @@ again where readings train from this build, and the other build's entry is kept 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import signal
 import subprocess
@@ -591,23 +590,22 @@ class Study(StudyRows):
 
     def keep_other_build(self, row: str, backbone: dict) -> None:
         """The row's entry scored from another backbone build, about to be replaced by this
-        build's: kept as `<row>@<build>` (`build_tag`), the control of that build's readings."""
-        from evaluate.study import BUILD_MARK, build_tag, read_ledger
+        build's: kept as `<row>@<build>` (`kept_name`), the control of that build's readings."""
+        from evaluate.study import kept_row, read_ledger
 
         earlier = read_ledger(self.ledger_path(row))
         if earlier is None or not earlier.backbone or not backbone or earlier.backbone == backbone:
             return
-        kept = f"{row}{BUILD_MARK}{build_tag(earlier.backbone)}"
-        earlier.row = dataclasses.replace(earlier.row, strategy=kept)
-        _write(self.ledger_path(kept), earlier.to_json())
-        say(f"{row}: the entry scored from another backbone build is kept as {kept}")
+        earlier.row = kept_row(earlier.row, earlier.backbone)
+        _write(self.ledger_path(earlier.row.strategy), earlier.to_json())
+        say(f"{row}: the entry scored from another backbone build is kept as {earlier.row.strategy}")
 
     def other_builds(self) -> dict:
         """This study's entries scored from another backbone build, by name: those kept as
         `<row>@<build>`, and the entry of a control that trains again here from this build
         (`trains_control_again`) until this build's is scored. That build's readings are read
         against them."""
-        from evaluate.study import BUILD_MARK, build_tag, ledger_rows
+        from evaluate.study import BUILD_MARK, kept_row, ledger_rows
 
         found = {}
         for entry in ledger_rows(self.out):
@@ -618,9 +616,8 @@ class Study(StudyRows):
                 training_here = (self.workspace.runs_dir / self.run_name(name)).exists()
                 if not training_here or name in self.adopted or entry.backbone == self.backbone_summary(name):
                     continue
-                name = f"{name}{BUILD_MARK}{build_tag(entry.backbone)}"
-                entry.row = dataclasses.replace(entry.row, strategy=name)
-            found[name] = entry
+                entry.row = kept_row(entry.row, entry.backbone)
+            found[entry.row.strategy] = entry
         return found
 
 

@@ -176,7 +176,7 @@ class StudyRows:
         """Take the row from its ledger entry when this workspace has no run of it and the
         entry was scored under the same settings; its picked rate serves the rows that share
         its strategy, so their sweep is not run again either."""
-        from evaluate.study import BUILD_MARK, build_tag, read_ledger
+        from evaluate.study import kept_name, read_ledger
 
         path = self.ledger_path(row)
         if (self.workspace.runs_dir / self.run_name(row)).exists() or not path.exists():
@@ -199,7 +199,7 @@ class StudyRows:
                 f"{row}: its backbone was another build of {built['name']} ({entry.backbone}); this one: {built}"
             )
             if self.trains_control_again(row, entry.row.lr, built):
-                kept = f"{row}{BUILD_MARK}{build_tag(entry.backbone)}"
+                kept = kept_name(row, entry.backbone)
                 say(
                     f"{row}: trained again from this build, as readings of this study are (the entry stays "
                     f"the control of that build's readings, kept as {kept} once this one is scored)"

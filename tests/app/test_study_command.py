@@ -266,7 +266,7 @@ def test_the_readings_control_trains_again_from_this_build_and_the_other_builds_
     again (Table I's own row is still adopted), without touching the committed entry until
     this build's control is scored; then the other build's entry is kept as `<row>@<loss>`."""
     from evaluate.stats import wilson
-    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures, read_ledger
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures, read_ledger, study_comparison
 
     monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
     card = {"name": "tiny-smolvla", "corpus": {"frames": 100}, "steps": 50, "seed": 0, "final_loss": 0.5}
@@ -311,7 +311,10 @@ def test_the_readings_control_trains_again_from_this_build_and_the_other_builds_
         study.write_ledger("lora_sp-lr1e-03", here, [])
     kept = read_ledger(out / "rows" / "lora_sp-lr1e-03@0.4900.json")
     assert kept.row.strategy == "lora_sp-lr1e-03@0.4900" and kept.row.per_task["open_pot"] == wilson(7, 15)
-    assert kept.backbone == other_build
+    assert kept.backbone == other_build and kept.row.run == "study-lora_sp-lr1e-03@0.4900"
+    shown = [(row.strategy, row.run) for row in study_comparison("study", out).rows]  # the Results page
+    assert ("lora_sp-lr1e-03@0.4900", "study-lora_sp-lr1e-03@0.4900") in shown
+    assert ("lora_sp-lr1e-03", "study-lora_sp-lr1e-03") in shown
     assert read_ledger(study.ledger_path("lora_sp-lr1e-03")).backbone == study.backbone_summary("lora_sp")
     assert list(study.other_builds()) == ["lora_sp-lr1e-03@0.4900"]
 

@@ -198,13 +198,13 @@ def test_a_reading_is_read_against_the_control_from_its_own_backbone_build():
     control scored yet waits, named, rather than be set against the other build's."""
     from dataclasses import replace
 
-    from evaluate.study import base_row, build_tag, reading_controls, readings_markdown
+    from evaluate.study import base_row, kept_name, reading_controls, readings_markdown
 
     def row(strategy, wins):
         return replace(_row(strategy, dict(zip(PAPER_TASKS, wins, strict=True))), lr=1e-3)
 
     old, new = {"name": "mini", "final_loss": 0.08561}, {"name": "mini", "final_loss": 0.0904}
-    kept = f"lora_sp-lr1e-03@{build_tag(old)}"
+    kept = kept_name("lora_sp-lr1e-03", old)
     assert kept == "lora_sp-lr1e-03@0.0856" and base_row(kept) == "lora_sp-lr1e-03"
     rows = {
         kept: row(kept, (3, 0, 4, 0)),

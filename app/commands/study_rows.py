@@ -221,8 +221,9 @@ class StudyRows:
         `lr` from another backbone build, trains again from this workspace's build `built`: when
         this study runs it and a reading at that rate is, or will be, trained from `built`
         (scored from it, its ledger entry says, or not scored yet, so it trains here). A reading
-        is read against a control from its own build: a rebuild on another CPU shifts every row
-        trained from it (Run 28 of docs/results/study-cpu.md). Table I's own `lora_sp` row is a
+        is read against a control from its own build: a rebuild on another CPU moved the
+        control's validation loss as much as the readings move it (Run 33 of
+        docs/results/study-cpu.md). Table I's own `lora_sp` row is a
         result of its own, not only a yardstick: it is adopted as any row is."""
         from evaluate.study import LORA_SP_VARIANTS, is_control, read_ledger
 

@@ -61,6 +61,7 @@ LORA_SP_VARIANTS: dict[str, dict] = {
     "lora_sp-score_relu": {"adapter": {"score_fn": "relu"}, "lr": READINGS_LR},
     "lora_sp-eta0.8": {"adapter": {"eta": 0.8}, "lr": READINGS_LR},
 }
+LORA_SP_ROWS = ("lora_sp", *LORA_SP_VARIANTS)  # Table I's LoRA-SP row and its readings, in order
 CSV_HEADER = ("strategy", *PAPER_TASKS, "avg", "trainable_pct", "active_rank")
 
 
@@ -393,7 +394,12 @@ def base_row(name: str) -> str:
 def is_control(name: str) -> bool:
     """LoRA-SP with nothing changed but, at most, its rate: the yardstick of the readings."""
     row = base_row(name)
-    return row in ("lora_sp", *LORA_SP_VARIANTS) and set(LORA_SP_VARIANTS.get(row, {})) <= {"lr"}
+    return row in LORA_SP_ROWS and set(LORA_SP_VARIANTS.get(row, {})) <= {"lr"}
+
+
+def is_reading(name: str) -> bool:
+    """A LoRA-SP reading that changes more than the rate: it is read against a control."""
+    return base_row(name) in LORA_SP_VARIANTS and not is_control(name)
 
 
 def reading_controls(rows: dict[str, StudyRow], builds: dict[str, dict] | None = None) -> dict[str, str]:
@@ -403,9 +409,7 @@ def reading_controls(rows: dict[str, StudyRow], builds: dict[str, dict] | None =
     the two is the reading's own change. Readings with no such control scored are left out."""
     builds = builds or {}
     controls = sorted((r for r in rows if is_control(r)), key=variant_order)
-    readings = sorted(
-        (r for r in rows if base_row(r) in LORA_SP_VARIANTS and not is_control(r)), key=variant_order
-    )
+    readings = sorted((r for r in rows if is_reading(r)), key=variant_order)
     pairs = {}
     for reading in readings:
         same = [
@@ -420,8 +424,7 @@ def reading_controls(rows: dict[str, StudyRow], builds: dict[str, dict] | None =
 
 def variant_order(name: str) -> tuple[int, str]:
     """LoRA-SP's rows in the readings' order, a row kept from another build beside its row."""
-    order = ("lora_sp", *LORA_SP_VARIANTS)
-    return order.index(base_row(name)), name
+    return LORA_SP_ROWS.index(base_row(name)), name
 
 
 def readings_markdown(rows: dict[str, StudyRow], builds: dict[str, dict] | None = None) -> str:
@@ -457,7 +460,7 @@ def readings_markdown(rows: dict[str, StudyRow], builds: dict[str, dict] | None 
         ]
         cells += [f"{gap:+.1f}", f"{p:.2f}", f"{adjusted:.2f}"]
         lines.append("| " + " | ".join(cells) + " |")
-    waiting = [r for r in rows if base_row(r) in LORA_SP_VARIANTS and not is_control(r) and r not in pairs]
+    waiting = [r for r in rows if is_reading(r) and r not in pairs]
     if waiting:
         names = ", ".join(f"`{r}`" for r in sorted(waiting, key=variant_order))
         lines += ["", f"Not read yet, for want of a scored control at their rate from their build: {names}."]

@@ -483,7 +483,7 @@ class Study(StudyRows):
     def write_tables(self) -> None:
         from evaluate.store import ResultsStore
         from evaluate.study import (
-            LORA_SP_VARIANTS,
+            LORA_SP_ROWS,
             STRATEGIES,
             base_row,
             curve_markdown,
@@ -538,9 +538,7 @@ class Study(StudyRows):
                 self.out / "learnability.md",
                 header + paper_table_markdown([rows[r] for r in learn]) + "\n" + curve_markdown(curves),
             )
-        readings = sorted(
-            (r for r in rows if base_row(r) in ("lora_sp", *LORA_SP_VARIANTS)), key=variant_order
-        )
+        readings = sorted((r for r in rows if base_row(r) in LORA_SP_ROWS), key=variant_order)
         if len(readings) > 1:
             text = header + paper_table_markdown([rows[r] for r in readings])
             if against := readings_markdown(rows, builds):

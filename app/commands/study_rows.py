@@ -225,11 +225,11 @@ class StudyRows:
         control's validation loss as much as the readings move it (Run 33 of
         docs/results/study-cpu.md). Table I's own `lora_sp` row is a
         result of its own, not only a yardstick: it is adopted as any row is."""
-        from evaluate.study import LORA_SP_VARIANTS, is_control, read_ledger
+        from evaluate.study import is_control, is_reading, read_ledger
 
         if row not in self.rows or row == self.base_strategy(row) or not is_control(row):
             return False
-        for reading in (r for r in self.rows if r in LORA_SP_VARIANTS and not is_control(r)):
+        for reading in filter(is_reading, self.rows):
             entry = read_ledger(self.ledger_path(reading))
             if entry is not None and entry.settings == self.settings():
                 if entry.backbone == built and entry.row.lr == lr:

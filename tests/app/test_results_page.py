@@ -1,6 +1,10 @@
 import csv
 import io
 
+import pyqtgraph as pg
+from PySide6.QtCore import QItemSelectionModel, Qt
+from PySide6.QtGui import QColor
+
 from app.gui.pages.results import ResultsPage
 from evaluate.store import ResultsStore, RunInfo, TrialRecord
 
@@ -124,4 +128,56 @@ def test_a_study_on_the_workspace_shows_every_row_of_its_ledger(qtbot, app_conte
 
     page.source_combo.setCurrentText(ALL_CAMPAIGNS)
     qtbot.waitUntil(lambda: page.table.rowCount() == 1, timeout=5000)
+    page.shutdown()
+
+
+def _swatch_color(item) -> str:
+    from PySide6.QtGui import QIcon
+
+    icon = item.icon()
+    assert isinstance(icon, QIcon) and not icon.isNull()
+    return icon.pixmap(8, 8).toImage().pixelColor(4, 4).name()
+
+
+def test_the_table_is_the_charts_legend_and_the_chart_shows_the_selected_rows(qtbot, app_context, workspace):
+    """A study has a dozen rows or more: every run keeps a colour of its own, shown beside its
+    name and on its bars, and selecting rows charts just those, across a refresh."""
+    store = ResultsStore(workspace.results_db)
+    store.create_campaign("c", "sim", {})
+    runs = [f"run{i:02d}" for i in range(12)]
+    for i, run in enumerate(runs):
+        store.register_run(RunInfo("c", run, strategy="lora"))
+        _add(store, run, "open_pot", [1] * i + [0] * (12 - i))
+    page = _page(qtbot, app_context)
+    qtbot.waitUntil(lambda: page.table.rowCount() == 12, timeout=5000)
+    assert page.chart.plotItem.legend is None  # no legend drawn over the bars
+    assert len(page.charted) == 12  # nothing selected: every row
+    colors = {page.table.item(r, 1).text(): _swatch_color(page.table.item(r, 1)) for r in range(12)}
+    assert len(set(colors.values())) == 12
+
+    headers = [page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount())]
+    page.table.sortItems(headers.index("Open"), Qt.SortOrder.DescendingOrder)  # the swatch moves with its row
+    assert page.table.item(0, 1).text() == "run11"
+    assert {page.table.item(r, 1).text(): _swatch_color(page.table.item(r, 1)) for r in range(12)} == colors
+
+    page.table.selectRow(0)
+    page.table.selectionModel().select(
+        page.table.model().index(3, 0),
+        QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows,
+    )
+    assert page.charted == [("c", "run08"), ("c", "run11")]  # in loaded order, each in its colour
+    bars = [item for item in page.chart.plotItem.items if isinstance(item, pg.BarGraphItem)]
+    assert [QColor(bar.opts["brush"]).name() for bar in bars] == [colors["run08"], colors["run11"]]
+
+    _add(store, "run03", "press_button", [1])  # scored elsewhere: the table is rebuilt
+    page.refresh()
+    qtbot.waitUntil(
+        lambda: (
+            "Press" in [page.table.horizontalHeaderItem(c).text() for c in range(page.table.columnCount())]
+        ),
+        timeout=5000,
+    )
+    assert page.charted == [("c", "run08"), ("c", "run11")]
+    page.table.clearSelection()
+    assert len(page.charted) == 12
     page.shutdown()

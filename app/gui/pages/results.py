@@ -1,5 +1,8 @@
 """The Results page: the comparison table across runs (paper layout, Wilson intervals),
 sortable, a bar chart per task with the intervals as error bars, and CSV/Markdown export.
+The table is the chart's legend: each run's colour is a swatch beside its name, and the
+chart shows the selected rows (every row when none is selected), since a legend drawn
+over the bars hides them once a study has a dozen rows.
 
 The table is read from results.sqlite off the GUI thread and re-read every few seconds
 when the database changed, so trials scored on the Evaluate page (or by `piper-ws eval`
@@ -13,7 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QItemSelectionModel, Qt, QTimer
+from PySide6.QtGui import QColor, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -38,9 +42,13 @@ POLL_MS = 3000
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 
 
-# one colour per run, in table order: matplotlib's default cycle, the study's paper_table.png's
+# one colour per run, in loaded order: matplotlib's default cycle (the study's paper_table.png's),
+# then its lighter pairs (tab20's), so that a study's twenty rows never share a colour
 SERIES_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")  # fmt: skip
+                 "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+                 "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+                 "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5")  # fmt: skip
+SWATCH_PX = 12
 
 
 class _SortableItem(QTableWidgetItem):
@@ -120,13 +128,14 @@ class ResultsPage(QWidget):
         self.table.setSortingEnabled(True)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
         self.table.setSelectionBehavior(QTableWidget.SelectionBehavior.SelectRows)
+        self.table.itemSelectionChanged.connect(self._draw_chart)
+        self.charted: list[tuple[str, str]] = []  # (campaign, run) of the rows the chart shows
 
         import pyqtgraph as pg
 
         self.chart = pg.PlotWidget(background="w")
         self.chart.setLabel("left", "success %")
         self.chart.setYRange(0, 100)
-        self.chart.addLegend(offset=(10, 10))
 
         bar = QHBoxLayout()
         for widget in (QLabel("Show:"), self.source_combo, self.refresh_button):
@@ -137,6 +146,7 @@ class ResultsPage(QWidget):
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.table)
         splitter.addWidget(self.chart)
+        splitter.setSizes([1, 1])  # halves: a study's rows need the table's height as much as the chart
         layout = QVBoxLayout(self)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
@@ -193,19 +203,23 @@ class ResultsPage(QWidget):
     # -- display ---------------------------------------------------------------------
 
     def show_table(self, data: ComparisonTable, where: Path) -> None:
+        selected = self._selected_keys()  # kept across a refresh, which rebuilds the table
         self.table_data = data
         headers = ["Campaign", "Run", "Strategy", "Trainable %", "Active rank"]
         headers += [TASK_HEADERS.get(t, t) for t in data.tasks] + ["Avg.", "Overall", "Trials"]
         self.table.setSortingEnabled(False)
+        self.table.blockSignals(True)  # one chart drawing at the end, not one per cleared cell
         self.table.clear()
         self.table.setColumnCount(len(headers))
         self.table.setHorizontalHeaderLabels(headers)
         self.table.setRowCount(len(data.rows))
         for r, row in enumerate(data.rows):
             overall = row.overall
+            run_item = _SortableItem(row.run, row.run)
+            run_item.setIcon(_swatch(self.color_of(r)))
             cells = [
                 _SortableItem(row.campaign, row.campaign),
-                _SortableItem(row.run, row.run),
+                run_item,
                 _SortableItem(row.strategy or "-", row.strategy),
                 _number_item(row.trainable_pct),
                 _number_item(row.active_rank, 0),
@@ -224,19 +238,45 @@ class ResultsPage(QWidget):
             for c, item in enumerate(cells):
                 self.table.setItem(r, c, item)
         self.table.setSortingEnabled(True)
-        self._draw_chart(data)
+        keep = QItemSelectionModel.SelectionFlag.Select | QItemSelectionModel.SelectionFlag.Rows
+        for r in range(self.table.rowCount()):
+            if self._row_key(r) in selected:
+                self.table.selectionModel().select(self.table.model().index(r, 0), keep)
+        self.table.blockSignals(False)
+        self._draw_chart()
         trials = sum(row.overall.trials for row in data.rows)
-        self.status.setText(f"{len(data.rows)} run(s), {trials} scored trial(s) - {where}")
+        self.status.setText(
+            f"{len(data.rows)} run(s), {trials} scored trial(s) - {where}. "
+            "The chart shows the selected rows, or all when none is selected."
+        )
 
-    def _draw_chart(self, data: ComparisonTable) -> None:
+    def color_of(self, index: int) -> str:
+        """The colour of the run at `index` in the loaded table (not the sorted view)."""
+        return SERIES_COLORS[index % len(SERIES_COLORS)]
+
+    def _row_key(self, view_row: int) -> tuple[str, str]:
+        return self.table.item(view_row, 0).text(), self.table.item(view_row, 1).text()
+
+    def _selected_keys(self) -> set[tuple[str, str]]:
+        return {self._row_key(index.row()) for index in self.table.selectionModel().selectedRows()}
+
+    def _draw_chart(self) -> None:
         import pyqtgraph as pg
 
         self.chart.clear()
-        if not data.rows or not data.tasks:
+        data = self.table_data
+        if data is None:
             return
-        width = 0.8 / len(data.rows)
-        for i, row in enumerate(data.rows):
-            color = SERIES_COLORS[i % len(SERIES_COLORS)]
+        selected = self._selected_keys()
+        shown = [
+            (i, row) for i, row in enumerate(data.rows) if not selected or (row.campaign, row.run) in selected
+        ]
+        self.charted = [(row.campaign, row.run) for _, row in shown]
+        if not shown or not data.tasks:
+            return
+        width = 0.8 / len(shown)
+        for i, (index, row) in enumerate(shown):
+            color = self.color_of(index)
             xs, heights, lows, highs = [], [], [], []
             for t, task in enumerate(data.tasks):
                 rate = row.per_task.get(task)
@@ -248,9 +288,7 @@ class ResultsPage(QWidget):
                 highs.append(100 * (rate.high - rate.value))
             if not xs:
                 continue
-            self.chart.addItem(
-                pg.BarGraphItem(x=xs, height=heights, width=width * 0.9, brush=color, name=row.run)
-            )
+            self.chart.addItem(pg.BarGraphItem(x=xs, height=heights, width=width * 0.9, brush=color))
             self.chart.addItem(
                 pg.ErrorBarItem(
                     x=_arr(xs), y=_arr(heights), top=_arr(highs), bottom=_arr(lows), beam=width * 0.3
@@ -275,7 +313,7 @@ class ResultsPage(QWidget):
         by_key = {(row.campaign, row.run): row for row in self.table_data.rows}
         ordered = []
         for r in range(self.table.rowCount()):
-            key = (self.table.item(r, 0).text(), self.table.item(r, 1).text())
+            key = self._row_key(r)
             if key in by_key:
                 ordered.append(by_key[key])
         return ComparisonTable(self.table_data.tasks, ordered)
@@ -289,6 +327,12 @@ class ResultsPage(QWidget):
 
     def shutdown(self) -> None:
         self._timer.stop()
+
+
+def _swatch(color: str) -> QIcon:
+    pixmap = QPixmap(SWATCH_PX, SWATCH_PX)
+    pixmap.fill(QColor(color))
+    return QIcon(pixmap)
 
 
 def _number_item(value: float | None, digits: int = 1) -> _SortableItem:

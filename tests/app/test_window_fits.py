@@ -36,6 +36,12 @@ MAIN_BUTTONS = {
     "Results": ("refresh_button", "export_csv_button", "export_md_button"),
 }
 
+# Plots and tables that must keep a readable height at 1280x800 (attribute: pixels).
+READABLE_HEIGHTS = {
+    "Datasets": {"plot": 140},  # the replayed episode's joint curves
+    "Results": {"table": 250, "chart": 250},  # a study's dozen rows, and their bars
+}
+
 
 def assert_on_screen(window, widget, name):
     assert widget.isVisible(), f"{name} is hidden"
@@ -65,6 +71,9 @@ def test_every_page_fits_1280x800_with_the_estop_and_its_buttons_on_screen(qtbot
         assert_on_screen(main_window, main_window.estop_button, f"{title}: status-bar E-STOP")
         for name in MAIN_BUTTONS[title]:
             assert_on_screen(main_window, getattr(page, name), f"{title}.{name}")
+        for name, pixels in READABLE_HEIGHTS.get(title, {}).items():
+            height = getattr(page, name).height()
+            assert height >= pixels, f"{title}.{name} is {height} px high at 1280x800"
     # Every page has been built: the stack asks for the largest of them all, which still fits.
     assert fits(main_window.minimumSizeHint())
 

@@ -34,6 +34,7 @@ from app.gui.widgets.wrap_label import WrapLabel
 from collect.limits import CAMERA_NAMES as CAMERAS
 
 POLL_MS = 10  # playback and "is it decoded yet" checks; frames change at the recorded fps
+PLOT_MIN_HEIGHT = 150  # px: seven joint curves stay apart at 1280x800
 
 
 def _table(headers: list[str]) -> QTableWidget:
@@ -107,6 +108,7 @@ class DatasetsPage(QWidget):
         self.plot = pg.PlotWidget(title="follower state (solid) / leader action (dashed)")
         self.cursor = pg.InfiniteLine(pos=0, angle=90, movable=False)
         self.plot.addItem(self.cursor)
+        self.plot.setMinimumHeight(PLOT_MIN_HEIGHT)  # else the cameras' size hint leaves it a sliver
         replay_layout.addWidget(self.plot, 1)
         controls = QHBoxLayout()
         self.play_button = QPushButton("Play")

@@ -604,6 +604,17 @@ def _wait_for_device(record: JobRecord, device: str, should_stop) -> object | No
     return None
 
 
+def live_step(record: JobRecord) -> int:
+    """The step a run has reached: its record's, written when it stops, or while it trains,
+    its newest metrics line's."""
+    from .metrics import last_record
+
+    if not record.active:
+        return record.step
+    last = last_record(record.run_dir, "train")
+    return max(record.step, last["step"]) if last else record.step
+
+
 def _update_step_from_metrics(record: JobRecord) -> None:
     from .metrics import read_metrics
 

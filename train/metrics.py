@@ -70,6 +70,28 @@ def read_metrics(run_dir: str | Path, kind: str | None = None, start_line: int =
     return records
 
 
+def last_record(run_dir: str | Path, kind: str, tail_bytes: int = 16_384) -> dict | None:
+    """The newest record of `kind`, read from the file's last `tail_bytes` only: cheap enough
+    for a GUI poll per run (a record is about 600 bytes; a long run's file, megabytes)."""
+    path = Path(run_dir) / METRICS_NAME
+    try:
+        with path.open("rb") as f:
+            f.seek(max(0, f.seek(0, 2) - tail_bytes))
+            lines = f.read().decode(errors="replace").splitlines()
+    except FileNotFoundError:
+        return None
+    for line in reversed(lines):  # the first may be cut by the seek, the last half-written
+        if f'"{kind}"' not in line:
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record.get("kind") == kind:
+            return record
+    return None
+
+
 class MetricsFollower:
     """Reads only the new lines of metrics.jsonl on each poll (for a GUI timer)."""
 

@@ -182,3 +182,30 @@ def test_cli_lists_presets_and_refuses_bad_input(workspace, capsys):
     )
     assert "closest: smolvla-lora_sp" in capsys.readouterr().err
     assert main(["--workspace", str(workspace.root), "train", "--resume"]) == 2
+
+
+def test_the_runs_table_shows_a_training_runs_step_as_it_goes_and_each_runs_whole_name(
+    page_factory, workspace
+):
+    """A run's record holds the step it last stopped at; while it trains, the Step column
+    follows its metrics. A study's runs share their names' start: the full name is a tooltip."""
+    from dataclasses import asdict
+
+    from train.jobs import JobRecord
+    from train.metrics import MetricsWriter
+
+    names = {"running": "big-lora_sp-eta0.99-no_z-lr1e-03", "canceled": "big-lora_sp-score_relu-lr1e-03"}
+    for i, (state, name) in enumerate(names.items()):
+        run_dir = workspace.runs_dir / name
+        run_dir.mkdir(parents=True)
+        record = JobRecord(name, str(run_dir), state=state, step=1021, total_steps=20000, created=i)
+        (run_dir / "job.json").write_text(json.dumps(asdict(record)))
+        writer = MetricsWriter(run_dir)
+        for step in range(1000, 1500, 5):
+            writer.write("train", step, loss=0.1, total_steps=20000)
+            writer.write("val", step, **{"val/mean": 0.2})
+        with (run_dir / "metrics.jsonl").open("a") as f:
+            f.write('{"kind": "train", "step": 15')  # the line being written
+    page = page_factory()
+    steps = {page.runs_table.item(r, 0).toolTip(): page.runs_table.item(r, 3).text() for r in range(2)}
+    assert steps == {names["running"]: "1495/20000", names["canceled"]: "1021/20000"}

@@ -37,7 +37,7 @@ from app.gui.widgets.job_target import JobTargetForm
 from app.gui.widgets.wrap_label import WrapLabel
 from collect.recording.plan import is_dataset
 from train.backbones import PRETRAINED_NAMES, TINY_NAMES
-from train.jobs import list_jobs
+from train.jobs import list_jobs, live_step
 from train.layout import LOG_FILE
 from train.metrics import MetricsFollower, format_eta
 from train.presets import DEFAULT_PRESET, PRESETS, get_preset
@@ -136,7 +136,11 @@ class TrainPage(QWidget):
         self.runs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.runs_table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        header = self.runs_table.horizontalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)  # the run's name takes the rest
+        self.runs_table.setWordWrap(False)  # a study's names share their start: cut the middle instead
+        self.runs_table.setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.runs_table.itemSelectionChanged.connect(self._on_run_clicked)
         self.log_view = QPlainTextEdit()
         self.log_view.setReadOnly(True)
@@ -144,6 +148,8 @@ class TrainPage(QWidget):
         bottom = QSplitter(Qt.Orientation.Horizontal)
         bottom.addWidget(self.runs_table)
         bottom.addWidget(self.log_view)
+        bottom.setStretchFactor(0, 3)  # the runs' names need the width more than the log's lines
+        bottom.setStretchFactor(1, 2)
         body = QSplitter(Qt.Orientation.Vertical)
         body.addWidget(plots)
         body.addWidget(bottom)
@@ -366,13 +372,14 @@ class TrainPage(QWidget):
                 r.run_name,
                 r.status,
                 r.strategy,
-                f"{r.step}/{r.total_steps}",
+                f"{live_step(r)}/{r.total_steps}",
                 f"{r.trainable_percent:.1f}" if r.trainable_percent is not None else "",
                 f"{r.final_loss:.4f}" if r.final_loss is not None else "",
                 f"{val:.4f}" if val is not None else "",
             ]
             for col, text in enumerate(cells):
                 table.setItem(row, col, QTableWidgetItem(text))
+            table.item(row, 0).setToolTip(r.run_name)
             if r.run_name == self.selected_run:
                 table.selectRow(row)
         table.blockSignals(False)

@@ -101,6 +101,7 @@ class PiperEmulator:
         self.interface = interface
         self.role = role
         self.rate_hz = rate_hz
+        self.kick_poll_s = KICK_POLL_S  # read each wait: an idle simulation looks less often
         self.manual = manual
         self.firmware = firmware
         self.joints = joint_source or FirstOrderJoints()
@@ -254,7 +255,7 @@ class PiperEmulator:
                 if self._kicked.is_set():  # tick now; the timer counts again from this tick
                     next_tick = time.perf_counter()
                     break
-                self._drain(timeout=min(remaining, KICK_POLL_S))
+                self._drain(timeout=min(remaining, self.kick_poll_s))
             if -remaining > 10 * period:  # fell far behind (a loaded machine): do not race to catch up
                 next_tick = time.perf_counter()
 

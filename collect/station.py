@@ -122,6 +122,12 @@ class Station:
     def resume(self) -> None:
         self._require_connected("resume").resume()
 
+    def set_idle(self, idle: bool) -> None:
+        """Nobody watches or drives the arm (idle) or someone does again. The simulated arm
+        then reports at a heartbeat rate; the real arm streams as it always does."""
+        if self.sim is not None:
+            self.sim.set_idle(idle)
+
     def _require_connected(self, verb: str):
         if not self._connected or self.follower is None:
             raise RuntimeError(f"cannot {verb}: the station is not connected (call connect() first)")
@@ -141,7 +147,11 @@ class Station:
         report["camera_fps"] = {name: round(_camera_fps(cam), 1) for name, cam in self.cameras.items()}
         report["arm"] = _arm_status(self.follower)
         if self.sim is not None:
-            report["sim"] = {"realtime": self.sim.realtime, "physics_steps": self.sim.physics_steps}
+            report["sim"] = {
+                "realtime": self.sim.realtime,
+                "idle": self.sim.idle,
+                "physics_steps": self.sim.physics_steps,
+            }
         return report
 
     # -- construction -----------------------------------------------------------------------

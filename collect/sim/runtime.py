@@ -43,6 +43,7 @@ from concurrent.futures import Future
 from typing import Any
 
 from collect.can_protocol import as_commanded
+from collect.emulator import KICK_POLL_S
 from collect.episode_start import EPISODE_START
 from collect.joint_source import FirstOrderJoints, JointState
 from collect.sim.joints import MujocoJointSource
@@ -61,6 +62,12 @@ LEADER_TAU_S = 0.05  # real-time mode: the simulated leader's lag behind what it
 # at 100 Hz 41%: on a slow 2-core machine 200 Hz left the SDK's readers behind.
 EMULATOR_HZ = 100.0
 LOCKSTEP_HEARTBEAT_HZ = 25.0  # lockstep: ticks without news (kicks bring the news at once)
+# Real-time mode while nobody watches or drives the arm (`set_idle`): the SDK still hears a
+# live arm and commands are still answered as they come, at a tenth of the frames.
+IDLE_EMULATOR_HZ = 10.0
+# Idle, the threads also wake less often: the physics worker, and each emulator looking for a
+# kick (a command on the bus still wakes it at once; leaving idle kicks within this).
+IDLE_WAKE_S = 0.02
 
 
 def unique_channel(label: str) -> str:
@@ -91,6 +98,7 @@ class SimRuntime:
         self._initial = (tuple(initial_q), float(initial_gripper_m))
         self._seed = seed
         self._realtime = realtime
+        self._idle = False
         self.follower_channel = unique_channel("follower")
         self.leader_channel = self.follower_channel if single_bus else unique_channel("leader")
         initial_state = JointState(tuple(initial_q), (0.0,) * 6, float(initial_gripper_m))
@@ -289,12 +297,37 @@ class SimRuntime:
             self._anchor_clock(world)
 
         self.call(switch)
+        self._retime_emulators()
+
+    def set_idle(self, idle: bool) -> None:
+        """Idle: nobody watches or drives the arm, so the real-time emulators report at
+        IDLE_EMULATOR_HZ (most of an open window's CPU is their frames through Python).
+        Safe from any thread; the new rate holds from the next tick, which a kick brings now."""
+        self._idle = idle
+        self._retime_emulators()
+
+    @property
+    def idle(self) -> bool:
+        return self._idle
+
+    def _retime_emulators(self) -> None:
         for emulator in self.emulators.values():
             emulator.rate_hz = self._emulator_hz()
+            emulator.kick_poll_s = IDLE_WAKE_S if self._idle_now() else KICK_POLL_S
             emulator.kick()  # ends a wait timed by the old rate
 
+    def _idle_now(self) -> bool:
+        return self._realtime and self._idle
+
     def _emulator_hz(self) -> float:
-        return EMULATOR_HZ if self._realtime else LOCKSTEP_HEARTBEAT_HZ
+        if not self._realtime:
+            return LOCKSTEP_HEARTBEAT_HZ
+        return IDLE_EMULATOR_HZ if self._idle else EMULATOR_HZ
+
+    def _physics_wake_s(self) -> float:
+        if not self._realtime:
+            return 0.1  # lockstep: only requests move it
+        return IDLE_WAKE_S if self._idle else PHYSICS_QUANTUM_S
 
     @property
     def realtime(self) -> bool:
@@ -317,7 +350,7 @@ class SimRuntime:
             while not self._stop.is_set():
                 if self._realtime:
                     self._catch_up(world)
-                self._serve_requests(world, wait_s=PHYSICS_QUANTUM_S if self._realtime else 0.1)
+                self._serve_requests(world, wait_s=self._physics_wake_s())
         finally:
             self._fail_pending(RuntimeError("the simulation stopped"))
             world.close()

@@ -13,7 +13,9 @@ methods that only emit queued signals, and hears back through its signals:
 Previews cost a render of every camera per tick (most of a core in sim), so the worker
 reads the station only while a page that shows them asks for them with
 `set_preview_wanted(True)` (the Station page, while it is on screen), at `preview_hz`.
-Otherwise it only reports health, once a second.
+Otherwise it only reports health, once a second, and while the arm is also off (READY)
+and no loop has borrowed the station, the station idles (`Station.set_idle`): the
+simulated arm reports at a heartbeat rate instead of filling the bus for nobody.
 
 E-STOP does not queue behind a busy worker: `estop()` sends from a fresh thread at once.
 A page that runs its own control loop (recording, evaluation) can take the open station
@@ -109,6 +111,9 @@ class StationWorker(QObject):
         self._state = CLOSED
         self._preview_enabled = True  # False while another loop reads the arm
         self._preview_wanted = False  # True while a page that shows the previews is on screen
+        self._arm_busy = False  # an enable/disable/resume is under way
+        self._idle_lock = threading.Lock()  # _sync_idle runs on the GUI thread and on this worker's
+        self._idle_applied: tuple[Any, bool] = (None, False)  # (station, idle) last told
         self.frames_read = 0  # station reads for the previews (each renders every camera in sim)
         self._closing = False
         self._last_read_error = ""
@@ -162,10 +167,12 @@ class StationWorker(QObject):
     def set_preview_enabled(self, enabled: bool) -> None:
         """False while your own loop reads the arm (the worker must not read it too)."""
         self._preview_enabled = enabled
+        self._sync_idle()  # here, not queued: the arm is at full rate before your loop reads it
 
     def set_preview_wanted(self, wanted: bool) -> None:
         """True while a page showing the previews is on screen; otherwise nothing is read or rendered."""
         self._preview_wanted = wanted
+        self._sync_idle()
         self._retime_requested.emit()  # the timer belongs to the worker thread
 
     def publish(self, observation: dict[str, Any], action: dict[str, Any] | None = None) -> None:
@@ -207,7 +214,25 @@ class StationWorker(QObject):
 
     def _set_state(self, state: str, message: str = "") -> None:
         self._state = state
+        self._sync_idle()
         self.state_changed.emit(state, message)
+
+    def _sync_idle(self) -> None:
+        """Tell the open station whether anyone watches or drives the arm (any thread)."""
+        with self._idle_lock:
+            station = self._station
+            idle = (
+                station is not None
+                and self._state == READY
+                and not self._arm_busy
+                and self._preview_enabled
+                and not self._preview_wanted
+            )
+            if (station, idle) == self._idle_applied:
+                return
+            self._idle_applied = (station, idle)
+            if station is not None:
+                station.set_idle(idle)
 
     @Slot()
     def _on_thread_started(self) -> None:
@@ -268,11 +293,16 @@ class StationWorker(QObject):
         if station is None:
             self.state_changed.emit(self._state, f"cannot {verb}: no station is open")
             return
+        self._arm_busy = True  # the verb waits on the arm's reports: at full rate
+        self._sync_idle()
         try:
             getattr(station, verb)()
         except Exception as exc:
+            self._arm_busy = False
+            self._sync_idle()
             self.state_changed.emit(self._state, f"{verb} failed: {exc}")
             return
+        self._arm_busy = False
         self._set_state({"enable": ENABLED, "disable": READY, "resume": READY}[verb], f"{verb}: done")
 
     @Slot()

@@ -107,6 +107,43 @@ def test_study_runs_every_stage_writes_the_tables_and_resumes(workspace, tmp_pat
     assert {n: (out / n).read_text() for n in tables} == tables
 
 
+@pytest.mark.timeout(1200)
+def test_the_newer_methods_rows_train_from_an_in_house_backbone_and_the_vector_is_built_once(
+    workspace, tmp_path, monkeypatch
+):
+    """VLA-GSE and capability vectors, the study's last rows: vla_gse trains its own adapter;
+    capvector first builds its vector on the backbone's own pretraining corpus (not the four
+    evaluated tasks), then fine-tunes fully from backbone + vector. Both land in Table I."""
+    from train.backbones import read_card
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    out = tmp_path / "results"
+    argv = ["--workspace", str(workspace.root), "study", *SMALL, "--out", str(out), "--rows", "vla_gse,capvector",
+            "--backbone", "tiny-smolvla-pretrained", "--pretrain-steps", "2", "--pretrain-episodes-per-task", "1",
+            "--capvector-steps", "2"]  # fmt: skip
+    assert main(argv) == 0
+
+    vector = read_card("study-capvector")["capability_vector"]
+    assert vector["from_backbone"] == "tiny-smolvla-pretrained"
+    assert vector["dataset"] == read_card("tiny-smolvla-pretrained")["corpus"]["dataset"]  # the source tasks
+    runs = {row: workspace.runs_dir / f"study-{row}" for row in ("vla_gse", "capvector")}
+    configs = {row: json.loads((run / "config.json").read_text()) for row, run in runs.items()}
+    assert configs["vla_gse"]["strategy"] == "vla_gse"
+    assert configs["vla_gse"]["backbone"] == "tiny-smolvla-pretrained"
+    assert configs["capvector"]["strategy"] == "full"
+    assert configs["capvector"]["backbone"] == str(tmp_path / "models" / "study-capvector")
+
+    table = {row[0]: row for row in csv.reader((out / "paper_table.csv").open())}
+    assert list(table) == ["strategy", "vla_gse", "capvector"]
+    assert all(cell != "" for cell in table["vla_gse"][1:8])  # scored, with its active rank
+    assert float(table["vla_gse"][6]) < 100 and table["capvector"][6] == "100.00"
+
+    before = {row: _events(run) for row, run in runs.items()}
+    assert main(argv) == 0  # all on disk: the vector is not built again, nothing trains again
+    assert read_card("study-capvector")["capability_vector"] == vector
+    assert {row: _events(run) for row, run in runs.items()} == before
+
+
 def test_bad_rows_and_seed_ranges_are_refused_before_anything_is_recorded(
     workspace, tmp_path, monkeypatch, capsys
 ):

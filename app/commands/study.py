@@ -209,9 +209,14 @@ class Study(StudyRows):
         if (code := self.inputs_stage()) != 0:
             return code
         self.recall_other_rows()
+        self.adopt_scored_rows()
         try:
             code = run_in_lanes(
-                self.rows, self.lanes, self.run_row, self.waits_for, lambda row: self.write_tables()
+                [row for row in self.rows if row not in self.adopted],
+                self.lanes,
+                self.run_row,
+                self.waits_for,
+                lambda row: self.write_tables(),
             )
         except BaseException:  # Ctrl-C, a full disk: no training goes on without the study
             self.stop_jobs()
@@ -231,12 +236,24 @@ class Study(StudyRows):
         """What the study already holds of the rows this start does not run, for the tables."""
         self.recall([row for row in self.shown_rows if row not in self.rows])
 
+    def adopt_scored_rows(self) -> None:
+        """Adopt the rows of this start that a ledger entry holds before any lane starts, and
+        write the tables once: written after each adoption, a restart's tables lacked the rows
+        not adopted yet for minutes. In the rows' order, and only where the row's strategy's
+        first row is adopted too: a row's run name and a control's adoption depend on the rate
+        that row picks, so a row whose first row trains here is judged when its lane starts it."""
+        for row in self.rows:
+            if row not in self.adopted and self.waits_for(row) in (None, *self.adopted):
+                self.adopt(row)
+        if self.adopted:
+            self.write_tables()
+
     def run_row(self, row: str, lane: Lane) -> int:
         """The row's sweep, training and scoring on `lane`; nothing for a row adopted or done."""
         where = f" on {lane}" if len(self.lanes) > 1 or lane.slurm else ""
         say(f"row {self.rows.index(row) + 1}/{len(self.rows)}: {row}{where}")
-        if row in self.adopted or self.adopt(row):
-            return 0  # the adopted row goes into the tables now, as a scored one does
+        if self.adopt(row):
+            return 0  # adopted once its strategy's first row was: it goes into the tables now
         return self.stages(row, lane, (self.sweep_stage, self.train_stage, self.eval_stage))
 
     def stages(self, row: str, lane: Lane | None, stages) -> int:

@@ -295,6 +295,32 @@ def test_a_ledger_entry_is_adopted_only_under_the_same_settings(workspace, tmp_p
     assert "cannot be read: running full again" in capsys.readouterr().err
 
 
+def test_a_restart_adopts_its_scored_rows_first_and_writes_the_tables_once_whole(workspace, tmp_path):
+    """The committed tables are never rewritten short of rows a restart is still adopting; a
+    reading whose strategy's first row trains here waits for that row's rate, in its lane."""
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures
+
+    out = tmp_path / "results"
+    study = _study(workspace, out, "--rows", "full,lora_sp,lora8,lora_sp-no_z")
+    for name, lr in (("full", 1e-4), ("lora8", 3e-3), ("lora_sp-no_z", 1e-3)):
+        row = StudyRow(name, f"study-{name}", lr, {"open_pot": wilson(3, 15)}, TrainingFigures())
+        entry = LedgerEntry(study.settings(), row, [], {lr: 0.1}, "elsewhere", {})
+        study.ledger_path(name).parent.mkdir(parents=True, exist_ok=True)
+        study.ledger_path(name).write_text(entry.to_json())
+    written = []
+    write_tables = study.write_tables
+
+    def write_and_read_back():
+        write_tables()
+        written.append([line[0] for line in csv.reader((out / "paper_table.csv").open())][1:])
+
+    study.write_tables = write_and_read_back
+    study.adopt_scored_rows()
+    assert written == [["full", "lora8"]]
+    assert set(study.adopted) == {"full", "lora8"}  # lora_sp-no_z: once lora_sp has picked its rate
+
+
 def test_the_readings_control_trains_again_from_this_build_and_the_other_builds_entry_is_kept(
     workspace, tmp_path, monkeypatch, capsys
 ):

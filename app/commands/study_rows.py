@@ -194,10 +194,17 @@ class StudyRows:
             say(f"{path} was scored under other settings ({', '.join(changed)}): running {row} again")
             return False
         built = self.backbone_summary(row)
-        if entry.backbone and built and entry.backbone != built:
-            say(
-                f"{row}: its backbone was another build of {built['name']} ({entry.backbone}); this one: {built}"
-            )
+        unbuilt = not built and self.backbone_unbuilt(row)
+        if entry.backbone and (unbuilt or (built and entry.backbone != built)):
+            if unbuilt:  # only `--status` sees this: the study builds the backbone before it adopts
+                say(f"{row}: its backbone was a build of {entry.backbone['name']}; this one is not built yet")
+            else:
+                say(
+                    f"{row}: its backbone was another build of {built['name']} ({entry.backbone}); "
+                    f"this one: {built}"
+                )
+            # a rebuild by the same recipe on another machine ends at another loss: a control
+            # that would train again from a new build is counted as training again before it
             if self.trains_control_again(row, entry.row.lr, built):
                 kept = kept_name(row, entry.backbone)
                 say(
@@ -291,6 +298,15 @@ class StudyRows:
 
         name = self.backbone_for(row) or get_preset(self.preset(row)).backbone
         return backbone_summary(read_card(name)) if "/" not in name else {}
+
+    def backbone_unbuilt(self, row: str) -> bool:
+        """Whether the row trains from an in-house backbone this workspace has not made yet (a
+        new machine, before the study's backbone stage)."""
+        from train.backbones import PRETRAINED_NAMES, read_card
+        from train.presets import get_preset
+
+        name = self.backbone_for(row) or get_preset(self.preset(row)).backbone
+        return name in PRETRAINED_NAMES and read_card(name) is None
 
     def curve_steps(self, row: str) -> list[int]:
         """The steps of the row run's checkpoints, the last one included (not resume points)."""

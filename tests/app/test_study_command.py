@@ -382,6 +382,43 @@ def test_the_readings_control_trains_again_from_this_build_and_the_other_builds_
     assert list(study.other_builds()) == ["lora_sp-lr1e-03@0.4900"]
 
 
+def test_before_a_new_machine_has_built_its_backbone_status_counts_the_control_as_training_again(
+    workspace, tmp_path, monkeypatch, capsys
+):
+    """On a fresh workspace `--status` runs before the study pretrains its backbone: a readings'
+    control scored from a build is counted as training again (a rebuild ends at another loss),
+    so the hours left include it; Table I's own row is still adopted."""
+    from app.commands.study_status import study_status
+    from evaluate.stats import wilson
+    from evaluate.study import LedgerEntry, StudyRow, TrainingFigures, backbone_summary
+
+    monkeypatch.setenv("PIPER_WS_MODEL_CACHE", str(tmp_path / "models"))
+    card = {"name": "tiny-smolvla-pretrained", "corpus": {"frames": 100}, "steps": 50, "seed": 0,
+            "final_loss": 0.49}  # fmt: skip
+    rows = ("--backbone", "tiny-smolvla-pretrained", "--rows", "lora_sp,lora_sp-lr1e-03,lora_sp-eta0.8")
+    out = tmp_path / "results"
+    study = _study(workspace, out, *rows)
+    for name, lr in (("lora_sp", 3e-3), ("lora_sp-lr1e-03", 1e-3)):
+        row = StudyRow(name, f"study-{name}", lr, {"open_pot": wilson(4, 15)}, TrainingFigures())
+        sweep = {1e-3: 0.2, 3e-3: 0.1} if name == "lora_sp" else {}
+        entry = LedgerEntry(study.settings(), row, [], sweep, "elsewhere", backbone_summary(card))
+        study.ledger_path(name).parent.mkdir(parents=True, exist_ok=True)
+        study.ledger_path(name).write_text(entry.to_json())
+
+    status = {r.row: r for r in study_status(study)}
+    assert status["lora_sp"].state == "scored"
+    assert status["lora_sp-lr1e-03"].state == "not started"
+    assert status["lora_sp-lr1e-03"].steps_left == study.args.steps
+    assert (
+        "lora_sp-lr1e-03: its backbone was a build of tiny-smolvla-pretrained; this one is not built yet"
+        in (capsys.readouterr().err)
+    )
+
+    (tmp_path / "models" / "tiny-smolvla-pretrained").mkdir(parents=True)  # built, at the same loss
+    (tmp_path / "models" / "tiny-smolvla-pretrained" / "card.json").write_text(json.dumps(card))
+    assert _study(workspace, out, *rows).adopt("lora_sp-lr1e-03")
+
+
 def test_the_rate_an_adopted_row_was_unstable_at_travels_with_its_ledger_entry(
     workspace, tmp_path, monkeypatch
 ):

@@ -628,8 +628,10 @@ class Study(StudyRows):
             if entry.settings != self.settings() or not entry.backbone:
                 continue
             if BUILD_MARK not in name:
-                training_here = (self.workspace.runs_dir / self.run_name(name)).exists()
-                if not training_here or name in self.adopted or entry.backbone == self.backbone_summary(name):
+                # decided by this start (its run may not have begun yet), or begun by an earlier one
+                trains_again = name in self.controls_trained_again
+                trains_again |= (self.workspace.runs_dir / self.run_name(name)).exists()
+                if not trains_again or name in self.adopted or entry.backbone == self.backbone_summary(name):
                     continue
                 entry.row = kept_row(entry.row, entry.backbone)
             found[entry.row.strategy] = entry

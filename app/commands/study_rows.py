@@ -53,6 +53,7 @@ class StudyRows:
         self.picked: dict[str, float] = {}
         self.adopted: dict = {}  # row -> its LedgerEntry, for rows scored on another machine
         self.known_unstable: dict[str, list] = {}  # strategy -> its adopted row's UnstableRuns
+        self.controls_trained_again: set[str] = set()  # refused adoption by `trains_control_again`
         self.sweeps_lock = threading.Lock()  # lanes' sweeps end at any time; sweep.md reads them all
 
     def base_strategy(self, row: str) -> str:
@@ -206,6 +207,7 @@ class StudyRows:
             # a rebuild by the same recipe on another machine ends at another loss: a control
             # that would train again from a new build is counted as training again before it
             if self.trains_control_again(row, entry.row.lr, built):
+                self.controls_trained_again.add(row)
                 kept = kept_name(row, entry.backbone)
                 say(
                     f"{row}: trained again from this build, as readings of this study are (the entry stays "

@@ -356,9 +356,16 @@ def test_the_readings_control_trains_again_from_this_build_and_the_other_builds_
     assert not study.adopt("lora_sp-lr1e-03")
     assert "lora_sp-lr1e-03: trained again from this build" in capsys.readouterr().err
     assert study.ledger_path("lora_sp-lr1e-03").read_text() == committed  # --status reads this too
-    assert study.other_builds() == {}
+    # from the moment it is decided, before its run begins, the tables show the entry as the
+    # control of the readings of 0.49's build: a restart's one write of the tables keeps it
+    assert list(study.other_builds()) == ["lora_sp-lr1e-03@0.4900"]
+    restart = _study(workspace, out, "--rows", rows)
+    restart.adopt_scored_rows()
+    assert "| lora_sp-lr1e-03@0.4900 | 0.001 |" in (out / "lora_sp_readings.md").read_text()
+    later = _study(workspace, out, "--rows", rows)  # a later start does not ask: the run is here
+    assert later.other_builds() == {}
     (workspace.runs_dir / "study-lora_sp-lr1e-03").mkdir(parents=True)  # its run started here
-    assert list(study.other_builds()) == ["lora_sp-lr1e-03@0.4900"]  # the readings of 0.49's build
+    assert list(later.other_builds()) == ["lora_sp-lr1e-03@0.4900"]
     (workspace.runs_dir / "study-lora_sp-lr1e-03").rmdir()
 
     # a reading scored from the other build only: that build's control serves it

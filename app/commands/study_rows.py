@@ -293,21 +293,26 @@ class StudyRows:
             return None
         return {lr: final_val_loss(d) for lr, d in runs.items()}
 
+    def backbone_name(self, row: str) -> str:
+        """The backbone the row trains from: --backbone, the scratch model, the capability
+        vector's or the preset's own."""
+        from train.presets import get_preset
+
+        return self.backbone_for(row) or get_preset(self.preset(row)).backbone
+
     def backbone_summary(self, row: str) -> dict:
         from evaluate.study import backbone_summary
         from train.backbones import read_card
-        from train.presets import get_preset
 
-        name = self.backbone_for(row) or get_preset(self.preset(row)).backbone
+        name = self.backbone_name(row)
         return backbone_summary(read_card(name)) if "/" not in name else {}
 
     def backbone_unbuilt(self, row: str) -> bool:
         """Whether the row trains from an in-house backbone this workspace has not made yet (a
         new machine, before the study's backbone stage)."""
         from train.backbones import PRETRAINED_NAMES, read_card
-        from train.presets import get_preset
 
-        name = self.backbone_for(row) or get_preset(self.preset(row)).backbone
+        name = self.backbone_name(row)
         return name in PRETRAINED_NAMES and read_card(name) is None
 
     def curve_steps(self, row: str) -> list[int]:
